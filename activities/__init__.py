@@ -1,0 +1,22 @@
+"""Activities: the only code that calls AWS. Each one is one idempotent intent and declares its IAM actions."""
+
+from activities import (  # noqa: F401  (importing registers the activities)
+    autoscaling,
+    ec2_containment,
+    ec2_context,
+    evidence,
+    iam,
+    load_balancing,
+    memory,
+    notify,
+    report,
+)
+from activities.aws import registered_activities
+
+
+def all_activities() -> list:
+    return [fn for fn, _ in registered_activities().values()]
+
+
+def required_iam_actions() -> dict[str, tuple[str, ...]]:
+    return {name: actions for name, (_, actions) in registered_activities().items()}

@@ -1,0 +1,304 @@
+"""EC2 containment steps that touch the instance itself, each with its exact undo.
+
+Every step looks before it acts, so a retried or replayed activity changes nothing twice, and every
+undo restores the prior state captured during detection & analysis.
+"""
+
+from __future__ import annotations
+
+import time
+
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+from activities.aws import NOT_FOUND, aws_activity, client, error_code, heartbeat, typed_aws_errors
+from activities.ec2_context import describe_instance
+from models.ec2 import Ec2StepInput, Ec2Target
+from models.incident import StepResult
+from models.settings import get_settings
+
+INCIDENT_TAG = "irflow:incident-id"
+STATUS_TAG = "irflow:status"
+ROLE_TAG = "irflow:role"
+MANAGED_TAGS = (INCIDENT_TAG, STATUS_TAG)
+
+
+# --- tags ---
+
+
+@aws_activity("ec2:CreateTags", "ec2:DescribeInstances")
+def tag_instance(step: Ec2StepInput) -> StepResult:
+    """Mark the instance as under incident, so responders and other tools can see it at a glance."""
+    wanted = {INCIDENT_TAG: step.target.incident_id, STATUS_TAG: "contained"}
+    current = {t["Key"]: t["Value"] for t in describe_instance(step.target).get("Tags", [])}
+    missing = {k: v for k, v in wanted.items() if current.get(k) != v}
+    if not missing:
+        return StepResult(changed=False, detail={"tags": wanted})
+    with typed_aws_errors(f"tag {step.target.instance_id}"):
+        client("ec2", step.target.region).create_tags(
+            Resources=[step.target.instance_id], Tags=[{"Key": k, "Value": v} for k, v in missing.items()]
+        )
+    return StepResult(changed=True, detail={"tags": wanted})
+
+
+@aws_activity("ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeInstances")
+def restore_instance_tags(step: Ec2StepInput) -> StepResult:
+    current = {t["Key"]: t["Value"] for t in describe_instance(step.target).get("Tags", [])}
+    ec2 = client("ec2", step.target.region)
+    restored, removed = {}, []
+    for key in MANAGED_TAGS:
+        before = step.prior.tags.get(key)
+        if before is not None and current.get(key) != before:
+            restored[key] = before
+        elif before is None and key in current:
+            removed.append(key)
+    with typed_aws_errors(f"restore tags of {step.target.instance_id}"):
+        if restored:
+            ec2.create_tags(
+                Resources=[step.target.instance_id],
+                Tags=[{"Key": k, "Value": v} for k, v in restored.items()],
+            )
+        if removed:
+            ec2.delete_tags(Resources=[step.target.instance_id], Tags=[{"Key": k} for k in removed])
+    return StepResult(changed=bool(restored or removed), detail={"restored": restored, "removed": removed})
+
+
+# --- termination protection and shutdown behaviour ---
+
+
+def _attributes(target: Ec2Target) -> tuple[bool, str]:
+    ec2 = client("ec2", target.region)
+    with typed_aws_errors(f"read attributes of {target.instance_id}"):
+        termination = ec2.describe_instance_attribute(InstanceId=target.instance_id, Attribute="disableApiTermination")
+        shutdown = ec2.describe_instance_attribute(
+            InstanceId=target.instance_id, Attribute="instanceInitiatedShutdownBehavior"
+        )
+    return bool(termination["DisableApiTermination"]["Value"]), shutdown["InstanceInitiatedShutdownBehavior"]["Value"]
+
+
+def _set_attributes(target: Ec2Target, protect: bool, shutdown: str) -> dict:
+    ec2 = client("ec2", target.region)
+    current_protect, current_shutdown = _attributes(target)
+    changed = {}
+    with typed_aws_errors(f"set attributes of {target.instance_id}"):
+        if current_protect != protect:
+            ec2.modify_instance_attribute(InstanceId=target.instance_id, DisableApiTermination={"Value": protect})
+            changed["disable_api_termination"] = protect
+        if current_shutdown != shutdown:
+            ec2.modify_instance_attribute(
+                InstanceId=target.instance_id, InstanceInitiatedShutdownBehavior={"Value": shutdown}
+            )
+            changed["shutdown_behavior"] = shutdown
+    return changed
+
+
+@aws_activity("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
+def protect_instance(step: Ec2StepInput) -> StepResult:
+    """Termination protection on and shutdown-means-stop, so neither a person nor the attacker (shutdown
+    from inside) can destroy the disks we are about to image."""
+    changed = _set_attributes(step.target, protect=True, shutdown="stop")
+    return StepResult(changed=bool(changed), detail=changed)
+
+
+@aws_activity("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
+def restore_instance_protection(step: Ec2StepInput) -> StepResult:
+    changed = _set_attributes(step.target, step.prior.disable_api_termination, step.prior.shutdown_behavior)
+    return StepResult(changed=bool(changed), detail=changed)
+
+
+# --- network isolation ---
+
+
+def _find_group(ec2, vpc_id: str, role: str, name: str) -> dict | None:
+    by_tag = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": f"tag:{ROLE_TAG}", "Values": [role]}]
+    )["SecurityGroups"]
+    if by_tag:
+        return sorted(by_tag, key=lambda g: g["GroupId"])[0]
+    by_name = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [name]}]
+    )["SecurityGroups"]
+    if by_name:
+        # Created by an earlier attempt that died before tagging, or by hand: adopt it.
+        ec2.create_tags(Resources=[by_name[0]["GroupId"]], Tags=[{"Key": ROLE_TAG, "Value": role}])
+        return by_name[0]
+    return None
+
+
+_ALL_TRAFFIC = {
+    "IpProtocol": "-1",
+    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+    "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+}
+
+
+def _strip_permission(permission: dict) -> dict:
+    keep = ("IpProtocol", "FromPort", "ToPort", "IpRanges", "Ipv6Ranges", "PrefixListIds", "UserIdGroupPairs")
+    return {k: permission[k] for k in keep if k in permission and permission[k] not in ([], None)}
+
+
+def _authorize_ignoring_duplicates(call, group_id: str) -> None:
+    try:
+        call(GroupId=group_id, IpPermissions=[_ALL_TRAFFIC])
+    except ClientError as error:
+        if error_code(error) != "InvalidPermission.Duplicate":
+            raise
+
+
+def ensure_isolation_groups(region: str, vpc_id: str) -> tuple[str, str]:
+    """Return (untracking group id, quarantine group id) for the VPC, creating each once, tagged.
+
+    Rules are reconciled on every call: a group someone loosened by hand is tightened again.
+    """
+    settings = get_settings()
+    ec2 = client("ec2", region)
+    ids = []
+    for role, name in (
+        ("untrack", settings.untracking_group_name),
+        ("quarantine", settings.quarantine_group_name),
+    ):
+        with typed_aws_errors(f"prepare {role} security group in {vpc_id}"):
+            group = _find_group(ec2, vpc_id, role, name)
+            if group is None:
+                try:
+                    created = ec2.create_security_group(
+                        GroupName=name,
+                        Description=f"irflow {role} group: managed by irflow incident response, do not edit",
+                        VpcId=vpc_id,
+                        TagSpecifications=[
+                            {
+                                "ResourceType": "security-group",
+                                "Tags": [{"Key": ROLE_TAG, "Value": role}, {"Key": "Name", "Value": name}],
+                            }
+                        ],
+                    )
+                    group_id = created["GroupId"]
+                except ClientError as error:
+                    if error_code(error) != "InvalidGroup.Duplicate":
+                        raise
+                    group_id = _find_group(ec2, vpc_id, role, name)["GroupId"]
+                group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+            group_id = group["GroupId"]
+            if role == "quarantine":
+                ingress = [_strip_permission(p) for p in group.get("IpPermissions", [])]
+                egress = [_strip_permission(p) for p in group.get("IpPermissionsEgress", [])]
+                if ingress:
+                    ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=ingress)
+                if egress:
+                    ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=egress)
+            else:
+                _authorize_ignoring_duplicates(ec2.authorize_security_group_ingress, group_id)
+                _authorize_ignoring_duplicates(ec2.authorize_security_group_egress, group_id)
+            ids.append(group_id)
+    return ids[0], ids[1]
+
+
+def _eni_groups(ec2, eni_id: str) -> list[str]:
+    eni = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+    return sorted(g["GroupId"] for g in eni.get("Groups", []))
+
+
+@aws_activity(
+    "ec2:DescribeSecurityGroups",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateTags",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupEgress",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:ModifyNetworkInterfaceAttribute",
+)
+def isolate_network(step: Ec2StepInput) -> StepResult:
+    """Put every ENI of the instance into the VPC's quarantine group, which has no rules at all.
+
+    Security groups are stateful: replacing a group does not cut connections that are already tracked,
+    so an attacker's open reverse shell would survive a plain swap. Flows through a group that allows
+    all traffic in both directions to 0.0.0.0/0 and ::/0 are not tracked, and untracked flows are judged
+    packet by packet. Hence two steps per ENI: first the allow-all "untrack" group (turning the live
+    sessions into untracked flows), then at once the empty quarantine group, which drops them.
+    """
+    ec2 = client("ec2", step.target.region)
+    isolated, already = [], []
+    groups_by_vpc = {vpc: ensure_isolation_groups(step.target.region, vpc) for vpc in step.prior.vpc_ids}
+    for eni in step.prior.network_interfaces:
+        heartbeat(eni.network_interface_id)
+        untrack, quarantine = groups_by_vpc[eni.vpc_id]
+        with typed_aws_errors(f"isolate {eni.network_interface_id}"):
+            if _eni_groups(ec2, eni.network_interface_id) == [quarantine]:
+                already.append(eni.network_interface_id)
+                continue
+            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni.network_interface_id, Groups=[untrack])
+            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni.network_interface_id, Groups=[quarantine])
+        isolated.append(eni.network_interface_id)
+    return StepResult(
+        changed=bool(isolated),
+        detail={
+            "isolated": isolated,
+            "already_isolated": already,
+            "quarantine_groups": {vpc: groups[1] for vpc, groups in groups_by_vpc.items()},
+        },
+    )
+
+
+@aws_activity("ec2:DescribeNetworkInterfaces", "ec2:ModifyNetworkInterfaceAttribute")
+def restore_network(step: Ec2StepInput) -> StepResult:
+    ec2 = client("ec2", step.target.region)
+    restored, gone = [], []
+    for eni in step.prior.network_interfaces:
+        heartbeat(eni.network_interface_id)
+        try:
+            with typed_aws_errors(f"restore groups of {eni.network_interface_id}"):
+                if _eni_groups(ec2, eni.network_interface_id) == sorted(eni.group_ids):
+                    continue
+                ec2.modify_network_interface_attribute(
+                    NetworkInterfaceId=eni.network_interface_id, Groups=list(eni.group_ids)
+                )
+            restored.append(eni.network_interface_id)
+        except ApplicationError as error:
+            if error.type != NOT_FOUND:
+                raise
+            gone.append(eni.network_interface_id)  # a secondary ENI deleted meanwhile: nothing to restore
+    return StepResult(changed=bool(restored), detail={"restored": restored, "gone": gone})
+
+
+# --- eradication ---
+
+
+def _wait_for_state(target: Ec2Target, wanted: set[str], timeout_s: float = 600) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = describe_instance(target)["State"]["Name"]
+        if state in wanted or time.monotonic() > deadline:
+            return state
+        heartbeat(state)
+        time.sleep(2)
+
+
+@aws_activity("ec2:DescribeInstances", "ec2:StopInstances")
+def stop_instance(target: Ec2Target) -> StepResult:
+    """Stop and keep the instance: its disks stay for deeper forensics, it can no longer run code."""
+    state = describe_instance(target)["State"]["Name"]
+    if state in ("stopped", "terminated"):
+        return StepResult(changed=False, detail={"state": state})
+    if state != "stopping":
+        with typed_aws_errors(f"stop {target.instance_id}"):
+            client("ec2", target.region).stop_instances(InstanceIds=[target.instance_id])
+    return StepResult(changed=True, detail={"state": _wait_for_state(target, {"stopped", "terminated"})})
+
+
+@aws_activity(
+    "ec2:DescribeInstances",
+    "ec2:DescribeInstanceAttribute",
+    "ec2:ModifyInstanceAttribute",
+    "ec2:TerminateInstances",
+)
+def terminate_instance(target: Ec2Target) -> StepResult:
+    """Terminate after approval. Snapshots taken during evidence capture outlive the instance."""
+    state = describe_instance(target)["State"]["Name"]
+    if state in ("terminated", "shutting-down"):
+        return StepResult(changed=False, detail={"state": state})
+    _set_attributes(target, protect=False, shutdown="stop")
+    with typed_aws_errors(f"terminate {target.instance_id}"):
+        client("ec2", target.region).terminate_instances(InstanceIds=[target.instance_id])
+    return StepResult(changed=True, detail={"state": _wait_for_state(target, {"terminated", "shutting-down"})})

@@ -1,0 +1,186 @@
+"""Detection & analysis for an instance: learn everything containment will change, before it changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from botocore.exceptions import ClientError
+
+from activities.aws import aws_activity, client, error_code, not_found, typed_aws_errors
+from models.ec2 import (
+    AutoScalingMembership,
+    Ec2Target,
+    InstanceContext,
+    InstanceProfileState,
+    NetworkInterfaceState,
+    TargetGroupRegistration,
+    VolumeAttachment,
+)
+
+
+def describe_instance(target: Ec2Target) -> dict:
+    ec2 = client("ec2", target.region)
+    with typed_aws_errors(f"describe instance {target.instance_id}"):
+        reservations = ec2.describe_instances(InstanceIds=[target.instance_id])["Reservations"]
+    instances = [i for r in reservations for i in r["Instances"]]
+    if not instances:
+        raise not_found(f"instance {target.instance_id} does not exist in {target.account_id}/{target.region}")
+    return instances[0]
+
+
+def current_profile_association(ec2, instance_id: str) -> dict | None:
+    with typed_aws_errors(f"describe instance profile association of {instance_id}"):
+        associations = ec2.describe_iam_instance_profile_associations(
+            Filters=[{"Name": "instance-id", "Values": [instance_id]}]
+        )["IamInstanceProfileAssociations"]
+    live = [a for a in associations if a.get("State") in ("associated", "associating")]
+    return live[0] if live else None
+
+
+def profile_name_from_arn(arn: str) -> str:
+    return arn.rsplit("/", 1)[-1]
+
+
+def auto_scaling_membership(region: str, instance_id: str) -> AutoScalingMembership | None:
+    autoscaling = client("autoscaling", region)
+    with typed_aws_errors(f"describe Auto Scaling membership of {instance_id}"):
+        found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
+        if not found:
+            return None
+        name = found[0]["AutoScalingGroupName"]
+        group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"][0]
+    return AutoScalingMembership(
+        group_name=name,
+        min_size=group["MinSize"],
+        max_size=group["MaxSize"],
+        desired_capacity=group["DesiredCapacity"],
+        protected_from_scale_in=bool(found[0].get("ProtectedFromScaleIn", False)),
+    )
+
+
+def target_group_registrations(region: str, instance_id: str, vpc_ids: set[str]) -> list[TargetGroupRegistration]:
+    elbv2 = client("elbv2", region)
+    registrations: list[TargetGroupRegistration] = []
+    with typed_aws_errors(f"find target groups of {instance_id}"):
+        for page in elbv2.get_paginator("describe_target_groups").paginate():
+            for group in page["TargetGroups"]:
+                if group.get("TargetType", "instance") != "instance" or group.get("VpcId") not in vpc_ids:
+                    continue
+                health = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
+                for target in health["TargetHealthDescriptions"]:
+                    if target["Target"]["Id"] == instance_id:
+                        registrations.append(
+                            TargetGroupRegistration(
+                                target_group_arn=group["TargetGroupArn"],
+                                port=target["Target"].get("Port"),
+                                availability_zone=target["Target"].get("AvailabilityZone"),
+                            )
+                        )
+    return sorted(registrations, key=lambda r: (r.target_group_arn, r.port or 0))
+
+
+def instance_profile_state(region: str, instance_id: str) -> InstanceProfileState | None:
+    ec2 = client("ec2", region)
+    association = current_profile_association(ec2, instance_id)
+    if association is None:
+        return None
+    arn = association["IamInstanceProfile"]["Arn"]
+    name = profile_name_from_arn(arn)
+    iam = client("iam", region)
+    try:
+        roles = [r["RoleName"] for r in iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]]
+    except ClientError as error:
+        if error_code(error) != "NoSuchEntity":
+            raise
+        roles = []
+    return InstanceProfileState(
+        association_id=association["AssociationId"], profile_arn=arn, profile_name=name, role_names=roles
+    )
+
+
+def observe_instance(target: Ec2Target) -> InstanceContext:
+    """Read the instance's current containment-relevant state (also used to verify restorations)."""
+    ec2 = client("ec2", target.region)
+    instance = describe_instance(target)
+    state = instance["State"]["Name"]
+    enis = [
+        NetworkInterfaceState(
+            network_interface_id=eni["NetworkInterfaceId"],
+            vpc_id=eni["VpcId"],
+            subnet_id=eni.get("SubnetId"),
+            device_index=eni.get("Attachment", {}).get("DeviceIndex", 0),
+            group_ids=sorted(g["GroupId"] for g in eni.get("Groups", [])),
+            private_ip=eni.get("PrivateIpAddress"),
+            public_ip=eni.get("Association", {}).get("PublicIp"),
+        )
+        for eni in instance.get("NetworkInterfaces", [])
+    ]
+    enis.sort(key=lambda e: (e.device_index, e.network_interface_id))
+    volumes = [
+        VolumeAttachment(
+            volume_id=m["Ebs"]["VolumeId"],
+            device_name=m["DeviceName"],
+            delete_on_termination=bool(m["Ebs"].get("DeleteOnTermination", False)),
+        )
+        for m in instance.get("BlockDeviceMappings", [])
+        if "Ebs" in m
+    ]
+    if volumes:
+        with typed_aws_errors(f"describe volumes of {target.instance_id}"):
+            described = {
+                v["VolumeId"]: v for v in ec2.describe_volumes(VolumeIds=[v.volume_id for v in volumes])["Volumes"]
+            }
+        volumes = [
+            v.model_copy(
+                update={
+                    "size_gib": described.get(v.volume_id, {}).get("Size"),
+                    "encrypted": described.get(v.volume_id, {}).get("Encrypted"),
+                }
+            )
+            for v in volumes
+        ]
+    with typed_aws_errors(f"describe attributes of {target.instance_id}"):
+        termination = ec2.describe_instance_attribute(InstanceId=target.instance_id, Attribute="disableApiTermination")
+        shutdown = ec2.describe_instance_attribute(
+            InstanceId=target.instance_id, Attribute="instanceInitiatedShutdownBehavior"
+        )
+    return InstanceContext(
+        instance_id=target.instance_id,
+        account_id=target.account_id,
+        region=target.region,
+        state=state,
+        instance_type=instance.get("InstanceType"),
+        image_id=instance.get("ImageId"),
+        platform=instance.get("Platform") or instance.get("PlatformDetails"),
+        launch_time=instance.get("LaunchTime"),
+        availability_zone=instance.get("Placement", {}).get("AvailabilityZone"),
+        vpc_id=instance.get("VpcId"),
+        network_interfaces=enis,
+        volumes=volumes,
+        auto_scaling=auto_scaling_membership(target.region, target.instance_id),
+        target_groups=target_group_registrations(target.region, target.instance_id, {e.vpc_id for e in enis}),
+        instance_profile=instance_profile_state(target.region, target.instance_id),
+        tags={t["Key"]: t["Value"] for t in instance.get("Tags", [])},
+        disable_api_termination=bool(termination["DisableApiTermination"]["Value"]),
+        shutdown_behavior=shutdown["InstanceInitiatedShutdownBehavior"]["Value"],
+        captured_at=datetime.now(UTC),
+    )
+
+
+@aws_activity(
+    "ec2:DescribeInstances",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeInstanceAttribute",
+    "ec2:DescribeIamInstanceProfileAssociations",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeAutoScalingGroups",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "iam:GetInstanceProfile",
+)
+def describe_instance_context(target: Ec2Target) -> InstanceContext:
+    """Enrich the instance: volumes, ENIs, Auto Scaling group, target groups, profile, tags, attributes."""
+    context = observe_instance(target)
+    if context.state in ("terminated", "shutting-down"):
+        raise not_found(f"instance {target.instance_id} is {context.state}; there is nothing left to contain")
+    return context

@@ -1,0 +1,229 @@
+"""Evidence capture: volume snapshots, instance metadata, console output, the raw finding, the manifest.
+
+Every object goes to the evidence bucket under `incidents/<incident-id>/`, KMS-encrypted, under
+Object Lock retention, with its SHA-256 in the object's metadata and verified against the checksum S3
+computed on arrival. Evidence is first-capture-wins: a retried activity finds the object already
+there and returns it instead of capturing again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+from activities.aws import NOT_CONFIGURED, aws_activity, client, error_code, heartbeat, typed_aws_errors
+from activities.ec2_containment import INCIDENT_TAG
+from activities.ec2_context import describe_instance
+from models.ec2 import Ec2StepInput, Ec2Target
+from models.incident import EvidenceObject, ManifestInput, RawFindingInput, SnapshotEvidence
+from models.settings import get_settings
+
+EVIDENCE_WRITE_ACTIONS = (
+    "s3:PutObject",
+    "s3:PutObjectRetention",
+    "s3:GetObject",
+    "s3:ListBucket",
+    "kms:GenerateDataKey",
+)
+
+
+def evidence_prefix(incident_id: str) -> str:
+    return f"incidents/{incident_id}/"
+
+
+def to_json_bytes(document: Any) -> bytes:
+    return json.dumps(document, indent=2, sort_keys=True, default=str).encode()
+
+
+def _evidence_client():
+    settings = get_settings()
+    if not settings.evidence_bucket:
+        raise ApplicationError(
+            "IRFLOW_EVIDENCE_BUCKET is not set: irflow will not capture evidence it cannot lock",
+            type=NOT_CONFIGURED,
+            non_retryable=True,
+        )
+    return settings, client("s3", settings.evidence_region or None)
+
+
+def _record_from_head(bucket: str, key: str, kind: str, head: dict) -> EvidenceObject:
+    return EvidenceObject(
+        kind=kind,
+        bucket=bucket,
+        key=key,
+        sha256=head.get("Metadata", {}).get("sha256", ""),
+        size=head["ContentLength"],
+        version_id=head.get("VersionId"),
+        retain_until=head.get("ObjectLockRetainUntilDate"),
+        lock_mode=head.get("ObjectLockMode"),
+        kms_key_id=head.get("SSEKMSKeyId"),
+    )
+
+
+def store_evidence(
+    incident_id: str,
+    relative_key: str,
+    body: bytes,
+    kind: str,
+    content_type: str = "application/json",
+    first_capture_wins: bool = True,
+) -> EvidenceObject:
+    """Put one evidence object (idempotently) and return its record."""
+    settings, s3 = _evidence_client()
+    bucket, key = settings.evidence_bucket, evidence_prefix(incident_id) + relative_key
+    digest = hashlib.sha256(body).hexdigest()
+    with typed_aws_errors(f"store evidence s3://{bucket}/{key}"):
+        try:
+            head = s3.head_object(Bucket=bucket, Key=key)
+            if first_capture_wins or head.get("Metadata", {}).get("sha256") == digest:
+                return _record_from_head(bucket, key, kind, head)
+        except ClientError as error:
+            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        retain_until = (datetime.now(UTC) + timedelta(days=settings.evidence_retention_days)).replace(microsecond=0)
+        encryption: dict[str, str] = {"ServerSideEncryption": "aws:kms"}
+        if settings.evidence_kms_key_id:
+            encryption["SSEKMSKeyId"] = settings.evidence_kms_key_id
+        put = s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            ChecksumAlgorithm="SHA256",
+            Metadata={"sha256": digest, "incident-id": incident_id, "kind": kind},
+            ObjectLockMode=settings.evidence_lock_mode,
+            ObjectLockRetainUntilDate=retain_until,
+            **encryption,
+        )
+    stored_checksum = put.get("ChecksumSHA256")
+    if stored_checksum and base64.b64decode(stored_checksum).hex() != digest:
+        # S3 computed a different hash from what we sent: the bytes were altered in flight. Retry.
+        raise ApplicationError(f"checksum mismatch storing {key}", type="EvidenceIntegrity")
+    return EvidenceObject(
+        kind=kind,
+        bucket=bucket,
+        key=key,
+        sha256=digest,
+        size=len(body),
+        version_id=put.get("VersionId"),
+        retain_until=retain_until,
+        lock_mode=settings.evidence_lock_mode,
+        kms_key_id=put.get("SSEKMSKeyId") or settings.evidence_kms_key_id or None,
+    )
+
+
+@aws_activity(*EVIDENCE_WRITE_ACTIONS)
+def store_raw_finding(request: RawFindingInput) -> EvidenceObject:
+    """The finding exactly as it arrived: the first exhibit of every incident."""
+    return store_evidence(
+        request.incident_id, f"findings/{request.finding_id}.json", to_json_bytes(request.raw), "finding"
+    )
+
+
+@aws_activity("ec2:DescribeSnapshots", "ec2:CreateSnapshot", "ec2:CreateTags")
+def snapshot_volumes(step: Ec2StepInput) -> list[SnapshotEvidence]:
+    """One snapshot per attached volume, tagged with the incident; found again by tag on retry."""
+    ec2 = client("ec2", step.target.region)
+    snapshots = []
+    for volume in step.prior.volumes:
+        heartbeat(volume.volume_id)
+        with typed_aws_errors(f"snapshot {volume.volume_id}"):
+            existing = ec2.describe_snapshots(
+                OwnerIds=["self"],
+                Filters=[
+                    {"Name": f"tag:{INCIDENT_TAG}", "Values": [step.target.incident_id]},
+                    {"Name": "volume-id", "Values": [volume.volume_id]},
+                ],
+            )["Snapshots"]
+            if existing:
+                snap = sorted(existing, key=lambda s: (s.get("StartTime") or datetime.min, s["SnapshotId"]))[0]
+            else:
+                snap = ec2.create_snapshot(
+                    VolumeId=volume.volume_id,
+                    Description=f"irflow evidence {step.target.incident_id} {step.target.instance_id} "
+                    f"{volume.device_name}",
+                    TagSpecifications=[
+                        {
+                            "ResourceType": "snapshot",
+                            "Tags": [
+                                {"Key": INCIDENT_TAG, "Value": step.target.incident_id},
+                                {"Key": "irflow:instance-id", "Value": step.target.instance_id},
+                                {"Key": "irflow:device", "Value": volume.device_name},
+                                {
+                                    "Key": "Name",
+                                    "Value": f"irflow-{step.target.incident_id}-{volume.device_name}",
+                                },
+                            ],
+                        }
+                    ],
+                )
+        snapshots.append(
+            SnapshotEvidence(
+                snapshot_id=snap["SnapshotId"],
+                volume_id=volume.volume_id,
+                state=snap.get("State", "pending"),
+                started_at=snap.get("StartTime"),
+            )
+        )
+    return snapshots
+
+
+@aws_activity("ec2:DescribeInstances", *EVIDENCE_WRITE_ACTIONS)
+def collect_instance_metadata(step: Ec2StepInput) -> EvidenceObject:
+    """The instance as EC2 describes it now, beside the prior state irflow captured before containing it."""
+    document = {
+        "collected_at": datetime.now(UTC).isoformat(),
+        "instance": describe_instance(step.target),
+        "prior_state": step.prior.model_dump(mode="json"),
+    }
+    return store_evidence(
+        step.target.incident_id,
+        f"instance/{step.target.instance_id}/metadata.json",
+        to_json_bytes(document),
+        "metadata",
+    )
+
+
+@aws_activity("ec2:GetConsoleOutput", *EVIDENCE_WRITE_ACTIONS)
+def collect_console_output(target: Ec2Target) -> EvidenceObject:
+    """The serial console output: boot messages, kernel panics, sometimes the attacker's own noise."""
+    with typed_aws_errors(f"get console output of {target.instance_id}"):
+        response = client("ec2", target.region).get_console_output(InstanceId=target.instance_id)
+    encoded = response.get("Output") or ""
+    try:
+        text = base64.b64decode(encoded).decode("utf-8", errors="replace") if encoded else ""
+    except ValueError:
+        text = encoded
+    document = {
+        "collected_at": datetime.now(UTC).isoformat(),
+        "instance_id": target.instance_id,
+        "timestamp": response.get("Timestamp"),
+        "output_base64": encoded,
+        "output_text": text,
+    }
+    return store_evidence(
+        target.incident_id,
+        f"instance/{target.instance_id}/console-output.json",
+        to_json_bytes(document),
+        "console",
+    )
+
+
+@aws_activity(*EVIDENCE_WRITE_ACTIONS)
+def write_manifest(request: ManifestInput) -> EvidenceObject:
+    """The list of every exhibit with its hash, version and retention. Re-written (as a new, locked
+    version) whenever the evidence grows."""
+    document = {
+        "incident_id": request.incident_id,
+        "objects": [e.model_dump(mode="json") for e in request.evidence],
+        "snapshots": [s.model_dump(mode="json") for s in request.snapshots],
+    }
+    return store_evidence(
+        request.incident_id, "manifest.json", to_json_bytes(document), "manifest", first_capture_wins=False
+    )

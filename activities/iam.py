@@ -1,0 +1,153 @@
+"""Cut the instance's credentials: swap its instance profile, revoke the role's live sessions."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, typed_aws_errors
+from activities.ec2_context import current_profile_association, profile_name_from_arn
+from models.ec2 import Ec2StepInput
+from models.incident import StepResult
+from models.settings import get_settings
+
+
+@aws_activity(
+    "ec2:DescribeIamInstanceProfileAssociations",
+    "ec2:ReplaceIamInstanceProfileAssociation",
+    "ec2:AssociateIamInstanceProfile",
+    "ec2:DisassociateIamInstanceProfile",
+    "iam:PassRole",
+)
+def replace_instance_profile(step: Ec2StepInput) -> StepResult:
+    """Swap in the quarantine profile (IRFLOW_QUARANTINE_INSTANCE_PROFILE) or, without one, remove the
+    profile, so the instance cannot fetch fresh credentials from its metadata service."""
+    if step.prior.instance_profile is None:
+        return StepResult(changed=False, detail={"reason": "instance has no instance profile"})
+    quarantine = get_settings().quarantine_instance_profile
+    ec2 = client("ec2", step.target.region)
+    current = current_profile_association(ec2, step.target.instance_id)
+    with typed_aws_errors(f"replace instance profile of {step.target.instance_id}"):
+        if quarantine:
+            if current and profile_name_from_arn(current["IamInstanceProfile"]["Arn"]) == quarantine:
+                return StepResult(changed=False, detail={"profile": quarantine})
+            if current:
+                ec2.replace_iam_instance_profile_association(
+                    IamInstanceProfile={"Name": quarantine}, AssociationId=current["AssociationId"]
+                )
+            else:
+                ec2.associate_iam_instance_profile(
+                    IamInstanceProfile={"Name": quarantine}, InstanceId=step.target.instance_id
+                )
+            return StepResult(changed=True, detail={"profile": quarantine})
+        if current is None:
+            return StepResult(changed=False, detail={"profile": None})
+        ec2.disassociate_iam_instance_profile(AssociationId=current["AssociationId"])
+        return StepResult(changed=True, detail={"profile": None, "removed": current["IamInstanceProfile"]["Arn"]})
+
+
+@aws_activity(
+    "ec2:DescribeIamInstanceProfileAssociations",
+    "ec2:ReplaceIamInstanceProfileAssociation",
+    "ec2:AssociateIamInstanceProfile",
+    "iam:PassRole",
+)
+def restore_instance_profile(step: Ec2StepInput) -> StepResult:
+    prior = step.prior.instance_profile
+    if prior is None:
+        return StepResult(changed=False, detail={"reason": "instance had no instance profile"})
+    ec2 = client("ec2", step.target.region)
+    current = current_profile_association(ec2, step.target.instance_id)
+    with typed_aws_errors(f"restore instance profile of {step.target.instance_id}"):
+        if current and current["IamInstanceProfile"]["Arn"] == prior.profile_arn:
+            return StepResult(changed=False, detail={"profile": prior.profile_arn})
+        if current:
+            ec2.replace_iam_instance_profile_association(
+                IamInstanceProfile={"Arn": prior.profile_arn}, AssociationId=current["AssociationId"]
+            )
+        else:
+            ec2.associate_iam_instance_profile(
+                IamInstanceProfile={"Arn": prior.profile_arn}, InstanceId=step.target.instance_id
+            )
+    return StepResult(changed=True, detail={"profile": prior.profile_arn})
+
+
+def revocation_policy_name(incident_id: str) -> str:
+    return f"irflow-revoke-sessions-{incident_id}"[:128]
+
+
+def revocation_policy(issued_before) -> dict:
+    # The same policy the IAM console's "Revoke active sessions" writes: deny everything to credentials
+    # issued before the cut-off. Fresh credentials (issued to anyone after it) are unaffected.
+    stamp = issued_before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "IrflowRevokeOlderSessions",
+                "Effect": "Deny",
+                "Action": "*",
+                "Resource": "*",
+                "Condition": {"DateLessThan": {"aws:TokenIssueTime": stamp}},
+            }
+        ],
+    }
+
+
+@aws_activity("iam:GetRolePolicy", "iam:PutRolePolicy")
+def revoke_role_sessions(step: Ec2StepInput) -> StepResult:
+    """Invalidate credentials the attacker may already hold (stolen from the metadata service).
+
+    Other instances using the same role lose their current credentials too and pick up fresh ones at
+    their next refresh; the report says which role was touched.
+    """
+    if step.prior.instance_profile is None or not step.prior.instance_profile.role_names:
+        return StepResult(changed=False, detail={"reason": "no role behind the instance profile"})
+    if step.issued_before is None:
+        raise ApplicationError("revoke_role_sessions needs issued_before", type=INVALID_REQUEST, non_retryable=True)
+    iam = client("iam", step.target.region)
+    name = revocation_policy_name(step.target.incident_id)
+    document = revocation_policy(step.issued_before)
+    written = []
+    for role in step.prior.instance_profile.role_names:
+        with typed_aws_errors(f"revoke sessions of role {role}"):
+            try:
+                existing = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+                if isinstance(existing, str):
+                    existing = json.loads(existing)
+                if existing == document:
+                    continue
+            except ClientError as error:
+                if error_code(error) != "NoSuchEntity":
+                    raise
+            iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+        written.append(role)
+    return StepResult(
+        changed=bool(written),
+        detail={
+            "roles": step.prior.instance_profile.role_names,
+            "policy": name,
+            "issued_before": document["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
+        },
+    )
+
+
+@aws_activity("iam:DeleteRolePolicy")
+def remove_session_revocation(step: Ec2StepInput) -> StepResult:
+    if step.prior.instance_profile is None:
+        return StepResult(changed=False, detail={"reason": "no role behind the instance profile"})
+    iam = client("iam", step.target.region)
+    name = revocation_policy_name(step.target.incident_id)
+    removed = []
+    for role in step.prior.instance_profile.role_names:
+        try:
+            with typed_aws_errors(f"remove session revocation from {role}"):
+                iam.delete_role_policy(RoleName=role, PolicyName=name)
+            removed.append(role)
+        except ApplicationError as error:
+            if error.type != "ResourceNotFound":
+                raise
+    return StepResult(changed=bool(removed), detail={"removed_from": removed, "policy": name})

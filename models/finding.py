@@ -1,0 +1,395 @@
+"""Findings: GuardDuty in every shape it is seen in the wild, normalised to one `Finding`.
+
+GuardDuty findings reach us in three shapes:
+
+* the EventBridge event (``"detail-type": "GuardDuty Finding"``) whose ``detail`` is the finding;
+* the bare finding, camelCase, as GuardDuty exports it to S3 or as it sits in ``detail``;
+* boto3 ``GetFindings`` output, PascalCase, where ``AdditionalInfo`` is a JSON string.
+
+All three become the same `Finding`. Anything else raises `FindingRejected` with a reason a human
+can act on; nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+GUARDDUTY_DETAIL_TYPE = "GuardDuty Finding"
+
+
+class FindingRejected(ValueError):
+    """A record that is not a usable finding. `code` is stable for scripts, `reason` is for humans."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class FindingSource(StrEnum):
+    GUARDDUTY = "guardduty"
+    SECURITY_HUB = "securityhub"
+    IRFLOW_DETECTION = "irflow-detection"
+
+
+class Severity(StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+    @property
+    def rank(self) -> int:
+        return list(Severity).index(self)
+
+    @classmethod
+    def from_guardduty_score(cls, score: float) -> Severity:
+        # GuardDuty's published bands: 1.0-3.9 low, 4.0-6.9 medium, 7.0-8.9 high, 9.0-10.0 critical.
+        if score >= 9.0:
+            return cls.CRITICAL
+        if score >= 7.0:
+            return cls.HIGH
+        if score >= 4.0:
+            return cls.MEDIUM
+        return cls.LOW
+
+
+# --- GuardDuty's own vocabulary (camelCase), only the parts irflow reads; the rest is kept raw. ---
+
+
+class _GuardDutyModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class _Tag(_GuardDutyModel):
+    key: str
+    value: str | None = None
+
+
+class _SecurityGroupRef(_GuardDutyModel):
+    group_id: str | None = None
+    group_name: str | None = None
+
+
+class _NetworkInterface(_GuardDutyModel):
+    network_interface_id: str | None = None
+    vpc_id: str | None = None
+    subnet_id: str | None = None
+    private_ip_address: str | None = None
+    public_ip: str | None = None
+    security_groups: list[_SecurityGroupRef] = Field(default_factory=list)
+
+
+class _InstanceProfileRef(_GuardDutyModel):
+    arn: str | None = None
+    id: str | None = None
+
+
+class _InstanceDetails(_GuardDutyModel):
+    instance_id: str | None = None
+    instance_type: str | None = None
+    instance_state: str | None = None
+    availability_zone: str | None = None
+    image_id: str | None = None
+    platform: str | None = None
+    iam_instance_profile: _InstanceProfileRef | None = None
+    network_interfaces: list[_NetworkInterface] = Field(default_factory=list)
+    tags: list[_Tag] = Field(default_factory=list)
+
+
+class _AccessKeyDetails(_GuardDutyModel):
+    access_key_id: str | None = None
+    principal_id: str | None = None
+    user_name: str | None = None
+    user_type: str | None = None
+
+
+class _S3BucketDetail(_GuardDutyModel):
+    name: str | None = None
+    arn: str | None = None
+    type: str | None = None
+    tags: list[_Tag] = Field(default_factory=list)
+
+
+class _Resource(_GuardDutyModel):
+    resource_type: str
+    instance_details: _InstanceDetails | None = None
+    access_key_details: _AccessKeyDetails | None = None
+    s3_bucket_details: list[_S3BucketDetail] = Field(default_factory=list)
+    eks_cluster_details: dict[str, Any] | None = None
+    rds_db_instance_details: dict[str, Any] | None = None
+    lambda_details: dict[str, Any] | None = None
+    ecs_cluster_details: dict[str, Any] | None = None
+    container_details: dict[str, Any] | None = None
+
+
+class _Service(_GuardDutyModel):
+    action: dict[str, Any] | None = None
+    archived: bool = False
+    count: int = 1
+    event_first_seen: datetime | None = None
+    event_last_seen: datetime | None = None
+    additional_info: dict[str, Any] | None = None
+    resource_role: str | None = None
+    detector_id: str | None = None
+
+    @field_validator("additional_info", mode="before")
+    @classmethod
+    def _decode_get_findings_additional_info(cls, value: Any) -> Any:
+        # GetFindings returns AdditionalInfo as {"Value": "<json text>", "Type": "default"}.
+        if isinstance(value, dict) and isinstance(value.get("value"), str) and set(value) <= {"value", "type"}:
+            try:
+                decoded = json.loads(value["value"])
+            except json.JSONDecodeError:
+                return {"value": value["value"]}
+            return decoded if isinstance(decoded, dict) else {"value": decoded}
+        return value
+
+
+class _GuardDutyFinding(_GuardDutyModel):
+    schema_version: str | None = None
+    account_id: str
+    region: str
+    partition: str = "aws"
+    id: str
+    arn: str | None = None
+    type: str
+    resource: _Resource
+    service: _Service = Field(default_factory=_Service)
+    severity: float = Field(ge=0, le=10)
+    created_at: datetime
+    updated_at: datetime
+    title: str = ""
+    description: str = ""
+
+
+# --- irflow's normalised finding ---
+
+
+class AffectedResource(BaseModel):
+    """What the finding is about, whatever the source called it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resource_type: str
+    resource_id: str | None = None
+    instance_id: str | None = None
+    instance_profile_arn: str | None = None
+    vpc_ids: tuple[str, ...] = ()
+    access_key_id: str | None = None
+    principal_id: str | None = None
+    user_name: str | None = None
+    user_type: str | None = None
+    bucket_names: tuple[str, ...] = ()
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class Finding(BaseModel):
+    """One finding, normalised. Small on purpose: it travels in workflow inputs and signals."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: FindingSource
+    id: str
+    arn: str | None = None
+    type: str
+    title: str = ""
+    description: str = ""
+    account_id: str
+    region: str
+    partition: str = "aws"
+    severity_score: float
+    severity: Severity
+    created_at: datetime
+    updated_at: datetime
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    count: int = 1
+    archived: bool = False
+    sample: bool = False
+    resource: AffectedResource
+    action_type: str | None = None
+    remote_ip: str | None = None
+    raw_sha256: str = Field(description="SHA-256 of the original record, canonical JSON, for the evidence trail")
+
+    @property
+    def observed_at(self) -> datetime:
+        """When the activity was first seen, the start of every time-to-X metric."""
+        return self.first_seen or self.created_at
+
+
+class ParsedFinding(BaseModel):
+    finding: Finding
+    original_shape: str
+    raw: dict[str, Any]
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def _pascal_to_camel(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): _pascal_to_camel(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pascal_to_camel(v) for v in value]
+    return value
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _shape_of(record: dict[str, Any]) -> str:
+    if "detail-type" in record or ("detail" in record and "source" in record):
+        return "eventbridge_envelope"
+    if "AwsAccountId" in record or "ProductArn" in record:
+        return "asff"
+    if any(k in record for k in ("AccountId", "SchemaVersion", "Resource", "Service")) and "Type" in record:
+        return "getfindings_pascalcase"
+    if "type" in record and any(k in record for k in ("accountId", "schemaVersion", "service", "resource")):
+        return "finding_camelcase"
+    return "unknown"
+
+
+def _describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors()[:3]:
+        where = ".".join(str(p) for p in item["loc"]) or "finding"
+        parts.append(f"{where}: {item['msg'].lower()}")
+    more = f" (+{error.error_count() - 3} more)" if error.error_count() > 3 else ""
+    return "; ".join(parts) + more
+
+
+def _remote_ip(action: dict[str, Any] | None) -> str | None:
+    if not action:
+        return None
+    for value in action.values():
+        if isinstance(value, dict):
+            details = value.get("remoteIpDetails")
+            if isinstance(details, dict) and details.get("ipAddressV4"):
+                return details["ipAddressV4"]
+    return None
+
+
+def _affected_resource(resource: _Resource) -> AffectedResource:
+    kind = resource.resource_type
+    if resource.instance_details is not None and kind in ("Instance", "EC2Instance"):
+        d = resource.instance_details
+        return AffectedResource(
+            resource_type=kind,
+            resource_id=d.instance_id,
+            instance_id=d.instance_id,
+            instance_profile_arn=d.iam_instance_profile.arn if d.iam_instance_profile else None,
+            vpc_ids=tuple(sorted({n.vpc_id for n in d.network_interfaces if n.vpc_id})),
+            tags={t.key: t.value or "" for t in d.tags},
+        )
+    if resource.access_key_details is not None and kind == "AccessKey":
+        k = resource.access_key_details
+        return AffectedResource(
+            resource_type=kind,
+            resource_id=k.access_key_id,
+            access_key_id=k.access_key_id,
+            principal_id=k.principal_id,
+            user_name=k.user_name,
+            user_type=k.user_type,
+        )
+    if kind == "S3Bucket":
+        names = tuple(b.name for b in resource.s3_bucket_details if b.name)
+        return AffectedResource(resource_type=kind, resource_id=names[0] if names else None, bucket_names=names)
+    for details in (
+        resource.eks_cluster_details,
+        resource.rds_db_instance_details,
+        resource.lambda_details,
+        resource.ecs_cluster_details,
+        resource.container_details,
+    ):
+        if details:
+            ident = (
+                details.get("name")
+                or details.get("dbInstanceIdentifier")
+                or details.get("functionName")
+                or details.get("id")
+            )
+            return AffectedResource(resource_type=kind, resource_id=ident)
+    instance_id = resource.instance_details.instance_id if resource.instance_details else None
+    return AffectedResource(resource_type=kind, resource_id=instance_id, instance_id=instance_id)
+
+
+def parse_guardduty(record: Any) -> ParsedFinding:
+    """Parse one GuardDuty record in any of its three shapes, or raise `FindingRejected`."""
+    if not isinstance(record, dict):
+        raise FindingRejected("not_an_object", f"expected a JSON object, got {type(record).__name__}")
+    shape = _shape_of(record)
+    if shape == "eventbridge_envelope":
+        detail_type = record.get("detail-type")
+        if detail_type != GUARDDUTY_DETAIL_TYPE:
+            raise FindingRejected(
+                "unsupported_event", f"event detail-type {detail_type!r} is not {GUARDDUTY_DETAIL_TYPE!r}"
+            )
+        detail = record.get("detail")
+        if not isinstance(detail, dict):
+            raise FindingRejected("invalid_event", "GuardDuty event has no finding in 'detail'")
+        body = detail
+    elif shape == "getfindings_pascalcase":
+        body = _pascal_to_camel(record)
+    elif shape == "finding_camelcase":
+        body = record
+    elif shape == "asff":
+        raise FindingRejected("unsupported_format", "this is a Security Hub (ASFF) finding, not a GuardDuty finding")
+    else:
+        keys = ", ".join(sorted(record)[:6]) or "none"
+        raise FindingRejected(
+            "not_a_finding",
+            "not a GuardDuty finding: expected an EventBridge 'GuardDuty Finding' event, a finding, "
+            f"or GetFindings output (top-level keys: {keys})",
+        )
+
+    if not body.get("resource"):
+        raise FindingRejected(
+            "no_resource",
+            f"finding {body.get('id', '?')} names no resource, so there is nothing to respond to",
+        )
+    try:
+        gd = _GuardDutyFinding.model_validate(body)
+    except ValidationError as error:
+        raise FindingRejected(
+            "invalid_finding", f"finding {body.get('id', '?')}: {_describe_validation_error(error)}"
+        ) from None
+
+    additional = gd.service.additional_info or {}
+    sample = additional.get("sample") in (True, "true", "True")
+    finding = Finding(
+        source=FindingSource.GUARDDUTY,
+        id=gd.id,
+        arn=gd.arn,
+        type=gd.type,
+        title=gd.title,
+        description=gd.description,
+        account_id=gd.account_id,
+        region=gd.region,
+        partition=gd.partition,
+        severity_score=gd.severity,
+        severity=Severity.from_guardduty_score(gd.severity),
+        created_at=_utc(gd.created_at),
+        updated_at=_utc(gd.updated_at),
+        first_seen=_utc(gd.service.event_first_seen),
+        last_seen=_utc(gd.service.event_last_seen),
+        count=gd.service.count,
+        archived=gd.service.archived,
+        sample=sample,
+        resource=_affected_resource(gd.resource),
+        action_type=(gd.service.action or {}).get("actionType"),
+        remote_ip=_remote_ip(gd.service.action),
+        raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),
+    )
+    return ParsedFinding(finding=finding, original_shape=shape, raw=record)

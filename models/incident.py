@@ -1,0 +1,229 @@
+"""The incident: what the workflow takes in, what it records, what analysts send it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from models.ec2 import InstanceContext
+from models.finding import Finding, Severity
+
+
+class Phase(StrEnum):
+    """NIST SP 800-61 lifecycle, as the workflow walks it."""
+
+    DETECTION = "detection_analysis"
+    CONTAINMENT = "containment"
+    EVIDENCE = "evidence"
+    DECISION = "analyst_decision"
+    ERADICATION = "eradication_recovery"
+    REPORT = "post_incident"
+    DONE = "done"
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    AWAITING_DECISION = "awaiting_decision"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Status.RESOLVED, Status.ROLLED_BACK, Status.FAILED)
+
+
+class Eradication(StrEnum):
+    STOP = "stop"
+    TERMINATE = "terminate"
+
+
+class ResponsePolicy(BaseModel):
+    """The rules an incident runs under, fixed when it starts so a replay decides the same way."""
+
+    auto_contain_min_severity: Severity = Severity.MEDIUM
+    manual_containment_tag: str = "irflow:containment"
+    decision_timeout: timedelta = timedelta(hours=4)
+    default_eradication: Eradication = Eradication.STOP
+    capture_memory: bool = True
+
+
+class IncidentInput(BaseModel):
+    incident_id: str
+    playbook: str
+    finding: Finding
+    raw_finding: dict[str, Any] | None = Field(
+        default=None, description="the original record, when small enough to travel in the workflow input"
+    )
+    policy: ResponsePolicy = Field(default_factory=ResponsePolicy)
+    received_at: datetime
+
+
+class ActionStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNDONE = "undone"
+    UNDO_FAILED = "undo_failed"
+
+
+class ActionRecord(BaseModel):
+    """One thing the incident did to the world (or tried to), with its result."""
+
+    name: str
+    phase: Phase
+    status: ActionStatus
+    started_at: datetime
+    finished_at: datetime
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class EvidenceObject(BaseModel):
+    """An object stored in the evidence bucket under Object Lock."""
+
+    kind: str
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+    version_id: str | None = None
+    retain_until: datetime | None = None
+    lock_mode: str | None = None
+    kms_key_id: str | None = None
+
+
+class SnapshotEvidence(BaseModel):
+    snapshot_id: str
+    volume_id: str
+    state: str
+    started_at: datetime | None = None
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class PendingDecision(BaseModel):
+    kind: Literal["containment", "eradication"]
+    question: str
+    options: list[str]
+    since: datetime
+    deadline: datetime | None = None
+    escalated_at: datetime | None = None
+
+
+class ApproveRequest(BaseModel):
+    by: str = Field(min_length=1)
+    comment: str = ""
+    eradication: Eradication | None = None
+
+
+class RejectRequest(BaseModel):
+    by: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
+class Decision(BaseModel):
+    kind: DecisionKind
+    by: str
+    at: datetime
+    comment: str = ""
+    eradication: Eradication | None = None
+    via: str = "signal"
+    stage: Literal["containment", "eradication"] | None = None
+    accepted: bool = True
+    refusal: str | None = None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    phase: Phase
+    event: str
+
+
+class IncidentState(BaseModel):
+    """What the `state` query returns and the post-incident report is built from."""
+
+    incident_id: str
+    playbook: str
+    status: Status = Status.ACTIVE
+    phase: Phase = Phase.DETECTION
+    severity: Severity
+    finding: Finding
+    findings_absorbed: list[Finding] = Field(default_factory=list)
+    resource_id: str
+    context: InstanceContext | None = None
+    containment_requires_approval: bool = False
+    plan_reasons: list[str] = Field(default_factory=list)
+    actions: list[ActionRecord] = Field(default_factory=list)
+    compensations: list[ActionRecord] = Field(default_factory=list)
+    pending_decision: PendingDecision | None = None
+    decisions: list[Decision] = Field(default_factory=list)
+    evidence: list[EvidenceObject] = Field(default_factory=list)
+    snapshots: list[SnapshotEvidence] = Field(default_factory=list)
+    memory_capture: MemoryCaptureResult | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    escalations: list[datetime] = Field(default_factory=list)
+    failure_reason: str | None = None
+    eradication: Eradication | None = None
+    report_keys: list[str] = Field(default_factory=list)
+    received_at: datetime
+    contained_at: datetime | None = None
+    decided_at: datetime | None = None
+    recovered_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    def metrics(self) -> dict[str, float | None]:
+        """Seconds from the activity's first observation (and from irflow's detection) to each milestone."""
+        observed = self.finding.observed_at
+
+        def since(start: datetime, end: datetime | None) -> float | None:
+            return round((end - start).total_seconds(), 3) if end else None
+
+        return {
+            "observed_to_detected_s": since(observed, self.received_at),
+            "detected_to_contained_s": since(self.received_at, self.contained_at),
+            "observed_to_contained_s": since(observed, self.contained_at),
+            "detected_to_decided_s": since(self.received_at, self.decided_at),
+            "detected_to_recovered_s": since(self.received_at, self.recovered_at),
+        }
+
+
+class StepResult(BaseModel):
+    """What an activity changed. `changed=False` means the world was already as wanted (idempotency)."""
+
+    changed: bool
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class RawFindingInput(BaseModel):
+    incident_id: str
+    finding_id: str
+    raw: dict[str, Any]
+
+
+class ManifestInput(BaseModel):
+    incident_id: str
+    evidence: list[EvidenceObject]
+    snapshots: list[SnapshotEvidence] = Field(default_factory=list)
+
+
+class NotifyInput(BaseModel):
+    incident_id: str
+    channel: Literal["team", "escalation"] = "team"
+    subject: str
+    body: dict[str, Any]
+
+
+class MemoryCaptureResult(BaseModel):
+    command_id: str | None = None
+    status: str
+    detail: str = ""
+    document: str
+    evidence: EvidenceObject | None = None

@@ -1,0 +1,81 @@
+"""irflow's own settings (environment variables `IRFLOW_*`).
+
+Temporal's connection comes from the SDK's own environment configuration (`TEMPORAL_ADDRESS`,
+`TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`), and AWS's from boto3's (`AWS_ENDPOINT_URL`,
+`AWS_DEFAULT_REGION`, the usual credential chain).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.finding import Severity
+from models.incident import Eradication, ResponsePolicy
+
+DEFAULT_MEMORY_CAPTURE_COMMANDS = [
+    # AVML (Microsoft's userland memory acquirer) writes a compressed LiME image; the image is then
+    # copied straight into the evidence prefix so it never rests on the suspect disk longer than needed.
+    "set -eu",
+    "command -v avml >/dev/null 2>&1 || { echo 'avml is not installed on this instance' >&2; exit 3; }",
+    "avml --compress /tmp/irflow-memory.lime",
+    "sha256sum /tmp/irflow-memory.lime",
+    "aws s3 cp /tmp/irflow-memory.lime s3://{bucket}/{prefix}memory/memory.lime --sse aws:kms",
+    "rm -f /tmp/irflow-memory.lime",
+]
+
+
+class IrflowSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IRFLOW_", extra="ignore")
+
+    task_queue: str = "irflow"
+
+    # Evidence: an S3 bucket created with Object Lock; every object is KMS-encrypted and retained.
+    evidence_bucket: str = ""
+    evidence_region: str = Field(default="", description="region of the evidence bucket; empty: AWS_DEFAULT_REGION")
+    evidence_kms_key_id: str = Field(default="", description="KMS key id/ARN; empty uses the AWS managed key")
+    evidence_retention_days: int = Field(default=365, ge=1)
+    evidence_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
+
+    # Notifications: one topic for the team, a second for escalations.
+    notify_topic_arn: str = ""
+    escalation_topic_arn: str = ""
+
+    # Containment.
+    quarantine_group_name: str = "irflow-quarantine"
+    untracking_group_name: str = "irflow-untrack"
+    quarantine_instance_profile: str = Field(
+        default="", description="instance profile to swap in; empty removes the instance's profile"
+    )
+
+    # Memory acquisition through SSM Run Command.
+    memory_capture_document: str = "AWS-RunShellScript"
+    memory_capture_commands: list[str] = Field(default_factory=lambda: list(DEFAULT_MEMORY_CAPTURE_COMMANDS))
+    memory_capture_wait_seconds: int = Field(default=900, ge=0)
+
+    # Response policy, snapshotted into each incident when it starts.
+    auto_contain_min_severity: Severity = Severity.MEDIUM
+    manual_containment_tag: str = "irflow:containment"
+    decision_timeout_seconds: int = Field(default=4 * 3600, ge=1)
+    default_eradication: Eradication = Eradication.STOP
+    capture_memory: bool = True
+
+    activity_threads: int = Field(default=16, ge=1)
+
+    def response_policy(self) -> ResponsePolicy:
+        return ResponsePolicy(
+            auto_contain_min_severity=self.auto_contain_min_severity,
+            manual_containment_tag=self.manual_containment_tag,
+            decision_timeout=timedelta(seconds=self.decision_timeout_seconds),
+            default_eradication=self.default_eradication,
+            capture_memory=self.capture_memory,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> IrflowSettings:
+    return IrflowSettings()

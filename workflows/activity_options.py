@@ -1,0 +1,32 @@
+"""How long activities may take and how they retry, by kind of work."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from models.errors import NON_RETRYABLE_TYPES
+
+
+def _retry(attempts: int, max_interval_s: int) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=max_interval_s),
+        maximum_attempts=attempts,
+        non_retryable_error_types=NON_RETRYABLE_TYPES,
+    )
+
+
+# Containment retries briefly and then fails over to compensation; undos retry for much longer,
+# because an undo that gives up leaves a resource half-restored.
+QUICK = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": _retry(6, 10)}
+UNDO = {"start_to_close_timeout": timedelta(seconds=120), "retry_policy": _retry(25, 60)}
+SLOW = {
+    "start_to_close_timeout": timedelta(minutes=30),
+    "heartbeat_timeout": timedelta(seconds=90),
+    "retry_policy": _retry(5, 60),
+}

@@ -1,0 +1,420 @@
+"""IncidentWorkflow: one incident, one workflow, walking the NIST SP 800-61 phases.
+
+detection & analysis → [approval if policy asks] → containment (saga) → evidence → analyst decision →
+eradication & recovery → post-incident report. The resource-specific work lives in a playbook; this
+class keeps the record, talks to analysts and undoes what must be undone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from models.errors import NOT_FOUND
+    from models.finding import Finding
+    from models.incident import (
+        ActionRecord,
+        ActionStatus,
+        ApproveRequest,
+        Decision,
+        DecisionKind,
+        EvidenceObject,
+        IncidentInput,
+        IncidentState,
+        ManifestInput,
+        NotifyInput,
+        PendingDecision,
+        Phase,
+        RejectRequest,
+        Status,
+        StepResult,
+        TimelineEntry,
+    )
+
+from workflows import search_attributes as sa
+from workflows.activity_options import QUICK, UNDO
+from workflows.ec2_playbook import Ec2Playbook
+from workflows.policy import incident_severity
+from workflows.saga import Saga, Undo
+
+PLAYBOOKS = {Ec2Playbook.name: Ec2Playbook}
+
+
+def error_type(error: BaseException) -> str | None:
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def error_text(error: BaseException) -> str:
+    cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+    return str(cause) or type(cause).__name__
+
+
+@workflow.defn
+class IncidentWorkflow:
+    @workflow.init
+    def __init__(self, request: IncidentInput) -> None:
+        self.request = request
+        self.state = IncidentState(
+            incident_id=request.incident_id,
+            playbook=request.playbook,
+            severity=request.finding.severity,
+            finding=request.finding,
+            findings_absorbed=[request.finding],
+            resource_id=request.finding.resource.resource_id or "",
+            received_at=request.received_at,
+        )
+        self.saga = Saga()
+        self._decision: Decision | None = None
+
+    # --- what analysts and tools see ---
+
+    @workflow.query
+    def current_state(self) -> IncidentState:
+        return self.state
+
+    @workflow.signal
+    def approve(self, request: dict[str, Any]) -> None:
+        self._receive_decision(DecisionKind.APPROVE, request, via="signal")
+
+    @workflow.signal
+    def reject(self, request: dict[str, Any]) -> None:
+        self._receive_decision(DecisionKind.REJECT, request, via="signal")
+
+    @workflow.signal
+    def add_finding(self, finding: Finding) -> None:
+        """A repeated or related finding about the same resource joins this incident."""
+        seen = {(f.id, f.updated_at, f.count) for f in self.state.findings_absorbed}
+        if (finding.id, finding.updated_at, finding.count) in seen:
+            return
+        self.state.findings_absorbed.append(finding)
+        self.state.severity = incident_severity(self.state.findings_absorbed)
+        self.note(f"finding joined: {finding.type} ({finding.id}, count {finding.count}, {finding.severity})")
+        self._publish()
+
+    # --- the lifecycle ---
+
+    @workflow.run
+    async def run(self, request: IncidentInput) -> IncidentState:
+        playbook = PLAYBOOKS[request.playbook](self)
+        self.note(f"incident opened: {request.finding.type} on {self.state.resource_id}")
+        self._publish()
+        try:
+            return await self._lifecycle(playbook)
+        except asyncio.CancelledError:
+            # A cancel is not a verdict: containment stays in place; only an analyst's reject undoes it.
+            self.note("incident cancelled by request; containment (if any) left in place")
+            await asyncio.shield(asyncio.ensure_future(self._finish(Status.FAILED, "cancelled by request")))
+            raise
+
+    async def _lifecycle(self, playbook: Ec2Playbook) -> IncidentState:
+        self.enter(Phase.DETECTION)
+        try:
+            plan = await playbook.analyse()
+        except ActivityError as error:
+            return await self._finish(Status.FAILED, f"detection & analysis failed: {error_text(error)}", fail=True)
+        self.state.severity = plan.severity
+        self.state.containment_requires_approval = plan.requires_approval
+        self.state.plan_reasons = plan.reasons
+        self._publish()
+
+        if plan.requires_approval:
+            decision = await self._await_decision("containment", f"Contain {self.state.resource_id}?")
+            if decision.kind == DecisionKind.REJECT:
+                return await self._finish(Status.ROLLED_BACK, f"rejected before containment by {decision.by}")
+
+        self.enter(Phase.CONTAINMENT)
+        try:
+            await playbook.contain(self.saga)
+        except ActivityError as error:
+            vanished = error_type(error) == NOT_FOUND
+            reason = f"containment failed: {error_text(error)}"
+            await self._compensate(reason)
+            await self._notify("escalation", f"irflow: containment FAILED for {self.state.resource_id}", reason)
+            return await self._finish(Status.FAILED if vanished else Status.ROLLED_BACK, reason, fail=True)
+        self.state.contained_at = workflow.now()
+        self.note("contained")
+        await self._notify("team", f"irflow: contained {self.state.resource_id}", "containment complete")
+
+        self.enter(Phase.EVIDENCE)
+        await playbook.collect_evidence()
+        await self._write_manifest()
+
+        decision = await self._await_decision(
+            "eradication",
+            f"{self.state.resource_id} is contained. Approve eradication or reject as false positive?",
+        )
+        if decision.kind == DecisionKind.REJECT:
+            await self._compensate(f"rejected as a false positive by {decision.by}")
+            return await self._finish(Status.ROLLED_BACK, None)
+
+        self.enter(Phase.ERADICATION)
+        choice = decision.eradication or self.request.policy.default_eradication
+        self.state.eradication = choice
+        try:
+            await playbook.eradicate(choice)
+        except ActivityError as error:
+            reason = f"eradication ({choice}) failed: {error_text(error)}; the resource stays contained"
+            await self._notify("escalation", f"irflow: eradication FAILED for {self.state.resource_id}", reason)
+            return await self._finish(Status.FAILED, reason, fail=True)
+        self.state.recovered_at = workflow.now()
+        return await self._finish(Status.RESOLVED, None)
+
+    # --- helpers the playbooks use ---
+
+    def note(self, event: str) -> None:
+        self.state.timeline.append(TimelineEntry(at=workflow.now(), phase=self.state.phase, event=event))
+
+    def enter(self, phase: Phase) -> None:
+        self.state.phase = phase
+        self.note(f"phase: {phase}")
+        self._publish()
+
+    async def act(self, name: str, argument: Any, result_type: type, options: dict) -> Any:
+        """Run one activity and record it as an action; a failure is recorded, then re-raised."""
+        started = workflow.now()
+        try:
+            result = await workflow.execute_activity(name, argument, result_type=result_type, **options)
+        except ActivityError as error:
+            self.state.actions.append(
+                ActionRecord(
+                    name=name,
+                    phase=self.state.phase,
+                    status=ActionStatus.FAILED,
+                    started_at=started,
+                    finished_at=workflow.now(),
+                    error=error_text(error),
+                )
+            )
+            self.note(f"{name} failed: {error_text(error)}")
+            self._publish()
+            raise
+        self.state.actions.append(
+            ActionRecord(
+                name=name,
+                phase=self.state.phase,
+                status=ActionStatus.DONE,
+                started_at=started,
+                finished_at=workflow.now(),
+                result=_summarise(result),
+            )
+        )
+        self._publish()
+        return result
+
+    async def try_act(self, name: str, argument: Any, result_type: type, options: dict) -> Any | None:
+        """Like `act`, for steps whose failure must not stop the incident (evidence, notifications)."""
+        try:
+            return await self.act(name, argument, result_type, options)
+        except ActivityError:
+            return None
+
+    def add_evidence(self, *objects: EvidenceObject) -> None:
+        known = {(e.key, e.version_id) for e in self.state.evidence}
+        self.state.evidence.extend(o for o in objects if (o.key, o.version_id) not in known)
+
+    # --- decisions ---
+
+    def _receive_decision(self, kind: DecisionKind, raw: Any, via: str) -> None:
+        now = workflow.now()
+        pending = self.state.pending_decision
+        stage = pending.kind if pending else None
+        by = str(raw.get("by", "")) if isinstance(raw, dict) else ""
+        try:
+            model = ApproveRequest if kind == DecisionKind.APPROVE else RejectRequest
+            request = model.model_validate(raw)
+        except ValidationError as error:
+            refusal = "invalid request: " + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+            )
+            self._refuse(kind, by or "?", now, via, stage, refusal)
+            return
+        comment = request.comment if isinstance(request, ApproveRequest) else request.reason
+        if pending is None:
+            self._refuse(kind, request.by, now, via, stage, f"no decision is pending (phase {self.state.phase})")
+            return
+        if self._decision is not None:
+            self._refuse(kind, request.by, now, via, stage, "a decision was already taken")
+            return
+        decision = Decision(
+            kind=kind,
+            by=request.by,
+            at=now,
+            comment=comment,
+            eradication=request.eradication if isinstance(request, ApproveRequest) else None,
+            via=via,
+            stage=stage,
+        )
+        self.state.decisions.append(decision)
+        self._decision = decision
+        self.note(f"{kind} by {request.by} via {via}: {comment or '—'}")
+
+    def _refuse(self, kind: DecisionKind, by: str, now, via: str, stage, refusal: str) -> None:
+        self.state.decisions.append(
+            Decision(kind=kind, by=by, at=now, via=via, stage=stage, accepted=False, refusal=refusal)
+        )
+        self.note(f"{kind} by {by} refused: {refusal}")
+
+    async def _await_decision(self, stage: str, question: str) -> Decision:
+        timeout = self.request.policy.decision_timeout
+        now = workflow.now()
+        self._decision = None
+        self.state.pending_decision = PendingDecision(
+            kind=stage,
+            question=question,
+            options=["approve", "reject"],
+            since=now,
+            deadline=now + timeout,
+        )
+        self.state.status = Status.AWAITING_DECISION
+        self.enter(Phase.DECISION)
+        await self._notify("team", f"irflow: decision needed for {self.state.resource_id}", question)
+        try:
+            await workflow.wait_condition(lambda: self._decision is not None, timeout=timeout)
+        except TimeoutError:
+            # Silence is safe: escalate and keep waiting with containment in place. Never destroy.
+            self.state.escalations.append(workflow.now())
+            self.state.pending_decision.escalated_at = workflow.now()
+            self.state.status = Status.ESCALATED
+            self.note(f"no decision within {timeout}: escalated, containment kept")
+            self._publish()
+            await self._notify(
+                "escalation",
+                f"irflow: ESCALATION, no decision for {self.state.resource_id}",
+                f"No analyst decided within {timeout}. The resource stays contained. {question}",
+            )
+            await workflow.wait_condition(lambda: self._decision is not None)
+        decision = self._decision
+        self.state.pending_decision = None
+        self.state.decided_at = decision.at
+        self.state.status = Status.ACTIVE
+        self._publish()
+        return decision
+
+    # --- compensation, closing, reporting ---
+
+    async def _compensate(self, reason: str) -> None:
+        self.note(f"compensating ({len(self.saga)} undo(s)): {reason}")
+        await self.saga.compensate(self._run_undo)
+        self._publish()
+
+    async def _run_undo(self, undo: Undo) -> None:
+        started = workflow.now()
+        handle = workflow.start_activity(undo.activity, undo.argument, result_type=StepResult, **UNDO)
+        status, result, error = ActionStatus.UNDONE, {}, None
+        while True:
+            try:
+                result = _summarise(await asyncio.shield(handle))
+                break
+            except asyncio.CancelledError:
+                continue  # an undo half-done is worse than a late one: finish it
+            except ActivityError as failure:
+                error = error_text(failure)
+                status = ActionStatus.SKIPPED if error_type(failure) == NOT_FOUND else ActionStatus.UNDO_FAILED
+                break
+        self.state.compensations.append(
+            ActionRecord(
+                name=undo.activity,
+                phase=self.state.phase,
+                status=status,
+                started_at=started,
+                finished_at=workflow.now(),
+                result={"undoes": undo.step, **result},
+                error=error,
+            )
+        )
+        self.note(f"undo {undo.step} via {undo.activity}: {status}")
+
+    async def _finish(self, status: Status, reason: str | None, fail: bool = False) -> IncidentState:
+        self.state.status = status
+        self.state.failure_reason = reason
+        self.state.pending_decision = None
+        self.enter(Phase.REPORT)
+        reports = await self.try_act("write_report", self.state, list[EvidenceObject], QUICK)
+        if reports:
+            self.add_evidence(*reports)
+            self.state.report_keys = [r.key for r in reports]
+        await self._write_manifest()
+        self.state.closed_at = workflow.now()
+        self.enter(Phase.DONE)
+        await self._notify("team", f"irflow: incident {status} for {self.state.resource_id}", reason or str(status))
+        if fail:
+            raise ApplicationError(reason or str(status), type=f"Incident{status.title().replace('_', '')}")
+        return self.state
+
+    async def _write_manifest(self) -> None:
+        if not self.state.evidence:
+            return
+        manifest = await self.try_act(
+            "write_manifest",
+            ManifestInput(
+                incident_id=self.state.incident_id,
+                evidence=[e for e in self.state.evidence if e.kind != "manifest"],
+                snapshots=self.state.snapshots,
+            ),
+            EvidenceObject,
+            QUICK,
+        )
+        if manifest:
+            self.add_evidence(manifest)
+
+    async def _notify(self, channel: str, subject: str, message: str) -> None:
+        body = {
+            "status": self.state.status,
+            "phase": self.state.phase,
+            "severity": self.state.severity,
+            "finding_type": self.state.finding.type,
+            "resource_id": self.state.resource_id,
+            "message": message,
+        }
+        await self.try_act(
+            "publish_notification",
+            NotifyInput(incident_id=self.state.incident_id, channel=channel, subject=subject, body=body),
+            StepResult,
+            QUICK,
+        )
+
+    def _publish(self) -> None:
+        """Keep search attributes and the UI's current details in step with the state."""
+        s = self.state
+        workflow.upsert_search_attributes(
+            [
+                sa.STATUS.value_set(str(s.status)),
+                sa.PHASE.value_set(str(s.phase)),
+                sa.SEVERITY.value_set(str(s.severity)),
+                sa.FINDING_TYPE.value_set(s.finding.type),
+                sa.RESOURCE_ID.value_set(s.resource_id),
+                sa.RESOURCE_TYPE.value_set(s.finding.resource.resource_type),
+                sa.ACCOUNT.value_set(s.finding.account_id),
+            ]
+        )
+        waiting = f"**Waiting for:** {s.pending_decision.question}" if s.pending_decision else ""
+        last = s.actions[-1] if s.actions else None
+        workflow.set_current_details(
+            "\n".join(
+                line
+                for line in (
+                    f"**Phase:** {s.phase} · **Status:** {s.status} · **Severity:** {s.severity}",
+                    waiting,
+                    f"**Last action:** {last.name} ({last.status})" if last else "",
+                    f"**Failure:** {s.failure_reason}" if s.failure_reason else "",
+                )
+                if line
+            )
+        )
+
+
+def _summarise(result: Any) -> dict[str, Any]:
+    if isinstance(result, StepResult):
+        return {"changed": result.changed, **result.detail}
+    if isinstance(result, list):
+        return {"items": [_summarise(r) for r in result]}
+    if hasattr(result, "model_dump"):
+        return result.model_dump(mode="json")
+    return {"value": result}

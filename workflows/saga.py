@@ -1,0 +1,35 @@
+"""The saga: undos registered before each step acts, run in reverse when the incident must be undone."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Undo:
+    step: str
+    activity: str
+    argument: Any
+
+
+class Saga:
+    """A stack of undos. Register before acting: a step that fails half-way is undone too, which is
+    safe because every undo restores a recorded prior state and is itself idempotent."""
+
+    def __init__(self) -> None:
+        self._undos: list[Undo] = []
+
+    def register(self, step: str, activity: str, argument: Any) -> None:
+        self._undos.append(Undo(step, activity, argument))
+
+    def __len__(self) -> int:
+        return len(self._undos)
+
+    async def compensate(self, run: Callable[[Undo], Awaitable[Any]]) -> list[Any]:
+        """Run every undo, newest first. One failing undo does not stop the others."""
+        results = []
+        while self._undos:
+            results.append(await run(self._undos.pop()))
+        return results
