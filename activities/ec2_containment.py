@@ -125,11 +125,11 @@ def _find_group(ec2, vpc_id: str, role: str, name: str) -> dict | None:
     return None
 
 
-_ALL_TRAFFIC = {
-    "IpProtocol": "-1",
-    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
-    "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
-}
+# One permission per address family: AWS refuses a whole request when any part of it already exists.
+_ALL_TRAFFIC = (
+    {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+    {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+)
 
 
 def _strip_permission(permission: dict) -> dict:
@@ -137,12 +137,13 @@ def _strip_permission(permission: dict) -> dict:
     return {k: permission[k] for k in keep if k in permission and permission[k] not in ([], None)}
 
 
-def _authorize_ignoring_duplicates(call, group_id: str) -> None:
-    try:
-        call(GroupId=group_id, IpPermissions=[_ALL_TRAFFIC])
-    except ClientError as error:
-        if error_code(error) != "InvalidPermission.Duplicate":
-            raise
+def _authorize_all_traffic(call, group_id: str) -> None:
+    for permission in _ALL_TRAFFIC:
+        try:
+            call(GroupId=group_id, IpPermissions=[permission])
+        except ClientError as error:
+            if error_code(error) != "InvalidPermission.Duplicate":
+                raise
 
 
 def ensure_isolation_groups(region: str, vpc_id: str) -> tuple[str, str]:
@@ -187,8 +188,8 @@ def ensure_isolation_groups(region: str, vpc_id: str) -> tuple[str, str]:
                 if egress:
                     ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=egress)
             else:
-                _authorize_ignoring_duplicates(ec2.authorize_security_group_ingress, group_id)
-                _authorize_ignoring_duplicates(ec2.authorize_security_group_egress, group_id)
+                _authorize_all_traffic(ec2.authorize_security_group_ingress, group_id)
+                _authorize_all_traffic(ec2.authorize_security_group_egress, group_id)
             ids.append(group_id)
     return ids[0], ids[1]
 

@@ -68,10 +68,12 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
     ssm = client("ssm", target.region)
     comment = memory_command_comment(target.incident_id)
     prefix = evidence_prefix(target.incident_id)
-    commands = [
-        c.format(bucket=settings.evidence_bucket, prefix=prefix, incident=target.incident_id)
-        for c in settings.memory_capture_commands
-    ]
+    placeholders = {"{bucket}": settings.evidence_bucket, "{prefix}": prefix, "{incident}": target.incident_id}
+    commands = []
+    for command in settings.memory_capture_commands:
+        for placeholder, value in placeholders.items():
+            command = command.replace(placeholder, value)
+        commands.append(command)
     command_id = _find_sent_command(ssm, target, comment)
     status, detail, stdout = "Pending", "", ""
     if command_id is None:

@@ -1,0 +1,216 @@
+"""A small, realistic workload for the embedded AWS account (moto): what `make run` and the tests
+respond to. One web instance in an Auto Scaling group behind a target group, with an instance
+profile, two network interfaces and two volumes; an Object Lock evidence bucket, a KMS key, and SNS
+topics whose messages land in an SQS queue so they can be read back."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_FINDING = REPO / "examples" / "findings" / "ec2-command-and-control.json"
+IMAGE_ID = "ami-12c6146b"  # an image moto knows
+
+
+@dataclass(frozen=True)
+class DemoWorkload:
+    account_id: str
+    region: str
+    vpc_id: str
+    subnet_ids: list[str]
+    web_group_id: str
+    admin_group_id: str
+    instance_id: str
+    other_instance_id: str
+    auto_scaling_group: str
+    target_group_arn: str
+    role_name: str
+    instance_profile: str
+    evidence_bucket: str
+    kms_key_id: str
+    notify_topic_arn: str
+    escalation_topic_arn: str
+    notifications_queue_url: str
+
+    def worker_environment(self) -> dict[str, str]:
+        """The IRFLOW_* settings a worker needs to respond in this account."""
+        return {
+            "IRFLOW_EVIDENCE_BUCKET": self.evidence_bucket,
+            "IRFLOW_EVIDENCE_KMS_KEY_ID": self.kms_key_id,
+            "IRFLOW_EVIDENCE_REGION": self.region,
+            "IRFLOW_NOTIFY_TOPIC_ARN": self.notify_topic_arn,
+            "IRFLOW_ESCALATION_TOPIC_ARN": self.escalation_topic_arn,
+            # moto's SSM reports success at once; waiting only matters against real instances.
+            "IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS": "30",
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload:
+    ec2 = boto3.client("ec2", region_name=region)
+    account_id = boto3.client("sts", region_name=region).get_caller_identity()["Account"]
+
+    vpc_id = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc_id, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{region}{zone}")["Subnet"][
+            "SubnetId"
+        ]
+        for i, zone in ((1, "a"), (2, "b"))
+    ]
+    web = ec2.create_security_group(GroupName=f"{name}-web", Description="web tier", VpcId=vpc_id)["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=web,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+    )
+    admin = ec2.create_security_group(GroupName=f"{name}-admin", Description="admin access", VpcId=vpc_id)["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=admin,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
+    )
+
+    iam = boto3.client("iam", region_name=region)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+    role = f"{name}-web-app"
+    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    iam.create_instance_profile(InstanceProfileName=role)
+    iam.add_role_to_instance_profile(InstanceProfileName=role, RoleName=role)
+
+    elbv2 = boto3.client("elbv2", region_name=region)
+    target_group = elbv2.create_target_group(
+        Name=f"{name}-web", Protocol="HTTP", Port=80, VpcId=vpc_id, TargetType="instance"
+    )["TargetGroups"][0]["TargetGroupArn"]
+
+    ec2.create_launch_template(
+        LaunchTemplateName=f"{name}-web",
+        LaunchTemplateData={"ImageId": IMAGE_ID, "InstanceType": "t3.micro", "SecurityGroupIds": [web]},
+    )
+    autoscaling = boto3.client("autoscaling", region_name=region)
+    group = f"{name}-web"
+    autoscaling.create_auto_scaling_group(
+        AutoScalingGroupName=group,
+        LaunchTemplate={"LaunchTemplateName": f"{name}-web"},
+        MinSize=2,
+        MaxSize=4,
+        DesiredCapacity=2,
+        VPCZoneIdentifier=",".join(subnets),
+        TargetGroupARNs=[target_group],
+    )
+    members = sorted(
+        i["InstanceId"]
+        for i in autoscaling.describe_auto_scaling_instances()["AutoScalingInstances"]
+        if i["AutoScalingGroupName"] == group
+    )
+    instance_id, other_instance_id = members[0], members[1]
+    for member in members:
+        ec2.associate_iam_instance_profile(IamInstanceProfile={"Name": role}, InstanceId=member)
+
+    # A second interface (admin network) and a data volume: containment must handle more than one.
+    subnet_of_instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0][
+        "SubnetId"
+    ]
+    zone = ec2.describe_subnets(SubnetIds=[subnet_of_instance])["Subnets"][0]["AvailabilityZone"]
+    eni = ec2.create_network_interface(SubnetId=subnet_of_instance, Groups=[admin, web])["NetworkInterface"][
+        "NetworkInterfaceId"
+    ]
+    ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=instance_id, DeviceIndex=1)
+    volume = ec2.create_volume(AvailabilityZone=zone, Size=20, VolumeType="gp3")["VolumeId"]
+    ec2.attach_volume(VolumeId=volume, InstanceId=instance_id, Device="/dev/sdf")
+    ec2.create_tags(
+        Resources=[instance_id], Tags=[{"Key": "Name", "Value": f"{name}-web-1"}, {"Key": "app", "Value": "shop"}]
+    )
+
+    kms_key = boto3.client("kms", region_name=region).create_key(Description="irflow evidence")["KeyMetadata"]["KeyId"]
+    s3 = boto3.client("s3", region_name=region)
+    bucket = f"{name}-irflow-evidence-{account_id}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    s3.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}},
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": kms_key}}]
+        },
+    )
+
+    sns = boto3.client("sns", region_name=region)
+    sqs = boto3.client("sqs", region_name=region)
+    notify = sns.create_topic(Name=f"{name}-irflow-incidents")["TopicArn"]
+    escalation = sns.create_topic(Name=f"{name}-irflow-escalations")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"{name}-irflow-notifications")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for topic in (notify, escalation):
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    return DemoWorkload(
+        account_id=account_id,
+        region=region,
+        vpc_id=vpc_id,
+        subnet_ids=subnets,
+        web_group_id=web,
+        admin_group_id=admin,
+        instance_id=instance_id,
+        other_instance_id=other_instance_id,
+        auto_scaling_group=group,
+        target_group_arn=target_group,
+        role_name=role,
+        instance_profile=role,
+        evidence_bucket=bucket,
+        kms_key_id=kms_key,
+        notify_topic_arn=notify,
+        escalation_topic_arn=escalation,
+        notifications_queue_url=queue_url,
+    )
+
+
+def sample_finding(
+    instance_id: str,
+    account_id: str = "123456789012",
+    region: str = "us-east-1",
+    severity: float = 8.0,
+    finding_type: str | None = None,
+    finding_id: str | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The sample GuardDuty EventBridge event, re-pointed at a real instance and re-timed to now."""
+    event = copy.deepcopy(json.loads(SAMPLE_FINDING.read_text()))
+    detail = event["detail"]
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    first_seen = now - timedelta(minutes=6)
+
+    def stamp(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    event.update(account=account_id, region=region, time=stamp(now))
+    detail.update(
+        accountId=account_id, region=region, severity=severity, createdAt=stamp(first_seen), updatedAt=stamp(now)
+    )
+    if finding_type:
+        detail["type"] = finding_type
+    if finding_id:
+        detail["id"] = finding_id
+    detail["arn"] = (
+        f"arn:aws:guardduty:{region}:{account_id}:detector/{detail['service']['detectorId']}/finding/{detail['id']}"
+    )
+    detail["service"].update(eventFirstSeen=stamp(first_seen), eventLastSeen=stamp(now - timedelta(minutes=1)))
+    details = detail["resource"]["instanceDetails"]
+    details["instanceId"] = instance_id
+    detail["title"] = detail["title"].replace("i-0123456789abcdef0", instance_id)
+    detail["description"] = detail["description"].replace("i-0123456789abcdef0", instance_id)
+    return event

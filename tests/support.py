@@ -1,0 +1,145 @@
+"""Helpers shared by the tests: paths, a worker on its own task queue, waiting on incident state."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import boto3
+from temporalio.client import Client, WorkflowHandle
+
+from devstack.demo import DemoWorkload, sample_finding
+from intake.submit import Submission, submit
+from models.finding import parse_guardduty
+from models.incident import IncidentState
+from models.settings import IrflowSettings
+from worker import build_worker
+from workflows.incident import IncidentWorkflow
+
+REPO = Path(__file__).resolve().parents[1]
+CORPORA = REPO.parent / "shared" / "corpora"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def running_worker(client: Client, activities=None, **settings) -> AsyncIterator[IrflowSettings]:
+    """An in-process worker on a fresh task queue, so tests never pick up each other's incidents."""
+    configured = IrflowSettings(task_queue=f"irflow-test-{uuid.uuid4().hex[:10]}", **settings)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(client, configured, executor, activities):
+            yield configured
+
+
+async def open_incident(
+    client: Client, settings: IrflowSettings, workload: DemoWorkload, **finding
+) -> tuple[Submission, WorkflowHandle]:
+    event = sample_finding(workload.instance_id, workload.account_id, workload.region, **finding)
+    submission = await submit(client, parse_guardduty(event), settings)
+    return submission, client.get_workflow_handle_for(IncidentWorkflow.run, submission.workflow_id)
+
+
+async def wait_for(
+    handle: WorkflowHandle, predicate: Callable[[IncidentState], bool], timeout: float = 30
+) -> IncidentState:
+    deadline = asyncio.get_running_loop().time() + timeout
+    state = None
+    while asyncio.get_running_loop().time() < deadline:
+        state = await handle.query("current_state", result_type=IncidentState)
+        if predicate(state):
+            return state
+        await asyncio.sleep(0.1)
+    raise AssertionError(
+        f"timed out; last state: status={state and state.status} phase={state and state.phase} "
+        f"failure={state and state.failure_reason} actions={state and [(a.name, a.status, a.error) for a in state.actions]}"
+    )
+
+
+def observed_instance(workload: DemoWorkload) -> dict:
+    """What a responder would check on the instance, read straight from (moto's) AWS."""
+    ec2 = boto3.client("ec2", region_name=workload.region)
+    instance = ec2.describe_instances(InstanceIds=[workload.instance_id])["Reservations"][0]["Instances"][0]
+    enis = {
+        e["NetworkInterfaceId"]: sorted(g["GroupId"] for g in e["Groups"])
+        for e in ec2.describe_network_interfaces(
+            Filters=[{"Name": "attachment.instance-id", "Values": [workload.instance_id]}]
+        )["NetworkInterfaces"]
+    }
+    autoscaling = boto3.client("autoscaling", region_name=workload.region)
+    membership = autoscaling.describe_auto_scaling_instances(InstanceIds=[workload.instance_id])["AutoScalingInstances"]
+    group = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[workload.auto_scaling_group])[
+        "AutoScalingGroups"
+    ][0]
+    elbv2 = boto3.client("elbv2", region_name=workload.region)
+    targets = sorted(
+        (t["Target"]["Id"], t["Target"].get("Port"))
+        for t in elbv2.describe_target_health(TargetGroupArn=workload.target_group_arn)["TargetHealthDescriptions"]
+    )
+    associations = ec2.describe_iam_instance_profile_associations(
+        Filters=[{"Name": "instance-id", "Values": [workload.instance_id]}]
+    )["IamInstanceProfileAssociations"]
+    iam = boto3.client("iam", region_name=workload.region)
+    return {
+        "state": instance["State"]["Name"],
+        "enis": enis,
+        "asg_member": [m["AutoScalingGroupName"] for m in membership],
+        "asg_sizes": (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]),
+        "target_groups": [t for t in targets if t[0] == workload.instance_id],
+        "profiles": sorted(a["IamInstanceProfile"]["Arn"] for a in associations if a["State"] == "associated"),
+        "termination_protection": ec2.describe_instance_attribute(
+            InstanceId=workload.instance_id, Attribute="disableApiTermination"
+        )["DisableApiTermination"]["Value"],
+        "shutdown_behavior": ec2.describe_instance_attribute(
+            InstanceId=workload.instance_id, Attribute="instanceInitiatedShutdownBehavior"
+        )["InstanceInitiatedShutdownBehavior"]["Value"],
+        "tags": {t["Key"]: t["Value"] for t in instance.get("Tags", [])},
+        "role_policies": sorted(iam.list_role_policies(RoleName=workload.role_name)["PolicyNames"]),
+    }
+
+
+def quarantine_groups(workload: DemoWorkload) -> list[dict]:
+    ec2 = boto3.client("ec2", region_name=workload.region)
+    return ec2.describe_security_groups(
+        Filters=[
+            {"Name": "vpc-id", "Values": [workload.vpc_id]},
+            {"Name": "tag:irflow:role", "Values": ["quarantine"]},
+        ]
+    )["SecurityGroups"]
+
+
+def incident_snapshots(workload: DemoWorkload, incident_id: str) -> list[dict]:
+    ec2 = boto3.client("ec2", region_name=workload.region)
+    return ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:irflow:incident-id", "Values": [incident_id]}]
+    )["Snapshots"]
+
+
+def notifications(workload: DemoWorkload) -> list[dict]:
+    """Every SNS message published so far (topics are subscribed to an SQS queue by the demo)."""
+    import json
+
+    sqs = boto3.client("sqs", region_name=workload.region)
+    messages = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=workload.notifications_queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        if not batch:
+            return messages
+        for m in batch:
+            body = json.loads(m["Body"])
+            messages.append(
+                {"topic": body.get("TopicArn"), "subject": body.get("Subject"), **json.loads(body["Message"])}
+            )
+            sqs.delete_message(QueueUrl=workload.notifications_queue_url, ReceiptHandle=m["ReceiptHandle"])

@@ -1,0 +1,51 @@
+"""The irflow worker: runs IncidentWorkflow and the AWS activities on the task queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import all_activities
+from irflow.temporal_client import connect
+from models.settings import IrflowSettings, get_settings
+from workflows.incident import IncidentWorkflow
+
+log = logging.getLogger("irflow.worker")
+
+
+def build_worker(client: Client, settings: IrflowSettings, executor: ThreadPoolExecutor, activities=None) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[IncidentWorkflow],
+        activities=activities if activities is not None else all_activities(),
+        activity_executor=executor,
+        max_concurrent_activities=settings.activity_threads,
+    )
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    client = await connect()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
+        worker = build_worker(client, settings, executor)
+        async with worker:
+            log.info(
+                "worker ready on task queue %r at %s", settings.task_queue, client.service_client.config.target_host
+            )
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight tasks")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
