@@ -60,9 +60,10 @@ async def wait_for(
         if predicate(state):
             return state
         await asyncio.sleep(0.1)
+    actions = [(a.name, a.status, a.error) for a in state.actions] if state else None
     raise AssertionError(
         f"timed out; last state: status={state and state.status} phase={state and state.phase} "
-        f"failure={state and state.failure_reason} actions={state and [(a.name, a.status, a.error) for a in state.actions]}"
+        f"failure={state and state.failure_reason} actions={actions}"
     )
 
 
