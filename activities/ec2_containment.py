@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import NOT_FOUND, aws_activity, client, error_code, heartbeat, typed_aws_errors
-from activities.ec2_context import describe_instance
+from activities.ec2_context import describe_instance, describe_live_instance
 from models.ec2 import Ec2StepInput, Ec2Target
 from models.incident import StepResult
 from models.settings import get_settings
@@ -30,7 +30,7 @@ MANAGED_TAGS = (INCIDENT_TAG, STATUS_TAG)
 def tag_instance(step: Ec2StepInput) -> StepResult:
     """Mark the instance as under incident, so responders and other tools can see it at a glance."""
     wanted = {INCIDENT_TAG: step.target.incident_id, STATUS_TAG: "contained"}
-    current = {t["Key"]: t["Value"] for t in describe_instance(step.target).get("Tags", [])}
+    current = {t["Key"]: t["Value"] for t in describe_live_instance(step.target).get("Tags", [])}
     missing = {k: v for k, v in wanted.items() if current.get(k) != v}
     if not missing:
         return StepResult(changed=False, detail={"tags": wanted})
@@ -92,10 +92,11 @@ def _set_attributes(target: Ec2Target, protect: bool, shutdown: str) -> dict:
     return changed
 
 
-@aws_activity("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
+@aws_activity("ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
 def protect_instance(step: Ec2StepInput) -> StepResult:
     """Termination protection on and shutdown-means-stop, so neither a person nor the attacker (shutdown
     from inside) can destroy the disks we are about to image."""
+    describe_live_instance(step.target)
     changed = _set_attributes(step.target, protect=True, shutdown="stop")
     return StepResult(changed=bool(changed), detail=changed)
 
@@ -200,6 +201,7 @@ def _eni_groups(ec2, eni_id: str) -> list[str]:
 
 
 @aws_activity(
+    "ec2:DescribeInstances",
     "ec2:DescribeSecurityGroups",
     "ec2:CreateSecurityGroup",
     "ec2:CreateTags",
@@ -219,6 +221,7 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     packet by packet. Hence two steps per ENI: first the allow-all "untrack" group (turning the live
     sessions into untracked flows), then at once the empty quarantine group, which drops them.
     """
+    describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region)
     isolated, already = [], []
     groups_by_vpc = {vpc: ensure_isolation_groups(step.target.region, vpc) for vpc in step.prior.vpc_ids}

@@ -28,6 +28,14 @@ def describe_instance(target: Ec2Target) -> dict:
     return instances[0]
 
 
+def describe_live_instance(target: Ec2Target) -> dict:
+    """The instance, or ResourceNotFound when it is gone (terminated instances linger in describe calls)."""
+    instance = describe_instance(target)
+    if instance["State"]["Name"] in ("terminated", "shutting-down"):
+        raise not_found(f"instance {target.instance_id} is {instance['State']['Name']}: it vanished mid-incident")
+    return instance
+
+
 def current_profile_association(ec2, instance_id: str) -> dict | None:
     with typed_aws_errors(f"describe instance profile association of {instance_id}"):
         associations = ec2.describe_iam_instance_profile_associations(

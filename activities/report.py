@@ -78,7 +78,7 @@ def render_markdown(state: IncidentState) -> str:
         verdict = "accepted" if d.accepted else f"refused ({d.refusal})"
         extra = f", eradication: {d.eradication}" if d.eradication else ""
         lines.append(
-            f"- {d.at.isoformat()} — **{d.kind}** ({d.stage}) by `{d.by}` via {d.via}, {verdict}{extra}: "
+            f"- {d.at.isoformat()} — **{d.kind}**{f' ({d.stage})' if d.stage else ''} by `{d.by}` via {d.via}, {verdict}{extra}: "
             f"{_cell(d.comment) or '—'}"
         )
     for at in state.escalations:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from models.finding import Finding, FindingRejected
 
@@ -47,4 +47,5 @@ def route(finding: Finding) -> Route:
 
 def incident_id(incident_key: str, opened_at: datetime) -> str:
     """One resource may have several incidents over time (one at a time): the id adds when it opened."""
+    opened_at = opened_at.replace(tzinfo=UTC) if opened_at.tzinfo is None else opened_at.astimezone(UTC)
     return f"{incident_key}-{opened_at:%Y%m%dT%H%M%SZ}"

@@ -24,9 +24,9 @@ def incident_severity(findings: list[Finding]) -> Severity:
 
 
 def plan_ec2_containment(findings: list[Finding], context: InstanceContext, policy: ResponsePolicy) -> ContainmentPlan:
-    finding = findings[0]
+    finding = max(findings, key=lambda f: f.severity_score)
     severity = incident_severity(findings)
-    reasons = [f"{finding.type}: GuardDuty severity {finding.severity_score} ({severity})"]
+    reasons = [f"{finding.type}: GuardDuty severity {finding.severity_score} ({finding.severity})"]
     requires_approval = False
     if severity.rank < policy.auto_contain_min_severity.rank:
         requires_approval = True

@@ -1,0 +1,69 @@
+"""Fault injection: activities that stand in for a real one (same name) and fail in a chosen way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import all_activities
+from models.ec2 import Ec2StepInput
+from models.incident import StepResult
+
+
+def _replace(name: str, stand_in) -> list:
+    activities = [a for a in all_activities() if activity._Definition.must_from_callable(a).name != name]
+    assert len(activities) == len(all_activities()) - 1, f"no activity named {name}"
+    return [*activities, stand_in]
+
+
+def real(name: str) -> Callable:
+    for candidate in all_activities():
+        if activity._Definition.must_from_callable(candidate).name == name:
+            return candidate
+    raise KeyError(name)
+
+
+def failing_after_acting(name: str) -> list:
+    """The step does its work, then fails for good: the worst case for compensation."""
+    act = real(name)
+
+    @activity.defn(name=name)
+    def stand_in(step: Ec2StepInput) -> StepResult:
+        act(step)
+        raise ApplicationError(f"injected failure after {name} acted", type="InjectedFailure", non_retryable=True)
+
+    return _replace(name, stand_in)
+
+
+def flaky_after_acting(names: list[str]) -> list:
+    """Each named step does its work and then fails once with a retryable error (a lost response)."""
+    activities = all_activities()
+    for name in names:
+        act = real(name)
+
+        def make(act=act, name=name):
+            @activity.defn(name=name)
+            def stand_in(step: Ec2StepInput):
+                result = act(step)
+                if activity.info().attempt == 1:
+                    raise ApplicationError(f"injected: response of {name} lost", type="InjectedTransient")
+                return result
+
+            return stand_in
+
+        activities = [a for a in activities if activity._Definition.must_from_callable(a).name != name] + [make()]
+    return activities
+
+
+def with_side_effect(name: str, before: Callable[[Ec2StepInput], None]) -> list:
+    """Run `before` (something happening in the account), then the real step."""
+    act = real(name)
+
+    @activity.defn(name=name)
+    def stand_in(step: Ec2StepInput) -> StepResult:
+        before(step)
+        return act(step)
+
+    return _replace(name, stand_in)

@@ -1,0 +1,178 @@
+"""The containment plan for an EC2 incident: whether it waits for an analyst, and why. Pure: no AWS."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from devstack.demo import sample_finding
+from models.ec2 import (
+    AutoScalingMembership,
+    InstanceContext,
+    InstanceProfileState,
+    NetworkInterfaceState,
+    TargetGroupRegistration,
+    VolumeAttachment,
+)
+from models.finding import Finding, Severity, parse_guardduty
+from models.incident import ResponsePolicy
+from workflows.policy import incident_severity, plan_ec2_containment
+
+INSTANCE_ID = "i-0a1b2c3d4e5f60718"
+ACCOUNT, REGION = "111122223333", "us-east-1"
+
+
+def _finding(severity: float = 8.0, sample: bool = False, finding_type: str | None = None) -> Finding:
+    event = sample_finding(INSTANCE_ID, ACCOUNT, REGION, severity=severity, finding_type=finding_type)
+    if sample:
+        event["detail"]["service"]["additionalInfo"]["sample"] = True
+    return parse_guardduty(event).finding
+
+
+def _context(tags: dict[str, str] | None = None, state: str = "running", **extra) -> InstanceContext:
+    return InstanceContext(
+        instance_id=INSTANCE_ID,
+        account_id=ACCOUNT,
+        region=REGION,
+        state=state,
+        network_interfaces=[
+            NetworkInterfaceState(network_interface_id="eni-0001", vpc_id="vpc-0aaa", group_ids=["sg-web"]),
+            NetworkInterfaceState(
+                network_interface_id="eni-0002", vpc_id="vpc-0aaa", device_index=1, group_ids=["sg-admin"]
+            ),
+        ],
+        volumes=[
+            VolumeAttachment(volume_id="vol-0001", device_name="/dev/xvda"),
+            VolumeAttachment(volume_id="vol-0002", device_name="/dev/sdf"),
+        ],
+        tags=tags or {"Name": "web-1"},
+        captured_at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+        **extra,
+    )
+
+
+def _full_context() -> InstanceContext:
+    return _context(
+        auto_scaling=AutoScalingMembership(group_name="shop-web", min_size=2, max_size=4, desired_capacity=2),
+        target_groups=[
+            TargetGroupRegistration(target_group_arn="arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/a/1"),
+            TargetGroupRegistration(target_group_arn="arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/b/2"),
+        ],
+        instance_profile=InstanceProfileState(
+            association_id="iip-assoc-1",
+            profile_arn="arn:aws:iam::111122223333:instance-profile/web-app",
+            profile_name="web-app",
+            role_names=["web-app-role"],
+        ),
+    )
+
+
+def _reasons(plan) -> str:
+    return "\n".join(plan.reasons)
+
+
+@pytest.mark.parametrize(
+    ("score", "requires_approval"),
+    [(2.0, True), (3.9, True), (4.0, False), (5.0, False), (8.0, False), (9.5, False)],
+)
+def test_default_policy_auto_contains_from_medium_up(score, requires_approval):
+    plan = plan_ec2_containment([_finding(score)], _context(), ResponsePolicy())
+    assert plan.requires_approval is requires_approval
+    assert ("below the auto-containment threshold" in _reasons(plan)) is requires_approval
+
+
+def test_severity_below_a_raised_threshold_waits_for_an_analyst():
+    policy = ResponsePolicy(auto_contain_min_severity=Severity.HIGH)
+    plan = plan_ec2_containment([_finding(5.0)], _context(), policy)
+    assert plan.severity == Severity.MEDIUM
+    assert plan.requires_approval is True
+    assert "HIGH" in _reasons(plan)
+
+
+def test_high_severity_meets_a_high_threshold():
+    policy = ResponsePolicy(auto_contain_min_severity=Severity.HIGH)
+    plan = plan_ec2_containment([_finding(8.0)], _context(), policy)
+    assert plan.severity == Severity.HIGH
+    assert plan.requires_approval is False
+
+
+@pytest.mark.parametrize("value", ["manual", "Manual", "MANUAL"])
+def test_manual_containment_tag_waits_for_an_analyst(value):
+    plan = plan_ec2_containment([_finding(9.0)], _context({"irflow:containment": value}), ResponsePolicy())
+    assert plan.requires_approval is True
+    assert "irflow:containment=manual" in _reasons(plan)
+
+
+def test_other_values_of_the_containment_tag_do_not_hold_containment():
+    plan = plan_ec2_containment([_finding(9.0)], _context({"irflow:containment": "auto"}), ResponsePolicy())
+    assert plan.requires_approval is False
+
+
+def test_policy_may_name_its_own_manual_tag():
+    policy = ResponsePolicy(manual_containment_tag="soc:hands-off")
+    held = plan_ec2_containment([_finding(9.0)], _context({"soc:hands-off": "manual"}), policy)
+    ignored = plan_ec2_containment([_finding(9.0)], _context({"irflow:containment": "manual"}), policy)
+    assert held.requires_approval is True
+    assert ignored.requires_approval is False
+
+
+def test_sample_finding_waits_for_an_analyst_even_when_critical():
+    plan = plan_ec2_containment([_finding(9.5, sample=True)], _context(), ResponsePolicy())
+    assert plan.requires_approval is True
+    assert "sample" in _reasons(plan)
+
+
+def test_one_sample_among_real_findings_still_waits():
+    findings = [_finding(9.0), _finding(8.0, sample=True)]
+    assert plan_ec2_containment(findings, _context(), ResponsePolicy()).requires_approval is True
+
+
+def test_reasons_explain_auto_scaling_target_groups_and_profile():
+    plan = plan_ec2_containment([_finding(8.0)], _full_context(), ResponsePolicy())
+    reasons = _reasons(plan)
+    assert "Auto Scaling group shop-web" in reasons
+    assert "2 target group(s)" in reasons
+    assert "web-app" in reasons and "web-app-role" in reasons
+    assert "2 network interface(s) in vpc-0aaa" in reasons
+    assert "2 volume(s)" in reasons
+    assert plan.requires_approval is False
+
+
+def test_reasons_leave_out_what_the_instance_does_not_have():
+    reasons = _reasons(plan_ec2_containment([_finding(8.0)], _context(), ResponsePolicy()))
+    assert "Auto Scaling" not in reasons
+    assert "target group" not in reasons
+    assert "instance profile" not in reasons
+
+
+def test_reasons_name_the_finding_type_and_score():
+    finding = _finding(7.2, finding_type="CryptoCurrency:EC2/BitcoinTool.B!DNS")
+    reasons = plan_ec2_containment([finding], _context(), ResponsePolicy()).reasons
+    assert "CryptoCurrency:EC2/BitcoinTool.B!DNS" in reasons[0]
+    assert "7.2" in reasons[0]
+
+
+def test_a_stopped_instance_is_noted():
+    reasons = _reasons(plan_ec2_containment([_finding(8.0)], _context(state="stopped"), ResponsePolicy()))
+    assert "stopped" in reasons
+
+
+def test_incident_severity_is_the_highest_of_its_findings():
+    findings = [_finding(2.0), _finding(9.1), _finding(5.0)]
+    assert incident_severity(findings) == Severity.CRITICAL
+    assert incident_severity(findings[:1]) == Severity.LOW
+    assert incident_severity([_finding(5.0), _finding(7.0)]) == Severity.HIGH
+
+
+def test_a_later_severe_finding_lifts_the_plan_past_the_threshold():
+    findings = [_finding(2.0), _finding(8.0)]
+    plan = plan_ec2_containment(findings, _context(), ResponsePolicy())
+    assert plan.severity == Severity.HIGH
+    assert plan.requires_approval is False
+
+
+def test_first_reason_does_not_pair_one_findings_score_with_anothers_band():
+    """Incident of a LOW (2.0) then a HIGH (8.0) finding: the reason must not read 'severity 2.0 (HIGH)'."""
+    plan = plan_ec2_containment([_finding(2.0), _finding(8.0)], _context(), ResponsePolicy())
+    assert "2.0 (HIGH)" not in plan.reasons[0], plan.reasons[0]
