@@ -77,8 +77,9 @@ def render_markdown(state: IncidentState) -> str:
     for d in state.decisions:
         verdict = "accepted" if d.accepted else f"refused ({d.refusal})"
         extra = f", eradication: {d.eradication}" if d.eradication else ""
+        stage = f" ({d.stage})" if d.stage else ""
         lines.append(
-            f"- {d.at.isoformat()} — **{d.kind}**{f' ({d.stage})' if d.stage else ''} by `{d.by}` via {d.via}, {verdict}{extra}: "
+            f"- {d.at.isoformat()} — **{d.kind}**{stage} by `{d.by}` via {d.via}, {verdict}{extra}: "
             f"{_cell(d.comment) or '—'}"
         )
     for at in state.escalations:
