@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from activities.aws import aws_activity, client, typed_aws_errors
-from activities.ec2_context import auto_scaling_membership
+from activities.ec2_context import auto_scaling_membership, describe_live_instance
 from models.ec2 import Ec2StepInput
 from models.incident import StepResult
 
@@ -43,6 +43,7 @@ def detach_from_auto_scaling(step: Ec2StepInput) -> StepResult:
 
 
 @aws_activity(
+    "ec2:DescribeInstances",
     "autoscaling:DescribeAutoScalingInstances",
     "autoscaling:DescribeAutoScalingGroups",
     "autoscaling:UpdateAutoScalingGroup",
@@ -53,6 +54,7 @@ def reattach_to_auto_scaling(step: Ec2StepInput) -> StepResult:
     prior = step.prior.auto_scaling
     if prior is None:
         return StepResult(changed=False, detail={"reason": "was not in an Auto Scaling group"})
+    describe_live_instance(step.target)  # a vanished instance cannot rejoin: ResourceNotFound, not retries
     autoscaling = client("autoscaling", step.target.region)
     changed = []
     with typed_aws_errors(f"re-attach {step.target.instance_id} to {prior.group_name}"):

@@ -67,6 +67,7 @@ _ACCESS_CODES = {
     "AuthFailure",
 }
 _INVALID_CODES = {
+    "InvalidTarget",
     "ValidationError",
     "InvalidParameterValue",
     "InvalidParameterCombination",

@@ -43,7 +43,7 @@ def tag_instance(step: Ec2StepInput) -> StepResult:
 
 @aws_activity("ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeInstances")
 def restore_instance_tags(step: Ec2StepInput) -> StepResult:
-    current = {t["Key"]: t["Value"] for t in describe_instance(step.target).get("Tags", [])}
+    current = {t["Key"]: t["Value"] for t in describe_live_instance(step.target).get("Tags", [])}
     ec2 = client("ec2", step.target.region)
     restored, removed = {}, []
     for key in MANAGED_TAGS:
@@ -101,8 +101,9 @@ def protect_instance(step: Ec2StepInput) -> StepResult:
     return StepResult(changed=bool(changed), detail=changed)
 
 
-@aws_activity("ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
+@aws_activity("ec2:DescribeInstances", "ec2:DescribeInstanceAttribute", "ec2:ModifyInstanceAttribute")
 def restore_instance_protection(step: Ec2StepInput) -> StepResult:
+    describe_live_instance(step.target)
     changed = _set_attributes(step.target, step.prior.disable_api_termination, step.prior.shutdown_behavior)
     return StepResult(changed=bool(changed), detail=changed)
 
@@ -245,8 +246,9 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     )
 
 
-@aws_activity("ec2:DescribeNetworkInterfaces", "ec2:ModifyNetworkInterfaceAttribute")
+@aws_activity("ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:ModifyNetworkInterfaceAttribute")
 def restore_network(step: Ec2StepInput) -> StepResult:
+    describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region)
     restored, gone = [], []
     for eni in step.prior.network_interfaces:

@@ -76,7 +76,10 @@ def target_group_registrations(region: str, instance_id: str, vpc_ids: set[str])
                     continue
                 health = elbv2.describe_target_health(TargetGroupArn=group["TargetGroupArn"])
                 for target in health["TargetHealthDescriptions"]:
-                    if target["Target"]["Id"] == instance_id:
+                    # A deregistered target stays listed as "draining" for the deregistration delay:
+                    # it no longer receives traffic, so it does not count as registered.
+                    draining = target.get("TargetHealth", {}).get("State") == "draining"
+                    if target["Target"]["Id"] == instance_id and not draining:
                         registrations.append(
                             TargetGroupRegistration(
                                 target_group_arn=group["TargetGroupArn"],

@@ -41,7 +41,7 @@ def to_json_bytes(document: Any) -> bytes:
     return json.dumps(document, indent=2, sort_keys=True, default=str).encode()
 
 
-def _evidence_client():
+def require_evidence_bucket():
     settings = get_settings()
     if not settings.evidence_bucket:
         raise ApplicationError(
@@ -75,7 +75,7 @@ def store_evidence(
     first_capture_wins: bool = True,
 ) -> EvidenceObject:
     """Put one evidence object (idempotently) and return its record."""
-    settings, s3 = _evidence_client()
+    settings, s3 = require_evidence_bucket()
     bucket, key = settings.evidence_bucket, evidence_prefix(incident_id) + relative_key
     digest = hashlib.sha256(body).hexdigest()
     with typed_aws_errors(f"store evidence s3://{bucket}/{key}"):

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, typed_aws_errors
-from activities.ec2_context import current_profile_association, profile_name_from_arn
+from activities.ec2_context import current_profile_association, describe_live_instance, profile_name_from_arn
 from models.ec2 import Ec2StepInput
 from models.incident import StepResult
 from models.settings import get_settings
@@ -50,6 +50,7 @@ def replace_instance_profile(step: Ec2StepInput) -> StepResult:
 
 
 @aws_activity(
+    "ec2:DescribeInstances",
     "ec2:DescribeIamInstanceProfileAssociations",
     "ec2:ReplaceIamInstanceProfileAssociation",
     "ec2:AssociateIamInstanceProfile",
@@ -59,6 +60,7 @@ def restore_instance_profile(step: Ec2StepInput) -> StepResult:
     prior = step.prior.instance_profile
     if prior is None:
         return StepResult(changed=False, detail={"reason": "instance had no instance profile"})
+    describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region)
     current = current_profile_association(ec2, step.target.instance_id)
     with typed_aws_errors(f"restore instance profile of {step.target.instance_id}"):

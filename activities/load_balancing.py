@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from activities.aws import aws_activity, client, typed_aws_errors
-from activities.ec2_context import target_group_registrations
+from activities.ec2_context import describe_live_instance, target_group_registrations
 from models.ec2 import Ec2StepInput
 from models.incident import StepResult
 
@@ -40,6 +40,7 @@ def deregister_from_target_groups(step: Ec2StepInput) -> StepResult:
 
 
 @aws_activity(
+    "ec2:DescribeInstances",
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
     "elasticloadbalancing:RegisterTargets",
@@ -47,6 +48,7 @@ def deregister_from_target_groups(step: Ec2StepInput) -> StepResult:
 def register_with_target_groups(step: Ec2StepInput) -> StepResult:
     if not step.prior.target_groups:
         return StepResult(changed=False, detail={"reason": "was not registered in any target group"})
+    describe_live_instance(step.target)
     present = {
         (r.target_group_arn, r.port)
         for r in target_group_registrations(step.target.region, step.target.instance_id, set(step.prior.vpc_ids))

@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 
 from activities.aws import aws_activity, client, error_code, heartbeat
-from activities.evidence import EVIDENCE_WRITE_ACTIONS, evidence_prefix, store_evidence, to_json_bytes
+from activities.evidence import (
+    EVIDENCE_WRITE_ACTIONS,
+    evidence_prefix,
+    require_evidence_bucket,
+    store_evidence,
+    to_json_bytes,
+)
 from models.ec2 import Ec2Target
 from models.incident import MemoryCaptureResult
 from models.settings import get_settings
@@ -65,6 +71,7 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
     such: the report must say memory was not captured and why, not pretend.
     """
     settings = get_settings()
+    require_evidence_bucket()  # refuse before sending: a memory image with nowhere locked to go is not evidence
     ssm = client("ssm", target.region)
     comment = memory_command_comment(target.incident_id)
     prefix = evidence_prefix(target.incident_id)

@@ -86,6 +86,7 @@ def observed_instance(workload: DemoWorkload) -> dict:
     targets = sorted(
         (t["Target"]["Id"], t["Target"].get("Port"))
         for t in elbv2.describe_target_health(TargetGroupArn=workload.target_group_arn)["TargetHealthDescriptions"]
+        if t["TargetHealth"]["State"] != "draining"  # draining targets get no traffic
     )
     associations = ec2.describe_iam_instance_profile_associations(
         Filters=[{"Name": "instance-id", "Values": [workload.instance_id]}]

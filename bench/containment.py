@@ -1,0 +1,123 @@
+"""How fast does irflow contain an EC2 instance?
+
+Runs N incidents through a real Temporal dev server and worker against moto (in-process), and prints
+the median and p95 of detection→contained (workflow start to the last containment step) beside the
+baseline measured in the same run: the same seven containment calls made directly, one after another,
+with no Temporal in between. The ratio is what durability costs.
+
+    .venv/bin/python -m bench.containment [--incidents 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+from datetime import UTC, datetime
+
+from moto import mock_aws
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.aws import reset_clients
+from devstack import moto_fidelity
+from devstack.demo import seed_workload
+from devstack.processes import binary
+from models.ec2 import Ec2StepInput, Ec2Target
+from models.incident import Status
+from models.settings import get_settings
+from workflows import search_attributes as sa
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _direct_containment(region: str) -> float:
+    """Baseline: the seven containment calls, straight, on a fresh workload."""
+    from activities import autoscaling, ec2_containment, ec2_context, iam, load_balancing
+
+    workload = seed_workload(region=region, name=f"base{time.monotonic_ns()}")
+    target = Ec2Target(
+        incident_id=f"bench-{time.monotonic_ns()}",
+        account_id=workload.account_id,
+        region=region,
+        instance_id=workload.instance_id,
+    )
+    started = time.perf_counter()
+    step = Ec2StepInput(
+        target=target, prior=ec2_context.describe_instance_context(target), issued_before=datetime.now(UTC)
+    )
+    for fn in (
+        ec2_containment.tag_instance,
+        ec2_containment.protect_instance,
+        autoscaling.detach_from_auto_scaling,
+        load_balancing.deregister_from_target_groups,
+        ec2_containment.isolate_network,
+        iam.replace_instance_profile,
+        iam.revoke_role_sessions,
+    ):
+        fn(step)
+    return time.perf_counter() - started
+
+
+async def _irflow_containment(env, region: str) -> float:
+    from tests.support import open_incident, running_worker, wait_for
+
+    workload = seed_workload(region=region, name=f"irf{time.monotonic_ns()}")
+    os.environ.update(workload.worker_environment())
+    get_settings.cache_clear()
+    async with running_worker(env.client) as settings:
+        _, handle = await open_incident(env.client, settings, workload)
+        state = await wait_for(handle, lambda s: s.contained_at is not None or s.status.is_final, timeout=60)
+        await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=60)
+        await handle.signal("reject", {"by": "bench", "reason": "benchmark cleanup"})
+        final = await handle.result()
+    assert final.status == Status.ROLLED_BACK, final.failure_reason
+    return (state.contained_at - state.received_at).total_seconds()
+
+
+async def main(incidents: int) -> None:
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    moto_fidelity.apply()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=list(sa.ALL),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        with mock_aws():
+            reset_clients()
+            _direct_containment("us-east-1")  # warm-up: imports, first clients; not measured
+            await _irflow_containment(env, "us-east-1")
+            baseline, measured = [], []
+            for number in range(incidents):
+                baseline.append(_direct_containment("us-east-1"))
+                measured.append(await _irflow_containment(env, "us-east-1"))
+                latest = f"baseline {baseline[-1] * 1000:.0f} ms, irflow {measured[-1] * 1000:.0f} ms"
+                print(f"  {number + 1}/{incidents}: {latest}", flush=True)
+    finally:
+        await env.shutdown()
+    base_median, irflow_median = statistics.median(baseline), statistics.median(measured)
+    print(f"incidents: {incidents} (moto in-process, Temporal dev server, 2-core machine)")
+    print(
+        f"baseline  direct boto3 containment calls: median {base_median * 1000:.0f} ms, "
+        f"p95 {_percentile(baseline, 0.95) * 1000:.0f} ms"
+    )
+    print(
+        f"irflow    detection -> contained:         median {irflow_median * 1000:.0f} ms, "
+        f"p95 {_percentile(measured, 0.95) * 1000:.0f} ms"
+    )
+    print(f"ratio irflow/baseline (medians): {irflow_median / base_median:.2f}")
+    print(f"target: median under 1000 ms -> {'met' if irflow_median < 1.0 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--incidents", type=int, default=20)
+    asyncio.run(main(parser.parse_args().incidents))

@@ -1,0 +1,296 @@
+"""Evidence capture: snapshots, locked and hashed objects in the evidence bucket, memory, notifications."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
+
+from activities.ec2_context import describe_instance_context
+from activities.evidence import (
+    collect_console_output,
+    collect_instance_metadata,
+    snapshot_volumes,
+    store_raw_finding,
+    write_manifest,
+)
+from activities.memory import acquire_memory
+from activities.notify import publish_notification
+from activities.report import write_report
+from devstack.demo import sample_finding
+from models.ec2 import Ec2StepInput, Ec2Target
+from models.finding import parse_guardduty
+from models.incident import EvidenceObject, IncidentState, ManifestInput, NotifyInput, RawFindingInput
+from models.settings import get_settings
+from tests.support import incident_snapshots, notifications
+
+INCIDENT_ID = "inc-evidence-0001"
+RETENTION = timedelta(days=365)
+
+
+@pytest.fixture
+def target(workload) -> Ec2Target:
+    return Ec2Target(
+        incident_id=INCIDENT_ID,
+        account_id=workload.account_id,
+        region=workload.region,
+        instance_id=workload.instance_id,
+    )
+
+
+@pytest.fixture
+def step(target) -> Ec2StepInput:
+    return Ec2StepInput(target=target, prior=describe_instance_context(target))
+
+
+@pytest.fixture
+def raw_finding(workload) -> dict:
+    return sample_finding(workload.instance_id, workload.account_id, workload.region)
+
+
+@pytest.fixture
+def raw_request(raw_finding) -> RawFindingInput:
+    return RawFindingInput(incident_id=INCIDENT_ID, finding_id=raw_finding["detail"]["id"], raw=raw_finding)
+
+
+@pytest.fixture
+def incident_state(raw_finding, step) -> IncidentState:
+    finding = parse_guardduty(raw_finding).finding
+    return IncidentState(
+        incident_id=INCIDENT_ID,
+        playbook="ec2-instance",
+        severity=finding.severity,
+        finding=finding,
+        resource_id=step.target.instance_id,
+        context=step.prior,
+        received_at=datetime.now(UTC),
+    )
+
+
+def s3(workload):
+    return boto3.client("s3", region_name=workload.region)
+
+
+def stored_bytes(workload, record: EvidenceObject) -> bytes:
+    return s3(workload).get_object(Bucket=record.bucket, Key=record.key, VersionId=record.version_id)["Body"].read()
+
+
+def versions_of(workload, record: EvidenceObject) -> list[str]:
+    listed = s3(workload).list_object_versions(Bucket=record.bucket, Prefix=record.key).get("Versions", [])
+    return [v["VersionId"] for v in listed if v["Key"] == record.key]
+
+
+def assert_locked_evidence(workload, record: EvidenceObject) -> None:
+    """What an auditor checks: right place, bytes match the recorded hash, encrypted, locked, undeletable."""
+    assert record.bucket == workload.evidence_bucket
+    assert record.key.startswith(f"incidents/{INCIDENT_ID}/")
+    assert record.version_id
+    body = stored_bytes(workload, record)
+    assert hashlib.sha256(body).hexdigest() == record.sha256
+    assert len(body) == record.size
+    head = s3(workload).head_object(Bucket=record.bucket, Key=record.key, VersionId=record.version_id)
+    assert head["Metadata"]["sha256"] == record.sha256
+    assert head["ServerSideEncryption"] == "aws:kms"
+    key_id = head["SSEKMSKeyId"]  # AWS answers with the key's ARN, moto with the id it was given
+    assert key_id == workload.kms_key_id or key_id.endswith(f":key/{workload.kms_key_id}")
+    assert head["ObjectLockMode"] == "COMPLIANCE"
+    ahead = head["ObjectLockRetainUntilDate"] - datetime.now(UTC)
+    assert RETENTION - timedelta(hours=1) < ahead <= RETENTION
+    with pytest.raises(ClientError) as refused:
+        s3(workload).delete_object(Bucket=record.bucket, Key=record.key, VersionId=record.version_id)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    assert hashlib.sha256(stored_bytes(workload, record)).hexdigest() == record.sha256
+
+
+# --- snapshots ---
+
+
+def test_snapshot_volumes_takes_one_tagged_snapshot_per_attached_volume(workload, step):
+    taken = snapshot_volumes(step)
+    snapshots = incident_snapshots(workload, INCIDENT_ID)
+    assert len(step.prior.volumes) == 2
+    assert sorted(s["VolumeId"] for s in snapshots) == sorted(v.volume_id for v in step.prior.volumes)
+    assert sorted(s["SnapshotId"] for s in snapshots) == sorted(s.snapshot_id for s in taken)
+    for snapshot in snapshots:
+        tags = {t["Key"]: t["Value"] for t in snapshot["Tags"]}
+        assert tags["irflow:incident-id"] == INCIDENT_ID
+        assert tags["irflow:instance-id"] == workload.instance_id
+
+
+def test_snapshot_volumes_twice_still_one_snapshot_per_volume(workload, step):
+    first = snapshot_volumes(step)
+    second = snapshot_volumes(step)
+    assert [s.snapshot_id for s in second] == [s.snapshot_id for s in first]
+    assert len(incident_snapshots(workload, INCIDENT_ID)) == len(step.prior.volumes)
+
+
+# --- locked objects, first capture wins ---
+
+
+def test_raw_finding_is_stored_as_it_arrived_and_locked(workload, raw_request, raw_finding):
+    record = store_raw_finding(raw_request)
+    assert record.key == f"incidents/{INCIDENT_ID}/findings/{raw_request.finding_id}.json"
+    assert json.loads(stored_bytes(workload, record)) == raw_finding
+    assert_locked_evidence(workload, record)
+
+
+def test_instance_metadata_holds_the_instance_and_its_prior_state(workload, step):
+    record = collect_instance_metadata(step)
+    document = json.loads(stored_bytes(workload, record))
+    assert document["instance"]["InstanceId"] == workload.instance_id
+    assert document["prior_state"]["instance_id"] == workload.instance_id
+    assert len(document["prior_state"]["network_interfaces"]) == len(step.prior.network_interfaces)
+    assert_locked_evidence(workload, record)
+
+
+def test_console_output_is_stored_and_locked(workload, target):
+    record = collect_console_output(target)
+    document = json.loads(stored_bytes(workload, record))
+    assert document["instance_id"] == workload.instance_id
+    assert "output_base64" in document
+    assert_locked_evidence(workload, record)
+
+
+@pytest.mark.parametrize("capture", ["raw_finding", "metadata", "console"])
+def test_first_capture_wins(workload, capture, raw_request, step, target):
+    collect: Callable[[], EvidenceObject] = {
+        "raw_finding": lambda: store_raw_finding(raw_request),
+        "metadata": lambda: collect_instance_metadata(step),
+        "console": lambda: collect_console_output(target),
+    }[capture]
+    first = collect()
+    second = collect()
+    assert second.version_id == first.version_id
+    assert second.sha256 == first.sha256
+    assert versions_of(workload, first) == [first.version_id]
+
+
+# --- memory ---
+
+
+def instance_commands(workload) -> list[dict]:
+    ssm = boto3.client("ssm", region_name=workload.region)
+    return ssm.list_commands(InstanceId=workload.instance_id)["Commands"]
+
+
+def test_acquire_memory_records_the_ssm_command_and_how_it_ended(workload, target):
+    result = acquire_memory(target)
+    [command] = instance_commands(workload)
+    assert result.command_id == command["CommandId"]
+    assert result.status == "Success"  # moto's SSM reports success at once
+    record = json.loads(stored_bytes(workload, result.evidence))
+    assert record["command_id"] == command["CommandId"] and record["status"] == "Success"
+    assert any(
+        f"s3://{workload.evidence_bucket}/incidents/{INCIDENT_ID}/" in c for c in command["Parameters"]["commands"]
+    )
+    assert_locked_evidence(workload, result.evidence)
+
+
+def test_acquire_memory_twice_sends_one_command(workload, target):
+    first = acquire_memory(target)
+    second = acquire_memory(target)
+    assert second.command_id == first.command_id
+    assert [c["CommandId"] for c in instance_commands(workload)] == [first.command_id]
+
+
+# --- manifest and report ---
+
+
+def test_manifest_lists_every_object_with_its_hash(workload, step, target, raw_request):
+    snapshots = snapshot_volumes(step)
+    evidence = [
+        store_raw_finding(raw_request),
+        collect_instance_metadata(step),
+        collect_console_output(target),
+        acquire_memory(target).evidence,
+    ]
+    manifest = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=evidence, snapshots=snapshots))
+    assert manifest.key == f"incidents/{INCIDENT_ID}/manifest.json"
+    document = json.loads(stored_bytes(workload, manifest))
+    assert {(o["key"], o["sha256"]) for o in document["objects"]} == {(e.key, e.sha256) for e in evidence}
+    assert {s["snapshot_id"] for s in document["snapshots"]} == {s.snapshot_id for s in snapshots}
+    for listed in document["objects"]:
+        stored = s3(workload).get_object(Bucket=listed["bucket"], Key=listed["key"], VersionId=listed["version_id"])
+        assert hashlib.sha256(stored["Body"].read()).hexdigest() == listed["sha256"]
+    assert_locked_evidence(workload, manifest)
+    for record in evidence:
+        assert_locked_evidence(workload, record)
+
+
+def test_manifest_is_rewritten_only_when_the_evidence_grows(workload, step, target, raw_request):
+    raw = store_raw_finding(raw_request)
+    first = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=[raw]))
+    again = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=[raw]))
+    assert again.version_id == first.version_id
+    grown = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=[raw, collect_console_output(target)]))
+    assert grown.version_id != first.version_id
+    assert sorted(versions_of(workload, first)) == sorted([first.version_id, grown.version_id])
+    assert_locked_evidence(workload, first)
+    assert_locked_evidence(workload, grown)
+
+
+def test_report_is_stored_as_markdown_and_json_and_locked(workload, incident_state):
+    records = write_report(incident_state)
+    assert sorted(r.key for r in records) == [
+        f"incidents/{INCIDENT_ID}/report/report.json",
+        f"incidents/{INCIDENT_ID}/report/report.md",
+    ]
+    by_key = {r.key.rsplit("/", 1)[-1]: r for r in records}
+    assert json.loads(stored_bytes(workload, by_key["report.json"]))["incident_id"] == INCIDENT_ID
+    assert stored_bytes(workload, by_key["report.md"]).decode().startswith(f"# Incident {INCIDENT_ID}")
+    for record in records:
+        assert_locked_evidence(workload, record)
+
+
+# --- without an evidence bucket, nothing is captured that could not be locked ---
+
+
+@pytest.fixture
+def no_evidence_bucket(workload, monkeypatch):
+    monkeypatch.delenv("IRFLOW_EVIDENCE_BUCKET", raising=False)
+    get_settings.cache_clear()
+
+
+EVIDENCE_ACTIVITIES = ["store_raw_finding", "metadata", "console", "manifest", "report", "acquire_memory"]
+
+
+@pytest.mark.parametrize("activity_name", EVIDENCE_ACTIVITIES)
+def test_without_evidence_bucket_is_not_configured(
+    workload, no_evidence_bucket, activity_name, raw_request, step, target, incident_state
+):
+    run = {
+        "store_raw_finding": lambda: store_raw_finding(raw_request),
+        "metadata": lambda: collect_instance_metadata(step),
+        "console": lambda: collect_console_output(target),
+        "manifest": lambda: write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=[])),
+        "report": lambda: write_report(incident_state),
+        "acquire_memory": lambda: acquire_memory(target),
+    }[activity_name]
+    with pytest.raises(ApplicationError) as raised:
+        run()
+    assert raised.value.type == "NotConfigured"
+    assert raised.value.non_retryable is True
+    # Nothing was sent to the instance whose output could not be kept.
+    assert instance_commands(workload) == []
+
+
+# --- notifications ---
+
+
+@pytest.mark.parametrize("channel, topic_attr", [("team", "notify_topic_arn"), ("escalation", "escalation_topic_arn")])
+def test_publish_notification_delivers_json_to_the_channel_topic(workload, channel, topic_attr):
+    request = NotifyInput(
+        incident_id=INCIDENT_ID, channel=channel, subject="Instance contained", body={"phase": "containment"}
+    )
+    result = publish_notification(request)
+    assert result.changed is True
+    [message] = notifications(workload)
+    assert message["topic"] == getattr(workload, topic_attr)
+    assert message["subject"] == "Instance contained"
+    assert message["incident_id"] == INCIDENT_ID and message["phase"] == "containment"

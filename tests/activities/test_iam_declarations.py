@@ -1,0 +1,254 @@
+"""Each activity declares the IAM actions it uses: record every AWS call it really makes and compare.
+
+The worker policy in infra/ is generated from those declarations, so an undeclared call is an
+AccessDenied waiting to happen in a real account (moto allows everything and would never tell).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+
+import activities
+from activities.aws import registered_activities, reset_clients
+from devstack.demo import sample_finding
+from irflow.iam_policy import worker_policy
+from models.ec2 import Ec2StepInput, Ec2Target
+from models.finding import parse_guardduty
+from models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput
+from models.settings import get_settings
+from tests.support import REPO
+from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
+
+INCIDENT_ID = "inc-iam-0001"
+
+# IAM's service prefix where it differs from botocore's service name.
+IAM_PREFIX = {"elbv2": "elasticloadbalancing"}
+
+# Operations whose IAM action has another name (AWS's "Actions, resources, and condition keys" pages).
+RENAMED = {
+    ("s3", "HeadObject"): "GetObject",
+    ("s3", "ListObjectsV2"): "ListBucket",
+    ("s3", "ListObjects"): "ListBucket",
+    ("s3", "HeadBucket"): "ListBucket",
+    ("s3", "ListObjectVersions"): "ListBucketVersions",
+    ("s3", "GetObjectLockConfiguration"): "GetBucketObjectLockConfiguration",
+    ("s3", "PutObjectLockConfiguration"): "PutBucketObjectLockConfiguration",
+    ("s3", "GetBucketEncryption"): "GetEncryptionConfiguration",
+    ("s3", "PutBucketEncryption"): "PutEncryptionConfiguration",
+}
+# Reading or deleting a specific version needs the *Version action instead.
+VERSIONED = {"GetObject": "GetObjectVersion", "HeadObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion"}
+
+
+def iam_actions_for(service: str, operation: str, params: dict[str, Any]) -> set[str]:
+    """The IAM actions AWS checks for one API call, including those its parameters imply."""
+    prefix = IAM_PREFIX.get(service, service)
+    if prefix == "s3" and params.get("VersionId") and operation in VERSIONED:
+        name = VERSIONED[operation]
+    else:
+        name = RENAMED.get((prefix, operation), operation)
+    actions = {f"{prefix}:{name}"}
+    if prefix == "s3" and operation in ("PutObject", "CopyObject"):
+        if params.get("ObjectLockMode") or params.get("ObjectLockRetainUntilDate"):
+            actions.add("s3:PutObjectRetention")
+        if params.get("ObjectLockLegalHoldStatus"):
+            actions.add("s3:PutObjectLegalHold")
+        if params.get("ServerSideEncryption") == "aws:kms":
+            actions.add("kms:GenerateDataKey")
+    if prefix == "ec2" and params.get("TagSpecifications"):
+        actions.add("ec2:CreateTags")  # tag-on-create is authorised as CreateTags too
+    if prefix == "ec2" and operation in ("AssociateIamInstanceProfile", "ReplaceIamInstanceProfileAssociation"):
+        actions.add("iam:PassRole")
+    return actions
+
+
+class CallRecorder:
+    """Collects, per running activity, the IAM actions of every AWS call made through boto3."""
+
+    def __init__(self) -> None:
+        self.running: str | None = None
+        self.actions: dict[str, set[str]] = defaultdict(set)
+        self.calls: dict[str, list[str]] = defaultdict(list)
+
+    def on_call(self, params: dict[str, Any], model, **_: Any) -> None:
+        if self.running is None:
+            return
+        service = model.service_model.service_name
+        self.calls[self.running].append(f"{service}.{model.name}")
+        self.actions[self.running] |= iam_actions_for(service, model.name, params)
+
+    @contextmanager
+    def during(self, activity_name: str) -> Iterator[None]:
+        self.running = activity_name
+        try:
+            yield
+        finally:
+            self.running = None
+
+
+@pytest.fixture
+def recorder(workload, monkeypatch) -> Iterator[CallRecorder]:
+    """Every boto3 client made from now on (activities.aws caches its own) reports its calls."""
+    recording = CallRecorder()
+    make_client = boto3.session.Session.client
+
+    def client(self, *args, **kwargs):
+        made = make_client(self, *args, **kwargs)
+        made.meta.events.register("before-parameter-build", recording.on_call)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+    reset_clients()
+    yield recording
+    reset_clients()
+
+
+def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> None:
+    """Walk an incident through every branch the demo workload allows, each activity under the recorder."""
+    names = {fn: name for name, (fn, _) in registered_activities().items()}
+    by_name = {name: fn for fn, name in names.items()}
+
+    def run(name: str, argument: Any) -> Any:
+        with recorder.during(name):
+            return by_name[name](argument)
+
+    target = Ec2Target(
+        incident_id=INCIDENT_ID,
+        account_id=workload.account_id,
+        region=workload.region,
+        instance_id=workload.instance_id,
+    )
+    prior = run("describe_instance_context", target)
+    step = Ec2StepInput(target=target, prior=prior, issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC))
+    steps = [c.activity for c in EC2_CONTAINMENT_STEPS]
+    undos = [c.undo for c in reversed(EC2_CONTAINMENT_STEPS)]
+    for name in steps:
+        run(name, step)
+    # Someone loosens the quarantine group: isolating again must tighten it (revoking ingress).
+    ec2 = boto3.client("ec2", region_name=workload.region)
+    quarantine = run("isolate_network", step).detail["quarantine_groups"][workload.vpc_id]
+    ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
+    ec2.authorize_security_group_ingress(GroupId=quarantine, IpPermissions=[ssh])
+    for sequence in (steps, undos, undos):  # the look-and-do-nothing branches, then the undos
+        for name in sequence:
+            run(name, step)
+
+    # With a quarantine profile the profile is swapped (and swapped back) rather than removed.
+    iam = boto3.client("iam", region_name=workload.region)
+    iam.create_instance_profile(InstanceProfileName="irflow-quarantine-profile")
+    monkeypatch.setenv("IRFLOW_QUARANTINE_INSTANCE_PROFILE", "irflow-quarantine-profile")
+    get_settings.cache_clear()
+    for name in ("replace_instance_profile", "restore_instance_profile"):
+        run(name, step)
+
+    raw = sample_finding(workload.instance_id, workload.account_id, workload.region)
+    finding = parse_guardduty(raw).finding
+    stored = [run("store_raw_finding", RawFindingInput(incident_id=INCIDENT_ID, finding_id=finding.id, raw=raw))]
+    snapshots = run("snapshot_volumes", step)
+    run("snapshot_volumes", step)
+    stored.append(run("collect_instance_metadata", step))
+    stored.append(run("collect_console_output", target))
+    stored.append(run("acquire_memory", target).evidence)
+    run("acquire_memory", target)
+    run("write_manifest", ManifestInput(incident_id=INCIDENT_ID, evidence=stored[:1]))
+    run("write_manifest", ManifestInput(incident_id=INCIDENT_ID, evidence=stored, snapshots=snapshots))
+    state = IncidentState(
+        incident_id=INCIDENT_ID,
+        playbook="ec2-instance",
+        severity=finding.severity,
+        finding=finding,
+        resource_id=workload.instance_id,
+        context=prior,
+        evidence=stored,
+        snapshots=snapshots,
+        received_at=datetime.now(UTC),
+    )
+    run("write_report", state)
+    for channel in ("team", "escalation"):
+        run("publish_notification", NotifyInput(incident_id=INCIDENT_ID, channel=channel, subject="s", body={}))
+
+    run("stop_instance", target)
+    run("stop_instance", target)
+    run("protect_instance", step)  # terminating must first lift the protection
+    run("terminate_instance", target)
+    run("terminate_instance", target)
+
+
+def test_every_activity_calls_only_what_it_declares(workload, monkeypatch, recorder):
+    exercise_every_activity(workload, monkeypatch, recorder)
+    declared = activities.required_iam_actions()
+
+    assert sorted(set(declared) - set(recorder.actions)) == [], "registered activities this test never ran"
+    undeclared = {
+        name: sorted(used - set(declared[name]))
+        for name, used in recorder.actions.items()
+        if used - set(declared[name])
+    }
+    assert undeclared == {}, f"AWS calls not covered by the activity's iam_actions: {undeclared}"
+
+
+def test_the_recorder_sees_calls_made_through_cached_clients(workload, recorder):
+    from activities.aws import client
+
+    with recorder.during("probe"):
+        client("ec2", workload.region).describe_instances(InstanceIds=[workload.instance_id])
+        client("s3", None).head_bucket(Bucket=workload.evidence_bucket)
+        client("elbv2", workload.region).describe_target_groups()
+    assert recorder.actions["probe"] == {
+        "ec2:DescribeInstances",
+        "s3:ListBucket",
+        "elasticloadbalancing:DescribeTargetGroups",
+    }
+
+
+@pytest.mark.parametrize(
+    "service, operation, params, expected",
+    [
+        ("s3", "HeadObject", {"Bucket": "b", "Key": "k"}, {"s3:GetObject"}),
+        ("s3", "DeleteObject", {"Bucket": "b", "Key": "k", "VersionId": "v"}, {"s3:DeleteObjectVersion"}),
+        (
+            "s3",
+            "PutObject",
+            {"ObjectLockMode": "COMPLIANCE", "ServerSideEncryption": "aws:kms"},
+            {"s3:PutObject", "s3:PutObjectRetention", "kms:GenerateDataKey"},
+        ),
+        ("elbv2", "RegisterTargets", {}, {"elasticloadbalancing:RegisterTargets"}),
+        ("ec2", "CreateSnapshot", {"TagSpecifications": [{}]}, {"ec2:CreateSnapshot", "ec2:CreateTags"}),
+        ("ec2", "AssociateIamInstanceProfile", {}, {"ec2:AssociateIamInstanceProfile", "iam:PassRole"}),
+    ],
+)
+def test_operations_map_to_the_documented_iam_actions(service, operation, params, expected):
+    assert iam_actions_for(service, operation, params) == expected
+
+
+def test_declared_actions_are_well_formed():
+    known = {"ec2", "autoscaling", "elasticloadbalancing", "iam", "s3", "ssm", "sns", "kms", "sts"}
+    malformed = {
+        name: [
+            a for a in actions if not re.fullmatch(r"[a-z0-9-]+:[A-Z][A-Za-z0-9]+", a) or a.split(":")[0] not in known
+        ]
+        for name, actions in activities.required_iam_actions().items()
+    }
+    assert {name: bad for name, bad in malformed.items() if bad} == {}
+    assert all(actions for actions in activities.required_iam_actions().values())
+
+
+def test_committed_worker_policy_is_generated_from_the_code():
+    committed = json.loads((REPO / "infra" / "worker-policy.json").read_text())
+    assert committed == worker_policy()
+
+
+def test_worker_policy_grants_exactly_the_declared_actions():
+    granted = {a for statement in worker_policy()["Statement"] for a in statement["Action"]}
+    declared = {a for actions in activities.required_iam_actions().values() for a in actions}
+    assert granted == declared
+    assert all(s["Effect"] == "Allow" for s in worker_policy()["Statement"])
