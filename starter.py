@@ -9,6 +9,7 @@ import asyncio
 import sys
 
 from irflow.ingest import ingest_main
+from irflow.temporal_client import exit_now
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(ingest_main(sys.argv[1:])))
+    exit_now(asyncio.run(ingest_main(sys.argv[1:])))

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import all_activities
-from irflow.temporal_client import connect
+from irflow.temporal_client import connect, exit_now
 from models.settings import IrflowSettings, get_settings
 from workflows.incident import IncidentWorkflow
 
@@ -49,3 +49,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    exit_now(0)

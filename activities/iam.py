@@ -15,6 +15,14 @@ from models.incident import StepResult
 from models.settings import get_settings
 
 
+def _put_profile(ec2, current: dict | None, instance_id: str, profile: dict) -> None:
+    """Make `profile` the instance's profile: replace the live association, or associate anew."""
+    if current:
+        ec2.replace_iam_instance_profile_association(IamInstanceProfile=profile, AssociationId=current["AssociationId"])
+    else:
+        ec2.associate_iam_instance_profile(IamInstanceProfile=profile, InstanceId=instance_id)
+
+
 @aws_activity(
     "ec2:DescribeIamInstanceProfileAssociations",
     "ec2:ReplaceIamInstanceProfileAssociation",
@@ -34,14 +42,7 @@ def replace_instance_profile(step: Ec2StepInput) -> StepResult:
         if quarantine:
             if current and profile_name_from_arn(current["IamInstanceProfile"]["Arn"]) == quarantine:
                 return StepResult(changed=False, detail={"profile": quarantine})
-            if current:
-                ec2.replace_iam_instance_profile_association(
-                    IamInstanceProfile={"Name": quarantine}, AssociationId=current["AssociationId"]
-                )
-            else:
-                ec2.associate_iam_instance_profile(
-                    IamInstanceProfile={"Name": quarantine}, InstanceId=step.target.instance_id
-                )
+            _put_profile(ec2, current, step.target.instance_id, {"Name": quarantine})
             return StepResult(changed=True, detail={"profile": quarantine})
         if current is None:
             return StepResult(changed=False, detail={"profile": None})
@@ -66,14 +67,7 @@ def restore_instance_profile(step: Ec2StepInput) -> StepResult:
     with typed_aws_errors(f"restore instance profile of {step.target.instance_id}"):
         if current and current["IamInstanceProfile"]["Arn"] == prior.profile_arn:
             return StepResult(changed=False, detail={"profile": prior.profile_arn})
-        if current:
-            ec2.replace_iam_instance_profile_association(
-                IamInstanceProfile={"Arn": prior.profile_arn}, AssociationId=current["AssociationId"]
-            )
-        else:
-            ec2.associate_iam_instance_profile(
-                IamInstanceProfile={"Arn": prior.profile_arn}, InstanceId=step.target.instance_id
-            )
+        _put_profile(ec2, current, step.target.instance_id, {"Arn": prior.profile_arn})
     return StepResult(changed=True, detail={"profile": prior.profile_arn})
 
 

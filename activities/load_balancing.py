@@ -12,6 +12,11 @@ def _target(step: Ec2StepInput, port: int | None) -> dict:
     return {"Id": step.target.instance_id, **({"Port": port} if port else {})}
 
 
+def _registered_now(step: Ec2StepInput) -> set[tuple[str, int | None]]:
+    found = target_group_registrations(step.target.region, step.target.instance_id, set(step.prior.vpc_ids))
+    return {(r.target_group_arn, r.port) for r in found}
+
+
 @aws_activity(
     "elasticloadbalancing:DescribeTargetGroups",
     "elasticloadbalancing:DescribeTargetHealth",
@@ -21,11 +26,7 @@ def deregister_from_target_groups(step: Ec2StepInput) -> StepResult:
     """Stop serving users' traffic from a compromised host (and stop the health checks that would fail)."""
     if not step.prior.target_groups:
         return StepResult(changed=False, detail={"reason": "not registered in any target group"})
-    vpcs = set(step.prior.vpc_ids)
-    still = {
-        (r.target_group_arn, r.port)
-        for r in target_group_registrations(step.target.region, step.target.instance_id, vpcs)
-    }
+    still = _registered_now(step)
     elbv2 = client("elbv2", step.target.region)
     removed = []
     for registration in step.prior.target_groups:
@@ -49,10 +50,7 @@ def register_with_target_groups(step: Ec2StepInput) -> StepResult:
     if not step.prior.target_groups:
         return StepResult(changed=False, detail={"reason": "was not registered in any target group"})
     describe_live_instance(step.target)
-    present = {
-        (r.target_group_arn, r.port)
-        for r in target_group_registrations(step.target.region, step.target.instance_id, set(step.prior.vpc_ids))
-    }
+    present = _registered_now(step)
     elbv2 = client("elbv2", step.target.region)
     added = []
     for registration in step.prior.target_groups:

@@ -20,7 +20,7 @@ from rich.table import Table
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from irflow.temporal_client import TemporalUnreachable, connect
+from irflow.temporal_client import TemporalUnreachable, connect, exit_now
 from models.incident import Decision, Eradication, IncidentState
 
 app = typer.Typer(help="irflow: automated incident response for AWS, on Temporal.", no_args_is_help=True)
@@ -295,5 +295,15 @@ def setup_namespace() -> None:
     console.print(f"search attributes added: {', '.join(added)}" if added else "search attributes already present")
 
 
+def main() -> NoReturn:
+    """Console entry point: run the command, then leave without interpreter teardown (see exit_now)."""
+    try:
+        app()  # typer reports usage errors itself and always ends with SystemExit
+        code = 0
+    except SystemExit as finished:
+        code = finished.code if isinstance(finished.code, int) else (0 if finished.code is None else 1)
+    exit_now(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()

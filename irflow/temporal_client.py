@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
+from typing import NoReturn
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
@@ -13,6 +18,19 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflows import search_attributes as sa
 
 DEFAULT_ADDRESS = "localhost:7233"
+
+
+def exit_now(code: int) -> NoReturn:
+    """Leave a short-lived client process without interpreter teardown.
+
+    The SDK's Rust runtime threads can outlive the event loop and crash CPython's finalisation
+    (temporalio/sdk-python#300: "PyGILState_Release ... must be current", SIGSEGV/SIGABRT after all
+    work is done). A command that already printed its answer must not then exit with -11.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 class TemporalUnreachable(ConnectionError):

@@ -66,9 +66,6 @@ class Ec2Playbook:
         )
         self.context: InstanceContext | None = None
 
-    def _step_input(self) -> Ec2StepInput:
-        return Ec2StepInput(target=self.target, prior=self.context, issued_before=self.incident.state.contained_at)
-
     async def analyse(self) -> ContainmentPlan:
         self.context = await self.incident.act("describe_instance_context", self.target, InstanceContext, self.quick)
         self.incident.state.context = self.context

@@ -182,31 +182,26 @@ class IncidentWorkflow:
         try:
             result = await workflow.execute_activity(name, argument, result_type=result_type, **options)
         except ActivityError as error:
-            self.state.actions.append(
-                ActionRecord(
-                    name=name,
-                    phase=self.state.phase,
-                    status=ActionStatus.FAILED,
-                    started_at=started,
-                    finished_at=workflow.now(),
-                    error=error_text(error),
-                )
-            )
+            self._record(name, ActionStatus.FAILED, started, error=error_text(error))
             self.note(f"{name} failed: {error_text(error)}")
             self._publish()
             raise
+        self._record(name, ActionStatus.DONE, started, result=_summarise(result))
+        self._publish()
+        return result
+
+    def _record(self, name: str, status: ActionStatus, started, result=None, error: str | None = None) -> None:
         self.state.actions.append(
             ActionRecord(
                 name=name,
                 phase=self.state.phase,
-                status=ActionStatus.DONE,
+                status=status,
                 started_at=started,
                 finished_at=workflow.now(),
-                result=_summarise(result),
+                result=result or {},
+                error=error,
             )
         )
-        self._publish()
-        return result
 
     async def try_act(self, name: str, argument: Any, result_type: type, options: dict) -> Any | None:
         """Like `act`, for steps whose failure must not stop the incident (evidence, notifications)."""
