@@ -72,6 +72,7 @@ class IncidentWorkflow:
         )
         self.saga = Saga()
         self._decision: Decision | None = None
+        self._published: tuple[str, ...] = ()
 
     # --- what analysts and tools see ---
 
@@ -378,17 +379,20 @@ class IncidentWorkflow:
     def _publish(self) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
         s = self.state
-        workflow.upsert_search_attributes(
-            [
-                sa.STATUS.value_set(str(s.status)),
-                sa.PHASE.value_set(str(s.phase)),
-                sa.SEVERITY.value_set(str(s.severity)),
-                sa.FINDING_TYPE.value_set(s.finding.type),
-                sa.RESOURCE_ID.value_set(s.resource_id),
-                sa.RESOURCE_TYPE.value_set(s.finding.resource.resource_type),
-                sa.ACCOUNT.value_set(s.finding.account_id),
-            ]
-        )
+        published = (str(s.status), str(s.phase), str(s.severity))
+        if published != self._published:  # each upsert is a history event: only when something changed
+            self._published = published
+            workflow.upsert_search_attributes(
+                [
+                    sa.STATUS.value_set(str(s.status)),
+                    sa.PHASE.value_set(str(s.phase)),
+                    sa.SEVERITY.value_set(str(s.severity)),
+                    sa.FINDING_TYPE.value_set(s.finding.type),
+                    sa.RESOURCE_ID.value_set(s.resource_id),
+                    sa.RESOURCE_TYPE.value_set(s.finding.resource.resource_type),
+                    sa.ACCOUNT.value_set(s.finding.account_id),
+                ]
+            )
         waiting = f"**Waiting for:** {s.pending_decision.question}" if s.pending_decision else ""
         last = s.actions[-1] if s.actions else None
         workflow.set_current_details(
