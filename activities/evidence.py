@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from activities.aws import NOT_CONFIGURED, aws_activity, client, error_code, hea
 from activities.ec2_containment import INCIDENT_TAG
 from activities.ec2_context import describe_instance
 from models.ec2 import Ec2StepInput, Ec2Target
+from models.finding import canonical_json, unpack_raw
 from models.incident import EvidenceObject, ManifestInput, RawFindingInput, SnapshotEvidence
 from models.settings import get_settings
 
@@ -31,6 +33,9 @@ EVIDENCE_WRITE_ACTIONS = (
     "s3:ListBucket",
     "kms:GenerateDataKey",
 )
+
+
+_UNSAFE_KEY = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def evidence_prefix(incident_id: str) -> str:
@@ -120,10 +125,17 @@ def store_evidence(
 
 @aws_activity(*EVIDENCE_WRITE_ACTIONS)
 def store_raw_finding(request: RawFindingInput) -> EvidenceObject:
-    """The finding exactly as it arrived: the first exhibit of every incident."""
-    return store_evidence(
-        request.incident_id, f"findings/{request.finding_id}.json", to_json_bytes(request.raw), "finding"
-    )
+    """The finding exactly as it arrived: the first exhibit of every incident (one per distinct version)."""
+    raw = request.raw if request.raw is not None else unpack_raw(request.raw_packed or "")
+    digest = hashlib.sha256(canonical_json(raw)).hexdigest()
+    if request.raw_sha256 and digest != request.raw_sha256:
+        raise ApplicationError(
+            f"raw finding {request.finding_id} does not hash to the SHA-256 recorded at intake",
+            type="EvidenceIntegrity",
+            non_retryable=True,
+        )
+    name = _UNSAFE_KEY.sub("_", request.finding_id)[-120:]
+    return store_evidence(request.incident_id, f"findings/{name}-{digest[:12]}.json", to_json_bytes(raw), "finding")
 
 
 @aws_activity("ec2:DescribeSnapshots", "ec2:CreateSnapshot", "ec2:CreateTags")

@@ -1,8 +1,11 @@
 """`make run`: the embedded default, from a fresh clone.
 
 Starts the Temporal dev server (UI on :8233, state in .run/), a moto server as the AWS account with a
-demo workload, the worker, and feeds a sample EC2 finding through `starter.py`; prints the UI link
-and the `irflow approve` line, then keeps everything up until Ctrl-C and stops what it started.
+demo workload and the findings intake (infra/findings-intake.yaml: EventBridge rules into the
+findings queue and its dead-letter queue), the worker and the finding listener (`starter.py`), then
+publishes a sample GuardDuty finding with EventBridge `put_events`, so the demo walks the same path
+as production. Prints the UI link and the `irflow approve` line, keeps everything up until Ctrl-C and
+stops what it started.
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,8 +23,11 @@ import boto3
 
 from activities.aws import reset_clients
 from devstack.demo import sample_finding, seed_workload
+from devstack.intake_stack import deploy_intake_stack, publish_findings
 from devstack.processes import REPO, ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from intake.router import route
 from irflow.temporal_client import connect, ensure_search_attributes
+from models.finding import parse_guardduty
 from models.incident import IncidentState, Status
 
 
@@ -75,32 +80,29 @@ def main() -> int:
         reset_clients()
         workload = seed_workload()
         (args.state_dir / "workload.json").write_text(workload.to_json())
+        intake = deploy_intake_stack(region=workload.region)
         asyncio.run(_register_search_attributes(address))
 
-        environment = {**aws, **workload.worker_environment(), "TEMPORAL_ADDRESS": address}
+        environment = {
+            **aws,
+            **workload.worker_environment(),
+            "TEMPORAL_ADDRESS": address,
+            "IRFLOW_QUEUE_URLS": intake.queue_url,
+        }
         env_file = args.state_dir / "demo.env"
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in environment.items()))
         worker_started = time.monotonic()
         group.start("worker", [sys.executable, "worker.py"], env=environment)
+        group.start("listener", [sys.executable, "starter.py"], env=environment)
 
-        finding_file = args.state_dir / "sample-finding.json"
-        finding_file.write_text(json.dumps(sample_finding(workload.instance_id, workload.account_id, workload.region)))
-        starter = subprocess.run(
-            [sys.executable, "starter.py", str(finding_file)],
-            cwd=REPO,
-            env={**os.environ, **environment},
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        sys.stdout.write(starter.stdout)
-        if starter.returncode != 0:
-            sys.stderr.write(starter.stderr)
-            return starter.returncode
-        workflow_id = _workflow_id(starter.stdout)
+        event = sample_finding(workload.instance_id, workload.account_id, workload.region)
+        (args.state_dir / "sample-finding.json").write_text(json.dumps(event, indent=2))
+        publish_findings([event], region=workload.region)
+        workflow_id = route(parse_guardduty(event).finding).incident_key
+        print(f"published a GuardDuty finding for {workload.instance_id} with EventBridge put_events", flush=True)
         state = asyncio.run(_await_decision_point(workflow_id, address))
         elapsed = time.monotonic() - worker_started
-        _print_ready(state, workflow_id, args, env_file, elapsed, workload)
+        _print_ready(state, workflow_id, args, env_file, elapsed, workload, intake)
         if args.exit_when_ready:
             print(json.dumps({"ready": True, "status": state.status, "seconds_since_worker_start": round(elapsed, 3)}))
             return 0 if state.status == Status.AWAITING_DECISION else 1
@@ -121,12 +123,9 @@ async def _register_search_attributes(address: str) -> None:
     await ensure_search_attributes(client)
 
 
-def _workflow_id(starter_output: str) -> str:
-    # "started incident <incident-id> (workflow <workflow-id>) for <type>"
-    return starter_output.split("(workflow ", 1)[1].split(")", 1)[0]
-
-
-def _print_ready(state: IncidentState, workflow_id: str, args, env_file: Path, elapsed: float, workload) -> None:
+def _print_ready(
+    state: IncidentState, workflow_id: str, args, env_file: Path, elapsed: float, workload, intake
+) -> None:
     ec2 = boto3.client("ec2", region_name=workload.region)
     groups = [
         g["GroupId"]
@@ -142,12 +141,14 @@ incident {state.incident_id}: {state.status} ({elapsed:.2f}s after the worker st
   evidence: {len(state.evidence)} object(s) in s3://{workload.evidence_bucket}/incidents/{state.incident_id}/
 
 Temporal UI:  http://localhost:{args.ui_port}/namespaces/default/workflows/{workflow_id}
+Findings queue: {intake.queue_url}  (dead letters: {intake.dead_letter_queue_url})
 
 In another terminal:
   source {env_file}
   .venv/bin/irflow show {workflow_id}
   .venv/bin/irflow approve {workflow_id} --as you@example.com --eradicate stop --comment "confirmed"
   .venv/bin/irflow reject {workflow_id} --as you@example.com --reason "false positive"
+  .venv/bin/irflow ingest {args.state_dir / "sample-finding.json"}   # the same finding again: it joins
 
 Ctrl-C stops everything.""",
         flush=True,

@@ -1,21 +1,13 @@
-"""Reading finding documents: one JSON record, an array, GetFindings output, or JSON lines."""
+"""Reading finding documents (files, standard input): one JSON document, JSON lines, or a stream of
+pretty-printed documents, each unwrapped by `intake.envelopes` exactly as a queue message would be."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-from models.finding import FindingRejected, ParsedFinding, parse_guardduty
-
-
-def _records(document: Any) -> Iterator[Any]:
-    if isinstance(document, list):
-        yield from document
-    elif isinstance(document, dict) and isinstance(document.get("Findings"), list) and "Type" not in document:
-        yield from document["Findings"]  # boto3 GetFindings output
-    else:
-        yield document
+from intake.envelopes import unwrap
+from models.finding import FindingRejected, ParsedFinding
 
 
 def _json_lines(text: str) -> list[Any]:
@@ -68,12 +60,5 @@ def read_findings(text: str) -> list[ParsedFinding | FindingRejected]:
         return [FindingRejected("empty", "the input is empty")]
     results: list[ParsedFinding | FindingRejected] = []
     for document in _documents(text):
-        if isinstance(document, FindingRejected):
-            results.append(document)
-            continue
-        for record in _records(document):
-            try:
-                results.append(parse_guardduty(record))
-            except FindingRejected as rejected:
-                results.append(rejected)
+        results.extend([document] if isinstance(document, FindingRejected) else unwrap(document))
     return results

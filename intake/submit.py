@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
-from temporalio.service import RPCError, RPCStatusCode
 
 from intake.router import incident_id, route
-from models.finding import ParsedFinding, canonical_json
-from models.incident import IncidentInput, Phase, Status
+from models.finding import ParsedFinding, pack_raw
+from models.incident import FindingDelivery, IncidentInput, Phase, Status
 from models.settings import IrflowSettings
 from workflows import search_attributes as sa
 from workflows.incident import IncidentWorkflow
 
-# Temporal refuses payloads over 2 MB; the raw finding travels only when comfortably below that.
-RAW_FINDING_LIMIT = 256 * 1024
+# Temporal refuses payloads over 2 MB. Packed findings are a tenth of their JSON; one that is still
+# too big travels without its original (its SHA-256 is in the finding) and the incident notes it.
+PACKED_RAW_LIMIT = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -29,24 +30,18 @@ class Submission:
     finding_type: str
 
 
-async def running_incident_id(client: Client, workflow_id: str) -> str | None:
-    """The incident id of the running incident with this key, if one is running."""
-    try:
-        description = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        return None
-    memo = await description.memo()
-    return str(memo.get("incident_id", workflow_id))
-
-
 async def submit(
-    client: Client, parsed: ParsedFinding, settings: IrflowSettings, received_at: datetime | None = None
+    client: Client,
+    parsed: ParsedFinding,
+    settings: IrflowSettings,
+    received_at: datetime | None = None,
+    origin: str = "",
+    delivery_id: str | None = None,
 ) -> Submission:
     """Signal-with-start: a new incident for the resource, or the finding joins the running one.
+
+    A resource whose last incident has ended gets a new incident: a new run under the same workflow id
+    (the incident key), with a new incident id (the key plus the time it opened).
 
     Raises `FindingRejected` when no playbook can answer the finding; Temporal errors propagate, so a
     caller that holds a queue message keeps it until Temporal has acknowledged.
@@ -54,14 +49,22 @@ async def submit(
     finding = parsed.finding
     destination = route(finding)
     received_at = received_at or datetime.now(UTC)
-    running = await running_incident_id(client, destination.incident_key)
     new_incident_id = incident_id(destination.incident_key, received_at)
-    raw = parsed.raw if len(canonical_json(parsed.raw)) <= RAW_FINDING_LIMIT else None
+    nonce = uuid.uuid4().hex  # tells afterwards whether this call opened the incident or joined one
+    packed = pack_raw(parsed.raw)
+    delivery = FindingDelivery(
+        finding=finding,
+        raw_packed=packed if len(packed) <= PACKED_RAW_LIMIT else None,
+        received_at=received_at,
+        origin=origin,
+        delivery_id=delivery_id or f"{origin}:{finding.raw_sha256}",
+    )
     request = IncidentInput(
         incident_id=new_incident_id,
         playbook=destination.playbook,
         finding=finding,
-        raw_finding=raw,
+        raw_packed=delivery.raw_packed,
+        delivery_id=delivery.delivery_id,
         policy=settings.response_policy(),
         received_at=received_at,
     )
@@ -72,7 +75,7 @@ async def submit(
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         start_signal="add_finding",
-        start_signal_args=[finding],
+        start_signal_args=[delivery],
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(sa.STATUS, str(Status.ACTIVE)),
@@ -84,7 +87,7 @@ async def submit(
                 SearchAttributePair(sa.ACCOUNT, finding.account_id),
             ]
         ),
-        memo={"incident_id": new_incident_id},
+        memo={"incident_id": new_incident_id, "opened_by": nonce},
         static_summary=f"{finding.severity} {finding.type} on {destination.resource_id}",
         static_details=(
             f"**Finding:** {finding.type} ({finding.id})\n\n**Resource:** {finding.resource.resource_type} "
@@ -92,6 +95,8 @@ async def submit(
             f"**Severity:** {finding.severity} ({finding.severity_score})\n\n{finding.title}"
         ),
     )
-    if running is not None:
-        return Submission(destination.incident_key, running, True, finding.id, finding.type)
-    return Submission(destination.incident_key, new_incident_id, False, finding.id, finding.type)
+    # The incident this finding reached: ours if our nonce is in its memo, else the one already running.
+    memo = await (await client.get_workflow_handle(destination.incident_key).describe()).memo()
+    joined = memo.get("opened_by") != nonce
+    reached = str(memo.get("incident_id", destination.incident_key))
+    return Submission(destination.incident_key, reached, joined, finding.id, finding.type)

@@ -108,6 +108,19 @@ def ingest(
     raise typer.Exit(asyncio.run(ingest_main(files, as_json=as_json, verify=verify)))
 
 
+@app.command()
+def listen(
+    queue: Annotated[
+        list[str] | None, typer.Option(help="SQS queue URL (repeatable); default IRFLOW_QUEUE_URLS")
+    ] = None,
+    wait_seconds: Annotated[int, typer.Option(help="SQS long-poll wait")] = 20,
+) -> None:
+    """Run the finding listener: SQS queues to incidents, until SIGTERM or Ctrl-C."""
+    from irflow.listen import listen_main
+
+    raise typer.Exit(asyncio.run(listen_main(queue, wait_seconds)))
+
+
 # --- list / show ---
 
 

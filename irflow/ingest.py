@@ -69,7 +69,9 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
     settings = get_settings()
     try:
         client = await connect()
-        submissions: list[Submission] = [await submit(client, parsed, settings) for _, parsed in accepted]
+        submissions: list[Submission] = [
+            await submit(client, parsed, settings, origin=path) for path, parsed in accepted
+        ]
     except TemporalUnreachable as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNREACHABLE

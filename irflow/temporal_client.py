@@ -53,11 +53,12 @@ def _short_reason(error: Exception) -> str:
     return text[:160]
 
 
-async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+async def connect(address: str | None = None, namespace: str | None = None, lazy: bool = False) -> Client:
     """Connect using TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* (or a
     Temporal config profile), with the pydantic converter and OpenTelemetry tracing.
 
-    Raises `TemporalUnreachable` with a one-line reason when the server cannot be reached."""
+    Raises `TemporalUnreachable` with a one-line reason when the server cannot be reached. A `lazy`
+    client connects on first use, so a listener can start while Temporal is down."""
     config = dict(ClientConfig.load_client_connect_config())
     config.setdefault("target_host", DEFAULT_ADDRESS)
     if address:
@@ -66,7 +67,7 @@ async def connect(address: str | None = None, namespace: str | None = None) -> C
         config["namespace"] = namespace
     try:
         return await Client.connect(
-            **config, data_converter=pydantic_data_converter, interceptors=[TracingInterceptor()]
+            **config, data_converter=pydantic_data_converter, interceptors=[TracingInterceptor()], lazy=lazy
         )
     except RuntimeError as error:
         raise TemporalUnreachable(config["target_host"], _short_reason(error)) from None

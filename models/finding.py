@@ -12,6 +12,8 @@ can act on; nothing here touches the network.
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ class FindingSource(StrEnum):
 
 
 class Severity(StrEnum):
+    INFORMATIONAL = "INFORMATIONAL"
     LOW = "LOW"
     MEDIUM = "MEDIUM"
     HIGH = "HIGH"
@@ -59,6 +62,19 @@ class Severity(StrEnum):
         if score >= 4.0:
             return cls.MEDIUM
         return cls.LOW
+
+    @classmethod
+    def from_normalized(cls, normalized: float) -> Severity:
+        # Security Hub's documented mapping of Severity.Normalized (0-100) to labels.
+        if normalized >= 90:
+            return cls.CRITICAL
+        if normalized >= 70:
+            return cls.HIGH
+        if normalized >= 40:
+            return cls.MEDIUM
+        if normalized >= 1:
+            return cls.LOW
+        return cls.INFORMATIONAL
 
 
 # --- GuardDuty's own vocabulary (camelCase), only the parts irflow reads; the rest is kept raw. ---
@@ -217,6 +233,11 @@ class Finding(BaseModel):
     resource: AffectedResource
     action_type: str | None = None
     remote_ip: str | None = None
+    product: str = "GuardDuty"
+    compliance_status: str | None = Field(default=None, description="Security Hub control result (PASSED, FAILED...)")
+    workflow_status: str | None = Field(
+        default=None, description="Security Hub workflow (NEW, SUPPRESSED, RESOLVED...)"
+    )
     raw_sha256: str = Field(description="SHA-256 of the original record, canonical JSON, for the evidence trail")
 
     @property
@@ -235,6 +256,16 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+def pack_raw(raw: dict[str, Any]) -> str:
+    """The original record, gzip-compressed and base64-encoded: findings are repetitive JSON (a 300 KB
+    attack sequence packs to a few tens of KB), so the evidence can travel inside Temporal payloads."""
+    return base64.b64encode(gzip.compress(canonical_json(raw), mtime=0)).decode("ascii")
+
+
+def unpack_raw(packed: str) -> dict[str, Any]:
+    return json.loads(gzip.decompress(base64.b64decode(packed)))
+
+
 def _pascal_to_camel(value: Any) -> Any:
     if isinstance(value, dict):
         return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): _pascal_to_camel(v) for k, v in value.items()}
@@ -243,7 +274,7 @@ def _pascal_to_camel(value: Any) -> Any:
     return value
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def to_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -261,7 +292,7 @@ def _shape_of(record: dict[str, Any]) -> str:
     return "unknown"
 
 
-def _describe_validation_error(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
     parts = []
     for item in error.errors()[:3]:
         where = ".".join(str(p) for p in item["loc"]) or "finding"
@@ -363,9 +394,16 @@ def parse_guardduty(record: Any) -> ParsedFinding:
         gd = _GuardDutyFinding.model_validate(body)
     except ValidationError as error:
         raise FindingRejected(
-            "invalid_finding", f"finding {body.get('id', '?')}: {_describe_validation_error(error)}"
+            "invalid_finding", f"finding {body.get('id', '?')}: {describe_validation_error(error)}"
         ) from None
 
+    arn_region = gd.arn.split(":")[3] if gd.arn and gd.arn.count(":") >= 5 else ""
+    if arn_region and arn_region != gd.region:
+        raise FindingRejected(
+            "region_mismatch",
+            f"finding {gd.id} says region {gd.region} but its ARN says {arn_region}: "
+            "irflow will not guess where the resource is",
+        )
     additional = gd.service.additional_info or {}
     sample = additional.get("sample") in (True, "true", "True")
     finding = Finding(
@@ -380,10 +418,10 @@ def parse_guardduty(record: Any) -> ParsedFinding:
         partition=gd.partition,
         severity_score=gd.severity,
         severity=Severity.from_guardduty_score(gd.severity),
-        created_at=_utc(gd.created_at),
-        updated_at=_utc(gd.updated_at),
-        first_seen=_utc(gd.service.event_first_seen),
-        last_seen=_utc(gd.service.event_last_seen),
+        created_at=to_utc(gd.created_at),
+        updated_at=to_utc(gd.updated_at),
+        first_seen=to_utc(gd.service.event_first_seen),
+        last_seen=to_utc(gd.service.event_last_seen),
         count=gd.service.count,
         archived=gd.service.archived,
         sample=sample,

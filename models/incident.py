@@ -52,13 +52,25 @@ class ResponsePolicy(BaseModel):
     capture_memory: bool = True
 
 
+class FindingDelivery(BaseModel):
+    """One arrival of a finding: what the listener or `irflow ingest` hands to an incident."""
+
+    finding: Finding
+    raw_packed: str | None = Field(default=None, description="models.finding.pack_raw of the original record")
+    received_at: datetime
+    origin: str = Field(default="", description="queue URL, file name or 'stdin'")
+    delivery_id: str = Field(
+        description="identity of this arrival (the SQS message id, or origin + record hash): a redelivered "
+        "message is recognised and not counted twice"
+    )
+
+
 class IncidentInput(BaseModel):
     incident_id: str
     playbook: str
     finding: Finding
-    raw_finding: dict[str, Any] | None = Field(
-        default=None, description="the original record, when small enough to travel in the workflow input"
-    )
+    raw_packed: str | None = Field(default=None, description="the original record, packed (see pack_raw)")
+    delivery_id: str = ""
     policy: ResponsePolicy = Field(default_factory=ResponsePolicy)
     received_at: datetime
 
@@ -157,6 +169,7 @@ class IncidentState(BaseModel):
     severity: Severity
     finding: Finding
     findings_absorbed: list[Finding] = Field(default_factory=list)
+    finding_deliveries: int = Field(default=1, description="distinct arrivals (queue messages), repeats included")
     resource_id: str
     context: InstanceContext | None = None
     containment_requires_approval: bool = False
@@ -205,7 +218,9 @@ class StepResult(BaseModel):
 class RawFindingInput(BaseModel):
     incident_id: str
     finding_id: str
-    raw: dict[str, Any]
+    raw: dict[str, Any] | None = None
+    raw_packed: str | None = None
+    raw_sha256: str | None = Field(default=None, description="checked against the record before it is stored")
 
 
 class ManifestInput(BaseModel):

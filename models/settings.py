@@ -7,12 +7,13 @@ Temporal's connection comes from the SDK's own environment configuration (`TEMPO
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.finding import Severity
 from models.incident import Eradication, ResponsePolicy
@@ -65,6 +66,29 @@ class IrflowSettings(BaseSettings):
     capture_memory: bool = True
 
     activity_threads: int = Field(default=16, ge=1)
+
+    # The finding listener (starter.py): queues to long-poll, and what it lets through.
+    queue_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dead_letter_queue_url: str = Field(default="", description="override; default: the queue's redrive target")
+    listener_batches_in_flight: int = Field(default=4, ge=1, le=64, description="receive batches per queue")
+    min_severity: Severity = Severity.LOW
+    accept_archived: bool = False
+    accept_sample_findings: bool = False
+    suppress_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    suppress_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="resource tags that suppress a finding: 'key' or 'key=value'"
+    )
+
+    @field_validator("queue_urls", "suppress_accounts", "suppress_tags", mode="before")
+    @classmethod
+    def _comma_or_json_list(cls, value: object) -> object:
+        """Environment lists may be JSON (`["a","b"]`) or comma-separated (`a,b`)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
 
     def response_policy(self) -> ResponsePolicy:
         return ResponsePolicy(

@@ -20,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
         Eradication,
         EvidenceObject,
         MemoryCaptureResult,
-        RawFindingInput,
         SnapshotEvidence,
         StepResult,
     )
@@ -86,11 +85,6 @@ class Ec2Playbook:
             incident.try_act("collect_instance_metadata", step, EvidenceObject, self.quick),
             incident.try_act("collect_console_output", self.target, EvidenceObject, self.quick),
         ]
-        if request.raw_finding is not None:
-            raw = RawFindingInput(
-                incident_id=request.incident_id, finding_id=request.finding.id, raw=request.raw_finding
-            )
-            jobs.append(incident.try_act("store_raw_finding", raw, EvidenceObject, self.quick))
         if request.policy.capture_memory:
             jobs.append(incident.try_act("acquire_memory", self.target, MemoryCaptureResult, self.slow))
         else:

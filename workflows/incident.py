@@ -25,12 +25,14 @@ with workflow.unsafe.imports_passed_through():
         Decision,
         DecisionKind,
         EvidenceObject,
+        FindingDelivery,
         IncidentInput,
         IncidentState,
         ManifestInput,
         NotifyInput,
         PendingDecision,
         Phase,
+        RawFindingInput,
         RejectRequest,
         Status,
         StepResult,
@@ -42,6 +44,9 @@ from workflows.activity_options import QUICK, UNDO
 from workflows.ec2_playbook import Ec2Playbook
 from workflows.policy import incident_severity
 from workflows.saga import Saga, Undo
+
+# Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
+MAX_REMEMBERED_DELIVERIES = 10_000
 
 PLAYBOOKS = {Ec2Playbook.name: Ec2Playbook}
 
@@ -73,6 +78,10 @@ class IncidentWorkflow:
         self.saga = Saga()
         self._decision: Decision | None = None
         self._published: tuple[str, ...] = ()
+        self._raw_pending: dict[str, tuple[str, str]] = {}
+        self._raw_stored: set[str] = set()
+        self._keep_raw(request.finding, request.raw_packed)
+        self._delivery_ids: set[str] = {request.delivery_id}
 
     # --- what analysts and tools see ---
 
@@ -89,8 +98,15 @@ class IncidentWorkflow:
         self._receive_decision(DecisionKind.REJECT, request, via="signal")
 
     @workflow.signal
-    def add_finding(self, finding: Finding) -> None:
-        """A repeated or related finding about the same resource joins this incident."""
+    def add_finding(self, delivery: FindingDelivery) -> None:
+        """A finding (new, repeated or re-published) about the same resource joins this incident."""
+        if delivery.delivery_id in self._delivery_ids:
+            return  # the same message delivered again (SQS is at-least-once): already counted
+        if len(self._delivery_ids) < MAX_REMEMBERED_DELIVERIES:
+            self._delivery_ids.add(delivery.delivery_id)
+        self.state.finding_deliveries += 1
+        finding = delivery.finding
+        self._keep_raw(finding, delivery.raw_packed)
         seen = {(f.id, f.updated_at, f.count) for f in self.state.findings_absorbed}
         if (finding.id, finding.updated_at, finding.count) in seen:
             return
@@ -98,6 +114,25 @@ class IncidentWorkflow:
         self.state.severity = incident_severity(self.state.findings_absorbed)
         self.note(f"finding joined: {finding.type} ({finding.id}, count {finding.count}, {finding.severity})")
         self._publish()
+
+    def _keep_raw(self, finding: Finding, packed: str | None) -> None:
+        if packed and finding.raw_sha256 not in self._raw_stored and finding.raw_sha256 not in self._raw_pending:
+            self._raw_pending[finding.raw_sha256] = (finding.id, packed)
+
+    async def store_raw_findings(self) -> None:
+        """Each distinct original record becomes an exhibit (first at the evidence phase, then at closing)."""
+        pending, self._raw_pending = self._raw_pending, {}
+        requests = [
+            RawFindingInput(
+                incident_id=self.state.incident_id, finding_id=finding_id, raw_packed=packed, raw_sha256=sha
+            )
+            for sha, (finding_id, packed) in pending.items()
+        ]
+        stored = await asyncio.gather(*(self.try_act("store_raw_finding", r, EvidenceObject, QUICK) for r in requests))
+        for request, evidence in zip(requests, stored, strict=True):
+            if evidence is not None:
+                self._raw_stored.add(request.raw_sha256)
+                self.add_evidence(evidence)
 
     # --- the lifecycle ---
 
@@ -144,7 +179,7 @@ class IncidentWorkflow:
         await self._notify("team", f"irflow: contained {self.state.resource_id}", "containment complete")
 
         self.enter(Phase.EVIDENCE)
-        await playbook.collect_evidence()
+        await asyncio.gather(playbook.collect_evidence(), self.store_raw_findings())
         await self._write_manifest()
 
         decision = await self._await_decision(
@@ -332,6 +367,7 @@ class IncidentWorkflow:
         self.state.failure_reason = reason
         self.state.pending_decision = None
         self.enter(Phase.REPORT)
+        await self.store_raw_findings()
         reports = await self.try_act("write_report", self.state, list[EvidenceObject], QUICK)
         if reports:
             self.add_evidence(*reports)

@@ -1,0 +1,358 @@
+"""The finding listener: SQS → findings → incidents, losing nothing and starting nothing twice.
+
+Guarantees, in order of importance:
+
+* A message is deleted only after Temporal acknowledged every finding in it (started or joined its
+  incident), after its bad findings reached the dead-letter queue with their reasons, or after the
+  finding was suppressed by policy (logged and counted).
+* When Temporal is unreachable the listener stops receiving, hands the messages it holds back to the
+  queue, probes Temporal with backoff and says so once per outage; nothing goes to the dead-letter
+  queue for an outage.
+* Bad input never stops the listener. SIGTERM finishes the messages in hand, then exits.
+* Two findings about one resource never make two incidents: the workflow id is the incident key and
+  every submission is a signal-with-start with USE_EXISTING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from intake.envelopes import unwrap_text
+from intake.filters import suppression_reason
+from intake.submit import submit
+from irflow.temporal_client import TemporalUnreachable
+from models.finding import FindingRejected, ParsedFinding
+from models.settings import IrflowSettings
+
+log = logging.getLogger("irflow.listener")
+
+# Errors after which Temporal may well accept the same request later: hold the message, do not reject it.
+_TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.INTERNAL,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+class ListenerConfigurationError(RuntimeError):
+    pass
+
+
+@dataclass
+class ListenerStats:
+    """What the listener did; printed on shutdown and readable while it runs."""
+
+    received: int = 0
+    findings: int = 0
+    started: int = 0
+    joined: int = 0
+    suppressed: int = 0
+    rejected: int = 0
+    dead_lettered: int = 0
+    held: int = 0
+    deleted: int = 0
+    outages: int = 0
+    suppressed_by_reason: Counter = field(default_factory=Counter)
+    rejected_by_code: Counter = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "findings": self.findings,
+            "started": self.started,
+            "joined": self.joined,
+            "suppressed": self.suppressed,
+            "rejected": self.rejected,
+            "dead_lettered": self.dead_lettered,
+            "held": self.held,
+            "deleted": self.deleted,
+            "outages": self.outages,
+            "suppressed_by_reason": dict(self.suppressed_by_reason),
+            "rejected_by_code": dict(self.rejected_by_code),
+        }
+
+
+class _TemporalDown(Exception):
+    pass
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, TemporalUnreachable):
+        return True
+    if isinstance(error, RPCError):
+        return error.status in _TRANSIENT
+    return isinstance(error, RuntimeError) and "connect" in str(error).lower()
+
+
+class FindingListener:
+    def __init__(
+        self,
+        client: Client,
+        settings: IrflowSettings,
+        queue_urls: list[str] | None = None,
+        wait_seconds: int = 20,
+        hold_seconds: int = 2,
+        sqs: Any = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.queue_urls = list(queue_urls or settings.queue_urls)
+        if not self.queue_urls:
+            raise ListenerConfigurationError("no queue to listen to: set IRFLOW_QUEUE_URLS or pass --queue")
+        self.wait_seconds = wait_seconds
+        self.hold_seconds = hold_seconds
+        self.stats = ListenerStats()
+        pollers = len(self.queue_urls) * settings.listener_batches_in_flight
+        # Long polls park a thread each; deletes and dead-lettering must not queue behind them.
+        self._executor = ThreadPoolExecutor(max_workers=pollers + 16, thread_name_prefix="irflow-sqs")
+        self._sqs = sqs or boto3.session.Session().client(
+            "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pollers + 16)
+        )
+        self._dead_letter: dict[str, str] = {}
+        self._healthy = asyncio.Event()
+        self._healthy.set()
+        self._outage_started: float | None = None
+        self._prober: asyncio.Task | None = None
+        self._sqs_trouble_logged = False
+
+    # --- running ---
+
+    async def run(self, stop: asyncio.Event) -> ListenerStats:
+        for queue in self.queue_urls:
+            self._dead_letter[queue] = await self._resolve_dead_letter_queue(queue)
+        log.info(
+            "listening to %s (%d batch(es) of 10 in flight per queue, %ds long polls)",
+            ", ".join(self.queue_urls),
+            self.settings.listener_batches_in_flight,
+            self.wait_seconds,
+        )
+        pollers = [
+            asyncio.create_task(self._poll(queue, stop), name=f"poll-{queue}-{n}")
+            for queue in self.queue_urls
+            for n in range(self.settings.listener_batches_in_flight)
+        ]
+        try:
+            await asyncio.gather(*pollers)
+        finally:
+            if self._prober:
+                self._prober.cancel()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("listener stopped: %s", json.dumps(self.stats.snapshot(), sort_keys=True))
+        return self.stats
+
+    async def _sqs_call(self, method: str, **kwargs: Any) -> dict:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: getattr(self._sqs, method)(**kwargs))
+
+    async def _resolve_dead_letter_queue(self, queue: str) -> str:
+        if self.settings.dead_letter_queue_url:
+            return self.settings.dead_letter_queue_url
+        try:
+            attributes = await self._sqs_call("get_queue_attributes", QueueUrl=queue, AttributeNames=["RedrivePolicy"])
+        except (BotoCoreError, ClientError) as error:
+            raise ListenerConfigurationError(f"cannot read queue {queue}: {error}") from None
+        policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+        if not policy:
+            raise ListenerConfigurationError(
+                f"queue {queue} has no dead-letter queue: give it a redrive policy or set IRFLOW_DEAD_LETTER_QUEUE_URL"
+            )
+        target = json.loads(policy)["deadLetterTargetArn"]
+        _, _, _, _, account, name = target.split(":", 5)
+        found = await self._sqs_call("get_queue_url", QueueName=name, QueueOwnerAWSAccountId=account)
+        return found["QueueUrl"]
+
+    async def _poll(self, queue: str, stop: asyncio.Event) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            if not self._healthy.is_set():
+                await _first(self._healthy.wait(), stop.wait())
+                continue
+            try:
+                response = await self._sqs_call(
+                    "receive_message",
+                    QueueUrl=queue,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.wait_seconds,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                    MessageAttributeNames=["All"],
+                )
+            except (BotoCoreError, ClientError) as error:
+                if not self._sqs_trouble_logged:
+                    log.warning("cannot receive from %s (%s); retrying with backoff", queue, error)
+                    self._sqs_trouble_logged = True
+                await _first(asyncio.sleep(backoff), stop.wait())
+                backoff = min(backoff * 2, 30)
+                continue
+            if self._sqs_trouble_logged:
+                log.warning("receiving from %s again", queue)
+                self._sqs_trouble_logged = False
+            backoff = 1.0
+            messages = response.get("Messages", [])
+            if messages:
+                # Messages in hand are finished even when stop arrives meanwhile.
+                await asyncio.gather(*(self._handle(queue, m) for m in messages))
+
+    # --- one message ---
+
+    async def _handle(self, queue: str, message: dict) -> None:
+        self.stats.received += 1
+        received_at = datetime.now(UTC)
+        results = unwrap_text(message.get("Body", ""))
+        self.stats.findings += sum(1 for r in results if isinstance(r, ParsedFinding))
+        problems = [r for r in results if isinstance(r, FindingRejected)]
+        try:
+            for result in results:
+                if isinstance(result, ParsedFinding):
+                    delivery_id = f"{message.get('MessageId', '?')}:{result.finding.raw_sha256[:16]}"
+                    problem = await self._deliver(result, received_at, queue, delivery_id)
+                    if problem:
+                        problems.append(problem)
+        except _TemporalDown:
+            await self._hold(queue, message)
+            return
+        try:
+            if problems:
+                await self._send_to_dead_letter(queue, message, problems)
+            await self._sqs_call("delete_message", QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+            self.stats.deleted += 1
+        except (BotoCoreError, ClientError) as error:
+            # Not deleted: the message comes back after its visibility timeout and is handled again;
+            # findings already delivered are recognised as repeats by their incident.
+            log.warning("could not finish message %s: %s", message.get("MessageId"), error)
+
+    async def _deliver(
+        self, parsed: ParsedFinding, received_at: datetime, queue: str, delivery_id: str
+    ) -> FindingRejected | None:
+        finding = parsed.finding
+        reason = suppression_reason(finding, self.settings)
+        if reason:
+            self.stats.suppressed += 1
+            self.stats.suppressed_by_reason[reason.split(" (")[0].split(":")[0]] += 1
+            log.info("suppressed %s %s on %s: %s", finding.type, finding.id, finding.resource.resource_id, reason)
+            return None
+        try:
+            submission = await submit(
+                self.client, parsed, self.settings, received_at=received_at, origin=queue, delivery_id=delivery_id
+            )
+        except FindingRejected as rejected:
+            return rejected
+        except Exception as error:  # noqa: BLE001 (sorted below: transient errors hold, others reject)
+            if _is_transient(error):
+                self._enter_outage(error)
+                raise _TemporalDown from error
+            return FindingRejected("temporal_refused", f"Temporal refused finding {finding.id}: {error}")
+        self._temporal_is_back()
+        if submission.joined:
+            self.stats.joined += 1
+        else:
+            self.stats.started += 1
+        log.info(
+            "%s %s for %s %s",
+            "joined" if submission.joined else "started",
+            submission.incident_id,
+            finding.type,
+            finding.id,
+        )
+        return None
+
+    async def _send_to_dead_letter(self, queue: str, message: dict, problems: list[FindingRejected]) -> None:
+        for problem in problems:
+            self.stats.rejected += 1
+            self.stats.rejected_by_code[problem.code] += 1
+        reason = "; ".join(p.reason for p in problems)
+        codes = ",".join(sorted({p.code for p in problems}))
+        count = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
+        await self._sqs_call(
+            "send_message",
+            QueueUrl=self._dead_letter[queue],
+            MessageBody=message.get("Body") or "(empty message)",
+            MessageAttributes={
+                "irflow-reason": {"DataType": "String", "StringValue": reason[:4000]},
+                "irflow-code": {"DataType": "String", "StringValue": codes},
+                "irflow-source-queue": {"DataType": "String", "StringValue": queue},
+                "irflow-source-message-id": {"DataType": "String", "StringValue": message.get("MessageId", "?")},
+                "irflow-receive-count": {"DataType": "Number", "StringValue": str(count)},
+            },
+        )
+        self.stats.dead_lettered += 1
+        log.warning("dead-lettered message %s: %s", message.get("MessageId"), reason[:500])
+
+    # --- Temporal outages ---
+
+    async def _hold(self, queue: str, message: dict) -> None:
+        """Give the message back to the queue soon; it is received again once Temporal answers."""
+        self.stats.held += 1
+        # If this fails the message comes back after the queue's own visibility timeout instead.
+        with contextlib.suppress(BotoCoreError, ClientError):
+            await self._sqs_call(
+                "change_message_visibility",
+                QueueUrl=queue,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=self.hold_seconds,
+            )
+
+    def _enter_outage(self, error: BaseException) -> None:
+        if self._outage_started is not None:
+            return
+        self._outage_started = time.monotonic()
+        self.stats.outages += 1
+        self._healthy.clear()
+        reason = getattr(error, "reason", None) or " ".join(str(error).split())[:200]
+        log.warning("Temporal unreachable (%s): holding messages and retrying with backoff", reason)
+        self._prober = asyncio.create_task(self._probe_until_back())
+
+    def _temporal_is_back(self) -> None:
+        if self._outage_started is None:
+            return
+        log.warning(
+            "Temporal reachable again after %.1fs; %d message(s) were held",
+            time.monotonic() - self._outage_started,
+            self.stats.held,
+        )
+        self._outage_started = None
+        self._healthy.set()
+
+    async def _probe_until_back(self) -> None:
+        backoff = 1.0
+        while self._outage_started is not None:
+            await asyncio.sleep(backoff)
+            try:
+                await self.client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=_seconds(5))
+            except Exception:  # noqa: BLE001 (still down: keep probing quietly)
+                backoff = min(backoff * 2, 30)
+                continue
+            self._temporal_is_back()
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+async def _first(*awaitables) -> None:
+    """Wait until the first of `awaitables` finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

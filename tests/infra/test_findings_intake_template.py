@@ -1,0 +1,287 @@
+"""infra/findings-intake.yaml: valid CloudFormation, wired the way the finding listener relies on, and
+delivering real GuardDuty and Security Hub events to the findings queue once deployed (in moto)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from devstack.demo import sample_finding
+from devstack.intake_stack import (
+    TEMPLATE,
+    PublishError,
+    deploy_intake_stack,
+    load_template,
+    parameter_values,
+    publish_findings,
+    resolve_event_pattern,
+    securityhub_event,
+)
+from tests.support import CORPORA
+
+# moto's CloudFormation skips AWS::SQS::QueuePolicy (deploy_intake_stack sets the policy itself).
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.+QueuePolicy:UserWarning")
+
+CFN_LINT = Path(sys.executable).parent / "cfn-lint"
+MOTO_ACCOUNT = "123456789012"
+INSTANCE = "i-0123456789abcdef0"
+
+GUARDDUTY = ("aws.guardduty", "GuardDuty Finding")
+SECURITYHUB_IMPORTED = ("aws.securityhub", "Security Hub Findings - Imported")
+SECURITYHUB_CUSTOM_ACTION = ("aws.securityhub", "Security Hub Findings - Custom Action")
+QUEUE_ARN = {"Fn::GetAtt": ["FindingsQueue", "Arn"]}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {name: resource for name, resource in template["Resources"].items() if resource["Type"] == resource_type}
+
+
+def corpus(name: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (CORPORA / name).read_text().splitlines() if line.strip()]
+
+
+def asff_findings() -> list[dict[str, Any]]:
+    return [row["finding"] for row in corpus("securityhub/asff_findings.jsonl")]
+
+
+def ec2_asff_finding() -> dict[str, Any]:
+    return next(
+        finding
+        for finding in asff_findings()
+        if any(resource.get("Type") == "AwsEc2Instance" for resource in finding.get("Resources", []))
+    )
+
+
+def custom_action_event() -> dict[str, Any]:
+    return next(
+        row["eventbridge_event"]
+        for row in corpus("securityhub/asff_findings.jsonl")
+        if row["container"] == "EventBridge event" and row["eventbridge_detail_type"] == SECURITYHUB_CUSTOM_ACTION[1]
+    )
+
+
+def drain(queue_url: str, region: str = "us-east-1") -> list[dict[str, Any]]:
+    """Every message body in the queue, each deleted as it is read."""
+    sqs = boto3.client("sqs", region_name=region)
+    bodies = []
+    while messages := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        bodies += [json.loads(message["Body"]) for message in messages]
+        deleted = sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]} for n, message in enumerate(messages)],
+        )
+        assert not deleted.get("Failed"), deleted["Failed"]
+    return bodies
+
+
+# --- the template as written --------------------------------------------------------------------
+
+
+def test_cfn_lint_passes():
+    result = subprocess.run([str(CFN_LINT), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"cfn-lint exited {result.returncode}:\n{result.stdout}{result.stderr}"
+
+
+def test_rules_forward_guardduty_and_both_security_hub_detail_types_to_the_findings_queue(template):
+    rules = resources_of_type(template, "AWS::Events::Rule")
+    parameters = parameter_values(template)
+    forwarded = []
+    for name, rule in rules.items():
+        properties = rule["Properties"]
+        pattern = resolve_event_pattern(properties["EventPattern"], parameters)
+        assert properties.get("EventBusName", "default") == "default", name
+        assert properties.get("State", "ENABLED") == "ENABLED", name
+        assert [target["Arn"] for target in properties["Targets"]] == [QUEUE_ARN], name
+        forwarded += [(source, kind) for source in pattern["source"] for kind in pattern["detail-type"]]
+    assert sorted(forwarded) == sorted([GUARDDUTY, SECURITYHUB_IMPORTED, SECURITYHUB_CUSTOM_ACTION])
+
+
+def test_guardduty_severity_filter_accepts_every_finding_by_default(template):
+    (guardduty_rule,) = (
+        rule
+        for rule in resources_of_type(template, "AWS::Events::Rule").values()
+        if "aws.guardduty" in json.dumps(rule["Properties"]["EventPattern"])
+    )
+    pattern = guardduty_rule["Properties"]["EventPattern"]
+    assert re.search(r'"numeric":\s*\[">=",\s*\$\{GuardDutyMinimumSeverity\}\]', pattern["Fn::Sub"])
+    minimum = template["Parameters"]["GuardDutyMinimumSeverity"]
+    assert minimum["Type"] == "Number" and minimum["Default"] == 0
+    resolved = resolve_event_pattern(pattern, parameter_values(template))
+    assert resolved["detail"]["severity"] == [{"numeric": [">=", 0]}]
+    severities = [row["event_eventbridge"]["detail"]["severity"] for row in corpus("guardduty/findings.jsonl")]
+    assert all(isinstance(severity, int | float) and severity >= 0 for severity in severities)
+
+
+def test_queue_policy_lets_only_eventbridge_send_and_only_for_the_three_rules(template):
+    policies = resources_of_type(template, "AWS::SQS::QueuePolicy")
+    assert len(policies) == 1
+    (policy,) = policies.values()
+    assert policy["Properties"]["Queues"] == [{"Ref": "FindingsQueue"}]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    allows = [statement for statement in statements if statement["Effect"] == "Allow"]
+    assert allows
+    rule_arns = sorted(
+        ({"Fn::GetAtt": [name, "Arn"]} for name in resources_of_type(template, "AWS::Events::Rule")),
+        key=json.dumps,
+    )
+    for statement in allows:
+        assert not {"NotPrincipal", "NotAction", "NotResource"} & set(statement)
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
+        assert statement["Resource"] == QUEUE_ARN
+        assert list(statement["Condition"]) == ["ArnEquals"]
+        assert list(statement["Condition"]["ArnEquals"]) == ["aws:SourceArn"]
+        assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"], key=json.dumps) == rule_arns
+
+
+def test_findings_queue_redrives_to_the_dead_letter_queue(template):
+    parameters = template["Parameters"]
+    queue = template["Resources"]["FindingsQueue"]["Properties"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["FindingsDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "FindingsMaxReceiveCount"},
+    }
+    assert parameters["FindingsMaxReceiveCount"]["Default"] == 25
+    assert queue["VisibilityTimeout"] == {"Ref": "FindingsVisibilityTimeout"}
+    assert parameters["FindingsVisibilityTimeout"]["Default"] == 60
+    assert queue["MessageRetentionPeriod"] == 4 * 24 * 3600
+    assert queue["SqsManagedSseEnabled"] is True
+
+    dead_letters = template["Resources"]["FindingsDeadLetterQueue"]["Properties"]
+    assert dead_letters["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dead_letters["SqsManagedSseEnabled"] is True
+    allow = dead_letters["RedriveAllowPolicy"]
+    assert allow["redrivePermission"] == "byQueue"
+    # The allowed source is spelled out (a GetAtt would be a cycle): it must be the findings queue's ARN.
+    (source,) = allow["sourceQueueArns"]
+    assert (
+        source["Fn::Sub"]
+        == "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + queue["QueueName"]["Fn::Sub"]
+    )
+
+
+def test_outputs_name_the_queues_and_rules(template):
+    outputs = {name: output["Value"] for name, output in template["Outputs"].items()}
+    assert outputs["FindingsQueueUrl"] == {"Ref": "FindingsQueue"}
+    assert outputs["FindingsQueueArn"] == QUEUE_ARN
+    assert outputs["DeadLetterQueueUrl"] == {"Ref": "FindingsDeadLetterQueue"}
+    assert outputs["DeadLetterQueueArn"] == {"Fn::GetAtt": ["FindingsDeadLetterQueue", "Arn"]}
+    rule_arns = [value for name, value in outputs.items() if name.endswith("RuleArn")]
+    assert sorted(rule_arns, key=json.dumps) == sorted(
+        ({"Fn::GetAtt": [name, "Arn"]} for name in resources_of_type(template, "AWS::Events::Rule")), key=json.dumps
+    )
+
+
+# --- deployed in moto ---------------------------------------------------------------------------
+
+
+def test_deployed_findings_reach_the_findings_queue_as_eventbridge_delivers_them(aws):
+    stack = deploy_intake_stack()
+    guardduty = sample_finding(INSTANCE)
+    imported = securityhub_event([ec2_asff_finding()])
+    custom_action = custom_action_event()
+    unrelated = {
+        "source": "aws.ec2",
+        "detail-type": "EC2 Instance State-change Notification",
+        "detail": {"instance-id": INSTANCE, "state": "running"},
+    }
+
+    assert publish_findings([guardduty, imported, custom_action, unrelated]) == 4
+
+    bodies = {body["detail-type"]: body for body in drain(stack.queue_url)}
+    assert sorted(bodies) == sorted(kind for _, kind in (GUARDDUTY, SECURITYHUB_IMPORTED, SECURITYHUB_CUSTOM_ACTION))
+    # EventBridge gives each event its own id and stamps the publisher's account; all else arrives as sent.
+    for event in (guardduty, imported, custom_action):
+        body = bodies[event["detail-type"]]
+        assert body["id"] and body["id"] != event["id"]
+        assert body["account"] == MOTO_ACCOUNT
+        for key in ("version", "source", "detail-type", "time", "region", "resources", "detail"):
+            assert body[key] == event[key], (event["detail-type"], key)
+    # The sample finding is in moto's account: its body is the event itself.
+    assert bodies[GUARDDUTY[1]] == {**guardduty, "id": bodies[GUARDDUTY[1]]["id"]}
+    assert drain(stack.dead_letter_queue_url) == []
+
+
+def test_deployed_queues_carry_the_template_settings(aws):
+    stack = deploy_intake_stack(visibility_timeout=45, max_receive_count=7)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["All"])["Attributes"]
+    assert queue["VisibilityTimeout"] == "45"
+    assert queue["MessageRetentionPeriod"] == str(4 * 24 * 3600)
+    redrive = json.loads(queue["RedrivePolicy"])
+    assert redrive == {"deadLetterTargetArn": stack.dead_letter_queue_arn, "maxReceiveCount": 7}
+    policy = json.loads(queue["Policy"])
+    (statement,) = policy["Statement"]
+    events = boto3.client("events", region_name="us-east-1")
+    rule_arns = sorted(events.describe_rule(Name=name)["Arn"] for name in stack.rule_names)
+    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == rule_arns
+    assert statement["Resource"] == stack.queue_arn
+    dead_letters = sqs.get_queue_attributes(QueueUrl=stack.dead_letter_queue_url, AttributeNames=["All"])["Attributes"]
+    assert dead_letters["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    assert dead_letters["QueueArn"] == stack.dead_letter_queue_arn
+
+
+def test_every_corpus_finding_reaches_the_queue_with_the_default_filters(aws):
+    stack = deploy_intake_stack()
+    guardduty = [row["event_eventbridge"] for row in corpus("guardduty/findings.jsonl")]
+    imported = [securityhub_event([finding]) for finding in asff_findings()]
+
+    bodies = []
+    # A few dozen at a time: moto's SQS slows down with the square of a queue's length. Each slice
+    # is still more than the ten events PutEvents takes at once, so this also needs the batching.
+    everything = guardduty + imported
+    for start in range(0, len(everything), 40):
+        assert publish_findings(everything[start : start + 40]) == len(everything[start : start + 40])
+        bodies += drain(stack.queue_url)
+    assert sorted(body["detail"].get("id", "") for body in bodies if body["source"] == "aws.guardduty") == sorted(
+        event["detail"].get("id", "") for event in guardduty
+    )
+    assert sorted(
+        body["detail"]["findings"][0]["Id"] for body in bodies if body["detail-type"] == SECURITYHUB_IMPORTED[1]
+    ) == sorted(finding["Id"] for finding in asff_findings())
+
+
+def test_guardduty_minimum_severity_drops_lower_findings(aws):
+    stack = deploy_intake_stack(guardduty_minimum_severity=7)
+    publish_findings([sample_finding(INSTANCE, severity=severity) for severity in (2.0, 5.0, 7.0, 8.9)])
+    assert sorted(body["detail"]["severity"] for body in drain(stack.queue_url)) == [7.0, 8.9]
+
+
+def test_a_finding_received_too_often_moves_to_the_dead_letter_queue(aws):
+    stack = deploy_intake_stack(max_receive_count=2)
+    finding = sample_finding(INSTANCE)
+    publish_findings([finding])
+    sqs = boto3.client("sqs", region_name="us-east-1")
+
+    def receive(queue_url: str) -> list[dict[str, Any]]:
+        return sqs.receive_message(QueueUrl=queue_url, VisibilityTimeout=0).get("Messages", [])
+
+    # Received and never deleted: the listener failing on the same message every time.
+    assert len(receive(stack.queue_url)) == 1
+    assert len(receive(stack.queue_url)) == 1
+    assert receive(stack.queue_url) == []
+    (dead,) = receive(stack.dead_letter_queue_url)
+    assert json.loads(dead["Body"])["detail"] == finding["detail"]
+
+
+def test_publish_findings_reports_refused_events(aws):
+    deploy_intake_stack()
+    good = sample_finding(INSTANCE)
+    with pytest.raises(PublishError) as refused:
+        publish_findings([good, {"source": "", "detail-type": "GuardDuty Finding", "detail": {}}, good])
+    assert [index for index, _, _ in refused.value.failures] == [1]
+    assert refused.value.published == 2
+    with pytest.raises(ValueError, match="no detail-type"):
+        publish_findings([{"source": "aws.guardduty", "detail": {}}])

@@ -1,0 +1,197 @@
+"""The listener against SQS (moto in-process) and a real Temporal dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import boto3
+import pytest
+
+from devstack.demo import sample_finding
+from intake.listener import FindingListener, ListenerConfigurationError
+from irflow.temporal_client import connect
+from models.incident import IncidentState
+from models.settings import IrflowSettings
+from tests.support import CORPORA, free_port, running_worker, wait_for
+from workflows.incident import IncidentWorkflow
+
+
+@pytest.fixture
+def queues(aws):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dlq = sqs.create_queue(QueueName="findings-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(
+        QueueName="findings",
+        Attributes={
+            "VisibilityTimeout": "30",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "25"}),
+        },
+    )["QueueUrl"]
+    return sqs, queue, dlq
+
+
+def _send(sqs, queue: str, bodies: list) -> None:
+    for start in range(0, len(bodies), 10):
+        entries = [
+            {"Id": str(i), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
+            for i, b in enumerate(bodies[start : start + 10])
+        ]
+        assert not sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed")
+
+
+def _drain(sqs, queue: str) -> list[dict]:
+    out = []
+    while batch := sqs.receive_message(
+        QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0
+    ).get("Messages", []):
+        out += batch
+        for m in batch:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    return out
+
+
+def _depth(sqs, queue: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+async def _listen_until(listener: FindingListener, condition, timeout: float = 30) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(stop))
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out: {listener.stats.snapshot()}"
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+def _asff_instance_finding(instance_id: str) -> dict:
+    """A Security Hub finding about an EC2 instance, from the corpus, re-pointed at our instance."""
+    for line in (CORPORA / "securityhub" / "asff_findings.jsonl").read_text().splitlines():
+        finding = json.loads(line)["finding"]
+        resources = finding["Resources"]
+        if resources[0]["Type"] == "AwsEc2Instance" and finding.get("Compliance", {}).get("Status") != "PASSED":
+            finding = json.loads(json.dumps(finding))
+            finding["AwsAccountId"] = "123456789012"
+            finding["Severity"] = {"Label": "HIGH", "Normalized": 70}
+            resources[0] = {**resources[0], "Id": f"arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}"}
+            finding["Resources"] = resources[:1]
+            finding.pop("Region", None)
+            return finding
+    raise AssertionError("no EC2 ASFF finding in the corpus")
+
+
+async def test_findings_in_every_envelope_become_incidents_and_bad_ones_go_to_the_dead_letter_queue(
+    dev_env, workload, queues
+):
+    sqs, queue, dlq = queues
+    gd_event = sample_finding(workload.instance_id, workload.account_id, workload.region)
+    other_event = sample_finding(workload.other_instance_id, workload.account_id, workload.region, finding_id="b" * 32)
+    sns_wrapped = {
+        "Type": "Notification",
+        "MessageId": "m-1",
+        "TopicArn": "arn:aws:sns:us-east-1:123456789012:findings",
+        "Message": json.dumps(other_event),
+    }
+    security_hub = {
+        "version": "0",
+        "detail-type": "Security Hub Findings - Imported",
+        "source": "aws.securityhub",
+        "account": "123456789012",
+        "region": "us-east-1",
+        "detail": {"findings": [_asff_instance_finding(workload.instance_id)]},
+    }
+    cloudtrail = {"detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2", "detail": {}}
+    _send(sqs, queue, [gd_event, sns_wrapped, security_hub, "not json {", {"hello": 1}, cloudtrail])
+
+    client = dev_env.client
+    async with running_worker(client) as settings:
+        listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
+        await _listen_until(listener, lambda: listener.stats.deleted >= 6 and _depth(sqs, queue) == 0)
+    stats = listener.stats
+    assert stats.dead_lettered == 3
+    assert stats.started == 2 and stats.joined == 1, "the Security Hub finding joined the GuardDuty incident"
+    assert _depth(sqs, queue) == 0
+    dead = _drain(sqs, dlq)
+    reasons = sorted(m["MessageAttributes"]["irflow-reason"]["StringValue"] for m in dead)
+    assert len(dead) == 3
+    assert any("not JSON" in r for r in reasons)
+    assert any("not a GuardDuty finding" in r for r in reasons)
+    assert any("AWS API Call via CloudTrail" in r for r in reasons)
+    assert {m["Body"] for m in dead} == {"not json {", json.dumps({"hello": 1}), json.dumps(cloudtrail)}
+    incidents = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
+    assert sorted(w.id for w in incidents) == sorted(
+        f"ec2-123456789012-us-east-1-{i}" for i in (workload.instance_id, workload.other_instance_id)
+    )
+
+
+async def test_suppressed_findings_are_counted_and_deleted_without_an_incident(dev_env, workload, queues):
+    sqs, queue, dlq = queues
+    archived = sample_finding(workload.instance_id, finding_id="c" * 32)
+    archived["detail"]["service"]["archived"] = True
+    sample = sample_finding(workload.instance_id, finding_id="d" * 32)
+    sample["detail"]["service"]["additionalInfo"]["sample"] = True
+    tagged = sample_finding(workload.instance_id, finding_id="e" * 32)
+    tagged["detail"]["resource"]["instanceDetails"]["tags"].append({"key": "irflow:suppress", "value": "true"})
+    low = sample_finding(workload.instance_id, finding_id="f" * 32, severity=2.0)
+    _send(sqs, queue, [archived, sample, tagged, low])
+    settings = IrflowSettings(suppress_tags=["irflow:suppress=true"], min_severity="MEDIUM", task_queue="unused")
+    listener = FindingListener(dev_env.client, settings, queue_urls=[queue], wait_seconds=1)
+    await _listen_until(listener, lambda: listener.stats.deleted == 4)
+    assert listener.stats.suppressed == 4 and listener.stats.started == 0 and listener.stats.dead_lettered == 0
+    assert sum(listener.stats.suppressed_by_reason.values()) == 4 and len(listener.stats.suppressed_by_reason) == 4
+    assert _depth(sqs, dlq) == 0
+
+
+async def test_two_hundred_copies_make_one_incident_that_absorbs_all(dev_env, workload, queues):
+    sqs, queue, _ = queues
+    event = sample_finding(workload.instance_id, workload.account_id, workload.region)
+    _send(sqs, queue, [event] * 200)
+    client = dev_env.client
+    async with running_worker(client) as settings:
+        settings = settings.model_copy(update={"listener_batches_in_flight": 8})
+        listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
+        await _listen_until(listener, lambda: listener.stats.deleted >= 200 and _depth(sqs, queue) == 0, timeout=120)
+        runs = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
+        assert len(runs) == 1
+        handle = client.get_workflow_handle_for(IncidentWorkflow.run, runs[0].id)
+        state = await wait_for(handle, lambda s: s.finding_deliveries >= 200)
+        await asyncio.sleep(0.5)
+        state = await handle.query(IncidentWorkflow.current_state)
+    # moto's in-process SQS sometimes hands one message to two concurrent receivers (real SQS may too:
+    # it is at-least-once); the incident counts each message once, by its message id.
+    assert state.finding_deliveries == 200
+    assert len(state.findings_absorbed) == 1, "the same finding 200 times is one finding, delivered 200 times"
+    assert listener.stats.started == 1 and listener.stats.joined == listener.stats.received - 1
+
+
+async def test_without_temporal_messages_are_held_not_dead_lettered_and_the_outage_is_logged_once(
+    workload, queues, caplog
+):
+    sqs, queue, dlq = queues
+    _send(sqs, queue, [sample_finding(workload.instance_id, finding_id=f"{i:032x}") for i in range(5)])
+    nowhere = await connect(address=f"127.0.0.1:{free_port()}", lazy=True)
+    listener = FindingListener(nowhere, IrflowSettings(task_queue="unused"), queue_urls=[queue], wait_seconds=1)
+    with caplog.at_level(logging.WARNING, logger="irflow.listener"):
+        await _listen_until(listener, lambda: listener.stats.held >= 5, timeout=90)
+    assert listener.stats.deleted == 0 and listener.stats.dead_lettered == 0
+    assert _depth(sqs, queue) == 5 and _depth(sqs, dlq) == 0
+    assert len([r for r in caplog.records if "Temporal unreachable" in r.getMessage()]) == 1
+    assert listener.stats.outages == 1
+
+
+async def test_a_queue_without_a_dead_letter_queue_is_refused_at_start(dev_env, aws):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    bare = sqs.create_queue(QueueName="no-dlq")["QueueUrl"]
+    listener = FindingListener(dev_env.client, IrflowSettings(), queue_urls=[bare], wait_seconds=1)
+    with pytest.raises(ListenerConfigurationError, match="no dead-letter queue"):
+        await listener.run(asyncio.Event())
