@@ -12,7 +12,6 @@ import pytest
 from devstack.demo import sample_finding
 from intake.listener import FindingListener, ListenerConfigurationError
 from irflow.temporal_client import connect
-from models.incident import IncidentState
 from models.settings import IrflowSettings
 from tests.support import CORPORA, free_port, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
