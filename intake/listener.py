@@ -339,7 +339,7 @@ class FindingListener:
             try:
                 await self.client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=_seconds(5))
             except Exception:  # noqa: BLE001 (still down: keep probing quietly)
-                backoff = min(backoff * 2, 30)
+                backoff = min(backoff * 2, 15)
                 continue
             self._temporal_is_back()
 

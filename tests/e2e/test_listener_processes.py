@@ -1,0 +1,223 @@
+"""The listener as production runs it: EventBridge rules (the CloudFormation intake stack) deliver
+findings into SQS, `starter.py` runs as a process, Temporal is a real dev server that may go away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import uuid
+
+import boto3
+import pytest
+
+from devstack.demo import sample_finding
+from devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
+from devstack.processes import ProcessGroup, free_port, start_temporal
+from irflow.temporal_client import connect, ensure_search_attributes
+from models.incident import FindingDelivery, IncidentInput
+from tests.support import CORPORA, REPO
+
+pytestmark = pytest.mark.e2e
+
+
+def _queue_depth(url: str) -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _instance_ids(count: int) -> list[str]:
+    return [f"i-{n:017x}" for n in range(0x0A000000000000000, 0x0A000000000000000 + count)]
+
+
+def _listener(stack, queue_url: str, log_name: str, temporal_address: str | None = None) -> subprocess.Popen:
+    env = stack.env(IRFLOW_QUEUE_URLS=queue_url)
+    if temporal_address:
+        env["TEMPORAL_ADDRESS"] = temporal_address
+    return stack.group.start(log_name, [sys.executable, "starter.py", "--wait-seconds", "1"], env=env)
+
+
+async def _incidents(client, prefix: str) -> dict[str, int]:
+    runs: dict[str, int] = {}
+    async for execution in client.list_workflows(
+        f"WorkflowType = 'IncidentWorkflow' AND WorkflowId STARTS_WITH '{prefix}'"
+    ):
+        runs[execution.id] = runs.get(execution.id, 0) + 1
+    return runs
+
+
+async def _delivered_finding_ids(client, workflow_id: str) -> set[str]:
+    """Finding ids an incident received, read from its history (no worker needed)."""
+    found: set[str] = set()
+    async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if event.HasField("workflow_execution_started_event_attributes"):
+            payloads = event.workflow_execution_started_event_attributes.input.payloads
+            (started,) = await client.data_converter.decode(payloads, [IncidentInput])
+            found.add(started.finding.id)
+        elif event.HasField("workflow_execution_signaled_event_attributes"):
+            attributes = event.workflow_execution_signaled_event_attributes
+            if attributes.signal_name == "add_finding":
+                (delivery,) = await client.data_converter.decode(attributes.input.payloads, [FindingDelivery])
+                found.add(delivery.finding.id)
+    return found
+
+
+async def _eventually(check, timeout: float = 90, interval: float = 0.5):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(interval)
+
+
+def _stop(process: subprocess.Popen) -> str:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    return process.returncode
+
+
+@pytest.fixture
+def intake(stack, monkeypatch):
+    for name, value in stack.aws.items():
+        monkeypatch.setenv(name, value)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    return deploy_intake_stack(stack_name=f"{prefix}-intake", name_prefix=prefix, visibility_timeout=5)
+
+
+async def test_eventbridge_to_sqs_to_listener_starts_incidents_and_dead_letters_bad_findings(stack, account, intake):
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    no_resource = sample_finding("i-0b0000000000000aa", account.account_id, account.region, finding_id="9" * 32)
+    del no_resource["detail"]["resource"]
+    asff = json.loads((CORPORA / "securityhub" / "asff_findings.jsonl").read_text().splitlines()[0])["finding"]
+    asff.update(AwsAccountId=account.account_id, Severity={"Label": "HIGH", "Normalized": 70})
+    asff.pop("Compliance", None)
+    asff["Resources"] = [
+        {
+            "Type": "AwsEc2Instance",
+            "Id": f"arn:aws:ec2:{account.region}:{account.account_id}:instance/{account.other_instance_id}",
+            "Region": account.region,
+        }
+    ]
+    publish_findings(
+        [
+            sample_finding(account.instance_id, account.account_id, account.region),
+            securityhub_event([asff]),
+            no_resource,
+        ]
+    )
+    listener = _listener(stack, intake.queue_url, f"listener-{intake.stack_name}")
+    keys = {f"ec2-{account.account_id}-{account.region}-{i}" for i in (account.instance_id, account.other_instance_id)}
+    await _eventually(lambda: _found(client, keys))
+    await _eventually(lambda: _async(_queue_depth(intake.queue_url) == 0))
+    assert _stop(listener) == 0
+    dead = boto3.client("sqs").receive_message(
+        QueueUrl=intake.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    assert len(dead) == 1
+    assert "names no resource" in dead[0]["MessageAttributes"]["irflow-reason"]["StringValue"]
+    log = (stack.group.log_dir / f"listener-{intake.stack_name}.log").read_text()
+    stats = json.loads([line for line in log.splitlines() if line.startswith('{"listener_stats"')][-1])
+    assert stats["listener_stats"]["started"] == 2 and stats["listener_stats"]["dead_lettered"] == 1
+
+
+async def _found(client, keys: set[str]) -> bool:
+    runs = await _incidents(client, "ec2-")
+    return keys <= set(runs)
+
+
+async def _async(value):
+    return value
+
+
+async def test_findings_sent_while_temporal_is_down_all_become_incidents_once_it_is_back(stack, intake, tmp_path):
+    port = free_port()
+    temporal = ProcessGroup(tmp_path / "logs")
+    start_temporal(temporal, port, free_port(), tmp_path / "temporal.db")
+    address = f"127.0.0.1:{port}"
+    client = await connect(address=address)
+    await ensure_search_attributes(client)
+    listener = _listener(stack, intake.queue_url, f"listener-outage-{intake.stack_name}", temporal_address=address)
+    try:
+        temporal.stop()  # Temporal goes away; the listener keeps running
+        instances = _instance_ids(50)
+        publish_findings([sample_finding(i, finding_id=f"{n:032x}") for n, i in enumerate(instances)])
+        await asyncio.sleep(8)  # the listener meets the outage and holds what it received
+        assert _queue_depth(intake.dead_letter_queue_url) == 0
+        start_temporal(temporal, port, free_port(), tmp_path / "temporal.db")
+        client = await connect(address=address)
+        keys = {f"ec2-123456789012-us-east-1-{i}" for i in instances}
+        runs = await _eventually(lambda: _found_runs(client, keys), timeout=120)
+        assert all(count == 1 for count in runs.values())
+        await _eventually(lambda: _async(_queue_depth(intake.queue_url) == 0))
+        assert _queue_depth(intake.dead_letter_queue_url) == 0
+        assert _stop(listener) == 0
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+        temporal.stop()
+    log = (stack.group.log_dir / f"listener-outage-{intake.stack_name}.log").read_text()
+    assert log.count("Temporal unreachable") == 1, "one line per outage, not one per message"
+    assert "Temporal reachable again" in log
+
+
+async def _found_runs(client, keys: set[str]) -> dict[str, int] | None:
+    runs = await _incidents(client, "ec2-")
+    wanted = {k: v for k, v in runs.items() if k in keys}
+    return wanted if set(wanted) == keys else None
+
+
+async def test_a_listener_killed_mid_batch_loses_nothing_and_duplicates_no_incident(stack, intake):
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    instances = _instance_ids(120)[100:]  # 20 resources not used by other tests
+    sent = {}
+    events = []
+    for n in range(100):
+        instance = instances[n % 20]
+        finding_id = uuid.uuid4().hex
+        sent[finding_id] = instance
+        events.append(sample_finding(instance, finding_id=finding_id))
+    publish_findings(events)
+    first = _listener(stack, intake.queue_url, f"listener-killed-{intake.stack_name}")
+    await _eventually(lambda: _any_incident(client, instances), timeout=60, interval=0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    second = _listener(stack, intake.queue_url, f"listener-restarted-{intake.stack_name}")
+    try:
+        await _eventually(lambda: _async(_queue_depth(intake.queue_url) == 0), timeout=120)
+        assert _stop(second) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    keys = {f"ec2-123456789012-us-east-1-{i}": i for i in instances}
+    runs = await _incidents(client, "ec2-")
+    assert {k: runs.get(k) for k in keys} == dict.fromkeys(keys, 1), "every resource has exactly one incident"
+    received: set[str] = set()
+    for key in keys:
+        received |= await _delivered_finding_ids(client, key)
+    assert set(sent) <= received, f"lost findings: {set(sent) - received}"
+    assert _queue_depth(intake.dead_letter_queue_url) == 0
+
+
+async def _any_incident(client, instances: list[str]) -> bool:
+    runs = await _incidents(client, "ec2-")
+    return any(f"ec2-123456789012-us-east-1-{i}" in runs for i in instances)
+
+
+def test_starter_without_queue_configuration_says_so(stack):
+    result = subprocess.run(
+        [sys.executable, "starter.py"],
+        cwd=REPO,
+        env=stack.env(IRFLOW_QUEUE_URLS=""),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "IRFLOW_QUEUE_URLS" in result.stderr
