@@ -25,7 +25,7 @@ from activities.notify import publish_notification
 from activities.report import write_report
 from devstack.demo import sample_finding
 from models.ec2 import Ec2StepInput, Ec2Target
-from models.finding import parse_guardduty
+from models.finding import pack_raw, parse_guardduty
 from models.incident import EvidenceObject, IncidentState, ManifestInput, NotifyInput, RawFindingInput
 from models.settings import get_settings
 from tests.support import incident_snapshots, notifications
@@ -133,11 +133,60 @@ def test_snapshot_volumes_twice_still_one_snapshot_per_volume(workload, step):
 # --- locked objects, first capture wins ---
 
 
+def raw_finding_key(finding_id: str, raw: dict) -> str:
+    """One object per distinct version of a finding: its id, then the start of the SHA-256 taken at intake."""
+    return f"incidents/{INCIDENT_ID}/findings/{finding_id}-{parse_guardduty(raw).finding.raw_sha256[:12]}.json"
+
+
 def test_raw_finding_is_stored_as_it_arrived_and_locked(workload, raw_request, raw_finding):
     record = store_raw_finding(raw_request)
-    assert record.key == f"incidents/{INCIDENT_ID}/findings/{raw_request.finding_id}.json"
+    assert record.key == raw_finding_key(raw_request.finding_id, raw_finding)
     assert json.loads(stored_bytes(workload, record)) == raw_finding
     assert_locked_evidence(workload, record)
+
+
+def test_raw_finding_sent_packed_is_the_same_evidence(workload, raw_request, raw_finding):
+    packed = RawFindingInput(
+        incident_id=INCIDENT_ID,
+        finding_id=raw_request.finding_id,
+        raw_packed=pack_raw(raw_finding),
+        raw_sha256=parse_guardduty(raw_finding).finding.raw_sha256,
+    )
+    from_packed = store_raw_finding(packed)
+    assert from_packed.key == raw_finding_key(raw_request.finding_id, raw_finding)
+    assert json.loads(stored_bytes(workload, from_packed)) == raw_finding
+    assert_locked_evidence(workload, from_packed)
+    from_plain = store_raw_finding(raw_request)
+    assert (from_plain.key, from_plain.version_id, from_plain.sha256) == (
+        from_packed.key,
+        from_packed.version_id,
+        from_packed.sha256,
+    )
+
+
+def test_a_new_version_of_the_finding_is_kept_beside_the_first(workload, raw_request, raw_finding):
+    first = store_raw_finding(raw_request)
+    updated = json.loads(json.dumps(raw_finding))
+    updated["detail"]["service"]["count"] += 1
+    second = store_raw_finding(raw_request.model_copy(update={"raw": updated}))
+    assert second.key == raw_finding_key(raw_request.finding_id, updated) != first.key
+    assert json.loads(stored_bytes(workload, first)) == raw_finding
+    assert json.loads(stored_bytes(workload, second)) == updated
+
+
+def test_raw_finding_that_does_not_match_its_intake_hash_is_refused(workload, raw_request, raw_finding):
+    tampered = json.loads(json.dumps(raw_finding))
+    tampered["detail"]["severity"] = 2.0
+    request = raw_request.model_copy(
+        update={"raw": tampered, "raw_sha256": parse_guardduty(raw_finding).finding.raw_sha256}
+    )
+    with pytest.raises(ApplicationError) as refused:
+        store_raw_finding(request)
+    assert refused.value.type == "EvidenceIntegrity"
+    assert refused.value.non_retryable is True
+    assert raw_request.finding_id in str(refused.value)
+    listed = s3(workload).list_objects_v2(Bucket=workload.evidence_bucket, Prefix=f"incidents/{INCIDENT_ID}/")
+    assert listed.get("KeyCount", 0) == 0
 
 
 def test_instance_metadata_holds_the_instance_and_its_prior_state(workload, step):

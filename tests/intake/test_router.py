@@ -74,6 +74,8 @@ def test_incident_key_never_carries_unsafe_characters():
     event = sample_finding(INSTANCE_ID, ACCOUNT, REGION)
     event["detail"]["accountId"] = "1111 2222/3333:?"
     event["detail"]["region"] = "eu west#1"
+    # The ARN must agree with the region, or the parser rejects the finding before routing sees it.
+    event["detail"]["arn"] = event["detail"]["arn"].replace(f":{REGION}:", ":eu west#1:")
     key = route(parse_guardduty(event).finding).incident_key
     assert WORKFLOW_ID_CHARACTERS.fullmatch(key), key
     assert INSTANCE_ID in key

@@ -21,6 +21,7 @@ KNOWN_REJECTION_CODES = {
     "not_a_finding",
     "no_resource",
     "invalid_finding",
+    "region_mismatch",
 }
 
 
@@ -34,6 +35,22 @@ LINES = _load_corpus()
 
 def _detail(line: dict[str, Any]) -> dict[str, Any]:
     return line["event_eventbridge"]["detail"]
+
+
+def _arn_region(detail: dict[str, Any]) -> str:
+    """The region an ARN names (arn:partition:service:region:account:...), read independently of the product."""
+    parts = (detail.get("arn") or "").split(":")
+    return parts[3] if len(parts) >= 6 else ""
+
+
+def _region_disagrees_with_arn(line: dict[str, Any]) -> bool:
+    detail = _detail(line)
+    return bool(_arn_region(detail)) and _arn_region(detail) != detail["region"]
+
+
+# Findings irflow can act on: a resource, and an ARN that agrees with the finding's region.
+USABLE = [line for line in LINES if _detail(line).get("resource") and not _region_disagrees_with_arn(line)]
+REGION_MISMATCHED = [line for line in LINES if _detail(line).get("resource") and _region_disagrees_with_arn(line)]
 
 
 def _parse_or_rejection(record: dict[str, Any]) -> ParsedFinding | FindingRejected:
@@ -68,6 +85,8 @@ PARSED = [
 def test_corpus_is_the_documented_one():
     assert len(LINES) == 151
     assert sum(1 for line in LINES if _detail(line).get("resource")) == 145
+    assert len(REGION_MISMATCHED) == 1
+    assert len(USABLE) == 144
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -81,19 +100,31 @@ def test_every_line_parses_or_is_rejected_with_a_known_code_naming_the_finding(s
         assert result.code in KNOWN_REJECTION_CODES, result.code
         assert _detail(line)["id"] in result.reason, result.reason
         rejected.append((line, result))
-    assert parsed == 145
-    assert len(rejected) == 6
-    assert {r.code for _, r in rejected} == {"no_resource"}
-    assert all(not _detail(line).get("resource") for line, _ in rejected)
+    assert parsed == 144
+    assert len(rejected) == 7
+    no_resource = [(line, r) for line, r in rejected if r.code == "no_resource"]
+    mismatched = [(line, r) for line, r in rejected if r.code == "region_mismatch"]
+    assert len(no_resource) == 6
+    assert all(not _detail(line).get("resource") for line, _ in no_resource)
+    [(line, rejection)] = mismatched
+    assert line is REGION_MISMATCHED[0]
+    detail = _detail(line)
+    assert detail["region"] in rejection.reason and _arn_region(detail) in rejection.reason, rejection.reason
 
 
 def test_findings_with_a_resource_all_parse_in_both_shapes():
-    for line in LINES:
-        if not _detail(line).get("resource"):
-            continue
+    for line in USABLE:
         for shape in SHAPES:
             result = _parse_or_rejection(line[shape])
             assert isinstance(result, ParsedFinding), f"{line['type']} ({shape}): {result}"
+
+
+def test_finding_whose_arn_names_another_region_is_rejected_in_both_shapes():
+    for line in REGION_MISMATCHED:
+        for shape in SHAPES:
+            result = _parse_or_rejection(line[shape])
+            assert isinstance(result, FindingRejected), f"{line['type']} ({shape}) parsed"
+            assert result.code == "region_mismatch", result.code
 
 
 def test_parsed_identity_matches_the_record():
@@ -108,7 +139,7 @@ def test_parsed_identity_matches_the_record():
 
 def test_resource_type_matches_the_corpus_label():
     labelled = [(line, parsed) for line, _, parsed in PARSED if line["resource_type"] is not None]
-    assert len(labelled) == 2 * 145
+    assert len(labelled) == 2 * 144
     for line, parsed in labelled:
         assert parsed.finding.resource.resource_type == line["resource_type"], line["type"]
 
@@ -174,7 +205,7 @@ def test_instance_findings_name_their_instance():
 
 def test_access_key_findings_name_their_key_and_principal():
     keys = [(line, parsed) for line, _, parsed in PARSED if line["resource_type"] == "AccessKey"]
-    assert len(keys) == 2 * 44
+    assert len(keys) == 2 * 43  # 44 in the corpus, one of them names two regions
     for line, parsed in keys:
         raw = _detail(line)["resource"]["accessKeyDetails"]
         resource = parsed.finding.resource
@@ -196,6 +227,6 @@ def test_both_shapes_of_a_line_give_the_same_finding():
     by_line: dict[int, list[ParsedFinding]] = {}
     for line, _, parsed in PARSED:
         by_line.setdefault(id(line), []).append(parsed)
-    assert len(by_line) == 145
+    assert len(by_line) == 144
     for original, wrapped in by_line.values():
         assert original.finding.model_dump(exclude={"raw_sha256"}) == wrapped.finding.model_dump(exclude={"raw_sha256"})

@@ -54,6 +54,16 @@ CORPUS_INSTANCE_AND_KEY = [line for line in GUARDDUTY_CORPUS if line["resource_t
 CORPUS_GET_FINDINGS = [line for line in GUARDDUTY_CORPUS if line["original_format"] == "getfindings_PascalCase"]
 
 
+def _arn_region_differs(line: dict[str, Any]) -> bool:
+    detail = line["event_eventbridge"]["detail"]
+    parts = (detail.get("arn") or "").split(":")
+    return len(parts) >= 6 and parts[3] != detail["region"]
+
+
+CORPUS_REGION_MISMATCH = [line for line in CORPUS_INSTANCE_AND_KEY if _arn_region_differs(line)]
+CORPUS_USABLE_INSTANCE_AND_KEY = [line for line in CORPUS_INSTANCE_AND_KEY if not _arn_region_differs(line)]
+
+
 def test_the_get_findings_builder_produces_what_boto3_returns():
     event = sample_finding(INSTANCE_ID)
     event["detail"]["service"]["additionalInfo"]["sample"] = True
@@ -79,7 +89,7 @@ def test_sample_finding_in_three_shapes_is_one_finding():
     assert finding.action_type == "DNS_REQUEST"
 
 
-@pytest.mark.parametrize("line", CORPUS_INSTANCE_AND_KEY, ids=lambda line: line["type"])
+@pytest.mark.parametrize("line", CORPUS_USABLE_INSTANCE_AND_KEY, ids=lambda line: line["type"])
 def test_corpus_finding_in_three_shapes_is_one_finding(line):
     envelope = line["event_eventbridge"]
     detail = envelope["detail"]
@@ -88,8 +98,19 @@ def test_corpus_finding_in_three_shapes_is_one_finding(line):
     assert pascal_form == envelope_form
 
 
+@pytest.mark.parametrize("line", CORPUS_REGION_MISMATCH, ids=lambda line: line["type"])
+def test_corpus_finding_whose_arn_names_another_region_is_rejected_in_all_three_shapes(line):
+    envelope = line["event_eventbridge"]
+    detail = envelope["detail"]
+    for record in (envelope, detail, as_get_findings(detail)):
+        rejected = _rejection(record)
+        assert rejected.code == "region_mismatch"
+        assert detail["id"] in rejected.reason
+
+
 def test_corpus_selections_are_the_documented_ones():
     assert len(CORPUS_INSTANCE_AND_KEY) == 54 + 44
+    assert len(CORPUS_REGION_MISMATCH) == 1
     assert len(CORPUS_GET_FINDINGS) == 4
 
 

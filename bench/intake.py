@@ -1,0 +1,150 @@
+"""Intake throughput: findings per second from the queue to a started (or joined) incident.
+
+A moto server (the AWS account) and a Temporal dev server run as processes; the findings queue is
+preloaded with N GuardDuty EventBridge events, then the listener drains it. Two mixes are measured,
+0 % and 50 % duplicates (half the messages repeat a resource already in the batch, so they join
+instead of start). The baseline, measured in the same run on the same queue server, is a bare drain:
+the same receive/delete loop with the same concurrency and no parsing, routing or Temporal.
+
+    .venv/bin/python -m bench.intake [--findings 400] [--batches-in-flight 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import boto3
+
+from devstack.demo import sample_finding
+from devstack.processes import ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from intake.listener import FindingListener
+from irflow.temporal_client import connect, ensure_search_attributes
+from models.settings import IrflowSettings
+
+
+def _queue(sqs, name: str) -> str:
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs.create_queue(
+        QueueName=name,
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "25"})},
+    )["QueueUrl"]
+
+
+def _bodies(count: int, duplicates: float) -> list[str]:
+    distinct = max(1, round(count * (1 - duplicates)))
+    run = uuid.uuid4().hex[:6]
+    instances = [f"i-{run}{n:011x}" for n in range(distinct)]
+    return [json.dumps(sample_finding(instances[n % distinct], finding_id=uuid.uuid4().hex)) for n in range(count)]
+
+
+def _preload(sqs, queue: str, count: int, duplicates: float) -> None:
+    bodies = _bodies(count, duplicates)
+    for start in range(0, count, 10):
+        sqs.send_message_batch(
+            QueueUrl=queue, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start : start + 10])]
+        )
+
+
+def _bare_drain(sqs, queue: str, count: int, pollers: int) -> float:
+    done = 0
+    started = time.perf_counter()
+
+    def poll() -> None:
+        nonlocal done
+        while done < count:
+            messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get(
+                "Messages", []
+            )
+            for message in messages:
+                sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+                done += 1
+
+    with ThreadPoolExecutor(pollers) as executor:
+        list(executor.map(lambda _: poll(), range(pollers)))
+    return time.perf_counter() - started
+
+
+class _MemoryQueue:
+    """Stands in for SQS to measure the listener itself: preloaded messages, free deletes."""
+
+    def __init__(self, bodies: list[str]):
+        self._messages = [{"MessageId": str(n), "ReceiptHandle": str(n), "Body": b} for n, b in enumerate(bodies)]
+
+    def get_queue_attributes(self, **_):
+        return {"Attributes": {"RedrivePolicy": json.dumps({"deadLetterTargetArn": "arn:aws:sqs:r:1:dlq"})}}
+
+    def get_queue_url(self, **_):
+        return {"QueueUrl": "memory://dlq"}
+
+    def receive_message(self, **_):
+        batch, self._messages = self._messages[:10], self._messages[10:]
+        if not batch:
+            time.sleep(0.05)
+        return {"Messages": batch}
+
+    def delete_message(self, **_):
+        return {}
+
+
+async def _listener_drain(client, queue: str, count: int, pollers: int, sqs=None) -> tuple[float, dict]:
+    settings = IrflowSettings(task_queue=f"bench-{uuid.uuid4().hex[:6]}", listener_batches_in_flight=pollers)
+    listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1, sqs=sqs)
+    stop = asyncio.Event()
+    started = time.perf_counter()
+    task = asyncio.create_task(listener.run(stop))
+    while listener.stats.deleted < count:  # noqa: ASYNC110 (polling a counter is the measurement)
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await task
+    return elapsed, listener.stats.snapshot()
+
+
+async def main(count: int, pollers: int) -> None:
+    with TemporaryDirectory() as state:
+        group = ProcessGroup(Path(state) / "logs")
+        try:
+            temporal_port, moto_port = free_port(), free_port()
+            start_temporal(group, temporal_port, free_port(), Path(state) / "temporal.db")
+            start_moto(group, moto_port)
+            os.environ.update(aws_environment(moto_port))
+            sqs = boto3.client("sqs")
+            client = await connect(address=f"127.0.0.1:{temporal_port}")
+            await ensure_search_attributes(client)
+            print(f"{count} findings per run, {pollers} receive batches in flight, moto server + Temporal dev server")
+            rows = []
+            for label, duplicates in (("0% duplicates", 0.0), ("50% duplicates", 0.5)):
+                baseline_queue = _queue(sqs, f"base-{uuid.uuid4().hex[:6]}")
+                _preload(sqs, baseline_queue, count, duplicates)
+                baseline = _bare_drain(sqs, baseline_queue, count, pollers)
+                queue = _queue(sqs, f"bench-{uuid.uuid4().hex[:6]}")
+                _preload(sqs, queue, count, duplicates)
+                elapsed, stats = await _listener_drain(client, queue, count, pollers)
+                memory = _MemoryQueue(_bodies(count, duplicates))
+                core_elapsed, core_stats = await _listener_drain(client, "memory://q", count, pollers, sqs=memory)
+                rows.append((label, count / baseline, count / elapsed, stats, count / core_elapsed, core_stats))
+            for label, base_rate, rate, stats, core_rate, core_stats in rows:
+                print(
+                    f"{label:15} through moto SQS: listener {rate:6.1f} findings/s, bare drain {base_rate:6.1f} "
+                    f"msgs/s (ratio {rate / base_rate:.2f}); listener alone (in-memory queue): "
+                    f"{core_rate:6.1f} findings/s; started {stats['started']}, joined {stats['joined']}"
+                )
+        finally:
+            group.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--findings", type=int, default=400)
+    parser.add_argument("--batches-in-flight", type=int, default=4)
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.findings, arguments.batches_in_flight))
