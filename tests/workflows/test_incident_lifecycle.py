@@ -180,3 +180,22 @@ async def test_retried_steps_and_replay_change_nothing_twice(dev_env, workload):
     replayer = Replayer(workflows=[IncidentWorkflow], data_converter=pydantic_data_converter)
     await replayer.replay_workflow(WorkflowHistory.from_json(submission.workflow_id, history.to_json()))
     assert len(incident_snapshots(workload, submission.incident_id)) == 2
+
+
+async def test_a_finding_after_the_incident_ended_opens_a_new_incident_under_the_same_key(dev_env, workload):
+    client = dev_env.client
+    async with running_worker(client) as settings:
+        first, handle = await open_incident(client, settings, workload)
+        await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
+        await handle.signal("reject", {"by": "bob", "reason": "pentest"})
+        await handle.result()
+        await asyncio.sleep(1.1)  # incident ids carry the opening second
+        second, second_handle = await open_incident(client, settings, workload, finding_id="a" * 32)
+        assert not second.joined
+        assert second.workflow_id == first.workflow_id and second.incident_id != first.incident_id
+        state = await wait_for(second_handle, lambda s: s.status == Status.AWAITING_DECISION)
+        assert state.incident_id == second.incident_id and len(state.findings_absorbed) == 1
+        runs = [w async for w in client.list_workflows(f"WorkflowId = '{first.workflow_id}'")]
+        assert len(runs) == 2, "a new run of the same workflow id"
+        await second_handle.signal("reject", {"by": "bob", "reason": "pentest again"})
+        await second_handle.result()
