@@ -132,7 +132,7 @@ async def main(count: int, pollers: int) -> None:
                 memory = _MemoryQueue(_bodies(count, duplicates))
                 core_elapsed, core_stats = await _listener_drain(client, "memory://q", count, pollers, sqs=memory)
                 rows.append((label, count / baseline, count / elapsed, stats, count / core_elapsed, core_stats))
-            for label, base_rate, rate, stats, core_rate, core_stats in rows:
+            for label, base_rate, rate, stats, core_rate, _ in rows:
                 print(
                     f"{label:15} through moto SQS: listener {rate:6.1f} findings/s, bare drain {base_rate:6.1f} "
                     f"msgs/s (ratio {rate / base_rate:.2f}); listener alone (in-memory queue): "

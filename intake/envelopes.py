@@ -70,6 +70,8 @@ def unwrap(document: Any, depth: int = 0) -> Unwrapped:
     if "detail-type" in document:
         return _from_event(document)
     if isinstance(document.get("Findings"), list) and "Type" not in document:
+        if not document["Findings"]:
+            return [FindingRejected("empty", "GetFindings output with no findings in it")]
         return [result for item in document["Findings"] for result in unwrap(item, depth + 1)]
     if _is_asff(document):
         return [_attempt(parse_asff, document)]

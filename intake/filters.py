@@ -28,6 +28,11 @@ def suppression_reason(finding: Finding, settings: IrflowSettings) -> str | None
             return f"resource tag matches IRFLOW_SUPPRESS_TAGS rule {rule!r}"
     if finding.compliance_status == "PASSED":
         return "Security Hub control passed: nothing to respond to"
+    if finding.posture and not settings.respond_to_posture_findings:
+        return (
+            "configuration/compliance check, not a threat detection (IRFLOW_RESPOND_TO_POSTURE_FINDINGS is off): "
+            "irflow contains attacks, it does not remediate posture"
+        )
     if (finding.workflow_status or "").upper() in _CLOSED_WORKFLOW:
         return f"Security Hub workflow status is {finding.workflow_status}"
     return None

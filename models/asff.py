@@ -38,6 +38,8 @@ _RESOURCE_TYPES = {
     "AwsIamUser": "IAMUser",
     "AwsIamRole": "IAMRole",
 }
+# ASFF type namespaces for configuration and vulnerability checks rather than threat detections.
+_POSTURE_TYPE_PREFIXES = ("Software and Configuration Checks/", "Software & Configuration Checks/")
 _INSTANCE_ID = re.compile(r"instance/(i-[0-9a-f]+)$")
 _ARN_REGION = re.compile(r"^arn:[^:]+:[^:]*:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d):")
 
@@ -93,8 +95,9 @@ def _severity(severity: _Severity, product_fields: dict[str, str]) -> tuple[Seve
             resolved = Severity(label.upper())
         except ValueError:
             raise FindingRejected("invalid_finding", f"unknown Security Hub severity label {label!r}") from None
-        score = normalized / 10 if normalized is not None else {"INFORMATIONAL": 0.0, "LOW": 2.0}.get(label, 0.0)
-        return resolved, score
+        # Without Normalized, take the bottom of the label's band (Security Hub's documented defaults).
+        default = {"INFORMATIONAL": 0, "LOW": 1, "MEDIUM": 40, "HIGH": 70, "CRITICAL": 90}[resolved]
+        return resolved, (normalized if normalized is not None else default) / 10
     if normalized is None:
         raise FindingRejected("invalid_finding", "Severity has neither Label nor Normalized")
     return Severity.from_normalized(normalized), normalized / 10
@@ -151,6 +154,11 @@ def parse_asff(record: Any) -> ParsedFinding:
     """Parse one ASFF finding (as Security Hub stores it, in events or in GetFindings output)."""
     if not isinstance(record, dict):
         raise FindingRejected("not_an_object", f"expected an ASFF finding object, got {type(record).__name__}")
+    if not record.get("Resources"):
+        raise FindingRejected(
+            "no_resource",
+            f"Security Hub finding {record.get('Id', '?')} names no resource, so there is nothing to respond to",
+        )
     try:
         asff = _AsffFinding.model_validate(record)
     except ValidationError as error:
@@ -200,6 +208,8 @@ def parse_asff(record: Any) -> ParsedFinding:
         remote_ip=next((v for k, v in asff.ProductFields.items() if k.endswith("remoteIpDetails/ipAddressV4")), None),
         product=product,
         compliance_status=asff.Compliance.get("Status"),
+        posture=bool(asff.Compliance)
+        or (bool(asff.Types) and all(t.startswith(_POSTURE_TYPE_PREFIXES) for t in asff.Types)),
         workflow_status=workflow_status,
         raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),
     )

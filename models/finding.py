@@ -238,6 +238,9 @@ class Finding(BaseModel):
     workflow_status: str | None = Field(
         default=None, description="Security Hub workflow (NEW, SUPPRESSED, RESOLVED...)"
     )
+    posture: bool = Field(
+        default=False, description="a configuration/compliance check (Security Hub controls, Inspector), not a threat"
+    )
     raw_sha256: str = Field(description="SHA-256 of the original record, canonical JSON, for the evidence trail")
 
     @property

@@ -73,6 +73,11 @@ class IrflowSettings(BaseSettings):
     listener_batches_in_flight: int = Field(default=4, ge=1, le=64, description="receive batches per queue")
     min_severity: Severity = Severity.LOW
     accept_archived: bool = False
+    respond_to_posture_findings: bool = Field(
+        default=False,
+        description="answer Security Hub control/compliance findings too (e.g. a FAILED IMDSv2 check would "
+        "otherwise isolate a healthy instance)",
+    )
     accept_sample_findings: bool = False
     suppress_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     suppress_tags: Annotated[list[str], NoDecode] = Field(

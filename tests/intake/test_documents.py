@@ -96,8 +96,10 @@ def test_get_findings_output():
     assert {r.original_shape for r in results} == {"getfindings_pascalcase"}
 
 
-def test_get_findings_output_with_no_findings_yields_nothing():
-    assert read_findings(json.dumps({"Findings": []})) == []
+def test_get_findings_output_with_no_findings_is_one_rejection():
+    """Never silence: an empty GetFindings page on a queue goes to the dead-letter queue with a reason."""
+    (result,) = read_findings(json.dumps({"Findings": []}))
+    assert isinstance(result, FindingRejected) and result.code == "empty"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n\t\n"])
