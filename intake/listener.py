@@ -260,7 +260,9 @@ class FindingListener:
             if _is_transient(error):
                 self._enter_outage(error)
                 raise _TemporalDown from error
-            return FindingRejected("temporal_refused", f"Temporal refused finding {finding.id}: {error}")
+            return FindingRejected(
+                "submission_failed", f"could not hand finding {finding.id} to Temporal: {type(error).__name__}: {error}"
+            )
         self._temporal_is_back()
         if submission.joined:
             self.stats.joined += 1

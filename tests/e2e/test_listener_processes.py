@@ -97,7 +97,8 @@ async def test_eventbridge_to_sqs_to_listener_starts_incidents_and_dead_letters_
     del no_resource["detail"]["resource"]
     asff = json.loads((CORPORA / "securityhub" / "asff_findings.jsonl").read_text().splitlines()[0])["finding"]
     asff.update(AwsAccountId=account.account_id, Severity={"Label": "HIGH", "Normalized": 70})
-    asff.pop("Compliance", None)
+    asff.pop("Compliance", None)  # a threat detection, not a control result (those are suppressed)
+    asff["Types"] = ["TTPs/Command and Control/Backdoor:EC2-C&CActivity.B"]
     asff["Resources"] = [
         {
             "Type": "AwsEc2Instance",

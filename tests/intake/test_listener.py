@@ -85,6 +85,8 @@ def _asff_instance_finding(instance_id: str) -> dict:
             resources[0] = {**resources[0], "Id": f"arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}"}
             finding["Resources"] = resources[:1]
             finding.pop("Region", None)
+            finding.pop("Compliance", None)  # a threat detection, not a control result (those are suppressed)
+            finding["Types"] = ["TTPs/Command and Control/Backdoor:EC2-C&CActivity.B"]
             return finding
     raise AssertionError("no EC2 ASFF finding in the corpus")
 
