@@ -10,6 +10,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     memory,
     notify,
     report,
+    triage,
 )
 from activities.aws import registered_activities
 

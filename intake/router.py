@@ -1,17 +1,72 @@
-"""Routing: which playbook answers a finding, and which incident it belongs to. Pure, no I/O."""
+"""Routing: which playbook answers a finding, and which incident it belongs to. Pure, no I/O.
+
+The routing table works on the resource a finding names and on its type family (the part of a
+GuardDuty type between ':' and '/'), never on a list of type names, so a type GuardDuty adds tomorrow
+still routes. Whatever no containment playbook fits goes to the triage-only playbook: evidence, a
+notification and an analyst, never silence.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
 
 from models.finding import Finding, FindingRejected
 
 EC2_PLAYBOOK = "ec2-instance"
+IAM_USER_PLAYBOOK = "iam-user-credentials"
+IAM_ROLE_PLAYBOOK = "iam-role-sessions"
+S3_PLAYBOOK = "s3-bucket"
+LAMBDA_PLAYBOOK = "lambda-function"
+RDS_PLAYBOOK = "rds-instance"
+TRIAGE_PLAYBOOK = "triage-only"
+
+ALL_PLAYBOOKS = (
+    EC2_PLAYBOOK,
+    IAM_USER_PLAYBOOK,
+    IAM_ROLE_PLAYBOOK,
+    S3_PLAYBOOK,
+    LAMBDA_PLAYBOOK,
+    RDS_PLAYBOOK,
+    TRIAGE_PLAYBOOK,
+)
+# Playbooks this version can run; a finding meant for another goes to triage, saying so.
+AVAILABLE_PLAYBOOKS = frozenset({EC2_PLAYBOOK, TRIAGE_PLAYBOOK})
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}([0-9a-f]{9})?$")
+_KEY_PREFIX = {
+    EC2_PLAYBOOK: "ec2",
+    IAM_USER_PLAYBOOK: "iam-user",
+    IAM_ROLE_PLAYBOOK: "iam-role",
+    S3_PLAYBOOK: "s3",
+    LAMBDA_PLAYBOOK: "lambda",
+    RDS_PLAYBOOK: "rds",
+    TRIAGE_PLAYBOOK: "triage",
+}
+# Resource types (GuardDuty's words; ASFF's are mapped to them in models.asff) and type families that
+# name a resource a playbook can contain.
+_BY_RESOURCE_TYPE = {
+    "Instance": EC2_PLAYBOOK,
+    "EC2Instance": EC2_PLAYBOOK,
+    "S3Bucket": S3_PLAYBOOK,
+    "S3Object": S3_PLAYBOOK,
+    "Lambda": LAMBDA_PLAYBOOK,
+    "RDSDBInstance": RDS_PLAYBOOK,
+    "RDSLimitlessDB": RDS_PLAYBOOK,
+}
+_BY_TYPE_FAMILY = {
+    "EC2": EC2_PLAYBOOK,
+    "Runtime": EC2_PLAYBOOK,  # runtime monitoring: an instance when it names one, else triage
+    "S3": S3_PLAYBOOK,
+    "Lambda": LAMBDA_PLAYBOOK,
+    "RDS": RDS_PLAYBOOK,
+}
+_ROLE_USER_TYPES = {"AssumedRole", "Role", "FederatedUser", "AWSService"}
 
 
 @dataclass(frozen=True)
@@ -19,30 +74,80 @@ class Route:
     playbook: str
     incident_key: str
     resource_id: str
+    reason: str = ""
 
 
-def _key(kind: str, finding: Finding, resource_id: str) -> str:
-    # Workflow ids are stored in clear text: only account, region, kind and the resource id go in.
-    return _UNSAFE.sub("_", f"{kind}-{finding.account_id}-{finding.region}-{resource_id}")
+def type_family(finding_type: str) -> str:
+    """'UnauthorizedAccess:IAMUser/ConsoleLogin' → 'IAMUser'."""
+    after_colon = finding_type.split(":", 1)[1] if ":" in finding_type else finding_type
+    return after_colon.split("/", 1)[0]
 
 
-def route(finding: Finding) -> Route:
-    """Map a finding to its playbook and deterministic incident key, or reject it with a reason."""
+def _key(prefix: str, finding: Finding, resource_id: str, personal: bool = False) -> str:
+    # Workflow ids are stored in clear text: only account, region, kind and the resource id go in, and
+    # an identity (a user or role name may be a person's name) only as a hash.
+    shown = f"h{hashlib.sha256(resource_id.encode()).hexdigest()[:20]}" if personal else resource_id
+    return _UNSAFE.sub("_", f"{prefix}-{finding.account_id}-{finding.region}-{shown}")
+
+
+def _intended(finding: Finding) -> tuple[str, str]:
+    """(playbook, why) from the table, before overrides and availability."""
     resource = finding.resource
-    if resource.resource_type == "Instance":
-        instance_id = resource.instance_id
-        if not instance_id:
-            raise FindingRejected(
-                "no_instance_id", f"{finding.type} ({finding.id}) is about an instance but names no instance id"
-            )
-        if not _INSTANCE_ID.match(instance_id):
-            raise FindingRejected("invalid_resource_id", f"{instance_id!r} is not an EC2 instance id")
-        return Route(EC2_PLAYBOOK, _key("ec2", finding, instance_id), instance_id)
-    raise FindingRejected(
-        "no_playbook",
-        f"no playbook for resource type {resource.resource_type!r} yet ({finding.type}); "
-        "this version responds to EC2 instance findings",
-    )
+    if finding.type.startswith("AttackSequence:") or resource.resource_type == "AttackSequence":
+        return TRIAGE_PLAYBOOK, "attack sequences span several resources: an analyst decides what to contain"
+    if resource.resource_type == "AccessKey" or type_family(finding.type) in ("IAMUser", "IAM"):
+        if resource.user_type == "Root":
+            return TRIAGE_PLAYBOOK, "root credentials are never contained automatically: notify and wait"
+        if resource.user_type in _ROLE_USER_TYPES:
+            return IAM_ROLE_PLAYBOOK, f"credentials of a {resource.user_type} session"
+        if resource.user_name or resource.access_key_id:
+            return IAM_USER_PLAYBOOK, "credentials of an IAM user"
+        return TRIAGE_PLAYBOOK, "an IAM finding that names no user or key"
+    playbook = _BY_RESOURCE_TYPE.get(resource.resource_type) or _BY_TYPE_FAMILY.get(type_family(finding.type))
+    if playbook == EC2_PLAYBOOK:
+        if resource.instance_id and _INSTANCE_ID.match(resource.instance_id):
+            return EC2_PLAYBOOK, "an EC2 instance"
+        named = f"names {resource.instance_id!r}, not an instance id" if resource.instance_id else "names no instance"
+        return TRIAGE_PLAYBOOK, f"{resource.resource_type} finding that {named}"
+    if playbook:
+        return playbook, f"resource type {resource.resource_type}"
+    return TRIAGE_PLAYBOOK, f"no containment playbook for {resource.resource_type} ({type_family(finding.type)})"
+
+
+def route(finding: Finding, overrides: Mapping[str, str] | None = None) -> Route:
+    """Map a finding to its playbook and deterministic incident key.
+
+    `overrides` maps finding-type patterns (shell globs, e.g. "Recon:EC2/*") to a playbook; the first
+    matching pattern wins over the table. Raises `FindingRejected` only for a misconfigured override.
+    """
+    playbook, reason = _intended(finding)
+    for pattern, chosen in (overrides or {}).items():
+        if fnmatchcase(finding.type, pattern):
+            if chosen not in ALL_PLAYBOOKS:
+                raise FindingRejected("invalid_override", f"playbook override {pattern!r} names unknown {chosen!r}")
+            playbook, reason = chosen, f"IRFLOW_PLAYBOOK_OVERRIDES matches {pattern!r}"
+            break
+    if playbook not in AVAILABLE_PLAYBOOKS:
+        playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; the {playbook} playbook is not in this version: triage"
+    resource = finding.resource
+    if playbook == EC2_PLAYBOOK and not (resource.instance_id and _INSTANCE_ID.match(resource.instance_id)):
+        playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no instance id to contain: triage"
+    if playbook == TRIAGE_PLAYBOOK:
+        # One triage incident per resource when the finding names one; attack sequences and findings
+        # without a resource id are incidents of their own.
+        subject = resource.resource_id if resource.resource_id and resource.resource_type != "AttackSequence" else None
+        kind = _UNSAFE.sub("_", resource.resource_type.lower())
+        resource_id = subject or f"finding-{finding.id[-40:]}"
+        personal = resource.resource_type in ("AccessKey", "IAMUser", "IAMRole") or bool(resource.user_name)
+        return Route(playbook, _key(f"triage-{kind}", finding, resource_id, personal), resource_id, reason)
+    resource_id = {
+        EC2_PLAYBOOK: resource.instance_id,
+        IAM_USER_PLAYBOOK: resource.user_name or resource.access_key_id,
+        IAM_ROLE_PLAYBOOK: resource.user_name or resource.principal_id,
+        S3_PLAYBOOK: resource.bucket_names[0] if resource.bucket_names else resource.resource_id,
+    }.get(playbook, resource.resource_id) or f"finding-{finding.id[-40:]}"
+    personal = playbook in (IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK)
+    return Route(playbook, _key(_KEY_PREFIX[playbook], finding, resource_id, personal), resource_id, reason)
 
 
 def incident_id(incident_key: str, opened_at: datetime) -> str:

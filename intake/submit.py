@@ -47,7 +47,7 @@ async def submit(
     caller that holds a queue message keeps it until Temporal has acknowledged.
     """
     finding = parsed.finding
-    destination = route(finding)
+    destination = route(finding, settings.playbook_overrides)
     received_at = received_at or datetime.now(UTC)
     new_incident_id = incident_id(destination.incident_key, received_at)
     nonce = uuid.uuid4().hex  # tells afterwards whether this call opened the incident or joined one
@@ -65,6 +65,7 @@ async def submit(
         finding=finding,
         raw_packed=delivery.raw_packed,
         delivery_id=delivery.delivery_id,
+        routing_reason=destination.reason,
         policy=settings.response_policy(),
         received_at=received_at,
     )
@@ -88,7 +89,7 @@ async def submit(
             ]
         ),
         memo={"incident_id": new_incident_id, "opened_by": nonce},
-        static_summary=f"{finding.severity} {finding.type} on {destination.resource_id}",
+        static_summary=f"{finding.severity} {finding.type} on {destination.resource_id} ({destination.playbook})",
         static_details=(
             f"**Finding:** {finding.type} ({finding.id})\n\n**Resource:** {finding.resource.resource_type} "
             f"{destination.resource_id} in {finding.account_id}/{finding.region}\n\n"

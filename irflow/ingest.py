@@ -52,7 +52,7 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
                 problems.append(f"{path}: {result.reason}")
                 continue
             try:
-                route(result.finding)
+                route(result.finding, get_settings().playbook_overrides)
             except FindingRejected as rejected:
                 problems.append(f"{path}: {rejected.reason}")
                 continue

@@ -71,6 +71,7 @@ class IncidentInput(BaseModel):
     finding: Finding
     raw_packed: str | None = Field(default=None, description="the original record, packed (see pack_raw)")
     delivery_id: str = ""
+    routing_reason: str = Field(default="", description="why the router chose this playbook")
     policy: ResponsePolicy = Field(default_factory=ResponsePolicy)
     received_at: datetime
 
@@ -121,8 +122,11 @@ class DecisionKind(StrEnum):
     REJECT = "reject"
 
 
+DecisionStage = Literal["containment", "eradication", "triage"]
+
+
 class PendingDecision(BaseModel):
-    kind: Literal["containment", "eradication"]
+    kind: DecisionStage
     question: str
     options: list[str]
     since: datetime
@@ -148,7 +152,7 @@ class Decision(BaseModel):
     comment: str = ""
     eradication: Eradication | None = None
     via: str = "signal"
-    stage: Literal["containment", "eradication"] | None = None
+    stage: DecisionStage | None = None
     accepted: bool = True
     refusal: str | None = None
 
@@ -242,3 +246,10 @@ class MemoryCaptureResult(BaseModel):
     detail: str = ""
     document: str
     evidence: EvidenceObject | None = None
+
+
+class TriageInput(BaseModel):
+    """A finding no containment playbook answers: describe what it names, keep it as evidence."""
+
+    incident_id: str
+    finding: Finding

@@ -72,6 +72,10 @@ class IrflowSettings(BaseSettings):
     dead_letter_queue_url: str = Field(default="", description="override; default: the queue's redrive target")
     listener_batches_in_flight: int = Field(default=4, ge=1, le=64, description="receive batches per queue")
     min_severity: Severity = Severity.LOW
+    playbook_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description='finding-type glob → playbook, JSON, e.g. {"Recon:EC2/*": "triage-only"}; first match wins',
+    )
     accept_archived: bool = False
     respond_to_posture_findings: bool = Field(
         default=False,

@@ -9,7 +9,6 @@ memory. Eradicate: stop (keep for forensics) or terminate, as the approving anal
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from temporalio import workflow
@@ -25,16 +24,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.activity_options import QUICK, SLOW
-from workflows.policy import ContainmentPlan, plan_ec2_containment
+from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook
+from workflows.policy import plan_ec2_containment
 
 if TYPE_CHECKING:
     from workflows.incident import IncidentWorkflow
-
-
-@dataclass(frozen=True)
-class ContainmentStep:
-    activity: str
-    undo: str
 
 
 EC2_CONTAINMENT_STEPS = (
@@ -50,11 +44,11 @@ EC2_CONTAINMENT_STEPS = (
 )
 
 
-class Ec2Playbook:
+class Ec2Playbook(Playbook):
     name = "ec2-instance"
 
     def __init__(self, incident: IncidentWorkflow) -> None:
-        self.incident = incident
+        super().__init__(incident)
         self.quick, self.slow = QUICK, SLOW
         finding = incident.request.finding
         self.target = Ec2Target(

@@ -42,13 +42,15 @@ with workflow.unsafe.imports_passed_through():
 from workflows import search_attributes as sa
 from workflows.activity_options import QUICK, UNDO
 from workflows.ec2_playbook import Ec2Playbook
+from workflows.playbook import Playbook
 from workflows.policy import incident_severity
 from workflows.saga import Saga, Undo
+from workflows.triage_playbook import TriagePlaybook
 
 # Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
 MAX_REMEMBERED_DELIVERIES = 10_000
 
-PLAYBOOKS = {Ec2Playbook.name: Ec2Playbook}
+PLAYBOOKS: dict[str, type[Playbook]] = {p.name: p for p in (Ec2Playbook, TriagePlaybook)}
 
 
 def error_type(error: BaseException) -> str | None:
@@ -149,7 +151,7 @@ class IncidentWorkflow:
             await asyncio.shield(asyncio.ensure_future(self._finish(Status.FAILED, "cancelled by request")))
             raise
 
-    async def _lifecycle(self, playbook: Ec2Playbook) -> IncidentState:
+    async def _lifecycle(self, playbook: Playbook) -> IncidentState:
         self.enter(Phase.DETECTION)
         try:
             plan = await playbook.analyse()
@@ -159,6 +161,8 @@ class IncidentWorkflow:
         self.state.containment_requires_approval = plan.requires_approval
         self.state.plan_reasons = plan.reasons
         self._publish()
+        if not playbook.contains:
+            return await self._triage(playbook)
 
         if plan.requires_approval:
             decision = await self._await_decision("containment", f"Contain {self.state.resource_id}?")
@@ -200,6 +204,21 @@ class IncidentWorkflow:
             await self._notify("escalation", f"irflow: eradication FAILED for {self.state.resource_id}", reason)
             return await self._finish(Status.FAILED, reason, fail=True)
         self.state.recovered_at = workflow.now()
+        return await self._finish(Status.RESOLVED, None)
+
+    async def _triage(self, playbook: Playbook) -> IncidentState:
+        """No automated containment: evidence, a notification, and an analyst's call."""
+        self.note("triage only: no automated containment for this resource")
+        self.enter(Phase.EVIDENCE)
+        await asyncio.gather(playbook.collect_evidence(), self.store_raw_findings())
+        await self._write_manifest()
+        decision = await self._await_decision(
+            "triage",
+            f"irflow does not contain {self.state.finding.resource.resource_type} {self.state.resource_id} "
+            "automatically. Handle it, then approve to close, or reject as a false positive.",
+        )
+        if decision.kind == DecisionKind.REJECT:
+            return await self._finish(Status.ROLLED_BACK, None)
         return await self._finish(Status.RESOLVED, None)
 
     # --- helpers the playbooks use ---

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -11,12 +9,7 @@ with workflow.unsafe.imports_passed_through():
     from models.finding import Finding, Severity
     from models.incident import ResponsePolicy
 
-
-@dataclass(frozen=True)
-class ContainmentPlan:
-    severity: Severity
-    requires_approval: bool
-    reasons: list[str] = field(default_factory=list)
+from workflows.playbook import ContainmentPlan
 
 
 def incident_severity(findings: list[Finding]) -> Severity:

@@ -17,7 +17,7 @@ from devstack.demo import sample_finding
 from devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
 from devstack.processes import ProcessGroup, free_port, start_temporal
 from irflow.temporal_client import connect, ensure_search_attributes
-from models.incident import FindingDelivery, IncidentInput
+from models.incident import FindingDelivery, IncidentInput, IncidentState
 from tests.support import CORPORA, REPO
 
 pytestmark = pytest.mark.e2e
@@ -222,3 +222,43 @@ def test_starter_without_queue_configuration_says_so(stack):
         timeout=30,
     )
     assert result.returncode == 2 and "IRFLOW_QUEUE_URLS" in result.stderr
+
+
+async def test_a_finding_no_playbook_can_contain_is_triaged_end_to_end(stack, account, intake):
+    """EKS finding → EventBridge → SQS → listener → triage-only incident (worker process) → CLI approve."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    event = sample_finding(account.instance_id, account.account_id, account.region, finding_id="7" * 32)
+    event["detail"]["type"] = "Discovery:Kubernetes/SuccessfulAnonymousAccess"
+    event["detail"]["resource"] = {
+        "resourceType": "EKSCluster",
+        "eksClusterDetails": {"name": f"c-{intake.stack_name}"},
+    }
+    env = stack.env(**account.worker_environment(), IRFLOW_QUEUE_URLS=intake.queue_url)
+    stack.group.start(f"worker-triage-{intake.stack_name}", [sys.executable, "worker.py"], env=env)
+    listener = stack.group.start(
+        f"listener-triage-{intake.stack_name}", [sys.executable, "starter.py", "--wait-seconds", "1"], env=env
+    )
+    publish_findings([event])
+    key = f"triage-ekscluster-{account.account_id}-{account.region}-c-{intake.stack_name}"
+
+    async def awaiting():
+        try:
+            state = await client.get_workflow_handle(key).query("current_state", result_type=IncidentState)
+        except Exception:  # noqa: BLE001 (not started or not picked up yet)
+            return None
+        return state if state.status == "awaiting_decision" else None
+
+    state = await _eventually(awaiting)
+    assert state.playbook == "triage-only"
+    assert {e.kind for e in state.evidence} >= {"finding", "related-resources", "manifest"}
+    approved = stack.irflow("approve", key, "--as", "alice", "--comment", "handled in the cluster", env=env)
+    assert approved.returncode == 0, approved.stderr
+    final = await _eventually(lambda: _final(client, key))
+    assert final.status == "resolved"
+    assert _stop(listener) == 0
+
+
+async def _final(client, key: str):
+    state = await client.get_workflow_handle(key).query("current_state", result_type=IncidentState)
+    return state if state.status.is_final else None
