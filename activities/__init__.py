@@ -6,6 +6,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     ec2_context,
     evidence,
     iam,
+    iam_user,
     load_balancing,
     memory,
     notify,

@@ -30,7 +30,7 @@ def report_document(state: IncidentState) -> dict[str, Any]:
         "snapshots": [s.model_dump(mode="json") for s in state.snapshots],
         "memory_capture": state.memory_capture.model_dump(mode="json") if state.memory_capture else None,
         "failure_reason": state.failure_reason,
-        "prior_state": state.context.model_dump(mode="json") if state.context else None,
+        "prior_state": state.context.model_dump(mode="json") if state.context else state.resource_context,
     }
 
 

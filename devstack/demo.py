@@ -38,6 +38,9 @@ class DemoWorkload:
     notify_topic_arn: str
     escalation_topic_arn: str
     notifications_queue_url: str
+    iam_user: str
+    access_key_id: str
+    other_access_key_id: str
 
     def worker_environment(self) -> dict[str, str]:
         """The IRFLOW_* settings a worker needs to respond in this account."""
@@ -131,6 +134,13 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
         Resources=[instance_id], Tags=[{"Key": "Name", "Value": f"{name}-web-1"}, {"Key": "app", "Value": "shop"}]
     )
 
+    # A CI user whose key leaks: two keys (only one exposed), a console password, a tag.
+    iam_user = f"{name}-ci-deployer"
+    iam.create_user(UserName=iam_user, Tags=[{"Key": "team", "Value": "platform"}])
+    iam.create_login_profile(UserName=iam_user, Password="Demo-password-1!")
+    leaked = iam.create_access_key(UserName=iam_user)["AccessKey"]["AccessKeyId"]
+    spare = iam.create_access_key(UserName=iam_user)["AccessKey"]["AccessKeyId"]
+
     kms_key = boto3.client("kms", region_name=region).create_key(Description="irflow evidence")["KeyMetadata"]["KeyId"]
     s3 = boto3.client("s3", region_name=region)
     bucket = f"{name}-irflow-evidence-{account_id}"
@@ -176,6 +186,9 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
         notify_topic_arn=notify,
         escalation_topic_arn=escalation,
         notifications_queue_url=queue_url,
+        iam_user=iam_user,
+        access_key_id=leaked,
+        other_access_key_id=spare,
     )
 
 
@@ -213,4 +226,46 @@ def sample_finding(
     details["instanceId"] = instance_id
     detail["title"] = detail["title"].replace("i-0123456789abcdef0", instance_id)
     detail["description"] = detail["description"].replace("i-0123456789abcdef0", instance_id)
+    return event
+
+
+def sample_access_key_finding(
+    user_name: str,
+    access_key_id: str,
+    account_id: str = "123456789012",
+    region: str = "us-east-1",
+    severity: float = 8.0,
+    finding_id: str | None = None,
+    user_type: str = "IAMUser",
+) -> dict[str, Any]:
+    """A GuardDuty event about an IAM user's access key used from a known-bad address."""
+    event = sample_finding(
+        "i-0123456789abcdef0",
+        account_id,
+        region,
+        severity=severity,
+        finding_type="UnauthorizedAccess:IAMUser/MaliciousIPCaller.Custom",
+        finding_id=finding_id or "b7e1c2d3a4f5061728394a5b6c7d8e9f",
+    )
+    detail = event["detail"]
+    detail["resource"] = {
+        "resourceType": "AccessKey",
+        "accessKeyDetails": {
+            "accessKeyId": access_key_id,
+            "principalId": "AIDAEXAMPLEPRINCIPAL1",
+            "userName": user_name,
+            "userType": user_type,
+        },
+    }
+    detail["service"]["action"] = {
+        "actionType": "AWS_API_CALL",
+        "awsApiCallAction": {
+            "api": "ListBuckets",
+            "serviceName": "s3.amazonaws.com",
+            "callerType": "Remote IP",
+            "remoteIpDetails": {"ipAddressV4": "198.51.100.23"},
+        },
+    }
+    detail["title"] = f"API ListBuckets was invoked from a known malicious IP address by {user_name}."
+    detail["description"] = detail["title"]
     return event

@@ -35,7 +35,7 @@ ALL_PLAYBOOKS = (
     TRIAGE_PLAYBOOK,
 )
 # Playbooks this version can run; a finding meant for another goes to triage, saying so.
-AVAILABLE_PLAYBOOKS = frozenset({EC2_PLAYBOOK, TRIAGE_PLAYBOOK})
+AVAILABLE_PLAYBOOKS = frozenset({EC2_PLAYBOOK, IAM_USER_PLAYBOOK, TRIAGE_PLAYBOOK})
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}([0-9a-f]{9})?$")

@@ -176,6 +176,9 @@ class IncidentState(BaseModel):
     finding_deliveries: int = Field(default=1, description="distinct arrivals (queue messages), repeats included")
     resource_id: str
     context: InstanceContext | None = None
+    resource_context: dict[str, Any] | None = Field(
+        default=None, description="prior state of a resource other than an instance (user, bucket...)"
+    )
     containment_requires_approval: bool = False
     plan_reasons: list[str] = Field(default_factory=list)
     actions: list[ActionRecord] = Field(default_factory=list)

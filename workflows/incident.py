@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import search_attributes as sa
 from workflows.activity_options import QUICK, UNDO
 from workflows.ec2_playbook import Ec2Playbook
+from workflows.iam_user_playbook import IamUserPlaybook
 from workflows.playbook import Playbook
 from workflows.policy import incident_severity
 from workflows.saga import Saga, Undo
@@ -50,7 +51,7 @@ from workflows.triage_playbook import TriagePlaybook
 # Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
 MAX_REMEMBERED_DELIVERIES = 10_000
 
-PLAYBOOKS: dict[str, type[Playbook]] = {p.name: p for p in (Ec2Playbook, TriagePlaybook)}
+PLAYBOOKS: dict[str, type[Playbook]] = {p.name: p for p in (Ec2Playbook, IamUserPlaybook, TriagePlaybook)}
 
 
 def error_type(error: BaseException) -> str | None:

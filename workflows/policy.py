@@ -1,4 +1,4 @@
-"""Pure decisions about an EC2 incident, unit-tested without AWS or Temporal."""
+"""Pure decisions about incidents, unit-tested without AWS or Temporal."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from models.ec2 import InstanceContext
     from models.finding import Finding, Severity
+    from models.iam import IamUserContext
     from models.incident import ResponsePolicy
 
 from workflows.playbook import ContainmentPlan
@@ -16,7 +17,10 @@ def incident_severity(findings: list[Finding]) -> Severity:
     return max((f.severity for f in findings), key=lambda s: s.rank)
 
 
-def plan_ec2_containment(findings: list[Finding], context: InstanceContext, policy: ResponsePolicy) -> ContainmentPlan:
+def approval_reasons(
+    findings: list[Finding], tags: dict[str, str], policy: ResponsePolicy, what: str
+) -> tuple[Severity, bool, list[str]]:
+    """Severity, whether containment waits for an analyst, and why — the same rules for every playbook."""
     finding = max(findings, key=lambda f: f.severity_score)
     severity = incident_severity(findings)
     reasons = [f"{finding.type}: GuardDuty severity {finding.severity_score} ({finding.severity})"]
@@ -27,12 +31,17 @@ def plan_ec2_containment(findings: list[Finding], context: InstanceContext, poli
             f"severity {severity} is below the auto-containment threshold {policy.auto_contain_min_severity}: "
             "containment waits for an analyst"
         )
-    if context.tags.get(policy.manual_containment_tag, "").lower() == "manual":
+    if tags.get(policy.manual_containment_tag, "").lower() == "manual":
         requires_approval = True
-        reasons.append(f"instance is tagged {policy.manual_containment_tag}=manual: containment waits for an analyst")
+        reasons.append(f"{what} is tagged {policy.manual_containment_tag}=manual: containment waits for an analyst")
     if any(f.sample for f in findings):
         requires_approval = True
         reasons.append("GuardDuty marks this as a sample finding: containment waits for an analyst")
+    return severity, requires_approval, reasons
+
+
+def plan_ec2_containment(findings: list[Finding], context: InstanceContext, policy: ResponsePolicy) -> ContainmentPlan:
+    severity, requires_approval, reasons = approval_reasons(findings, context.tags, policy, "instance")
     if context.state != "running":
         reasons.append(f"instance is {context.state}, not running")
     if context.auto_scaling:
@@ -52,4 +61,22 @@ def plan_ec2_containment(findings: list[Finding], context: InstanceContext, poli
         f"{len(context.network_interfaces)} network interface(s) in {', '.join(context.vpc_ids) or 'no VPC'} "
         f"will be isolated; {len(context.volumes)} volume(s) will be snapshotted"
     )
+    return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+
+
+def plan_iam_user_containment(
+    findings: list[Finding], context: IamUserContext, access_key_id: str | None, policy: ResponsePolicy
+) -> ContainmentPlan:
+    severity, requires_approval, reasons = approval_reasons(findings, context.tags, policy, "user")
+    key = context.key(access_key_id)
+    if key:
+        reasons.append(f"access key {key.access_key_id} ({key.status}) will be deactivated, not deleted")
+    else:
+        reasons.append("the finding names no key of this user: no key is deactivated")
+    reasons.append(
+        f"sessions of {context.user_name} issued before containment will be denied; after approval the key "
+        f"and the console password{' (present)' if context.has_login_profile else ''} are deleted"
+    )
+    if not context.mfa_devices:
+        reasons.append("the user has no MFA device")
     return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)

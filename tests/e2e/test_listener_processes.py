@@ -13,7 +13,7 @@ import uuid
 import boto3
 import pytest
 
-from devstack.demo import sample_finding
+from devstack.demo import sample_access_key_finding, sample_finding
 from devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
 from devstack.processes import ProcessGroup, free_port, start_temporal
 from irflow.temporal_client import connect, ensure_search_attributes
@@ -262,3 +262,32 @@ async def test_a_finding_no_playbook_can_contain_is_triaged_end_to_end(stack, ac
 async def _final(client, key: str):
     state = await client.get_workflow_handle(key).query("current_state", result_type=IncidentState)
     return state if state.status.is_final else None
+
+
+async def test_a_leaked_access_key_is_deactivated_end_to_end(stack, account, intake):
+    """AccessKey finding → EventBridge → SQS → listener → iam-user-credentials incident (worker process)."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    env = stack.env(**account.worker_environment(), IRFLOW_QUEUE_URLS=intake.queue_url)
+    stack.group.start(f"worker-iam-{intake.stack_name}", [sys.executable, "worker.py"], env=env)
+    listener = stack.group.start(
+        f"listener-iam-{intake.stack_name}", [sys.executable, "starter.py", "--wait-seconds", "1"], env=env
+    )
+    publish_findings([sample_access_key_finding(account.iam_user, account.access_key_id, account.account_id)])
+    iam = boto3.client("iam")
+
+    async def deactivated():
+        keys = {
+            k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=account.iam_user)["AccessKeyMetadata"]
+        }
+        return keys if keys[account.access_key_id] == "Inactive" else None
+
+    keys = await _eventually(deactivated)
+    assert keys[account.other_access_key_id] == "Active"
+    assert any(
+        p.startswith("irflow-revoke-sessions-")
+        for p in iam.list_user_policies(UserName=account.iam_user)["PolicyNames"]
+    )
+    runs = await _incidents(client, "iam-user-")
+    assert len(runs) == 1 and account.iam_user not in next(iter(runs))
+    assert _stop(listener) == 0

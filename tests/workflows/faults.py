@@ -9,7 +9,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities import all_activities
 from models.ec2 import Ec2StepInput
+from models.iam import IamUserStepInput
 from models.incident import StepResult
+
+INPUT_TYPES = {"ec2": Ec2StepInput, "iam": IamUserStepInput}
 
 
 def _replace(name: str, stand_in) -> list:
@@ -25,33 +28,33 @@ def real(name: str) -> Callable:
     raise KeyError(name)
 
 
-def failing_after_acting(name: str) -> list:
+def failing_after_acting(name: str, input_type: str = "ec2") -> list:
     """The step does its work, then fails for good: the worst case for compensation."""
     act = real(name)
 
-    @activity.defn(name=name)
-    def stand_in(step: Ec2StepInput) -> StepResult:
+    def stand_in(step) -> StepResult:
         act(step)
         raise ApplicationError(f"injected failure after {name} acted", type="InjectedFailure", non_retryable=True)
 
-    return _replace(name, stand_in)
+    stand_in.__annotations__["step"] = INPUT_TYPES[input_type]
+    return _replace(name, activity.defn(name=name)(stand_in))
 
 
-def flaky_after_acting(names: list[str]) -> list:
+def flaky_after_acting(names: list[str], input_type: str = "ec2") -> list:
     """Each named step does its work and then fails once with a retryable error (a lost response)."""
     activities = all_activities()
     for name in names:
         act = real(name)
 
         def make(act=act, name=name):
-            @activity.defn(name=name)
-            def stand_in(step: Ec2StepInput):
+            def stand_in(step):
                 result = act(step)
                 if activity.info().attempt == 1:
                     raise ApplicationError(f"injected: response of {name} lost", type="InjectedTransient")
                 return result
 
-            return stand_in
+            stand_in.__annotations__["step"] = INPUT_TYPES[input_type]
+            return activity.defn(name=name)(stand_in)
 
         activities = [a for a in activities if activity._Definition.must_from_callable(a).name != name] + [make()]
     return activities

@@ -1,0 +1,66 @@
+"""IAM user credentials (AccessKey findings about an IAM user).
+
+Analyse: the user, their keys with last use, console password, MFA, groups and policies. Contain:
+tag the user, deactivate the exposed key (never delete before approval), deny the user's sessions
+issued before containment. Evidence: all of the above, inline policy documents, the credential-report
+row. Eradicate (approval): delete the key and the console password.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.iam import IamUserContext, IamUserStepInput, IamUserTarget
+    from models.incident import Eradication, EvidenceObject, StepResult
+
+from workflows.activity_options import QUICK
+from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook
+from workflows.policy import plan_iam_user_containment
+
+IAM_USER_CONTAINMENT_STEPS = (
+    ContainmentStep("tag_user", "restore_user_tags"),
+    ContainmentStep("deactivate_access_key", "restore_access_key_status"),
+    ContainmentStep("revoke_user_sessions", "remove_user_session_revocation"),
+)
+
+
+class IamUserPlaybook(Playbook):
+    name = "iam-user-credentials"
+
+    def __init__(self, incident) -> None:
+        super().__init__(incident)
+        finding = incident.request.finding
+        self.target = IamUserTarget(
+            incident_id=incident.request.incident_id,
+            account_id=finding.account_id,
+            region=finding.region,
+            user_name=finding.resource.user_name or "",
+            access_key_id=finding.resource.access_key_id,
+        )
+        self.context: IamUserContext | None = None
+
+    def _step(self, issued_before=None) -> IamUserStepInput:
+        return IamUserStepInput(target=self.target, prior=self.context, issued_before=issued_before)
+
+    async def analyse(self) -> ContainmentPlan:
+        self.context = await self.incident.act("describe_iam_user_context", self.target, IamUserContext, QUICK)
+        self.target = self.target.model_copy(update={"user_name": self.context.user_name})
+        self.incident.state.resource_context = self.context.model_dump(mode="json")
+        return plan_iam_user_containment(
+            self.incident.state.findings_absorbed, self.context, self.target.access_key_id, self.incident.request.policy
+        )
+
+    async def contain(self, saga) -> None:
+        step = self._step(issued_before=workflow.now())  # one cut-off for every retry
+        for containment in IAM_USER_CONTAINMENT_STEPS:
+            saga.register(containment.activity, containment.undo, step)
+            await self.incident.act(containment.activity, step, StepResult, QUICK)
+
+    async def collect_evidence(self) -> None:
+        evidence = await self.incident.try_act("collect_iam_user_evidence", self._step(), EvidenceObject, QUICK)
+        if evidence:
+            self.incident.add_evidence(evidence)
+
+    async def eradicate(self, choice: Eradication) -> None:
+        await self.incident.act("remove_user_credentials", self._step(), StepResult, QUICK)
