@@ -19,11 +19,12 @@ import pytest
 
 import activities
 from activities.aws import registered_activities, reset_clients
-from devstack.demo import sample_finding
+from devstack.demo import sample_access_key_finding, sample_finding
 from irflow.iam_policy import worker_policy
 from models.ec2 import Ec2StepInput, Ec2Target
 from models.finding import parse_guardduty
-from models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput
+from models.iam import IamUserStepInput, IamUserTarget
+from models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput, TriageInput
 from models.settings import get_settings
 from tests.support import REPO
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
@@ -182,6 +183,35 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     run("terminate_instance", target)
     run("terminate_instance", target)
 
+    # IAM user credentials: found by key only, every step twice, every undo twice, then eradication.
+    user_target = IamUserTarget(
+        incident_id=INCIDENT_ID,
+        account_id=workload.account_id,
+        region=workload.region,
+        access_key_id=workload.access_key_id,
+    )
+    user_prior = run("describe_iam_user_context", user_target)
+    user_step = IamUserStepInput(
+        target=user_target.model_copy(update={"user_name": user_prior.user_name}),
+        prior=user_prior,
+        issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC),
+    )
+    user_steps = ["tag_user", "deactivate_access_key", "revoke_user_sessions"]
+    user_undos = ["remove_user_session_revocation", "restore_access_key_status", "restore_user_tags"]
+    for name in user_steps + user_steps + user_undos + user_undos:
+        run(name, user_step)
+    run("collect_iam_user_evidence", user_step)
+    run("remove_user_credentials", user_step)
+    run("remove_user_credentials", user_step)
+
+    # Triage: describe what a finding names, whatever the service (errors are evidence too).
+    leaked = parse_guardduty(sample_access_key_finding(workload.iam_user, workload.access_key_id)).finding
+    run("describe_related_resources", TriageInput(incident_id=INCIDENT_ID, finding=leaked))
+    eks = leaked.model_copy(
+        update={"resource": leaked.resource.model_copy(update={"resource_type": "EKSCluster", "resource_id": "c1"})}
+    )
+    run("describe_related_resources", TriageInput(incident_id=INCIDENT_ID, finding=eks))
+
 
 def test_every_activity_calls_only_what_it_declares(workload, monkeypatch, recorder):
     exercise_every_activity(workload, monkeypatch, recorder)
@@ -231,7 +261,21 @@ def test_operations_map_to_the_documented_iam_actions(service, operation, params
 
 
 def test_declared_actions_are_well_formed():
-    known = {"ec2", "autoscaling", "elasticloadbalancing", "iam", "s3", "ssm", "sns", "kms", "sts"}
+    known = {
+        "ec2",
+        "autoscaling",
+        "elasticloadbalancing",
+        "iam",
+        "s3",
+        "ssm",
+        "sns",
+        "kms",
+        "sts",
+        "eks",
+        "ecs",
+        "lambda",
+        "rds",
+    }
     malformed = {
         name: [
             a for a in actions if not re.fullmatch(r"[a-z0-9-]+:[A-Z][A-Za-z0-9]+", a) or a.split(":")[0] not in known
