@@ -92,26 +92,43 @@ def _key(prefix: str, finding: Finding, resource_id: str, personal: bool = False
 
 def _intended(finding: Finding) -> tuple[str, str]:
     """(playbook, why) from the table, before overrides and availability."""
-    resource = finding.resource
+    resource, family = finding.resource, type_family(finding.type)
     if finding.type.startswith("AttackSequence:") or resource.resource_type == "AttackSequence":
         return TRIAGE_PLAYBOOK, "attack sequences span several resources: an analyst decides what to contain"
-    if resource.resource_type == "AccessKey" or type_family(finding.type) in ("IAMUser", "IAM"):
+    # S3 findings from management events name the caller's access key *and* the bucket: the bucket is
+    # what the finding is about, so the type family decides before the resource type does.
+    if family in ("IAMUser", "IAM") or (resource.resource_type == "AccessKey" and family not in _BY_TYPE_FAMILY):
         if resource.user_type == "Root":
             return TRIAGE_PLAYBOOK, "root credentials are never contained automatically: notify and wait"
+        if resource.user_type == "AWSService":
+            return TRIAGE_PLAYBOOK, "an AWS service acted: there is no session of ours to revoke"
         if resource.user_type in _ROLE_USER_TYPES:
             return IAM_ROLE_PLAYBOOK, f"credentials of a {resource.user_type} session"
         if resource.user_name or resource.access_key_id:
             return IAM_USER_PLAYBOOK, "credentials of an IAM user"
         return TRIAGE_PLAYBOOK, "an IAM finding that names no user or key"
-    playbook = _BY_RESOURCE_TYPE.get(resource.resource_type) or _BY_TYPE_FAMILY.get(type_family(finding.type))
+    playbook = _BY_TYPE_FAMILY.get(family) if resource.resource_type == "AccessKey" else None
+    playbook = playbook or _BY_RESOURCE_TYPE.get(resource.resource_type) or _BY_TYPE_FAMILY.get(family)
     if playbook == EC2_PLAYBOOK:
         if resource.instance_id and _INSTANCE_ID.match(resource.instance_id):
             return EC2_PLAYBOOK, "an EC2 instance"
         named = f"names {resource.instance_id!r}, not an instance id" if resource.instance_id else "names no instance"
         return TRIAGE_PLAYBOOK, f"{resource.resource_type} finding that {named}"
+    if playbook == S3_PLAYBOOK and not resource.bucket_names:
+        return TRIAGE_PLAYBOOK, f"{family} finding about {resource.resource_type} that names no bucket"
     if playbook:
         return playbook, f"resource type {resource.resource_type}"
-    return TRIAGE_PLAYBOOK, f"no containment playbook for {resource.resource_type} ({type_family(finding.type)})"
+    return TRIAGE_PLAYBOOK, f"no containment playbook for {resource.resource_type} ({family})"
+
+
+def _subject(playbook: str, resource) -> str | None:
+    """What one incident is about, for a playbook: the instance, the user or role, the bucket..."""
+    return {
+        EC2_PLAYBOOK: resource.instance_id,
+        IAM_USER_PLAYBOOK: resource.user_name or resource.access_key_id,
+        IAM_ROLE_PLAYBOOK: resource.user_name or resource.principal_id,
+        S3_PLAYBOOK: resource.bucket_names[0] if resource.bucket_names else None,
+    }.get(playbook, resource.resource_id)
 
 
 def route(finding: Finding, overrides: Mapping[str, str] | None = None) -> Route:
@@ -121,6 +138,7 @@ def route(finding: Finding, overrides: Mapping[str, str] | None = None) -> Route
     matching pattern wins over the table. Raises `FindingRejected` only for a misconfigured override.
     """
     playbook, reason = _intended(finding)
+    intended = playbook
     for pattern, chosen in (overrides or {}).items():
         if fnmatchcase(finding.type, pattern):
             if chosen not in ALL_PLAYBOOKS:
@@ -132,20 +150,20 @@ def route(finding: Finding, overrides: Mapping[str, str] | None = None) -> Route
     resource = finding.resource
     if playbook == EC2_PLAYBOOK and not (resource.instance_id and _INSTANCE_ID.match(resource.instance_id)):
         playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no instance id to contain: triage"
+    # Identities (user or role names, keys) appear in keys only hashed: they may name a person.
+    personal_intent = intended in (IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK)
     if playbook == TRIAGE_PLAYBOOK:
-        # One triage incident per resource when the finding names one; attack sequences and findings
-        # without a resource id are incidents of their own.
-        subject = resource.resource_id if resource.resource_id and resource.resource_type != "AttackSequence" else None
+        # One triage incident per subject (the intended playbook's: a role's sessions, whatever their
+        # keys, are one incident); attack sequences and findings naming nothing are incidents alone.
+        sequence = resource.resource_type == "AttackSequence" or finding.type.startswith("AttackSequence:")
+        subject = None if sequence else _subject(intended, resource)
         kind = _UNSAFE.sub("_", resource.resource_type.lower())
         resource_id = subject or f"finding-{finding.id[-40:]}"
-        personal = resource.resource_type in ("AccessKey", "IAMUser", "IAMRole") or bool(resource.user_name)
+        personal = bool(subject) and (
+            personal_intent or resource.resource_type in ("AccessKey", "IAMUser", "IAMRole") or bool(resource.user_name)
+        )
         return Route(playbook, _key(f"triage-{kind}", finding, resource_id, personal), resource_id, reason)
-    resource_id = {
-        EC2_PLAYBOOK: resource.instance_id,
-        IAM_USER_PLAYBOOK: resource.user_name or resource.access_key_id,
-        IAM_ROLE_PLAYBOOK: resource.user_name or resource.principal_id,
-        S3_PLAYBOOK: resource.bucket_names[0] if resource.bucket_names else resource.resource_id,
-    }.get(playbook, resource.resource_id) or f"finding-{finding.id[-40:]}"
+    resource_id = _subject(playbook, resource) or f"finding-{finding.id[-40:]}"
     personal = playbook in (IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK)
     return Route(playbook, _key(_KEY_PREFIX[playbook], finding, resource_id, personal), resource_id, reason)
 

@@ -336,8 +336,10 @@ def _affected_resource(resource: _Resource) -> AffectedResource:
             principal_id=k.principal_id,
             user_name=k.user_name,
             user_type=k.user_type,
+            # S3 findings from management events name the caller's key and the bucket acted on.
+            bucket_names=tuple(b.name for b in resource.s3_bucket_details if b.name),
         )
-    if kind == "S3Bucket":
+    if kind in ("S3Bucket", "S3Object"):
         names = tuple(b.name for b in resource.s3_bucket_details if b.name)
         return AffectedResource(resource_type=kind, resource_id=names[0] if names else None, bucket_names=names)
     for details in (

@@ -1,20 +1,24 @@
 """Acceptance: every public finding in ../shared/corpora through the intake as the listener runs it
-(unwrap → suppression filters with default settings → router), each ending routed (to a playbook),
-suppressed (with a reason) or rejected (with a code and a reason). Nothing crashes, nothing is vague."""
+(unwrap → suppression filters with default settings → router), each ending routed (to a playbook this
+version runs, with a reason and an incident key), suppressed (with a reason) or rejected (with a code and
+a reason). The router turns no real finding away: what no containment playbook fits goes to triage.
+Nothing crashes, nothing is vague."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+import intake.router as router
 from intake.envelopes import unwrap
 from intake.filters import suppression_reason
-from intake.router import EC2_PLAYBOOK, route
+from intake.router import EC2_PLAYBOOK, TRIAGE_PLAYBOOK, route
 from models.finding import FindingRejected
 from models.settings import IrflowSettings
 from tests.support import CORPORA
@@ -23,6 +27,7 @@ GUARDDUTY = [json.loads(line) for line in (CORPORA / "guardduty" / "findings.jso
 ASFF = [json.loads(line) for line in (CORPORA / "securityhub" / "asff_findings.jsonl").open() if line.strip()]
 
 # Every code the intake gives, parse or route. A code outside this list is a new, undocumented one.
+# The router's only one is invalid_override (a misconfigured IRFLOW_PLAYBOOK_OVERRIDES).
 KNOWN_CODES = {
     "not_json",
     "not_an_object",
@@ -34,12 +39,13 @@ KNOWN_CODES = {
     "no_resource",
     "invalid_finding",
     "region_mismatch",
-    "no_playbook",
-    "no_instance_id",
-    "invalid_resource_id",
+    "invalid_override",
 }
-# Corpus records are real findings: none may be turned away as malformed or unrecognised.
-CODES_FOR_REAL_FINDINGS = {"no_resource", "region_mismatch", "no_playbook", "no_instance_id", "invalid_resource_id"}
+# Corpus records are real findings: none may be turned away as malformed or unrecognised, and the router
+# turns none away at all.
+CODES_FOR_REAL_FINDINGS = {"no_resource", "region_mismatch"}
+INSTANCE_ID = re.compile(r"i-([0-9a-f]{8}|[0-9a-f]{17})")
+WORKFLOW_ID_CHARACTERS = re.compile(r"[A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,11 @@ class Outcome:
     reason: str = ""
     finding_id: str | None = None
     finding_type: str | None = None
+    resource_type: str | None = None
     resource_id: str | None = None
+    instance_id: str | None = None
     title: str | None = None
+    incident_key: str | None = None
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +89,9 @@ def _intake(source: str, where: str, document: Any, settings: IrflowSettings) ->
         about = {
             "finding_id": finding.id,
             "finding_type": finding.type,
+            "resource_type": finding.resource.resource_type,
             "resource_id": finding.resource.resource_id,
+            "instance_id": finding.resource.instance_id,
             "title": finding.title,
         }
         try:
@@ -88,13 +99,23 @@ def _intake(source: str, where: str, document: Any, settings: IrflowSettings) ->
             if reason:
                 outcomes.append(Outcome(source, where, "suppressed", reason, reason, **about))
                 continue
-            destination = route(finding)
+            destination = route(finding, settings.playbook_overrides)
         except FindingRejected as rejected:
             outcomes.append(Outcome(source, where, "rejected", rejected.code, rejected.reason, **about))
         except Exception as error:  # noqa: BLE001
             outcomes.append(Outcome(source, where, "crashed", f"{type(error).__name__}: {error}", **about))
         else:
-            outcomes.append(Outcome(source, where, "routed", destination.playbook, destination.incident_key, **about))
+            outcomes.append(
+                Outcome(
+                    source,
+                    where,
+                    "routed",
+                    destination.playbook,
+                    destination.reason,
+                    incident_key=destination.incident_key,
+                    **about,
+                )
+            )
     return outcomes
 
 
@@ -141,7 +162,7 @@ def test_every_corpus_finding_is_routed_suppressed_or_rejected_with_a_specific_r
     print("routed:")
     for o in flat:
         if o.outcome == "routed":
-            print(f"  {o.source:32} {o.document:24} {o.detail} {o.reason}  [{o.finding_type}] {o.title}")
+            print(f"  {o.source:32} {o.document:24} {o.detail:20} {o.incident_key}  [{o.finding_type}] {o.reason}")
 
     crashes = [f"{o.source} {o.document}: {o.detail}" for o in flat if o.outcome == "crashed"]
     assert crashes == []
@@ -157,8 +178,10 @@ def test_every_corpus_finding_is_routed_suppressed_or_rejected_with_a_specific_r
                     vague.append(f"{o.source} {o.document}: {o.detail} names neither finding nor resource: {o.reason}")
             elif o.outcome == "suppressed" and len(o.reason.strip()) < 10:
                 vague.append(f"{o.source} {o.document}: suppressed without a reason")
-            elif o.outcome == "routed" and o.detail != EC2_PLAYBOOK:
-                vague.append(f"{o.source} {o.document}: routed to unknown playbook {o.detail}")
+            elif o.outcome == "routed" and o.detail not in router.AVAILABLE_PLAYBOOKS:
+                vague.append(f"{o.source} {o.document}: routed to a playbook this version cannot run: {o.detail}")
+            elif o.outcome == "routed" and len(o.reason.strip()) < 10:
+                vague.append(f"{o.source} {o.document}: routed to {o.detail} without a reason")
     assert vague == []
     assert len(flat) == 2 * 151 + 158 + 8
 
@@ -175,7 +198,8 @@ def test_both_shapes_of_every_guardduty_finding_end_the_same_way(outcomes):
     assert len(guardduty) == 2 * 151
     for wrapped, original in zip(guardduty[0::2], guardduty[1::2], strict=True):
         [a], [b] = wrapped, original
-        assert (a.outcome, a.detail, a.finding_id) == (b.outcome, b.detail, b.finding_id), (a.document, a, b)
+        ending = (a.outcome, a.detail, a.finding_id, a.incident_key)
+        assert ending == (b.outcome, b.detail, b.finding_id, b.incident_key), (a.document, a, b)
 
 
 def test_custom_action_events_end_like_the_findings_they_carry(outcomes):
@@ -188,7 +212,8 @@ def test_custom_action_events_end_like_the_findings_they_carry(outcomes):
     for sources in events:
         [finding] = sources["securityhub finding"]
         [carried] = sources["securityhub eventbridge_event"]
-        assert (finding.outcome, finding.detail) == (carried.outcome, carried.detail)
+        ending = (finding.outcome, finding.detail, finding.incident_key)
+        assert ending == (carried.outcome, carried.detail, carried.incident_key)
 
 
 def test_the_corpus_rejections_are_the_known_ones(outcomes):
@@ -203,10 +228,39 @@ def test_the_corpus_rejections_are_the_known_ones(outcomes):
     assert {code for _, code in rejected} <= CODES_FOR_REAL_FINDINGS
 
 
-def test_only_ec2_instances_are_routed_and_each_to_its_own_incident_key(outcomes):
+def test_the_router_turns_no_corpus_finding_away(outcomes):
+    flat = [o for _, found in outcomes for o in found]
+    parsed = [o for o in flat if o.finding_id is not None]
+    assert parsed and all(o.outcome in ("routed", "suppressed") for o in parsed), [
+        (o.document, o.detail) for o in parsed if o.outcome not in ("routed", "suppressed")
+    ]
+
+
+def test_ec2_instances_go_to_the_ec2_playbook_and_everything_else_to_an_available_one(outcomes):
     routed = [o for _, found in outcomes for o in found if o.outcome == "routed"]
-    assert routed, "the corpus has routable EC2 findings; none routed"
+    by_playbook = Counter(o.detail for o in routed)
+    print(f"\nrouted corpus findings by playbook: {dict(sorted(by_playbook.items()))}")
+    assert by_playbook[EC2_PLAYBOOK] > 0 and by_playbook[TRIAGE_PLAYBOOK] > 0
+    assert set(by_playbook) <= router.AVAILABLE_PLAYBOOKS
     for o in routed:
-        assert o.detail == EC2_PLAYBOOK
-        assert o.reason.startswith("ec2-"), o.reason
-    assert {o.source for o in routed} >= {"guardduty event_eventbridge", "guardduty event_original"}
+        names_an_instance = o.resource_type == "Instance" and INSTANCE_ID.fullmatch(o.instance_id or "")
+        if names_an_instance:
+            assert o.detail == EC2_PLAYBOOK, (o.document, o.finding_type, o.reason)
+        else:
+            assert o.detail != EC2_PLAYBOOK, (o.document, o.resource_type, o.instance_id)
+        assert WORKFLOW_ID_CHARACTERS.fullmatch(o.incident_key), o.incident_key
+        assert o.incident_key.startswith(router._KEY_PREFIX[o.detail] + "-"), (o.detail, o.incident_key)
+    assert {o.source for o in routed if o.detail == EC2_PLAYBOOK} >= {
+        "guardduty event_eventbridge",
+        "guardduty event_original",
+    }
+
+
+def test_each_ec2_instance_is_its_own_incident(outcomes):
+    instances: dict[str, set[str]] = {}
+    for _, found in outcomes:
+        for o in found:
+            if o.outcome == "routed" and o.detail == EC2_PLAYBOOK:
+                instances.setdefault(o.incident_key, set()).add(o.instance_id)
+                assert o.instance_id in o.incident_key
+    assert instances and all(len(ids) == 1 for ids in instances.values()), instances

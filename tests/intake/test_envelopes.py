@@ -15,7 +15,7 @@ import pytest
 
 from devstack.demo import sample_finding
 from intake.envelopes import unwrap, unwrap_text
-from intake.router import EC2_PLAYBOOK, route
+from intake.router import EC2_PLAYBOOK, TRIAGE_PLAYBOOK, route
 from models.finding import (
     FindingRejected,
     FindingSource,
@@ -329,9 +329,9 @@ def test_asff_finding_with_no_resource_is_rejected_naming_the_finding():
     assert finding["Id"] in rejected.reason
 
 
-def test_unknown_resource_type_parses_but_has_no_playbook_since_this_version_answers_only_ec2_instances():
+def test_unknown_resource_type_parses_and_the_router_sends_it_to_triage_naming_the_resource_type():
     """A finding about a resource irflow has no playbook for is a finding all the same: it parses, and
-    the router (not the parser) refuses it, with code no_playbook, naming the resource type."""
+    the router (not the parser) sends it to the triage-only playbook, saying why, naming the resource type."""
     event = _event(finding_type="Discovery:Ec2LaunchTemplate/UnusualAccess", finding_id="launchtemplate01")
     event["detail"]["resource"] = {
         "resourceType": "Ec2LaunchTemplate",
@@ -340,14 +340,15 @@ def test_unknown_resource_type_parses_but_has_no_playbook_since_this_version_ans
     parsed = _only(unwrap_text(json.dumps(event)))
     assert isinstance(parsed, ParsedFinding), parsed
     assert parsed.finding.resource.resource_type == "Ec2LaunchTemplate"
-    with pytest.raises(FindingRejected) as caught:
-        route(parsed.finding)
-    assert caught.value.code == "no_playbook"
-    assert "Ec2LaunchTemplate" in caught.value.reason
-    assert "EC2 instance" in caught.value.reason
+    destination = route(parsed.finding)
+    assert destination.playbook == TRIAGE_PLAYBOOK
+    assert "no containment playbook for Ec2LaunchTemplate" in destination.reason, destination.reason
+    # No resource id the parser knows: an incident of its own, named after the finding.
+    assert "launchtemplate01" in destination.incident_key
+    assert destination.incident_key.startswith(f"triage-ec2launchtemplate-{ACCOUNT}-{REGION}-")
 
 
-def test_asff_resource_type_without_a_playbook_is_refused_by_the_router_too():
+def test_asff_resource_type_without_a_playbook_goes_to_triage_too():
     finding = next(
         line["finding"]
         for line in ASFF_CORPUS
@@ -355,10 +356,12 @@ def test_asff_resource_type_without_a_playbook_is_refused_by_the_router_too():
     )
     parsed = _only(unwrap(_security_hub_event([finding])))
     assert isinstance(parsed, ParsedFinding)
-    with pytest.raises(FindingRejected) as caught:
-        route(parsed.finding)
-    assert caught.value.code == "no_playbook"
-    assert "AwsEc2SecurityGroup" in caught.value.reason
+    destination = route(parsed.finding)
+    assert destination.playbook == TRIAGE_PLAYBOOK
+    assert "AwsEc2SecurityGroup" in destination.reason
+    # One triage incident per security group.
+    assert destination.resource_id == finding["Resources"][0]["Id"]
+    assert destination.incident_key == route(parsed.finding).incident_key
 
 
 def test_the_ec2_instance_asff_finding_routes_to_the_ec2_playbook():

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+import intake.router as router
 from devstack.demo import sample_finding
-from intake.router import EC2_PLAYBOOK, incident_id, route
-from models.finding import Finding, FindingRejected, parse_guardduty
+from intake.router import EC2_PLAYBOOK, IAM_USER_PLAYBOOK, S3_PLAYBOOK, TRIAGE_PLAYBOOK, incident_id, route
+from models.finding import Finding, parse_guardduty
 from tests.support import CORPORA
 
 ACCOUNT, REGION = "111122223333", "eu-west-1"
@@ -86,53 +87,71 @@ def test_short_legacy_instance_ids_are_routed():
     assert destination.resource_id == "i-12345678"
 
 
-def test_instance_finding_without_instance_id_is_rejected():
+def test_instance_finding_without_instance_id_goes_to_triage_as_an_incident_of_its_own():
     event = sample_finding(INSTANCE_ID, ACCOUNT, REGION)
     del event["detail"]["resource"]["instanceDetails"]["instanceId"]
     finding = parse_guardduty(event).finding
     assert finding.resource.resource_type == "Instance"
-    with pytest.raises(FindingRejected) as caught:
-        route(finding)
-    assert caught.value.code == "no_instance_id"
-    assert finding.id in caught.value.reason
+    destination = route(finding)
+    assert destination.playbook == TRIAGE_PLAYBOOK
+    assert "names no instance" in destination.reason
+    assert finding.id in destination.incident_key
+    assert WORKFLOW_ID_CHARACTERS.fullmatch(destination.incident_key)
+    other = dict(event, detail=dict(event["detail"], id="anotherfinding01"))
+    assert route(parse_guardduty(other).finding).incident_key != destination.incident_key
 
 
 @pytest.mark.parametrize("bad_id", ["i-XYZ", "vol-0a1b2c3d4e5f60718", "i-0bc12345678910", "GeneratedFindingInstanceId"])
-def test_instance_id_that_is_not_an_instance_id_is_rejected(bad_id):
-    with pytest.raises(FindingRejected) as caught:
-        route(_finding(bad_id))
-    assert caught.value.code == "invalid_resource_id"
-    assert bad_id in caught.value.reason
+def test_instance_id_that_is_not_an_instance_id_goes_to_triage_naming_it(bad_id):
+    destination = route(_finding(bad_id))
+    assert destination.playbook == TRIAGE_PLAYBOOK
+    assert bad_id in destination.reason
+    assert "not an instance id" in destination.reason
+    assert WORKFLOW_ID_CHARACTERS.fullmatch(destination.incident_key), destination.incident_key
+    assert destination.incident_key.startswith(f"triage-instance-{ACCOUNT}-{REGION}-")
+    assert route(_finding(bad_id)).incident_key == destination.incident_key
 
 
-@pytest.mark.parametrize("resource_type", ["AccessKey", "S3Bucket", "EKSCluster"])
-def test_findings_about_other_resources_have_no_playbook_yet(resource_type):
+@pytest.mark.parametrize(
+    ("resource_type", "intended"),
+    [("AccessKey", IAM_USER_PLAYBOOK), ("S3Bucket", S3_PLAYBOOK), ("EKSCluster", TRIAGE_PLAYBOOK)],
+)
+def test_findings_about_other_resources_go_to_the_playbook_meant_for_them_or_to_triage(resource_type, intended):
     finding = _corpus_finding(resource_type)
     assert finding.resource.resource_type == resource_type
-    with pytest.raises(FindingRejected) as caught:
-        route(finding)
-    assert caught.value.code == "no_playbook"
-    assert resource_type in caught.value.reason
-    assert "EC2" in caught.value.reason
+    destination = route(finding)
+    assert destination.playbook in router.AVAILABLE_PLAYBOOKS
+    assert WORKFLOW_ID_CHARACTERS.fullmatch(destination.incident_key)
+    if intended in router.AVAILABLE_PLAYBOOKS:
+        assert destination.playbook == intended
+    else:
+        assert destination.playbook == TRIAGE_PLAYBOOK
+        assert destination.incident_key.startswith(f"triage-{resource_type.lower()}-")
+        if intended == TRIAGE_PLAYBOOK:
+            assert f"no containment playbook for {resource_type}" in destination.reason, destination.reason
+        else:
+            assert f"the {intended} playbook is not in this version" in destination.reason, destination.reason
 
 
-def test_corpus_instance_findings_route_unless_their_id_is_malformed():
+def test_corpus_instance_findings_route_to_ec2_unless_their_id_is_malformed():
     with (CORPORA / "guardduty" / "findings.jsonl").open() as lines:
         instance_lines = [line for raw in lines if (line := json.loads(raw))["resource_type"] == "Instance"]
-    routed = 0
+    routed = triaged = 0
     for line in instance_lines:
         finding = parse_guardduty(line["event_eventbridge"]).finding
-        try:
-            destination = route(finding)
-        except FindingRejected as rejected:
-            assert rejected.code == "invalid_resource_id"
-            assert not re.fullmatch(r"i-([0-9a-f]{8}|[0-9a-f]{17})", finding.resource.instance_id)
-            continue
-        routed += 1
-        assert destination.playbook == EC2_PLAYBOOK
-        assert finding.resource.instance_id in destination.incident_key
+        destination = route(finding)
         assert WORKFLOW_ID_CHARACTERS.fullmatch(destination.incident_key)
-    assert routed >= len(instance_lines) - 2
+        if re.fullmatch(r"i-([0-9a-f]{8}|[0-9a-f]{17})", finding.resource.instance_id or ""):
+            assert destination.playbook == EC2_PLAYBOOK, destination
+            assert destination.resource_id == finding.resource.instance_id
+            assert finding.resource.instance_id in destination.incident_key
+            routed += 1
+        else:
+            assert destination.playbook == TRIAGE_PLAYBOOK, destination
+            assert repr(finding.resource.instance_id) in destination.reason
+            triaged += 1
+    assert routed + triaged == len(instance_lines) == 54
+    assert triaged <= 2
 
 
 def test_incident_id_adds_the_opening_time_to_the_key():
