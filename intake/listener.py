@@ -72,6 +72,7 @@ class ListenerStats:
     held: int = 0
     deleted: int = 0
     outages: int = 0
+    errors: int = 0
     suppressed_by_reason: Counter = field(default_factory=Counter)
     rejected_by_code: Counter = field(default_factory=Counter)
 
@@ -87,6 +88,7 @@ class ListenerStats:
             "held": self.held,
             "deleted": self.deleted,
             "outages": self.outages,
+            "errors": self.errors,
             "suppressed_by_reason": dict(self.suppressed_by_reason),
             "rejected_by_code": dict(self.rejected_by_code),
         }
@@ -196,7 +198,7 @@ class FindingListener:
                     MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                     MessageAttributeNames=["All"],
                 )
-            except (BotoCoreError, ClientError) as error:
+            except Exception as error:  # noqa: BLE001 (a poller must outlive any receive failure)
                 if not self._sqs_trouble_logged:
                     log.warning("cannot receive from %s (%s); retrying with backoff", queue, error)
                     self._sqs_trouble_logged = True
@@ -210,9 +212,17 @@ class FindingListener:
             messages = response.get("Messages", [])
             if messages:
                 # Messages in hand are finished even when stop arrives meanwhile.
-                await asyncio.gather(*(self._handle(queue, m) for m in messages))
+                await asyncio.gather(*(self._handle_safely(queue, m) for m in messages))
 
     # --- one message ---
+
+    async def _handle_safely(self, queue: str, message: dict) -> None:
+        """An unexpected error leaves the message undeleted (it comes back) and the listener running."""
+        try:
+            await self._handle(queue, message)
+        except Exception:  # noqa: BLE001
+            self.stats.errors += 1
+            log.exception("unexpected error on message %s; it will be delivered again", message.get("MessageId"))
 
     async def _handle(self, queue: str, message: dict) -> None:
         self.stats.received += 1

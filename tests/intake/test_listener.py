@@ -196,3 +196,22 @@ async def test_a_queue_without_a_dead_letter_queue_is_refused_at_start(dev_env, 
     listener = FindingListener(dev_env.client, IrflowSettings(), queue_urls=[bare], wait_seconds=1)
     with pytest.raises(ListenerConfigurationError, match="no dead-letter queue"):
         await listener.run(asyncio.Event())
+
+
+async def test_an_unexpected_receive_error_does_not_stop_the_listener(dev_env, workload, queues, caplog):
+    sqs, queue, _ = queues
+    _send(sqs, queue, [sample_finding(workload.instance_id, workload.account_id, workload.region)])
+    listener = FindingListener(dev_env.client, IrflowSettings(task_queue="unused"), queue_urls=[queue], wait_seconds=1)
+    real_receive, failures = listener._sqs.receive_message, []
+
+    def flaky_receive(**kwargs):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("Set changed size during iteration")  # what a racing SQS stand-in raised
+        return real_receive(**kwargs)
+
+    listener._sqs.receive_message = flaky_receive
+    with caplog.at_level(logging.WARNING, logger="irflow.listener"):
+        await _listen_until(listener, lambda: listener.stats.deleted >= 1)
+    assert failures and listener.stats.started == 1
+    assert any("cannot receive" in r.getMessage() for r in caplog.records)
