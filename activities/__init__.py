@@ -11,6 +11,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     memory,
     notify,
     report,
+    s3_bucket,
     triage,
 )
 from activities.aws import registered_activities

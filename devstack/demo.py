@@ -41,6 +41,7 @@ class DemoWorkload:
     iam_user: str
     access_key_id: str
     other_access_key_id: str
+    public_bucket: str
 
     def worker_environment(self) -> dict[str, str]:
         """The IRFLOW_* settings a worker needs to respond in this account."""
@@ -141,6 +142,36 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
     leaked = iam.create_access_key(UserName=iam_user)["AccessKey"]["AccessKeyId"]
     spare = iam.create_access_key(UserName=iam_user)["AccessKey"]["AccessKeyId"]
 
+    # A bucket someone made public: one statement for everyone, one for the account's own role.
+    public_bucket = f"{name}-public-assets-{account_id}"
+    s3_client = boto3.client("s3", region_name=region)
+    s3_client.create_bucket(Bucket=public_bucket)
+    s3_client.put_bucket_tagging(Bucket=public_bucket, Tagging={"TagSet": [{"Key": "app", "Value": "shop"}]})
+    s3_client.put_bucket_policy(
+        Bucket=public_bucket,
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "PublicRead",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": f"arn:aws:s3:::{public_bucket}/*",
+                    },
+                    {
+                        "Sid": "AppRole",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": f"arn:aws:iam::{account_id}:role/{role}"},
+                        "Action": "s3:PutObject",
+                        "Resource": f"arn:aws:s3:::{public_bucket}/*",
+                    },
+                ],
+            }
+        ),
+    )
+
     kms_key = boto3.client("kms", region_name=region).create_key(Description="irflow evidence")["KeyMetadata"]["KeyId"]
     s3 = boto3.client("s3", region_name=region)
     bucket = f"{name}-irflow-evidence-{account_id}"
@@ -189,6 +220,7 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
         iam_user=iam_user,
         access_key_id=leaked,
         other_access_key_id=spare,
+        public_bucket=public_bucket,
     )
 
 
@@ -267,5 +299,24 @@ def sample_access_key_finding(
         },
     }
     detail["title"] = f"API ListBuckets was invoked from a known malicious IP address by {user_name}."
+    detail["description"] = detail["title"]
+    return event
+
+
+def sample_bucket_finding(
+    bucket: str, account_id: str = "123456789012", region: str = "us-east-1", severity: float = 8.0
+) -> dict[str, Any]:
+    """A GuardDuty event: a bucket's policy now grants anonymous access (found through the caller's key)."""
+    event = sample_access_key_finding("ops-admin", "AKIAEXAMPLEOPSADMIN1", account_id, region, severity=severity)
+    detail = event["detail"]
+    detail["type"] = "Policy:S3/BucketAnonymousAccessGranted"
+    detail["id"] = "c3d4e5f60718293a4b5c6d7e8f901a2b"
+    detail["arn"] = (
+        f"arn:aws:guardduty:{region}:{account_id}:detector/{detail['service']['detectorId']}/finding/{detail['id']}"
+    )
+    detail["resource"]["s3BucketDetails"] = [
+        {"name": bucket, "arn": f"arn:aws:s3:::{bucket}", "type": "Destination", "tags": []}
+    ]
+    detail["title"] = f"Amazon S3 bucket {bucket} is anonymously accessible."
     detail["description"] = detail["title"]
     return event

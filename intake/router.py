@@ -35,7 +35,7 @@ ALL_PLAYBOOKS = (
     TRIAGE_PLAYBOOK,
 )
 # Playbooks this version can run; a finding meant for another goes to triage, saying so.
-AVAILABLE_PLAYBOOKS = frozenset({EC2_PLAYBOOK, IAM_USER_PLAYBOOK, TRIAGE_PLAYBOOK})
+AVAILABLE_PLAYBOOKS = frozenset({EC2_PLAYBOOK, IAM_USER_PLAYBOOK, S3_PLAYBOOK, TRIAGE_PLAYBOOK})
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}([0-9a-f]{9})?$")
@@ -150,6 +150,8 @@ def route(finding: Finding, overrides: Mapping[str, str] | None = None) -> Route
     resource = finding.resource
     if playbook == EC2_PLAYBOOK and not (resource.instance_id and _INSTANCE_ID.match(resource.instance_id)):
         playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no instance id to contain: triage"
+    if playbook == S3_PLAYBOOK and not resource.bucket_names:
+        playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no bucket to contain: triage"
     # Identities (user or role names, keys) appear in keys only hashed: they may name a person.
     personal_intent = intended in (IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK)
     if playbook == TRIAGE_PLAYBOOK:

@@ -45,13 +45,16 @@ from workflows.ec2_playbook import Ec2Playbook
 from workflows.iam_user_playbook import IamUserPlaybook
 from workflows.playbook import Playbook
 from workflows.policy import incident_severity
+from workflows.s3_bucket_playbook import S3BucketPlaybook
 from workflows.saga import Saga, Undo
 from workflows.triage_playbook import TriagePlaybook
 
 # Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
 MAX_REMEMBERED_DELIVERIES = 10_000
 
-PLAYBOOKS: dict[str, type[Playbook]] = {p.name: p for p in (Ec2Playbook, IamUserPlaybook, TriagePlaybook)}
+PLAYBOOKS: dict[str, type[Playbook]] = {
+    p.name: p for p in (Ec2Playbook, IamUserPlaybook, S3BucketPlaybook, TriagePlaybook)
+}
 
 
 def error_type(error: BaseException) -> str | None:

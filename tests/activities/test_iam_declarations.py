@@ -25,6 +25,7 @@ from models.ec2 import Ec2StepInput, Ec2Target
 from models.finding import parse_guardduty
 from models.iam import IamUserStepInput, IamUserTarget
 from models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput, TriageInput
+from models.s3 import BucketStepInput, BucketTarget
 from models.settings import get_settings
 from tests.support import REPO
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
@@ -45,6 +46,10 @@ RENAMED = {
     ("s3", "PutObjectLockConfiguration"): "PutBucketObjectLockConfiguration",
     ("s3", "GetBucketEncryption"): "GetEncryptionConfiguration",
     ("s3", "PutBucketEncryption"): "PutEncryptionConfiguration",
+    ("s3", "GetPublicAccessBlock"): "GetBucketPublicAccessBlock",
+    ("s3", "PutPublicAccessBlock"): "PutBucketPublicAccessBlock",
+    ("s3", "DeletePublicAccessBlock"): "PutBucketPublicAccessBlock",
+    ("s3", "DeleteBucketTagging"): "PutBucketTagging",
 }
 # Reading or deleting a specific version needs the *Version action instead.
 VERSIONED = {"GetObject": "GetObjectVersion", "HeadObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion"}
@@ -203,6 +208,17 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     run("collect_iam_user_evidence", user_step)
     run("remove_user_credentials", user_step)
     run("remove_user_credentials", user_step)
+
+    # S3 bucket: described, each step twice, each undo twice, evidence.
+    bucket_target = BucketTarget(
+        incident_id=INCIDENT_ID, account_id=workload.account_id, region=workload.region, bucket=workload.public_bucket
+    )
+    bucket_step = BucketStepInput(target=bucket_target, prior=run("describe_bucket_context", bucket_target))
+    bucket_steps = ["tag_bucket", "remove_public_policy_statements", "block_bucket_public_access"]
+    bucket_undos = ["restore_bucket_public_access", "restore_bucket_policy", "restore_bucket_tags"]
+    for name in bucket_steps + bucket_steps + bucket_undos + bucket_undos:
+        run(name, bucket_step)
+    run("collect_bucket_evidence", bucket_step)
 
     # Triage: describe what a finding names, whatever the service (errors are evidence too).
     leaked = parse_guardduty(sample_access_key_finding(workload.iam_user, workload.access_key_id)).finding

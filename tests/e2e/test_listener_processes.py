@@ -13,7 +13,7 @@ import uuid
 import boto3
 import pytest
 
-from devstack.demo import sample_access_key_finding, sample_finding
+from devstack.demo import sample_access_key_finding, sample_bucket_finding, sample_finding
 from devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
 from devstack.processes import ProcessGroup, free_port, start_temporal
 from irflow.temporal_client import connect, ensure_search_attributes
@@ -290,4 +290,29 @@ async def test_a_leaked_access_key_is_deactivated_end_to_end(stack, account, int
     )
     runs = await _incidents(client, "iam-user-")
     assert len(runs) == 1 and account.iam_user not in next(iter(runs))
+    assert _stop(listener) == 0
+
+
+async def test_a_public_bucket_is_locked_down_end_to_end(stack, account, intake):
+    """S3 finding → EventBridge → SQS → listener → s3-bucket incident (worker process)."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    env = stack.env(**account.worker_environment(), IRFLOW_QUEUE_URLS=intake.queue_url)
+    stack.group.start(f"worker-s3-{intake.stack_name}", [sys.executable, "worker.py"], env=env)
+    listener = stack.group.start(
+        f"listener-s3-{intake.stack_name}", [sys.executable, "starter.py", "--wait-seconds", "1"], env=env
+    )
+    publish_findings([sample_bucket_finding(account.public_bucket, account.account_id, account.region)])
+    s3 = boto3.client("s3")
+
+    async def blocked():
+        try:
+            block = s3.get_public_access_block(Bucket=account.public_bucket)["PublicAccessBlockConfiguration"]
+        except s3.exceptions.ClientError:
+            return None
+        return block if all(block.values()) else None
+
+    await _eventually(blocked)
+    statements = json.loads(s3.get_bucket_policy(Bucket=account.public_bucket)["Policy"])["Statement"]
+    assert all(s.get("Principal") != "*" for s in statements)
     assert _stop(listener) == 0

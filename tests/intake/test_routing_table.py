@@ -405,11 +405,18 @@ def test_the_first_matching_override_wins(overrides, playbook):
 
 
 def test_an_override_to_a_playbook_not_in_this_version_goes_to_triage_saying_both():
-    destination = route(_finding("Recon:EC2/Portscan"), {"Recon:*": S3_PLAYBOOK})
+    from intake.router import ALL_PLAYBOOKS, AVAILABLE_PLAYBOOKS
+
+    missing = [p for p in ALL_PLAYBOOKS if p not in AVAILABLE_PLAYBOOKS]
+    assert missing, "every playbook is available: nothing left to test here"
+    destination = route(_finding("Recon:EC2/Portscan"), {"Recon:*": missing[0]})
     assert destination.playbook == TRIAGE_PLAYBOOK
-    assert (
-        "Recon:*" in destination.reason and f"the {S3_PLAYBOOK} playbook is not in this version" in destination.reason
-    )
+    assert "Recon:*" in destination.reason and f"the {missing[0]} playbook is not in this version" in destination.reason
+
+
+def test_an_override_to_the_bucket_playbook_needs_a_bucket():
+    destination = route(_finding("Recon:EC2/Portscan"), {"Recon:*": S3_PLAYBOOK})
+    assert destination.playbook == TRIAGE_PLAYBOOK and "no bucket" in destination.reason
 
 
 def test_an_override_to_the_ec2_playbook_cannot_contain_what_is_not_an_instance():

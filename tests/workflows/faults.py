@@ -11,8 +11,9 @@ from activities import all_activities
 from models.ec2 import Ec2StepInput
 from models.iam import IamUserStepInput
 from models.incident import StepResult
+from models.s3 import BucketStepInput
 
-INPUT_TYPES = {"ec2": Ec2StepInput, "iam": IamUserStepInput}
+INPUT_TYPES = {"ec2": Ec2StepInput, "iam": IamUserStepInput, "s3": BucketStepInput}
 
 
 def _replace(name: str, stand_in) -> list:
