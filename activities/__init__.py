@@ -1,4 +1,5 @@
-"""Activities: the only code that calls AWS. Each one is one idempotent intent and declares its IAM actions."""
+"""Activities: the only code that calls AWS (or, in `incidents`, Temporal). Each one is one idempotent intent
+and declares its IAM actions."""
 
 from activities import (  # noqa: F401  (importing registers the activities)
     autoscaling,
@@ -6,10 +7,14 @@ from activities import (  # noqa: F401  (importing registers the activities)
     ec2_context,
     evidence,
     iam,
+    iam_role,
     iam_user,
+    incidents,
+    lambda_function,
     load_balancing,
     memory,
     notify,
+    rds,
     report,
     s3_bucket,
     triage,
@@ -18,7 +23,7 @@ from activities.aws import registered_activities
 
 
 def all_activities() -> list:
-    return [fn for fn, _ in registered_activities().values()]
+    return [fn for fn, _ in registered_activities().values()] + list(incidents.TEMPORAL_ACTIVITIES)
 
 
 def required_iam_actions() -> dict[str, tuple[str, ...]]:

@@ -25,10 +25,10 @@ def detach_from_auto_scaling(step: Ec2StepInput) -> StepResult:
     prior = step.prior.auto_scaling
     if prior is None:
         return StepResult(changed=False, detail={"reason": "not in an Auto Scaling group"})
-    current = auto_scaling_membership(step.target.region, step.target.instance_id)
+    current = auto_scaling_membership(step.target)
     if current is None:
         return StepResult(changed=False, detail={"group": prior.group_name, "reason": "already detached"})
-    autoscaling = client("autoscaling", step.target.region)
+    autoscaling = client("autoscaling", step.target.region, step.target.account_id)
     with typed_aws_errors(f"detach {step.target.instance_id} from {current.group_name}"):
         if current.desired_capacity - 1 < current.min_size:
             autoscaling.update_auto_scaling_group(
@@ -55,10 +55,10 @@ def reattach_to_auto_scaling(step: Ec2StepInput) -> StepResult:
     if prior is None:
         return StepResult(changed=False, detail={"reason": "was not in an Auto Scaling group"})
     describe_live_instance(step.target)  # a vanished instance cannot rejoin: ResourceNotFound, not retries
-    autoscaling = client("autoscaling", step.target.region)
+    autoscaling = client("autoscaling", step.target.region, step.target.account_id)
     changed = []
     with typed_aws_errors(f"re-attach {step.target.instance_id} to {prior.group_name}"):
-        current = auto_scaling_membership(step.target.region, step.target.instance_id)
+        current = auto_scaling_membership(step.target)
         if current is None:
             autoscaling.attach_instances(InstanceIds=[step.target.instance_id], AutoScalingGroupName=prior.group_name)
             changed.append("attached")

@@ -11,7 +11,7 @@ import time
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import NOT_FOUND, aws_activity, client, error_code, heartbeat, typed_aws_errors
+from activities.aws import NOT_FOUND, InAccount, aws_activity, client, error_code, heartbeat, typed_aws_errors
 from activities.ec2_context import describe_instance, describe_live_instance
 from models.ec2 import Ec2StepInput, Ec2Target
 from models.incident import StepResult
@@ -35,7 +35,7 @@ def tag_instance(step: Ec2StepInput) -> StepResult:
     if not missing:
         return StepResult(changed=False, detail={"tags": wanted})
     with typed_aws_errors(f"tag {step.target.instance_id}"):
-        client("ec2", step.target.region).create_tags(
+        client("ec2", step.target.region, step.target.account_id).create_tags(
             Resources=[step.target.instance_id], Tags=[{"Key": k, "Value": v} for k, v in missing.items()]
         )
     return StepResult(changed=True, detail={"tags": wanted})
@@ -44,7 +44,7 @@ def tag_instance(step: Ec2StepInput) -> StepResult:
 @aws_activity("ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeInstances")
 def restore_instance_tags(step: Ec2StepInput) -> StepResult:
     current = {t["Key"]: t["Value"] for t in describe_live_instance(step.target).get("Tags", [])}
-    ec2 = client("ec2", step.target.region)
+    ec2 = client("ec2", step.target.region, step.target.account_id)
     restored, removed = {}, []
     for key in MANAGED_TAGS:
         before = step.prior.tags.get(key)
@@ -67,7 +67,7 @@ def restore_instance_tags(step: Ec2StepInput) -> StepResult:
 
 
 def _attributes(target: Ec2Target) -> tuple[bool, str]:
-    ec2 = client("ec2", target.region)
+    ec2 = client("ec2", target.region, target.account_id)
     with typed_aws_errors(f"read attributes of {target.instance_id}"):
         termination = ec2.describe_instance_attribute(InstanceId=target.instance_id, Attribute="disableApiTermination")
         shutdown = ec2.describe_instance_attribute(
@@ -77,7 +77,7 @@ def _attributes(target: Ec2Target) -> tuple[bool, str]:
 
 
 def _set_attributes(target: Ec2Target, protect: bool, shutdown: str) -> dict:
-    ec2 = client("ec2", target.region)
+    ec2 = client("ec2", target.region, target.account_id)
     current_protect, current_shutdown = _attributes(target)
     changed = {}
     with typed_aws_errors(f"set attributes of {target.instance_id}"):
@@ -148,13 +148,25 @@ def _authorize_all_traffic(call, group_id: str) -> None:
                 raise
 
 
-def ensure_isolation_groups(region: str, vpc_id: str) -> tuple[str, str]:
+# What ensure_isolation_groups needs: every activity that calls it declares these.
+ISOLATION_GROUP_ACTIONS = (
+    "ec2:DescribeSecurityGroups",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateTags",
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:AuthorizeSecurityGroupEgress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupEgress",
+)
+
+
+def ensure_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str]:
     """Return (untracking group id, quarantine group id) for the VPC, creating each once, tagged.
 
     Rules are reconciled on every call: a group someone loosened by hand is tightened again.
     """
     settings = get_settings()
-    ec2 = client("ec2", region)
+    ec2 = client("ec2", target.region, target.account_id)
     ids = []
     for role, name in (
         ("untrack", settings.untracking_group_name),
@@ -203,13 +215,7 @@ def _eni_groups(ec2, eni_id: str) -> list[str]:
 
 @aws_activity(
     "ec2:DescribeInstances",
-    "ec2:DescribeSecurityGroups",
-    "ec2:CreateSecurityGroup",
-    "ec2:CreateTags",
-    "ec2:AuthorizeSecurityGroupIngress",
-    "ec2:AuthorizeSecurityGroupEgress",
-    "ec2:RevokeSecurityGroupIngress",
-    "ec2:RevokeSecurityGroupEgress",
+    *ISOLATION_GROUP_ACTIONS,
     "ec2:DescribeNetworkInterfaces",
     "ec2:ModifyNetworkInterfaceAttribute",
 )
@@ -223,9 +229,9 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     sessions into untracked flows), then at once the empty quarantine group, which drops them.
     """
     describe_live_instance(step.target)
-    ec2 = client("ec2", step.target.region)
+    ec2 = client("ec2", step.target.region, step.target.account_id)
     isolated, already = [], []
-    groups_by_vpc = {vpc: ensure_isolation_groups(step.target.region, vpc) for vpc in step.prior.vpc_ids}
+    groups_by_vpc = {vpc: ensure_isolation_groups(step.target, vpc) for vpc in step.prior.vpc_ids}
     for eni in step.prior.network_interfaces:
         heartbeat(eni.network_interface_id)
         untrack, quarantine = groups_by_vpc[eni.vpc_id]
@@ -249,7 +255,7 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
 @aws_activity("ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:ModifyNetworkInterfaceAttribute")
 def restore_network(step: Ec2StepInput) -> StepResult:
     describe_live_instance(step.target)
-    ec2 = client("ec2", step.target.region)
+    ec2 = client("ec2", step.target.region, step.target.account_id)
     restored, gone = [], []
     for eni in step.prior.network_interfaces:
         heartbeat(eni.network_interface_id)
@@ -289,7 +295,7 @@ def stop_instance(target: Ec2Target) -> StepResult:
         return StepResult(changed=False, detail={"state": state})
     if state != "stopping":
         with typed_aws_errors(f"stop {target.instance_id}"):
-            client("ec2", target.region).stop_instances(InstanceIds=[target.instance_id])
+            client("ec2", target.region, target.account_id).stop_instances(InstanceIds=[target.instance_id])
     return StepResult(changed=True, detail={"state": _wait_for_state(target, {"stopped", "terminated"})})
 
 
@@ -306,5 +312,5 @@ def terminate_instance(target: Ec2Target) -> StepResult:
         return StepResult(changed=False, detail={"state": state})
     _set_attributes(target, protect=False, shutdown="stop")
     with typed_aws_errors(f"terminate {target.instance_id}"):
-        client("ec2", target.region).terminate_instances(InstanceIds=[target.instance_id])
+        client("ec2", target.region, target.account_id).terminate_instances(InstanceIds=[target.instance_id])
     return StepResult(changed=True, detail={"state": _wait_for_state(target, {"terminated", "shutting-down"})})

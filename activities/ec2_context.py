@@ -19,7 +19,7 @@ from models.ec2 import (
 
 
 def describe_instance(target: Ec2Target) -> dict:
-    ec2 = client("ec2", target.region)
+    ec2 = client("ec2", target.region, target.account_id)
     with typed_aws_errors(f"describe instance {target.instance_id}"):
         reservations = ec2.describe_instances(InstanceIds=[target.instance_id])["Reservations"]
     instances = [i for r in reservations for i in r["Instances"]]
@@ -49,8 +49,9 @@ def profile_name_from_arn(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-def auto_scaling_membership(region: str, instance_id: str) -> AutoScalingMembership | None:
-    autoscaling = client("autoscaling", region)
+def auto_scaling_membership(target: Ec2Target) -> AutoScalingMembership | None:
+    region, instance_id = target.region, target.instance_id
+    autoscaling = client("autoscaling", region, target.account_id)
     with typed_aws_errors(f"describe Auto Scaling membership of {instance_id}"):
         found = autoscaling.describe_auto_scaling_instances(InstanceIds=[instance_id])["AutoScalingInstances"]
         if not found:
@@ -66,8 +67,9 @@ def auto_scaling_membership(region: str, instance_id: str) -> AutoScalingMembers
     )
 
 
-def target_group_registrations(region: str, instance_id: str, vpc_ids: set[str]) -> list[TargetGroupRegistration]:
-    elbv2 = client("elbv2", region)
+def target_group_registrations(target: Ec2Target, vpc_ids: set[str]) -> list[TargetGroupRegistration]:
+    region, instance_id = target.region, target.instance_id
+    elbv2 = client("elbv2", region, target.account_id)
     registrations: list[TargetGroupRegistration] = []
     with typed_aws_errors(f"find target groups of {instance_id}"):
         for page in elbv2.get_paginator("describe_target_groups").paginate():
@@ -90,14 +92,15 @@ def target_group_registrations(region: str, instance_id: str, vpc_ids: set[str])
     return sorted(registrations, key=lambda r: (r.target_group_arn, r.port or 0))
 
 
-def instance_profile_state(region: str, instance_id: str) -> InstanceProfileState | None:
-    ec2 = client("ec2", region)
+def instance_profile_state(target: Ec2Target) -> InstanceProfileState | None:
+    region, instance_id = target.region, target.instance_id
+    ec2 = client("ec2", region, target.account_id)
     association = current_profile_association(ec2, instance_id)
     if association is None:
         return None
     arn = association["IamInstanceProfile"]["Arn"]
     name = profile_name_from_arn(arn)
-    iam = client("iam", region)
+    iam = client("iam", region, target.account_id)
     try:
         roles = [r["RoleName"] for r in iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]]
     except ClientError as error:
@@ -111,7 +114,7 @@ def instance_profile_state(region: str, instance_id: str) -> InstanceProfileStat
 
 def observe_instance(target: Ec2Target) -> InstanceContext:
     """Read the instance's current containment-relevant state (also used to verify restorations)."""
-    ec2 = client("ec2", target.region)
+    ec2 = client("ec2", target.region, target.account_id)
     instance = describe_instance(target)
     state = instance["State"]["Name"]
     enis = [
@@ -168,9 +171,9 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         vpc_id=instance.get("VpcId"),
         network_interfaces=enis,
         volumes=volumes,
-        auto_scaling=auto_scaling_membership(target.region, target.instance_id),
-        target_groups=target_group_registrations(target.region, target.instance_id, {e.vpc_id for e in enis}),
-        instance_profile=instance_profile_state(target.region, target.instance_id),
+        auto_scaling=auto_scaling_membership(target),
+        target_groups=target_group_registrations(target, {e.vpc_id for e in enis}),
+        instance_profile=instance_profile_state(target),
         tags={t["Key"]: t["Value"] for t in instance.get("Tags", [])},
         disable_api_termination=bool(termination["DisableApiTermination"]["Value"]),
         shutdown_behavior=shutdown["InstanceInitiatedShutdownBehavior"]["Value"],

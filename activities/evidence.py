@@ -141,7 +141,7 @@ def store_raw_finding(request: RawFindingInput) -> EvidenceObject:
 @aws_activity("ec2:DescribeSnapshots", "ec2:CreateSnapshot", "ec2:CreateTags")
 def snapshot_volumes(step: Ec2StepInput) -> list[SnapshotEvidence]:
     """One snapshot per attached volume, tagged with the incident; found again by tag on retry."""
-    ec2 = client("ec2", step.target.region)
+    ec2 = client("ec2", step.target.region, step.target.account_id)
     snapshots = []
     for volume in step.prior.volumes:
         heartbeat(volume.volume_id)
@@ -206,7 +206,7 @@ def collect_instance_metadata(step: Ec2StepInput) -> EvidenceObject:
 def collect_console_output(target: Ec2Target) -> EvidenceObject:
     """The serial console output: boot messages, kernel panics, sometimes the attacker's own noise."""
     with typed_aws_errors(f"get console output of {target.instance_id}"):
-        response = client("ec2", target.region).get_console_output(InstanceId=target.instance_id)
+        response = client("ec2", target.region, target.account_id).get_console_output(InstanceId=target.instance_id)
     encoded = response.get("Output") or ""
     try:
         text = base64.b64decode(encoded).decode("utf-8", errors="replace") if encoded else ""

@@ -8,7 +8,7 @@ from datetime import UTC
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, typed_aws_errors
+from activities.aws import INVALID_REQUEST, NOT_FOUND, aws_activity, client, error_code, typed_aws_errors
 from activities.ec2_context import current_profile_association, describe_live_instance, profile_name_from_arn
 from models.ec2 import Ec2StepInput
 from models.incident import StepResult
@@ -36,7 +36,7 @@ def replace_instance_profile(step: Ec2StepInput) -> StepResult:
     if step.prior.instance_profile is None:
         return StepResult(changed=False, detail={"reason": "instance has no instance profile"})
     quarantine = get_settings().quarantine_instance_profile
-    ec2 = client("ec2", step.target.region)
+    ec2 = client("ec2", step.target.region, step.target.account_id)
     current = current_profile_association(ec2, step.target.instance_id)
     with typed_aws_errors(f"replace instance profile of {step.target.instance_id}"):
         if quarantine:
@@ -62,7 +62,7 @@ def restore_instance_profile(step: Ec2StepInput) -> StepResult:
     if prior is None:
         return StepResult(changed=False, detail={"reason": "instance had no instance profile"})
     describe_live_instance(step.target)
-    ec2 = client("ec2", step.target.region)
+    ec2 = client("ec2", step.target.region, step.target.account_id)
     current = current_profile_association(ec2, step.target.instance_id)
     with typed_aws_errors(f"restore instance profile of {step.target.instance_id}"):
         if current and current["IamInstanceProfile"]["Arn"] == prior.profile_arn:
@@ -93,7 +93,46 @@ def revocation_policy(issued_before) -> dict:
     }
 
 
-@aws_activity("iam:GetRolePolicy", "iam:PutRolePolicy")
+ROLE_REVOCATION_ACTIONS = ("iam:GetRolePolicy", "iam:PutRolePolicy")
+ROLE_REVOCATION_UNDO_ACTIONS = ("iam:DeleteRolePolicy",)
+
+
+def put_role_revocation(iam, role: str, incident_id: str, issued_before) -> bool:
+    """Attach (or confirm) the incident's deny-older-sessions policy on `role`; True when it was written.
+
+    Used by every playbook that cuts a role's live credentials (instance, role session, Lambda)."""
+    name = revocation_policy_name(incident_id)
+    document = revocation_policy(issued_before)
+    with typed_aws_errors(f"revoke sessions of role {role}"):
+        try:
+            existing = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            if (json.loads(existing) if isinstance(existing, str) else existing) == document:
+                return False
+        except ClientError as error:
+            if error_code(error) != "NoSuchEntity":
+                raise
+        iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+    return True
+
+
+def delete_role_revocation(iam, role: str, incident_id: str) -> bool:
+    """Remove the incident's revocation policy from `role`; False when it was not there (or the role is gone)."""
+    name = revocation_policy_name(incident_id)
+    try:
+        with typed_aws_errors(f"remove session revocation from {role}"):
+            iam.delete_role_policy(RoleName=role, PolicyName=name)
+    except ApplicationError as error:
+        if error.type != NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+def revocation_cutoff(issued_before) -> str:
+    return revocation_policy(issued_before)["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+
+
+@aws_activity(*ROLE_REVOCATION_ACTIONS)
 def revoke_role_sessions(step: Ec2StepInput) -> StepResult:
     """Invalidate credentials the attacker may already hold (stolen from the metadata service).
 
@@ -104,46 +143,33 @@ def revoke_role_sessions(step: Ec2StepInput) -> StepResult:
         return StepResult(changed=False, detail={"reason": "no role behind the instance profile"})
     if step.issued_before is None:
         raise ApplicationError("revoke_role_sessions needs issued_before", type=INVALID_REQUEST, non_retryable=True)
-    iam = client("iam", step.target.region)
-    name = revocation_policy_name(step.target.incident_id)
-    document = revocation_policy(step.issued_before)
-    written = []
-    for role in step.prior.instance_profile.role_names:
-        with typed_aws_errors(f"revoke sessions of role {role}"):
-            try:
-                existing = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-                if isinstance(existing, str):
-                    existing = json.loads(existing)
-                if existing == document:
-                    continue
-            except ClientError as error:
-                if error_code(error) != "NoSuchEntity":
-                    raise
-            iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
-        written.append(role)
+    iam = client("iam", step.target.region, step.target.account_id)
+    written = [
+        role
+        for role in step.prior.instance_profile.role_names
+        if put_role_revocation(iam, role, step.target.incident_id, step.issued_before)
+    ]
     return StepResult(
         changed=bool(written),
         detail={
             "roles": step.prior.instance_profile.role_names,
-            "policy": name,
-            "issued_before": document["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"],
+            "policy": revocation_policy_name(step.target.incident_id),
+            "issued_before": revocation_cutoff(step.issued_before),
         },
     )
 
 
-@aws_activity("iam:DeleteRolePolicy")
+@aws_activity(*ROLE_REVOCATION_UNDO_ACTIONS)
 def remove_session_revocation(step: Ec2StepInput) -> StepResult:
     if step.prior.instance_profile is None:
         return StepResult(changed=False, detail={"reason": "no role behind the instance profile"})
-    iam = client("iam", step.target.region)
-    name = revocation_policy_name(step.target.incident_id)
-    removed = []
-    for role in step.prior.instance_profile.role_names:
-        try:
-            with typed_aws_errors(f"remove session revocation from {role}"):
-                iam.delete_role_policy(RoleName=role, PolicyName=name)
-            removed.append(role)
-        except ApplicationError as error:
-            if error.type != "ResourceNotFound":
-                raise
-    return StepResult(changed=bool(removed), detail={"removed_from": removed, "policy": name})
+    iam = client("iam", step.target.region, step.target.account_id)
+    removed = [
+        role
+        for role in step.prior.instance_profile.role_names
+        if delete_role_revocation(iam, role, step.target.incident_id)
+    ]
+    return StepResult(
+        changed=bool(removed),
+        detail={"removed_from": removed, "policy": revocation_policy_name(step.target.incident_id)},
+    )

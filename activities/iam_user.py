@@ -22,7 +22,7 @@ INCIDENT_TAG = "irflow:incident-id"
 
 
 def _iam(target: IamUserTarget):
-    return client("iam", target.region)
+    return client("iam", target.region, target.account_id)
 
 
 def _user_name(target: IamUserTarget) -> str:

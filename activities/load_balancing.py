@@ -13,7 +13,7 @@ def _target(step: Ec2StepInput, port: int | None) -> dict:
 
 
 def _registered_now(step: Ec2StepInput) -> set[tuple[str, int | None]]:
-    found = target_group_registrations(step.target.region, step.target.instance_id, set(step.prior.vpc_ids))
+    found = target_group_registrations(step.target, set(step.prior.vpc_ids))
     return {(r.target_group_arn, r.port) for r in found}
 
 
@@ -27,7 +27,7 @@ def deregister_from_target_groups(step: Ec2StepInput) -> StepResult:
     if not step.prior.target_groups:
         return StepResult(changed=False, detail={"reason": "not registered in any target group"})
     still = _registered_now(step)
-    elbv2 = client("elbv2", step.target.region)
+    elbv2 = client("elbv2", step.target.region, step.target.account_id)
     removed = []
     for registration in step.prior.target_groups:
         if (registration.target_group_arn, registration.port) not in still:
@@ -51,7 +51,7 @@ def register_with_target_groups(step: Ec2StepInput) -> StepResult:
         return StepResult(changed=False, detail={"reason": "was not registered in any target group"})
     describe_live_instance(step.target)
     present = _registered_now(step)
-    elbv2 = client("elbv2", step.target.region)
+    elbv2 = client("elbv2", step.target.region, step.target.account_id)
     added = []
     for registration in step.prior.target_groups:
         if (registration.target_group_arn, registration.port) in present:

@@ -72,7 +72,7 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
     """
     settings = get_settings()
     require_evidence_bucket()  # refuse before sending: a memory image with nowhere locked to go is not evidence
-    ssm = client("ssm", target.region)
+    ssm = client("ssm", target.region, target.account_id)
     comment = memory_command_comment(target.incident_id)
     prefix = evidence_prefix(target.incident_id)
     placeholders = {"{bucket}": settings.evidence_bucket, "{prefix}": prefix, "{incident}": target.incident_id}

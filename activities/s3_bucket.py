@@ -30,7 +30,7 @@ _ALL_BLOCKED = {
 
 
 def _s3(target: BucketTarget):
-    return client("s3", target.region)
+    return client("s3", target.region, target.account_id)
 
 
 def _optional(call, *keys: str) -> Any:

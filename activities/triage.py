@@ -17,34 +17,36 @@ from models.incident import EvidenceObject, TriageInput
 
 
 def _describers(finding: Finding) -> dict[str, Callable[[], Any]]:
-    resource, region = finding.resource, finding.region
+    resource, region, account = finding.resource, finding.region, finding.account_id
     found: dict[str, Callable[[], Any]] = {}
     if resource.instance_id:
-        found["ec2:DescribeInstances"] = lambda: client("ec2", region).describe_instances(
+        found["ec2:DescribeInstances"] = lambda: client("ec2", region, account).describe_instances(
             InstanceIds=[resource.instance_id]
         )["Reservations"]
     name = resource.resource_id
     if resource.resource_type == "EKSCluster" and name:
-        found["eks:DescribeCluster"] = lambda: client("eks", region).describe_cluster(name=name)["cluster"]
+        found["eks:DescribeCluster"] = lambda: client("eks", region, account).describe_cluster(name=name)["cluster"]
     if resource.resource_type in ("ECSCluster", "ECS") and name:
-        found["ecs:DescribeClusters"] = lambda: client("ecs", region).describe_clusters(clusters=[name])["clusters"]
+        found["ecs:DescribeClusters"] = lambda: client("ecs", region, account).describe_clusters(clusters=[name])[
+            "clusters"
+        ]
     if resource.resource_type == "Lambda" and name:
-        found["lambda:GetFunctionConfiguration"] = lambda: client("lambda", region).get_function_configuration(
+        found["lambda:GetFunctionConfiguration"] = lambda: client("lambda", region, account).get_function_configuration(
             FunctionName=name
         )
     if resource.resource_type in ("RDSDBInstance", "RDSLimitlessDB") and name:
-        found["rds:DescribeDBInstances"] = lambda: client("rds", region).describe_db_instances(
+        found["rds:DescribeDBInstances"] = lambda: client("rds", region, account).describe_db_instances(
             DBInstanceIdentifier=name
         )["DBInstances"]
     for bucket in resource.bucket_names:
-        found[f"s3:GetBucketPolicyStatus {bucket}"] = lambda b=bucket: client("s3", region).get_bucket_policy_status(
-            Bucket=b
-        )["PolicyStatus"]
+        found[f"s3:GetBucketPolicyStatus {bucket}"] = lambda b=bucket: client(
+            "s3", region, account
+        ).get_bucket_policy_status(Bucket=b)["PolicyStatus"]
     if resource.user_name and resource.user_type not in ("Root", "AssumedRole"):
-        found["iam:GetUser"] = lambda: client("iam", region).get_user(UserName=resource.user_name)["User"]
-        found["iam:ListAccessKeys"] = lambda: client("iam", region).list_access_keys(UserName=resource.user_name)[
-            "AccessKeyMetadata"
-        ]
+        found["iam:GetUser"] = lambda: client("iam", region, account).get_user(UserName=resource.user_name)["User"]
+        found["iam:ListAccessKeys"] = lambda: client("iam", region, account).list_access_keys(
+            UserName=resource.user_name
+        )["AccessKeyMetadata"]
     return found
 
 

@@ -14,7 +14,9 @@ def resource_problem(finding: Finding) -> str | None:
     if finding.resource.resource_type != "Instance" or not instance_id:
         return None
     try:
-        reservations = client("ec2", finding.region).describe_instances(InstanceIds=[instance_id])["Reservations"]
+        reservations = client("ec2", finding.region, finding.account_id).describe_instances(InstanceIds=[instance_id])[
+            "Reservations"
+        ]
     except ClientError as error:
         if error_code(error).startswith("InvalidInstanceID"):
             return f"instance {instance_id} does not exist in {finding.account_id}/{finding.region}"

@@ -320,3 +320,31 @@ def sample_bucket_finding(
     detail["title"] = f"Amazon S3 bucket {bucket} is anonymously accessible."
     detail["description"] = detail["title"]
     return event
+
+
+def sample_role_finding(
+    role_name: str,
+    role_id: str,
+    instance_id: str | None,
+    account_id: str = "123456789012",
+    region: str = "us-east-1",
+    severity: float = 8.0,
+    session_name: str | None = None,
+    finding_type: str = "UnauthorizedAccess:IAMUser/InstanceCredentialExfiltration.OutsideAWS",
+) -> dict[str, Any]:
+    """A GuardDuty event: an instance role's temporary credentials used from outside AWS
+    (`InstanceCredentialExfiltration.OutsideAWS`). EC2 role sessions are named after the instance."""
+    session = session_name or instance_id or "exfiltrated-session"
+    event = sample_access_key_finding(role_name, "ASIAEXAMPLESTOLEN001", account_id, region, severity=severity)
+    detail = event["detail"]
+    detail["type"] = finding_type
+    detail["id"] = "d4e5f60718293a4b5c6d7e8f901a2b3c"
+    detail["arn"] = (
+        f"arn:aws:guardduty:{region}:{account_id}:detector/{detail['service']['detectorId']}/finding/{detail['id']}"
+    )
+    detail["resource"]["accessKeyDetails"].update(principalId=f"{role_id}:{session}", userType="AssumedRole")
+    if instance_id:
+        detail["resource"]["instanceDetails"] = {"instanceId": instance_id, "instanceState": "running"}
+    detail["title"] = f"Credentials for instance role {role_name} used from a remote AWS account."
+    detail["description"] = detail["title"]
+    return event

@@ -16,6 +16,9 @@ def apply() -> None:
     _eni_groups_are_the_enis_own()
     _shutdown_behaviour_is_applied()
     _deregistered_targets_drain()
+    from devstack import moto_fidelity_rds
+
+    moto_fidelity_rds.apply()
 
 
 def _eni_groups_are_the_enis_own() -> None:

@@ -34,8 +34,10 @@ ALL_PLAYBOOKS = (
     RDS_PLAYBOOK,
     TRIAGE_PLAYBOOK,
 )
-# Playbooks this version can run; a finding meant for another goes to triage, saying so.
-AVAILABLE_PLAYBOOKS = frozenset({EC2_PLAYBOOK, IAM_USER_PLAYBOOK, S3_PLAYBOOK, TRIAGE_PLAYBOOK})
+# Playbooks this version can run (all of them, now); a finding meant for another goes to triage, saying so.
+AVAILABLE_PLAYBOOKS = frozenset(
+    {EC2_PLAYBOOK, IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK, S3_PLAYBOOK, LAMBDA_PLAYBOOK, RDS_PLAYBOOK, TRIAGE_PLAYBOOK}
+)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}([0-9a-f]{9})?$")
@@ -66,7 +68,7 @@ _BY_TYPE_FAMILY = {
     "Lambda": LAMBDA_PLAYBOOK,
     "RDS": RDS_PLAYBOOK,
 }
-_ROLE_USER_TYPES = {"AssumedRole", "Role", "FederatedUser", "AWSService"}
+_ROLE_USER_TYPES = {"AssumedRole", "Role"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ def _intended(finding: Finding) -> tuple[str, str]:
             return TRIAGE_PLAYBOOK, "root credentials are never contained automatically: notify and wait"
         if resource.user_type == "AWSService":
             return TRIAGE_PLAYBOOK, "an AWS service acted: there is no session of ours to revoke"
+        if resource.user_type == "FederatedUser":
+            return TRIAGE_PLAYBOOK, "federation tokens are revoked on the IAM user that minted them: an analyst decides"
         if resource.user_type in _ROLE_USER_TYPES:
             return IAM_ROLE_PLAYBOOK, f"credentials of a {resource.user_type} session"
         if resource.user_name or resource.access_key_id:
@@ -128,18 +132,38 @@ def _subject(playbook: str, resource) -> str | None:
         IAM_USER_PLAYBOOK: resource.user_name or resource.access_key_id,
         IAM_ROLE_PLAYBOOK: resource.user_name or resource.principal_id,
         S3_PLAYBOOK: resource.bucket_names[0] if resource.bucket_names else None,
+        LAMBDA_PLAYBOOK: _function_name(resource.resource_id),
+        RDS_PLAYBOOK: _db_identifier(resource.resource_id),
     }.get(playbook, resource.resource_id)
 
 
-def route(finding: Finding, overrides: Mapping[str, str] | None = None) -> Route:
+def _function_name(resource_id: str | None) -> str | None:
+    """GuardDuty names the function, Security Hub gives its ARN (maybe qualified): one function, one incident."""
+    if resource_id and resource_id.startswith("arn:") and ":function:" in resource_id:
+        return resource_id.split(":function:", 1)[1].split(":", 1)[0]
+    return resource_id
+
+
+def _db_identifier(resource_id: str | None) -> str | None:
+    """GuardDuty names the DB instance, Security Hub gives its ARN: one database, one incident."""
+    if resource_id and resource_id.startswith("arn:") and ":db:" in resource_id:
+        return resource_id.split(":db:", 1)[1]
+    return resource_id
+
+
+def route(
+    finding: Finding, overrides: Mapping[str, str] | None = None, opened_by: tuple[str, str] | None = None
+) -> Route:
     """Map a finding to its playbook and deterministic incident key.
 
     `overrides` maps finding-type patterns (shell globs, e.g. "Recon:EC2/*") to a playbook; the first
-    matching pattern wins over the table. Raises `FindingRejected` only for a misconfigured override.
+    matching pattern wins over the table. `opened_by` = (playbook, why) is another incident asking for
+    this one (a role incident opening the incident of the instance its credentials came from).
+    Raises `FindingRejected` only for a misconfigured override.
     """
-    playbook, reason = _intended(finding)
+    playbook, reason = opened_by or _intended(finding)
     intended = playbook
-    for pattern, chosen in (overrides or {}).items():
+    for pattern, chosen in ({} if opened_by else overrides or {}).items():
         if fnmatchcase(finding.type, pattern):
             if chosen not in ALL_PLAYBOOKS:
                 raise FindingRejected("invalid_override", f"playbook override {pattern!r} names unknown {chosen!r}")
@@ -152,6 +176,11 @@ def route(finding: Finding, overrides: Mapping[str, str] | None = None) -> Route
         playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no instance id to contain: triage"
     if playbook == S3_PLAYBOOK and not resource.bucket_names:
         playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no bucket to contain: triage"
+    if playbook == LAMBDA_PLAYBOOK and not (resource.resource_type == "Lambda" and resource.resource_id):
+        playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no Lambda function to contain: triage"
+    # A Limitless Database (a shard group) is not a DB instance: triage until a playbook knows shard groups.
+    if playbook == RDS_PLAYBOOK and not (resource.resource_type == "RDSDBInstance" and resource.resource_id):
+        playbook, reason = TRIAGE_PLAYBOOK, f"{reason}; no DB instance to contain: triage"
     # Identities (user or role names, keys) appear in keys only hashed: they may name a person.
     personal_intent = intended in (IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK)
     if playbook == TRIAGE_PLAYBOOK:

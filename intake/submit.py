@@ -37,17 +37,20 @@ async def submit(
     received_at: datetime | None = None,
     origin: str = "",
     delivery_id: str | None = None,
+    opened_by: tuple[str, str] | None = None,
 ) -> Submission:
     """Signal-with-start: a new incident for the resource, or the finding joins the running one.
 
     A resource whose last incident has ended gets a new incident: a new run under the same workflow id
     (the incident key), with a new incident id (the key plus the time it opened).
 
+    `opened_by` = (playbook, why) routes the finding to that playbook (see `intake.router.route`).
+
     Raises `FindingRejected` when no playbook can answer the finding; Temporal errors propagate, so a
     caller that holds a queue message keeps it until Temporal has acknowledged.
     """
     finding = parsed.finding
-    destination = route(finding, settings.playbook_overrides)
+    destination = route(finding, settings.playbook_overrides, opened_by)
     received_at = received_at or datetime.now(UTC)
     new_incident_id = incident_id(destination.incident_key, received_at)
     nonce = uuid.uuid4().hex  # tells afterwards whether this call opened the incident or joined one

@@ -292,11 +292,17 @@ def reject(
 
 
 @app.command()
-def policy() -> None:
-    """Print the worker's least-privilege IAM policy, generated from the activities' declarations."""
-    from irflow.iam_policy import worker_policy
+def policy(
+    member: Annotated[bool, typer.Option("--member", help="the responder role's policy in member accounts")] = False,
+    member_template: Annotated[
+        bool, typer.Option("--member-template", help="CloudFormation for the responder role in member accounts")
+    ] = False,
+) -> None:
+    """Print least-privilege IAM, generated from the activities' declarations: the worker's policy (default),
+    the member accounts' responder policy, or the responder role's CloudFormation template."""
+    from irflow.iam_policy import member_policy, member_role_template, worker_policy
 
-    _print_json(worker_policy())
+    _print_json(member_role_template() if member_template else member_policy() if member else worker_policy())
 
 
 @app.command("setup-namespace")

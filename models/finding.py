@@ -336,6 +336,13 @@ def _affected_resource(resource: _Resource) -> AffectedResource:
             principal_id=k.principal_id,
             user_name=k.user_name,
             user_type=k.user_type,
+            # InstanceCredentialExfiltration findings also name the instance whose role credentials left it.
+            instance_id=resource.instance_details.instance_id if resource.instance_details else None,
+            instance_profile_arn=(
+                resource.instance_details.iam_instance_profile.arn
+                if resource.instance_details and resource.instance_details.iam_instance_profile
+                else None
+            ),
             # S3 findings from management events name the caller's key and the bucket acted on.
             bucket_names=tuple(b.name for b in resource.s3_bucket_details if b.name),
         )

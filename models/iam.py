@@ -48,3 +48,52 @@ class IamUserStepInput(BaseModel):
     target: IamUserTarget
     prior: IamUserContext
     issued_before: datetime | None = None
+
+
+class IamRoleTarget(BaseModel):
+    """A role whose temporary credentials a finding says are misused."""
+
+    incident_id: str
+    account_id: str
+    region: str
+    role_name: str = Field(default="", description="may be empty: then found from the principal id's role id")
+    principal_id: str | None = Field(default=None, description="'AROA…:session-name' for an assumed role")
+    access_key_id: str | None = None
+    source_instance_ids: list[str] = Field(
+        default_factory=list, description="instances the finding says the credentials came from"
+    )
+
+    @property
+    def session_name(self) -> str | None:
+        if self.principal_id and ":" in self.principal_id:
+            return self.principal_id.split(":", 1)[1]
+        return None
+
+
+class IamRoleContext(BaseModel):
+    """The role as it was before containment, and who uses it."""
+
+    role_name: str
+    role_arn: str
+    role_id: str
+    path: str = "/"
+    created: datetime | None = None
+    max_session_duration: int | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    trust_policy: dict = Field(default_factory=dict)
+    attached_policies: list[str] = Field(default_factory=list)
+    inline_policies: list[str] = Field(default_factory=list)
+    last_used: datetime | None = None
+    last_used_region: str | None = None
+    instance_profiles: list[str] = Field(default_factory=list, description="ARNs of profiles carrying the role")
+    instances_using_role: list[str] = Field(default_factory=list, description="instances with one of those profiles")
+    unmodifiable_reason: str | None = Field(
+        default=None, description="why irflow may not change this role (service-linked, IAM Identity Center)"
+    )
+    captured_at: datetime
+
+
+class IamRoleStepInput(BaseModel):
+    target: IamRoleTarget
+    prior: IamRoleContext
+    issued_before: datetime | None = None

@@ -190,6 +190,9 @@ class IncidentState(BaseModel):
     memory_capture: MemoryCaptureResult | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     escalations: list[datetime] = Field(default_factory=list)
+    related_incidents: list[str] = Field(
+        default_factory=list, description="workflow ids of incidents this one opened or joined"
+    )
     failure_reason: str | None = None
     eradication: Eradication | None = None
     report_keys: list[str] = Field(default_factory=list)
@@ -256,3 +259,21 @@ class TriageInput(BaseModel):
 
     incident_id: str
     finding: Finding
+
+
+class RelatedIncidentsInput(BaseModel):
+    """Open (or join) the incidents of instances a finding implicates, from another incident."""
+
+    incident_id: str = Field(description="the incident asking")
+    finding: Finding
+    raw_packed: str | None = None
+    instance_ids: list[str]
+    task_queue: str
+    reason: str
+
+
+class RelatedIncident(BaseModel):
+    instance_id: str
+    workflow_id: str
+    incident_id: str
+    joined: bool

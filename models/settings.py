@@ -65,6 +65,14 @@ class IrflowSettings(BaseSettings):
     default_eradication: Eradication = Eradication.STOP
     capture_memory: bool = True
 
+    # Accounts: the worker runs in the security account (evidence always lands there); incidents about
+    # another account are handled by assuming arn:<partition>:iam::<account>:role/<member_role_name>.
+    security_account_id: str = Field(default="", description="empty: the account of the worker's credentials")
+    member_role_name: str = "irflow-responder"
+    member_external_id: str = ""
+    member_session_seconds: int = Field(default=3600, ge=900, le=43200)
+    aws_partition: str = "aws"
+
     activity_threads: int = Field(default=16, ge=1)
 
     # The finding listener (starter.py): queues to long-poll, and what it lets through.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import socket
 import sys
 import uuid
@@ -36,8 +37,11 @@ def free_port() -> int:
 @asynccontextmanager
 async def running_worker(client: Client, activities=None, **settings) -> AsyncIterator[IrflowSettings]:
     """An in-process worker on a fresh task queue, so tests never pick up each other's incidents."""
+    # In-process moto is CPU-bound Python: many activity threads starve the workflow thread of the GIL
+    # and trip Temporal's 2-second deadlock detector. Against AWS, activities wait on I/O instead.
+    settings.setdefault("activity_threads", 6)
     configured = IrflowSettings(task_queue=f"irflow-test-{uuid.uuid4().hex[:10]}", **settings)
-    with ThreadPoolExecutor(max_workers=16) as executor:
+    with ThreadPoolExecutor(max_workers=configured.activity_threads) as executor:
         async with build_worker(client, configured, executor, activities):
             yield configured
 
@@ -145,3 +149,25 @@ def notifications(workload: DemoWorkload) -> list[dict]:
                 {"topic": body.get("TopicArn"), "subject": body.get("Subject"), **json.loads(body["Message"])}
             )
             sqs.delete_message(QueueUrl=workload.notifications_queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def member_session(account_id: str, region: str = "us-east-1") -> boto3.session.Session:
+    """Credentials in another account, the way its administrator would have them (moto keeps each
+    account's state apart and tells them by the assumed role's account)."""
+    credentials = boto3.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole", RoleSessionName="admin"
+    )["Credentials"]
+    return boto3.session.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name=region,
+    )
+
+
+def read_evidence(evidence) -> bytes:
+    """An evidence object's bytes, as stored (that version), checked against its recorded SHA-256."""
+    body = boto3.client("s3").get_object(Bucket=evidence.bucket, Key=evidence.key, VersionId=evidence.version_id)
+    raw = body["Body"].read()
+    assert hashlib.sha256(raw).hexdigest() == evidence.sha256, f"{evidence.key}: bytes do not match their hash"
+    return raw

@@ -42,9 +42,12 @@ with workflow.unsafe.imports_passed_through():
 from workflows import search_attributes as sa
 from workflows.activity_options import QUICK, UNDO
 from workflows.ec2_playbook import Ec2Playbook
+from workflows.iam_role_playbook import IamRolePlaybook
 from workflows.iam_user_playbook import IamUserPlaybook
+from workflows.lambda_playbook import LambdaPlaybook
 from workflows.playbook import Playbook
 from workflows.policy import incident_severity
+from workflows.rds_playbook import RdsPlaybook
 from workflows.s3_bucket_playbook import S3BucketPlaybook
 from workflows.saga import Saga, Undo
 from workflows.triage_playbook import TriagePlaybook
@@ -53,7 +56,16 @@ from workflows.triage_playbook import TriagePlaybook
 MAX_REMEMBERED_DELIVERIES = 10_000
 
 PLAYBOOKS: dict[str, type[Playbook]] = {
-    p.name: p for p in (Ec2Playbook, IamUserPlaybook, S3BucketPlaybook, TriagePlaybook)
+    p.name: p
+    for p in (
+        Ec2Playbook,
+        IamUserPlaybook,
+        IamRolePlaybook,
+        LambdaPlaybook,
+        RdsPlaybook,
+        S3BucketPlaybook,
+        TriagePlaybook,
+    )
 }
 
 

@@ -19,18 +19,29 @@ import pytest
 
 import activities
 from activities.aws import registered_activities, reset_clients
+from devstack import moto_fidelity_lambda, moto_fidelity_rds
 from devstack.demo import sample_access_key_finding, sample_finding
-from irflow.iam_policy import worker_policy
+from devstack.demo_lambda import seed_lambda_function
+from devstack.demo_rds import seed_aurora_cluster, seed_rds_instance
+from irflow.iam_policy import member_policy, member_role_template, worker_policy
 from models.ec2 import Ec2StepInput, Ec2Target
 from models.finding import parse_guardduty
-from models.iam import IamUserStepInput, IamUserTarget
+from models.iam import IamRoleStepInput, IamRoleTarget, IamUserStepInput, IamUserTarget
 from models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput, TriageInput
+from models.lambda_function import LambdaStepInput, LambdaTarget
+from models.rds import DbStepInput, DbTarget
 from models.s3 import BucketStepInput, BucketTarget
 from models.settings import get_settings
 from tests.support import REPO
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
+from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS, LAMBDA_ERADICATION_STEPS
+from workflows.rds_playbook import RDS_CONTAINMENT_STEPS
 
 INCIDENT_ID = "inc-iam-0001"
+ALLOW_S3_READ = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::demo-*/*"}],
+}
 
 # IAM's service prefix where it differs from botocore's service name.
 IAM_PREFIX = {"elbv2": "elasticloadbalancing"}
@@ -51,6 +62,9 @@ RENAMED = {
     ("s3", "DeletePublicAccessBlock"): "PutBucketPublicAccessBlock",
     ("s3", "DeleteBucketTagging"): "PutBucketTagging",
 }
+# "No permissions are required to perform this operation" (STS API reference): the worker asks who it is
+# to tell the security account from member accounts.
+NEEDS_NO_PERMISSION = {("sts", "GetCallerIdentity")}
 # Reading or deleting a specific version needs the *Version action instead.
 VERSIONED = {"GetObject": "GetObjectVersion", "HeadObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion"}
 
@@ -72,6 +86,8 @@ def iam_actions_for(service: str, operation: str, params: dict[str, Any]) -> set
             actions.add("kms:GenerateDataKey")
     if prefix == "ec2" and params.get("TagSpecifications"):
         actions.add("ec2:CreateTags")  # tag-on-create is authorised as CreateTags too
+    if prefix == "rds" and operation.startswith("Create") and params.get("Tags"):
+        actions.add("rds:AddTagsToResource")  # RDS authorises tags given on create as AddTagsToResource
     if prefix == "ec2" and operation in ("AssociateIamInstanceProfile", "ReplaceIamInstanceProfileAssociation"):
         actions.add("iam:PassRole")
     return actions
@@ -89,6 +105,8 @@ class CallRecorder:
         if self.running is None:
             return
         service = model.service_model.service_name
+        if (service, model.name) in NEEDS_NO_PERMISSION:
+            return
         self.calls[self.running].append(f"{service}.{model.name}")
         self.actions[self.running] |= iam_actions_for(service, model.name, params)
 
@@ -220,6 +238,74 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
         run(name, bucket_step)
     run("collect_bucket_evidence", bucket_step)
 
+    # IAM role sessions: found by the principal's role id, each step twice, each undo twice, evidence.
+    role_id = iam.get_role(RoleName=workload.role_name)["Role"]["RoleId"]
+    role_target = IamRoleTarget(
+        incident_id=INCIDENT_ID,
+        account_id=workload.account_id,
+        region=workload.region,
+        principal_id=f"{role_id}:{workload.instance_id}",
+    )
+    role_prior = run("describe_iam_role_context", role_target)
+    role_step = IamRoleStepInput(
+        target=role_target.model_copy(update={"role_name": role_prior.role_name}),
+        prior=role_prior,
+        issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC),
+    )
+    iam.put_role_policy(RoleName=workload.role_name, PolicyName="app", PolicyDocument=json.dumps(ALLOW_S3_READ))
+    role_step = role_step.model_copy(update={"prior": run("describe_iam_role_context", role_step.target)})
+    role_steps = ["tag_role", "revoke_iam_role_sessions"]
+    role_undos = ["remove_iam_role_session_revocation", "restore_role_tags"]
+    for name in role_steps + role_steps + role_undos + role_undos:
+        run(name, role_step)
+    run("collect_iam_role_evidence", role_step)
+
+    # Lambda function: described, each step twice, each undo twice (with and without reserved concurrency
+    # to restore), evidence with the code package, then eradication twice (the second finds nothing to do).
+    moto_fidelity_lambda.apply()
+    function_steps = [c.activity for c in LAMBDA_CONTAINMENT_STEPS]
+    function_undos = [c.undo for c in reversed(LAMBDA_CONTAINMENT_STEPS)]
+    for reserved, name in ((25, "demo"), (None, "plain")):
+        demo = seed_lambda_function(workload.account_id, workload.region, name=name, reserved_concurrency=reserved)
+        function_target = LambdaTarget(
+            incident_id=INCIDENT_ID,
+            account_id=workload.account_id,
+            region=workload.region,
+            function_name=demo.function_name,
+        )
+        function_step = LambdaStepInput(
+            target=function_target,
+            prior=run("describe_lambda_context", function_target),
+            issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC),
+        )
+        for step_name in function_steps + function_steps + function_undos + function_undos + function_steps:
+            run(step_name, function_step)
+    run("collect_lambda_evidence", function_step)
+    run("collect_lambda_code", function_step)
+    for step_name in LAMBDA_ERADICATION_STEPS + LAMBDA_ERADICATION_STEPS:
+        run(step_name, function_step)
+
+    # RDS: a lone instance and an Aurora cluster, each described, each step twice, each undo twice, evidence,
+    # then stopped twice (the second finds it stopped).
+    moto_fidelity_rds.apply()
+    db_steps = [c.activity for c in RDS_CONTAINMENT_STEPS]
+    db_undos = [c.undo for c in reversed(RDS_CONTAINMENT_STEPS) if c.undo]
+    for seed in (seed_rds_instance, seed_aurora_cluster):
+        database = seed(workload.account_id, workload.region, workload.vpc_id, workload.subnet_ids)
+        db_target = DbTarget(
+            incident_id=INCIDENT_ID,
+            account_id=workload.account_id,
+            region=workload.region,
+            db_instance_identifier=database.db_instance_id,
+            db_user={"user": "orders_app"},
+        )
+        db_step = DbStepInput(target=db_target, prior=run("describe_db_instance_context", db_target))
+        for name in db_steps + db_steps + db_undos + db_undos:
+            run(name, db_step)
+        run("collect_db_instance_evidence", db_step)
+        run("stop_db_instance", db_step)
+        run("stop_db_instance", db_step)
+
     # Triage: describe what a finding names, whatever the service (errors are evidence too).
     leaked = parse_guardduty(sample_access_key_finding(workload.iam_user, workload.access_key_id)).finding
     run("describe_related_resources", TriageInput(incident_id=INCIDENT_ID, finding=leaked))
@@ -270,6 +356,8 @@ def test_the_recorder_sees_calls_made_through_cached_clients(workload, recorder)
         ("elbv2", "RegisterTargets", {}, {"elasticloadbalancing:RegisterTargets"}),
         ("ec2", "CreateSnapshot", {"TagSpecifications": [{}]}, {"ec2:CreateSnapshot", "ec2:CreateTags"}),
         ("ec2", "AssociateIamInstanceProfile", {}, {"ec2:AssociateIamInstanceProfile", "iam:PassRole"}),
+        ("rds", "CreateDBSnapshot", {"Tags": [{}]}, {"rds:CreateDBSnapshot", "rds:AddTagsToResource"}),
+        ("rds", "ModifyDBInstance", {}, {"rds:ModifyDBInstance"}),
     ],
 )
 def test_operations_map_to_the_documented_iam_actions(service, operation, params, expected):
@@ -308,7 +396,26 @@ def test_committed_worker_policy_is_generated_from_the_code():
 
 
 def test_worker_policy_grants_exactly_the_declared_actions():
-    granted = {a for statement in worker_policy()["Statement"] for a in statement["Action"]}
+    *declared_statements, assume = worker_policy()["Statement"]
+    granted = {a for statement in declared_statements for a in statement["Action"]}
     declared = {a for actions in activities.required_iam_actions().values() for a in actions}
     assert granted == declared
     assert all(s["Effect"] == "Allow" for s in worker_policy()["Statement"])
+    # Beyond its own account, the worker can only become the responder role.
+    assert assume["Action"] == ["sts:AssumeRole"]
+    assert assume["Resource"] == "arn:aws:iam::*:role/irflow-responder"
+
+
+def test_member_accounts_get_the_resource_actions_without_evidence_or_notification_writes():
+    granted = {a for statement in member_policy()["Statement"] for a in statement["Action"]}
+    assert {"iam:PutRolePolicy", "ec2:ModifyNetworkInterfaceAttribute", "s3:PutBucketPublicAccessBlock"} <= granted
+    assert not granted & {"s3:PutObject", "s3:PutObjectRetention", "sns:Publish", "sts:AssumeRole"}
+    assert len(json.dumps(member_policy(), separators=(",", ":"))) < 10_240, "IAM's inline role policy size limit"
+
+
+def test_committed_member_role_template_is_generated_from_the_code():
+    committed = json.loads((REPO / "infra" / "member-role.json").read_text())
+    assert committed == member_role_template()
+    role = committed["Resources"]["ResponderRole"]["Properties"]
+    assert role["RoleName"] == "irflow-responder"
+    assert role["Policies"][0]["PolicyDocument"] == member_policy()

@@ -13,7 +13,9 @@ import uuid
 import boto3
 import pytest
 
-from devstack.demo import sample_access_key_finding, sample_bucket_finding, sample_finding
+from devstack.demo import sample_access_key_finding, sample_bucket_finding, sample_finding, sample_role_finding
+from devstack.demo_lambda import sample_lambda_finding, seed_lambda_function
+from devstack.demo_rds import sample_rds_finding, seed_rds_instance
 from devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
 from devstack.processes import ProcessGroup, free_port, start_temporal
 from irflow.temporal_client import connect, ensure_search_attributes
@@ -315,4 +317,113 @@ async def test_a_public_bucket_is_locked_down_end_to_end(stack, account, intake)
     await _eventually(blocked)
     statements = json.loads(s3.get_bucket_policy(Bucket=account.public_bucket)["Policy"])["Statement"]
     assert all(s.get("Principal") != "*" for s in statements)
+    assert _stop(listener) == 0
+
+
+async def test_stolen_instance_role_credentials_end_to_end(stack, account, intake):
+    """Role-session finding → EventBridge → SQS → listener → iam-role-sessions incident (worker process),
+    which opens the source instance's incident from inside the worker: the role's older sessions are
+    denied and the instance is isolated."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    env = stack.env(**account.worker_environment(), IRFLOW_QUEUE_URLS=intake.queue_url)
+    stack.group.start(f"worker-role-{intake.stack_name}", [sys.executable, "worker.py"], env=env)
+    listener = stack.group.start(
+        f"listener-role-{intake.stack_name}", [sys.executable, "starter.py", "--wait-seconds", "1"], env=env
+    )
+    iam = boto3.client("iam")
+    role_id = iam.get_role(RoleName=account.role_name)["Role"]["RoleId"]
+    publish_findings(
+        [sample_role_finding(account.role_name, role_id, account.instance_id, account.account_id, account.region)]
+    )
+
+    async def revoked():
+        names = iam.list_role_policies(RoleName=account.role_name)["PolicyNames"]
+        return names if any(n.startswith("irflow-revoke-sessions-iam-role-") for n in names) else None
+
+    await _eventually(revoked)
+    isolated = await _eventually(lambda: _async(_isolated(account)))
+    assert isolated == {"quarantine"}
+    assert len(await _incidents(client, "iam-role-")) == 1
+    assert len(await _incidents(client, f"ec2-{account.account_id}-{account.region}-{account.instance_id}")) == 1
+    assert _stop(listener) == 0
+
+
+def _isolated(account) -> set[str] | None:
+    ec2 = boto3.client("ec2", region_name=account.region)
+    interfaces = ec2.describe_network_interfaces(
+        Filters=[{"Name": "attachment.instance-id", "Values": [account.instance_id]}]
+    )["NetworkInterfaces"]
+    names = {g["GroupName"].removeprefix("irflow-") for interface in interfaces for g in interface["Groups"]}
+    return names if names == {"quarantine"} else None
+
+
+def _start_pipeline(stack, account, intake, name: str):
+    env = stack.env(**account.worker_environment(), IRFLOW_QUEUE_URLS=intake.queue_url)
+    stack.group.start(f"worker-{name}-{intake.stack_name}", [sys.executable, "worker.py"], env=env)
+    return stack.group.start(
+        f"listener-{name}-{intake.stack_name}", [sys.executable, "starter.py", "--wait-seconds", "1"], env=env
+    )
+
+
+async def test_a_compromised_lambda_function_is_throttled_end_to_end(stack, account, intake):
+    """Lambda finding → EventBridge → SQS → listener → lambda-function incident (worker process)."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    function = seed_lambda_function(account.account_id, account.region, name=f"e2e{free_port()}")
+    listener = _start_pipeline(stack, account, intake, "lambda")
+    publish_findings(
+        [
+            sample_lambda_finding(
+                function.function_name, function.function_arn, function.role_arn, account.account_id, account.region
+            )
+        ]
+    )
+    lambda_ = boto3.client("lambda", region_name=account.region)
+
+    async def throttled():
+        concurrency = lambda_.get_function_concurrency(FunctionName=function.function_name)
+        return concurrency if concurrency.get("ReservedConcurrentExecutions") == 0 else None
+
+    await _eventually(throttled)
+    iam = boto3.client("iam")
+
+    async def revoked():
+        names = iam.list_role_policies(RoleName=function.role_name)["PolicyNames"]
+        return names if any(n.startswith("irflow-revoke-sessions-lambda-") for n in names) else None
+
+    await _eventually(revoked)
+    assert list(await _incidents(client, f"lambda-{account.account_id}-{account.region}-{function.function_name}"))
+    assert _stop(listener) == 0
+
+
+async def test_a_database_with_a_suspicious_login_is_made_private_end_to_end(stack, account, intake):
+    """RDS finding → EventBridge → SQS → listener → rds-instance incident (worker process)."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    database = seed_rds_instance(
+        account.account_id, account.region, account.vpc_id, account.subnet_ids, name=f"e2e{free_port()}"
+    )
+    listener = _start_pipeline(stack, account, intake, "rds")
+    publish_findings([sample_rds_finding(database.db_instance_id, account.account_id, account.region)])
+    rds = boto3.client("rds", region_name=account.region)
+
+    ec2 = boto3.client("ec2", region_name=account.region)
+
+    async def private_and_quarantined():
+        [instance] = rds.describe_db_instances(DBInstanceIdentifier=database.db_instance_id)["DBInstances"]
+        groups = [g["VpcSecurityGroupId"] for g in instance["VpcSecurityGroups"]]
+        names = [g["GroupName"] for g in ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]]
+        return instance if not instance["PubliclyAccessible"] and names == ["irflow-quarantine"] else None
+
+    await _eventually(private_and_quarantined)
+    snapshots = await _eventually(
+        lambda: _async(
+            rds.describe_db_snapshots(DBInstanceIdentifier=database.db_instance_id, SnapshotType="manual")[
+                "DBSnapshots"
+            ]
+            or None
+        )
+    )
+    assert len(snapshots) == 1
     assert _stop(listener) == 0

@@ -404,11 +404,11 @@ def test_the_first_matching_override_wins(overrides, playbook):
     assert repr(first) in destination.reason
 
 
-def test_an_override_to_a_playbook_not_in_this_version_goes_to_triage_saying_both():
-    from intake.router import ALL_PLAYBOOKS, AVAILABLE_PLAYBOOKS
-
-    missing = [p for p in ALL_PLAYBOOKS if p not in AVAILABLE_PLAYBOOKS]
-    assert missing, "every playbook is available: nothing left to test here"
+def test_an_override_to_a_playbook_not_in_this_version_goes_to_triage_saying_both(monkeypatch):
+    # Every playbook ships in this version: a version without one (RDS, say) is simulated.
+    if set(ALL_PLAYBOOKS) <= router.AVAILABLE_PLAYBOOKS:
+        monkeypatch.setattr(router, "AVAILABLE_PLAYBOOKS", router.AVAILABLE_PLAYBOOKS - {RDS_PLAYBOOK})
+    missing = [p for p in ALL_PLAYBOOKS if p not in router.AVAILABLE_PLAYBOOKS]
     destination = route(_finding("Recon:EC2/Portscan"), {"Recon:*": missing[0]})
     assert destination.playbook == TRIAGE_PLAYBOOK
     assert "Recon:*" in destination.reason and f"the {missing[0]} playbook is not in this version" in destination.reason
@@ -588,3 +588,39 @@ def test_s3_findings_from_management_events_are_meant_for_the_bucket_not_the_cal
     assert destination.playbook == _expected_playbook(S3_PLAYBOOK)
     assert destination.resource_id == BUCKET
     _assert_anonymous(destination.incident_key)
+
+
+def test_federation_tokens_go_to_an_analyst_not_to_the_role_playbook():
+    federated = route(_user_finding(user_type="FederatedUser", user_name="alice", principal_id="123:alice"))
+    assert federated.playbook == TRIAGE_PLAYBOOK
+    assert "federation" in federated.reason
+    _assert_anonymous(federated.incident_key)
+
+
+def test_another_incident_can_open_the_instance_incident_for_a_role_finding():
+    """A role incident asks for the source instance's incident: the key is the instance's own, so a
+    finding reported straight about the instance joins the same incident."""
+    role = _role_session_finding()
+    instance = role.model_copy(
+        update={"resource": role.resource.model_copy(update={"resource_type": "Instance", "instance_id": INSTANCE_ID})}
+    )
+    opened = route(instance, opened_by=(EC2_PLAYBOOK, "credentials left this instance"))
+    direct = route(_finding("Backdoor:EC2/C&CActivity.B", None))
+    assert opened.playbook == EC2_PLAYBOOK and opened.reason == "credentials left this instance"
+    assert opened.incident_key == direct.incident_key
+
+
+def test_a_database_named_by_its_arn_or_its_identifier_is_one_incident():
+    by_name = _finding(
+        "CredentialAccess:RDS/AnomalousBehavior.SuccessfulLogin",
+        {"resourceType": "RDSDBInstance", "rdsDbInstanceDetails": {"dbInstanceIdentifier": "orders-db"}},
+    )
+    by_arn = by_name.model_copy(
+        update={
+            "resource": by_name.resource.model_copy(
+                update={"resource_id": f"arn:aws:rds:{REGION}:{ACCOUNT}:db:orders-db"}
+            )
+        }
+    )
+    assert route(by_name).playbook == route(by_arn).playbook == RDS_PLAYBOOK
+    assert route(by_name).incident_key == route(by_arn).incident_key

@@ -9,11 +9,20 @@ from temporalio.exceptions import ApplicationError
 
 from activities import all_activities
 from models.ec2 import Ec2StepInput
-from models.iam import IamUserStepInput
+from models.iam import IamRoleStepInput, IamUserStepInput
 from models.incident import StepResult
+from models.lambda_function import LambdaStepInput
+from models.rds import DbStepInput
 from models.s3 import BucketStepInput
 
-INPUT_TYPES = {"ec2": Ec2StepInput, "iam": IamUserStepInput, "s3": BucketStepInput}
+INPUT_TYPES = {
+    "ec2": Ec2StepInput,
+    "iam": IamUserStepInput,
+    "iam-role": IamRoleStepInput,
+    "s3": BucketStepInput,
+    "lambda": LambdaStepInput,
+    "rds": DbStepInput,
+}
 
 
 def _replace(name: str, stand_in) -> list:

@@ -1,0 +1,56 @@
+"""infra/member-role.json: the responder role each member account deploys (generated from the code)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+
+import boto3
+
+from irflow.iam_policy import member_policy
+from tests.infra.test_findings_intake_template import CFN_LINT
+from tests.support import REPO, member_session
+
+TEMPLATE = REPO / "infra" / "member-role.json"
+MEMBER = "210987654321"
+
+
+def _document(value):
+    """A policy document as IAM returns it; moto's CloudFormation stores inline policies as a Python repr."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return ast.literal_eval(value)
+
+
+def test_cfn_lint_passes():
+    result = subprocess.run([str(CFN_LINT), str(TEMPLATE)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"cfn-lint exited {result.returncode}:\n{result.stdout}{result.stderr}"
+
+
+def test_deployed_in_a_member_account_it_trusts_only_the_security_accounts_worker(aws):
+    member = member_session(MEMBER)
+    member.client("cloudformation").create_stack(
+        StackName="irflow-responder",
+        TemplateBody=TEMPLATE.read_text(),
+        Parameters=[
+            {"ParameterKey": "SecurityAccountId", "ParameterValue": "123456789012"},
+            {"ParameterKey": "ExternalId", "ParameterValue": "irflow-ext-1"},
+        ],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    iam = member.client("iam")
+    role = iam.get_role(RoleName="irflow-responder")["Role"]
+    assert role["Arn"] == f"arn:aws:iam::{MEMBER}:role/irflow-responder"
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(trust) if isinstance(trust, str) else trust
+    [statement] = trust["Statement"]
+    assert statement["Principal"] == {"AWS": "arn:aws:iam::123456789012:role/irflow-worker"}
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": "irflow-ext-1"}}
+    document = iam.get_role_policy(RoleName="irflow-responder", PolicyName="irflow-responder")["PolicyDocument"]
+    assert _document(document) == member_policy()
+    # Nothing of this lands in the security account.
+    assert "irflow-responder" not in [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]]
