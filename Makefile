@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install test run lint format bench policy clean
+.PHONY: install browser test run lint format bench policy clean
 
 install: $(STAMP)
 
@@ -15,10 +15,15 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: install
+# Debian's headless Chromium for the Temporal UI browser test (apt, never a browser download).
+browser:
+	@bash scripts/install-browser
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	# Two processes (one per core), whole files per process: each has its own dev server and moto.
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 run: install
 	$(BIN)/python -m devstack.run

@@ -19,6 +19,16 @@ SAMPLE_FINDING = REPO / "examples" / "findings" / "ec2-command-and-control.json"
 IMAGE_ID = "ami-12c6146b"  # an image moto knows
 
 
+# The demo's analysts (IRFLOW_APPROVERS): each may decide; dave is also an analyst (notes).
+DEMO_APPROVERS = {
+    "alice": {"roles": ["approver"]},
+    "bob": {"roles": ["approver"]},
+    "carol": {"roles": ["approver"]},
+    "eve": {"roles": ["approver"]},
+    "dave": {"roles": ["analyst", "approver"]},
+}
+
+
 @dataclass(frozen=True)
 class DemoWorkload:
     account_id: str
@@ -53,6 +63,7 @@ class DemoWorkload:
             "IRFLOW_ESCALATION_TOPIC_ARN": self.escalation_topic_arn,
             # moto's SSM reports success at once; waiting only matters against real instances.
             "IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS": "30",
+            "IRFLOW_APPROVERS": json.dumps(DEMO_APPROVERS),
         }
 
     def to_json(self) -> str:

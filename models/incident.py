@@ -42,6 +42,15 @@ class Eradication(StrEnum):
     TERMINATE = "terminate"
 
 
+class Approver(BaseModel):
+    """Someone who may decide: `approver` may approve, reject and release; `analyst` may add notes.
+    `principals` are the person's own AWS identities (user names or ARNs): nobody decides an incident
+    about themselves."""
+
+    roles: list[Literal["approver", "analyst"]] = Field(default_factory=lambda: ["approver"])
+    principals: list[str] = Field(default_factory=list)
+
+
 class ResponsePolicy(BaseModel):
     """The rules an incident runs under, fixed when it starts so a replay decides the same way."""
 
@@ -50,6 +59,14 @@ class ResponsePolicy(BaseModel):
     decision_timeout: timedelta = timedelta(hours=4)
     default_eradication: Eradication = Eradication.STOP
     capture_memory: bool = True
+    approvers: dict[str, Approver] = Field(default_factory=dict)
+    two_person_min_severity: Severity = Severity.CRITICAL
+    decision_reminder: timedelta | None = timedelta(hours=1)
+    timeout_action: Literal["keep", "contain"] = Field(
+        default="keep",
+        description="when nobody decides in time: keep waiting (escalated), or — for the question whether to "
+        "contain at all — contain. A timeout never deletes, stops or terminates anything.",
+    )
 
 
 class FindingDelivery(BaseModel):
@@ -120,6 +137,8 @@ class SnapshotEvidence(BaseModel):
 class DecisionKind(StrEnum):
     APPROVE = "approve"
     REJECT = "reject"
+    RELEASE = "release"
+    NOTE = "note"
 
 
 DecisionStage = Literal["containment", "eradication", "triage"]
@@ -132,6 +151,9 @@ class PendingDecision(BaseModel):
     since: datetime
     deadline: datetime | None = None
     escalated_at: datetime | None = None
+    reminders: int = 0
+    approvals: list[str] = Field(default_factory=list, description="approvers so far (two-person rule)")
+    approvals_required: int = 1
 
 
 class ApproveRequest(BaseModel):
@@ -143,6 +165,29 @@ class ApproveRequest(BaseModel):
 class RejectRequest(BaseModel):
     by: str = Field(min_length=1)
     reason: str = Field(min_length=1)
+
+
+class ReleaseRequest(BaseModel):
+    """End containment after recovery: the finding was real, the resource is clean, put it back."""
+
+    by: str = Field(min_length=1)
+    comment: str = Field(min_length=1)
+
+
+class NoteRequest(BaseModel):
+    by: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class DecisionOutcome(BaseModel):
+    """What an update answers: accepted (and whether it still waits for a second approver)."""
+
+    accepted: bool
+    kind: DecisionKind
+    stage: str | None = None
+    message: str
+    approvals: list[str] = Field(default_factory=list)
+    approvals_required: int = 1
 
 
 class Decision(BaseModel):
@@ -202,19 +247,55 @@ class IncidentState(BaseModel):
     recovered_at: datetime | None = None
     closed_at: datetime | None = None
 
-    def metrics(self) -> dict[str, float | None]:
-        """Seconds from the activity's first observation (and from irflow's detection) to each milestone."""
-        observed = self.finding.observed_at
+    def first_observed_at(self) -> datetime:
+        """When the activity was first seen: the earliest first sighting over every finding absorbed."""
+        findings = self.findings_absorbed or [self.finding]
+        return min(f.observed_at for f in findings)
 
-        def since(start: datetime, end: datetime | None) -> float | None:
-            return round((end - start).total_seconds(), 3) if end else None
+    def milestones(self) -> dict[str, datetime | None]:
+        """The incident's moments, from its own record only (deterministic: the workflow may call this).
+
+        `first_decision` is the first accepted decision (the containment approval when policy asked for
+        one, or the first of two approvals), `decided` the one the workflow acted on last (the verdict on
+        eradication, or the only decision taken). Refused decisions and notes are not decisions.
+        """
+        accepted = [d.at for d in self.decisions if d.accepted and d.kind != "note"]
+        return {
+            "first_observed": self.first_observed_at(),
+            "detected": self.received_at,
+            "contained": self.contained_at,
+            "first_decision": min(accepted) if accepted else self.decided_at,
+            "decided": self.decided_at or (max(accepted) if accepted else None),
+            "recovered": self.recovered_at,
+            "closed": self.closed_at,
+        }
+
+    def metrics(self) -> dict[str, float | None]:
+        """Seconds from the activity's first observation (and from irflow's detection) to each milestone,
+        then between consecutive milestones. None where the incident never got there."""
+        m = self.milestones()
+
+        def since(start: str, end: str) -> float | None:
+            a, b = m[start], m[end]
+            return round((b - a).total_seconds(), 3) if a and b else None
 
         return {
-            "observed_to_detected_s": since(observed, self.received_at),
-            "detected_to_contained_s": since(self.received_at, self.contained_at),
-            "observed_to_contained_s": since(observed, self.contained_at),
-            "detected_to_decided_s": since(self.received_at, self.decided_at),
-            "detected_to_recovered_s": since(self.received_at, self.recovered_at),
+            # from the finding's first observation (GuardDuty eventFirstSeen)
+            "observed_to_detected_s": since("first_observed", "detected"),
+            "observed_to_contained_s": since("first_observed", "contained"),
+            "observed_to_first_decision_s": since("first_observed", "first_decision"),
+            "observed_to_decided_s": since("first_observed", "decided"),
+            "observed_to_recovered_s": since("first_observed", "recovered"),
+            "observed_to_closed_s": since("first_observed", "closed"),
+            # from irflow's detection (the finding's arrival)
+            "detected_to_contained_s": since("detected", "contained"),
+            "detected_to_first_decision_s": since("detected", "first_decision"),
+            "detected_to_decided_s": since("detected", "decided"),
+            "detected_to_recovered_s": since("detected", "recovered"),
+            "detected_to_closed_s": since("detected", "closed"),
+            # phase to phase
+            "contained_to_decided_s": since("contained", "decided"),
+            "decided_to_recovered_s": since("decided", "recovered"),
         }
 
 

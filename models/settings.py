@@ -16,7 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.finding import Severity
-from models.incident import Eradication, ResponsePolicy
+from models.incident import Approver, Eradication, ResponsePolicy
 
 DEFAULT_MEMORY_CAPTURE_COMMANDS = [
     # AVML (Microsoft's userland memory acquirer) writes a compressed LiME image; the image is then
@@ -64,6 +64,14 @@ class IrflowSettings(BaseSettings):
     decision_timeout_seconds: int = Field(default=4 * 3600, ge=1)
     default_eradication: Eradication = Eradication.STOP
     capture_memory: bool = True
+    # Who may decide (JSON): {"alice": {"roles": ["approver"], "principals": ["arn:aws:iam::1:user/alice"]},
+    # "dave": {"roles": ["analyst"]}}. Nobody else can approve, reject, release or add a note.
+    approvers: Annotated[dict[str, Approver], NoDecode] = Field(default_factory=dict)
+    two_person_min_severity: Severity = Field(
+        default=Severity.CRITICAL, description="from this severity, eradication needs two distinct approvers"
+    )
+    decision_reminder_seconds: int = Field(default=3600, ge=0, description="0: no reminders")
+    decision_timeout_action: Literal["keep", "contain"] = "keep"
 
     # Accounts: the worker runs in the security account (evidence always lands there); incidents about
     # another account are handled by assuming arn:<partition>:iam::<account>:role/<member_role_name>.
@@ -96,6 +104,17 @@ class IrflowSettings(BaseSettings):
         default_factory=list, description="resource tags that suppress a finding: 'key' or 'key=value'"
     )
 
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _approvers(cls, value: object) -> object:
+        """JSON; a plain list of names ("alice,bob" or ["alice","bob"]) makes each an approver."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith(("{", "[")) else [n.strip() for n in text.split(",") if n]
+        if isinstance(value, list):
+            return {name: {} for name in value}
+        return value
+
     @field_validator("queue_urls", "suppress_accounts", "suppress_tags", mode="before")
     @classmethod
     def _comma_or_json_list(cls, value: object) -> object:
@@ -114,6 +133,12 @@ class IrflowSettings(BaseSettings):
             decision_timeout=timedelta(seconds=self.decision_timeout_seconds),
             default_eradication=self.default_eradication,
             capture_memory=self.capture_memory,
+            approvers=self.approvers,
+            two_person_min_severity=self.two_person_min_severity,
+            decision_reminder=timedelta(seconds=self.decision_reminder_seconds)
+            if self.decision_reminder_seconds
+            else None,
+            timeout_action=self.decision_timeout_action,
         )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 from temporalio.client import Client, WorkflowHandle
 
-from devstack.demo import DemoWorkload, sample_finding
+from devstack.demo import DEMO_APPROVERS, DemoWorkload, sample_finding
 from intake.submit import Submission, submit
 from models.finding import parse_guardduty
 from models.incident import IncidentState
@@ -40,6 +40,7 @@ async def running_worker(client: Client, activities=None, **settings) -> AsyncIt
     # In-process moto is CPU-bound Python: many activity threads starve the workflow thread of the GIL
     # and trip Temporal's 2-second deadlock detector. Against AWS, activities wait on I/O instead.
     settings.setdefault("activity_threads", 6)
+    settings.setdefault("approvers", DEMO_APPROVERS)
     configured = IrflowSettings(task_queue=f"irflow-test-{uuid.uuid4().hex[:10]}", **settings)
     with ThreadPoolExecutor(max_workers=configured.activity_threads) as executor:
         async with build_worker(client, configured, executor, activities):

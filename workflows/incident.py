@@ -8,6 +8,7 @@ class keeps the record, talks to analysts and undoes what must be undone.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -24,16 +25,19 @@ with workflow.unsafe.imports_passed_through():
         ApproveRequest,
         Decision,
         DecisionKind,
+        DecisionOutcome,
         EvidenceObject,
         FindingDelivery,
         IncidentInput,
         IncidentState,
         ManifestInput,
+        NoteRequest,
         NotifyInput,
         PendingDecision,
         Phase,
         RawFindingInput,
         RejectRequest,
+        ReleaseRequest,
         Status,
         StepResult,
         TimelineEntry,
@@ -54,6 +58,13 @@ from workflows.triage_playbook import TriagePlaybook
 
 # Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
 MAX_REMEMBERED_DELIVERIES = 10_000
+
+DECISION_REQUESTS = {
+    DecisionKind.APPROVE: ApproveRequest,
+    DecisionKind.REJECT: RejectRequest,
+    DecisionKind.RELEASE: ReleaseRequest,
+    DecisionKind.NOTE: NoteRequest,
+}
 
 PLAYBOOKS: dict[str, type[Playbook]] = {
     p.name: p
@@ -107,13 +118,57 @@ class IncidentWorkflow:
     def current_state(self) -> IncidentState:
         return self.state
 
-    @workflow.signal
-    def approve(self, request: dict[str, Any]) -> None:
-        self._receive_decision(DecisionKind.APPROVE, request, via="signal")
+    # Every decision has two doors behind one path: an update (the CLI gets an answer; a refused update
+    # is rejected by its validator and leaves no trace in history) and a signal (the Temporal UI's "send
+    # signal"; a refused signal is recorded as refused and changes nothing).
 
-    @workflow.signal
-    def reject(self, request: dict[str, Any]) -> None:
-        self._receive_decision(DecisionKind.REJECT, request, via="signal")
+    @workflow.signal(name="approve")
+    def approve_signal(self, request: dict[str, Any]) -> None:
+        self._decide(DecisionKind.APPROVE, request, via="signal")
+
+    @workflow.signal(name="reject")
+    def reject_signal(self, request: dict[str, Any]) -> None:
+        self._decide(DecisionKind.REJECT, request, via="signal")
+
+    @workflow.signal(name="release")
+    def release_signal(self, request: dict[str, Any]) -> None:
+        self._decide(DecisionKind.RELEASE, request, via="signal")
+
+    @workflow.signal(name="note")
+    def note_signal(self, request: dict[str, Any]) -> None:
+        self._decide(DecisionKind.NOTE, request, via="signal")
+
+    @workflow.update(name="approve")
+    def approve_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return self._decide(DecisionKind.APPROVE, request, via="update")
+
+    @approve_update.validator
+    def _validate_approve(self, request: dict[str, Any]) -> None:
+        self._validate(DecisionKind.APPROVE, request)
+
+    @workflow.update(name="reject")
+    def reject_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return self._decide(DecisionKind.REJECT, request, via="update")
+
+    @reject_update.validator
+    def _validate_reject(self, request: dict[str, Any]) -> None:
+        self._validate(DecisionKind.REJECT, request)
+
+    @workflow.update(name="release")
+    def release_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return self._decide(DecisionKind.RELEASE, request, via="update")
+
+    @release_update.validator
+    def _validate_release(self, request: dict[str, Any]) -> None:
+        self._validate(DecisionKind.RELEASE, request)
+
+    @workflow.update(name="note")
+    def note_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return self._decide(DecisionKind.NOTE, request, via="update")
+
+    @note_update.validator
+    def _validate_note(self, request: dict[str, Any]) -> None:
+        self._validate(DecisionKind.NOTE, request)
 
     @workflow.signal
     def add_finding(self, delivery: FindingDelivery) -> None:
@@ -168,7 +223,7 @@ class IncidentWorkflow:
             raise
 
     async def _lifecycle(self, playbook: Playbook) -> IncidentState:
-        self.enter(Phase.DETECTION)
+        await self.enter(Phase.DETECTION, f"{self.state.finding.type} on {self.state.resource_id}")
         try:
             plan = await playbook.analyse()
         except ActivityError as error:
@@ -185,7 +240,7 @@ class IncidentWorkflow:
             if decision.kind == DecisionKind.REJECT:
                 return await self._finish(Status.ROLLED_BACK, f"rejected before containment by {decision.by}")
 
-        self.enter(Phase.CONTAINMENT)
+        await self.enter(Phase.CONTAINMENT)
         try:
             await playbook.contain(self.saga)
         except ActivityError as error:
@@ -196,21 +251,26 @@ class IncidentWorkflow:
             return await self._finish(Status.FAILED if vanished else Status.ROLLED_BACK, reason, fail=True)
         self.state.contained_at = workflow.now()
         self.note("contained")
-        await self._notify("team", f"irflow: contained {self.state.resource_id}", "containment complete")
 
-        self.enter(Phase.EVIDENCE)
+        await self.enter(Phase.EVIDENCE, "containment complete; collecting evidence")
         await asyncio.gather(playbook.collect_evidence(), self.store_raw_findings())
         await self._write_manifest()
 
         decision = await self._await_decision(
             "eradication",
-            f"{self.state.resource_id} is contained. Approve eradication or reject as false positive?",
+            f"{self.state.resource_id} is contained. Approve eradication, reject as a false positive, or "
+            "release it (real, but recovered: containment is lifted)?",
         )
         if decision.kind == DecisionKind.REJECT:
             await self._compensate(f"rejected as a false positive by {decision.by}")
             return await self._finish(Status.ROLLED_BACK, None)
+        if decision.kind == DecisionKind.RELEASE:
+            await self.enter(Phase.ERADICATION, f"released by {decision.by}: containment is lifted")
+            await self._compensate(f"released by {decision.by} after recovery")
+            self.state.recovered_at = workflow.now()
+            return await self._finish(Status.RESOLVED, f"released after recovery by {decision.by}")
 
-        self.enter(Phase.ERADICATION)
+        await self.enter(Phase.ERADICATION)
         choice = decision.eradication or self.request.policy.default_eradication
         self.state.eradication = choice
         try:
@@ -225,7 +285,7 @@ class IncidentWorkflow:
     async def _triage(self, playbook: Playbook) -> IncidentState:
         """No automated containment: evidence, a notification, and an analyst's call."""
         self.note("triage only: no automated containment for this resource")
-        self.enter(Phase.EVIDENCE)
+        await self.enter(Phase.EVIDENCE, "triage only: collecting evidence, nothing is changed")
         await asyncio.gather(playbook.collect_evidence(), self.store_raw_findings())
         await self._write_manifest()
         decision = await self._await_decision(
@@ -242,10 +302,13 @@ class IncidentWorkflow:
     def note(self, event: str) -> None:
         self.state.timeline.append(TimelineEntry(at=workflow.now(), phase=self.state.phase, event=event))
 
-    def enter(self, phase: Phase) -> None:
+    async def enter(self, phase: Phase, message: str = "", subject: str | None = None) -> None:
+        """A phase change: recorded, published to the UI and search attributes, and one SNS message."""
         self.state.phase = phase
-        self.note(f"phase: {phase}")
+        self.note(f"phase: {phase}" + (f" — {message}" if message else ""))
         self._publish()
+        subject = subject or f"irflow: {self.state.resource_id} → {phase}"
+        await self._notify("team", subject, message or f"phase {phase}")
 
     async def act(self, name: str, argument: Any, result_type: type, options: dict) -> Any:
         """Run one activity and record it as an action; a failure is recorded, then re-raised."""
@@ -287,81 +350,192 @@ class IncidentWorkflow:
 
     # --- decisions ---
 
-    def _receive_decision(self, kind: DecisionKind, raw: Any, via: str) -> None:
+    def _check(self, kind: DecisionKind, raw: Any) -> tuple[Any, str | None]:
+        """(the request, why it is refused or None): the one set of rules behind updates and signals."""
+        try:
+            request = DECISION_REQUESTS[kind].model_validate(raw)
+        except ValidationError as error:
+            return None, "invalid request: " + "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+            )
+        policy, pending = self.request.policy, self.state.pending_decision
+        approver = policy.approvers.get(request.by)
+        if approver is None:
+            return request, f"{request.by!r} is not a configured approver (IRFLOW_APPROVERS)"
+        if kind == DecisionKind.NOTE:
+            return request, None
+        if "approver" not in approver.roles:
+            return request, f"{request.by} ({', '.join(approver.roles)}) may not {kind}: only approvers decide"
+        affected = self._affected_principal(request.by, approver.principals)
+        if affected:
+            return request, f"{request.by} is {affected}, named in the finding: nobody decides their own incident"
+        if pending is None:
+            return request, f"no decision is pending (phase {self.state.phase})"
+        if self._decision is not None:
+            return request, "a decision was already taken"
+        if kind not in pending.options:
+            return request, f"{kind} is not an option when deciding {pending.kind} ({', '.join(pending.options)})"
+        if kind == DecisionKind.APPROVE and request.by in pending.approvals:
+            return request, f"{request.by} already approved: a second, different approver is needed"
+        return request, None
+
+    def _affected_principal(self, by: str, principals: list[str]) -> str | None:
+        """The identity of the decider that a finding of this incident names, if any."""
+        named: set[str] = set()
+        for finding in self.state.findings_absorbed:
+            resource = finding.resource
+            for value in (resource.user_name, resource.principal_id, resource.access_key_id):
+                if value:
+                    named.add(value.lower())
+                    named.add(value.lower().rsplit(":", 1)[-1])
+        for identity in (by, *principals):
+            short = identity.lower().rsplit("/", 1)[-1]
+            if identity.lower() in named or short in named:
+                return identity
+        return None
+
+    def _validate(self, kind: DecisionKind, raw: Any) -> None:
+        _, refusal = self._check(kind, raw)
+        if refusal:
+            raise ValueError(refusal)
+
+    def _decide(self, kind: DecisionKind, raw: Any, via: str) -> DecisionOutcome:
         now = workflow.now()
         pending = self.state.pending_decision
         stage = pending.kind if pending else None
-        by = str(raw.get("by", "")) if isinstance(raw, dict) else ""
-        try:
-            model = ApproveRequest if kind == DecisionKind.APPROVE else RejectRequest
-            request = model.model_validate(raw)
-        except ValidationError as error:
-            refusal = "invalid request: " + "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+        request, refusal = self._check(kind, raw)
+        if refusal:
+            by = request.by if request else (str(raw.get("by", "")) if isinstance(raw, dict) else "") or "?"
+            self.state.decisions.append(
+                Decision(kind=kind, by=by, at=now, via=via, stage=stage, accepted=False, refusal=refusal)
             )
-            self._refuse(kind, by or "?", now, via, stage, refusal)
-            return
-        comment = request.comment if isinstance(request, ApproveRequest) else request.reason
-        if pending is None:
-            self._refuse(kind, request.by, now, via, stage, f"no decision is pending (phase {self.state.phase})")
-            return
-        if self._decision is not None:
-            self._refuse(kind, request.by, now, via, stage, "a decision was already taken")
-            return
+            self.note(f"{kind} by {by} refused: {refusal}")
+            return DecisionOutcome(accepted=False, kind=kind, stage=stage, message=refusal)
+        if kind == DecisionKind.NOTE:
+            self.state.decisions.append(Decision(kind=kind, by=request.by, at=now, comment=request.text, via=via))
+            self.note(f"note by {request.by}: {request.text}")
+            return DecisionOutcome(accepted=True, kind=kind, stage=stage, message="note recorded")
+        comment = request.reason if kind == DecisionKind.REJECT else request.comment
+        eradication = request.eradication if kind == DecisionKind.APPROVE else None
         decision = Decision(
-            kind=kind,
-            by=request.by,
-            at=now,
-            comment=comment,
-            eradication=request.eradication if isinstance(request, ApproveRequest) else None,
-            via=via,
-            stage=stage,
+            kind=kind, by=request.by, at=now, comment=comment, eradication=eradication, via=via, stage=stage
         )
         self.state.decisions.append(decision)
+        if kind == DecisionKind.APPROVE:
+            pending.approvals.append(request.by)
+            if len(pending.approvals) < pending.approvals_required:
+                message = (
+                    f"approval {len(pending.approvals)} of {pending.approvals_required} by {request.by}: "
+                    "waiting for a second, different approver"
+                )
+                self.note(message)
+                return DecisionOutcome(
+                    accepted=True,
+                    kind=kind,
+                    stage=stage,
+                    message=message,
+                    approvals=list(pending.approvals),
+                    approvals_required=pending.approvals_required,
+                )
+            # The eradication choice: the last approver's, else the first one's that named it.
+            choices = [d.eradication for d in self._stage_approvals(stage) if d.eradication]
+            decision = decision.model_copy(update={"eradication": choices[-1] if choices else None})
         self._decision = decision
         self.note(f"{kind} by {request.by} via {via}: {comment or '—'}")
-
-    def _refuse(self, kind: DecisionKind, by: str, now, via: str, stage, refusal: str) -> None:
-        self.state.decisions.append(
-            Decision(kind=kind, by=by, at=now, via=via, stage=stage, accepted=False, refusal=refusal)
+        return DecisionOutcome(
+            accepted=True,
+            kind=kind,
+            stage=stage,
+            message=f"{kind} accepted",
+            approvals=list(pending.approvals),
+            approvals_required=pending.approvals_required,
         )
-        self.note(f"{kind} by {by} refused: {refusal}")
+
+    def _stage_approvals(self, stage) -> list[Decision]:
+        since = self.state.pending_decision.since if self.state.pending_decision else None
+        return [
+            d
+            for d in self.state.decisions
+            if d.accepted and d.kind == DecisionKind.APPROVE and d.stage == stage and (since is None or d.at >= since)
+        ]
 
     async def _await_decision(self, stage: str, question: str) -> Decision:
-        timeout = self.request.policy.decision_timeout
+        policy = self.request.policy
+        timeout, reminder = policy.decision_timeout, policy.decision_reminder
         now = workflow.now()
         self._decision = None
+        options = ["approve", "reject"] + (["release"] if stage == "eradication" else [])
+        two_person = stage == "eradication" and self.state.severity.rank >= policy.two_person_min_severity.rank
         self.state.pending_decision = PendingDecision(
             kind=stage,
             question=question,
-            options=["approve", "reject"],
+            options=options,
             since=now,
             deadline=now + timeout,
+            approvals_required=2 if two_person else 1,
         )
         self.state.status = Status.AWAITING_DECISION
-        self.enter(Phase.DECISION)
-        await self._notify("team", f"irflow: decision needed for {self.state.resource_id}", question)
-        try:
-            await workflow.wait_condition(lambda: self._decision is not None, timeout=timeout)
-        except TimeoutError:
-            # Silence is safe: escalate and keep waiting with containment in place. Never destroy.
-            self.state.escalations.append(workflow.now())
-            self.state.pending_decision.escalated_at = workflow.now()
-            self.state.status = Status.ESCALATED
-            self.note(f"no decision within {timeout}: escalated, containment kept")
-            self._publish()
-            await self._notify(
-                "escalation",
-                f"irflow: ESCALATION, no decision for {self.state.resource_id}",
-                f"No analyst decided within {timeout}. The resource stays contained. {question}",
-            )
-            await workflow.wait_condition(lambda: self._decision is not None)
+        if two_person:
+            question += f" ({self.state.severity}: two different approvers must approve)"
+            self.state.pending_decision.question = question
+        await self.enter(
+            Phase.DECISION, f"decision needed: {question}", f"irflow: decision needed for {self.state.resource_id}"
+        )
+        deadline = now + timeout
+        while self._decision is None:
+            escalated = self.state.pending_decision.escalated_at is not None
+            waits = [reminder] if reminder else []
+            if not escalated:
+                waits.append(max(deadline - workflow.now(), timedelta(seconds=1)))
+            try:
+                await workflow.wait_condition(lambda: self._decision is not None, timeout=min(waits) if waits else None)
+            except TimeoutError:
+                if not escalated and workflow.now() >= deadline:
+                    await self._escalate(stage, question, timeout)
+                else:
+                    await self._remind(question)
         decision = self._decision
         self.state.pending_decision = None
         self.state.decided_at = decision.at
         self.state.status = Status.ACTIVE
         self._publish()
         return decision
+
+    async def _remind(self, question: str) -> None:
+        pending = self.state.pending_decision
+        pending.reminders += 1
+        waited = workflow.now() - pending.since
+        self.note(f"reminder {pending.reminders}: still waiting for a decision after {waited}")
+        channel = "escalation" if pending.escalated_at else "team"
+        await self._notify(channel, f"irflow: REMINDER, decision needed for {self.state.resource_id}", question)
+
+    async def _escalate(self, stage: str, question: str, timeout) -> None:
+        """Silence is safe: escalate, and keep (or, for whether to contain at all, apply) containment.
+        Never delete, stop or terminate."""
+        now = workflow.now()
+        pending = self.state.pending_decision
+        self.state.escalations.append(now)
+        pending.escalated_at = now
+        self.state.status = Status.ESCALATED
+        contain = stage == "containment" and self.request.policy.timeout_action == "contain"
+        outcome = "containment applied by the timeout default" if contain else "containment kept"
+        self.note(f"no decision within {timeout}: escalated, {outcome}")
+        self._publish()
+        await self._notify(
+            "escalation",
+            f"irflow: ESCALATION, no decision for {self.state.resource_id}",
+            f"No analyst decided within {timeout}. {outcome.capitalize()}. {question}",
+        )
+        if contain:
+            self._decision = Decision(
+                kind=DecisionKind.APPROVE,
+                by="irflow",
+                at=now,
+                via="timeout",
+                stage=stage,
+                comment="IRFLOW_DECISION_TIMEOUT_ACTION=contain: nobody answered, containment applied",
+            )
+            self.state.decisions.append(self._decision)
 
     # --- compensation, closing, reporting ---
 
@@ -401,7 +575,7 @@ class IncidentWorkflow:
         self.state.status = status
         self.state.failure_reason = reason
         self.state.pending_decision = None
-        self.enter(Phase.REPORT)
+        await self.enter(Phase.REPORT, f"incident {status}" + (f": {reason}" if reason else ""))
         await self.store_raw_findings()
         reports = await self.try_act("write_report", self.state, list[EvidenceObject], QUICK)
         if reports:
@@ -409,8 +583,7 @@ class IncidentWorkflow:
             self.state.report_keys = [r.key for r in reports]
         await self._write_manifest()
         self.state.closed_at = workflow.now()
-        self.enter(Phase.DONE)
-        await self._notify("team", f"irflow: incident {status} for {self.state.resource_id}", reason or str(status))
+        await self.enter(Phase.DONE, f"incident {status}" + (f": {reason}" if reason else ""))
         if fail:
             raise ApplicationError(reason or str(status), type=f"Incident{status.title().replace('_', '')}")
         return self.state
@@ -465,7 +638,7 @@ class IncidentWorkflow:
                 ]
             )
         waiting = f"**Waiting for:** {s.pending_decision.question}" if s.pending_decision else ""
-        last = s.actions[-1] if s.actions else None
+        last = next((a for a in reversed(s.actions) if a.name != "publish_notification"), None)
         workflow.set_current_details(
             "\n".join(
                 line

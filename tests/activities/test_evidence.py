@@ -284,15 +284,26 @@ def test_manifest_is_rewritten_only_when_the_evidence_grows(workload, step, targ
     assert_locked_evidence(workload, grown)
 
 
-def test_report_is_stored_as_markdown_and_json_and_locked(workload, incident_state):
+def test_report_is_stored_as_markdown_json_and_html_and_locked(workload, incident_state):
     records = write_report(incident_state)
     assert sorted(r.key for r in records) == [
+        f"incidents/{INCIDENT_ID}/report/report.html",
         f"incidents/{INCIDENT_ID}/report/report.json",
         f"incidents/{INCIDENT_ID}/report/report.md",
     ]
     by_key = {r.key.rsplit("/", 1)[-1]: r for r in records}
     assert json.loads(stored_bytes(workload, by_key["report.json"]))["incident_id"] == INCIDENT_ID
     assert stored_bytes(workload, by_key["report.md"]).decode().startswith(f"# Incident {INCIDENT_ID}")
+    assert stored_bytes(workload, by_key["report.html"]).decode().startswith("<!DOCTYPE html>")
+    content_types = {
+        name: s3(workload).head_object(Bucket=r.bucket, Key=r.key, VersionId=r.version_id)["ContentType"]
+        for name, r in by_key.items()
+    }
+    assert content_types == {
+        "report.md": "text/markdown",
+        "report.json": "application/json",
+        "report.html": "text/html; charset=utf-8",
+    }
     for record in records:
         assert_locked_evidence(workload, record)
 

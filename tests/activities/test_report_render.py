@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 
 import pytest
 
-from activities.report import render_markdown, report_document
+from activities.report import SECTIONS, render_html, render_markdown, report_document
 from devstack.demo import sample_finding
 from models.ec2 import InstanceContext
 from models.finding import parse_guardduty
@@ -241,3 +243,287 @@ def test_a_decision_refused_before_any_question_does_not_print_none():
     decisions = _section(render_markdown(_state(decisions=[early])), "Decisions")
     assert "`bob`" in decisions and "refused (no decision is pending)" in decisions
     assert "None" not in decisions, decisions
+
+
+# --- metrics from the first observation ---
+
+
+def _finding_seen(first_seen: datetime | None, finding_id: str):
+    base = _state().finding
+    return base.model_copy(update={"id": finding_id, "first_seen": first_seen})
+
+
+def test_first_observation_is_the_earliest_sighting_over_every_finding_absorbed():
+    later = _finding_seen(FINDING_AT - timedelta(minutes=2), "later")
+    earlier = _finding_seen(FINDING_AT - timedelta(hours=1), "earlier")
+    state = _state(finding=later, findings_absorbed=[later, earlier])
+    assert state.milestones()["first_observed"] == FINDING_AT - timedelta(hours=1)
+    assert state.metrics()["observed_to_detected_s"] == 3630.0
+    assert report_document(state)["milestones"]["first_observed"] == (FINDING_AT - timedelta(hours=1)).isoformat()
+
+
+def test_first_observation_falls_back_to_the_findings_creation_time():
+    unseen = _finding_seen(None, "no-first-seen")
+    state = _state(finding=unseen, findings_absorbed=[unseen])
+    assert state.milestones()["first_observed"] == unseen.created_at
+    assert state.metrics()["observed_to_detected_s"] == (RECEIVED_AT - unseen.created_at).total_seconds()
+
+
+def test_metrics_tell_the_first_decision_from_the_final_one_and_ignore_refusals_and_notes():
+    approval_at = RECEIVED_AT + timedelta(seconds=10)
+    decisions = [
+        Decision(
+            kind=DecisionKind.APPROVE,
+            by="eve",
+            at=RECEIVED_AT + timedelta(seconds=1),
+            accepted=False,
+            refusal="no decision is pending",
+        ),
+        Decision(kind=DecisionKind.NOTE, by="carol", at=RECEIVED_AT + timedelta(seconds=2), comment="looking"),
+        Decision(kind=DecisionKind.APPROVE, by="dave", at=approval_at, stage="containment"),
+        Decision(kind=DecisionKind.APPROVE, by="alice", at=DECIDED_AT, stage="eradication"),
+    ]
+    recovered = DECIDED_AT + timedelta(seconds=30)
+    closed = recovered + timedelta(seconds=5)
+    state = _state(decisions=decisions, recovered_at=recovered, closed_at=closed)
+    milestones = state.milestones()
+    assert milestones["first_decision"] == approval_at and milestones["decided"] == DECIDED_AT
+    metrics = state.metrics()
+    assert metrics["detected_to_first_decision_s"] == 10.0
+    assert metrics["detected_to_decided_s"] == 1200.0
+    assert metrics["observed_to_first_decision_s"] == 400.0
+    assert metrics["observed_to_decided_s"] == 1590.0
+    assert metrics["observed_to_recovered_s"] == 1620.0
+    assert metrics["observed_to_closed_s"] == 1625.0
+    assert metrics["contained_to_decided_s"] == 1157.5
+    assert metrics["decided_to_recovered_s"] == 30.0
+    assert metrics["detected_to_closed_s"] == 1235.0
+
+
+def test_metrics_keep_the_keys_existing_callers_read():
+    metrics = _state(recovered_at=DECIDED_AT + timedelta(seconds=30)).metrics()
+    assert {
+        "observed_to_detected_s",
+        "detected_to_contained_s",
+        "observed_to_contained_s",
+        "detected_to_decided_s",
+        "detected_to_recovered_s",
+    } <= set(metrics)
+    assert metrics["detected_to_recovered_s"] == 1230.0
+
+
+def test_metrics_are_a_function_of_the_record_alone():
+    state = _state()
+    again = IncidentState.model_validate_json(state.model_dump_json())
+    assert state.metrics() == again.metrics() and state.milestones() == again.milestones()
+
+
+# --- every rendering lists every action, in order ---
+
+
+ACTION_NAMES = ["isolate_network", "detach_from_asg", "revoke_sessions"]
+
+
+def test_markdown_actions_are_numbered_in_order_with_start_and_finish():
+    actions = _section(render_markdown(_state()), "Actions")
+    rows = [line for line in actions.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [row.split(" | ")[1] for row in rows] == ACTION_NAMES
+    assert [row.split(" | ")[0] for row in rows] == ["| 1", "| 2", "| 3"]
+    first = _state().actions[0]
+    assert f"| {first.started_at.isoformat()} | {first.finished_at.isoformat()} |" in rows[0]
+    assert '{"enis": 2}' in rows[0]
+
+
+def test_markdown_metrics_list_milestones_and_human_durations():
+    metrics = _section(render_markdown(_state()), "Metrics")
+    assert "| activity first observed (finding's first sighting) | 2026-03-01T08:54:00+00:00 |" in metrics
+    assert "| observed_to_contained_s | 432.5 | 7m 12s |" in metrics
+    assert "| detected_to_decided_s | 1200.0 | 20m 0s |" in metrics
+
+
+def test_markdown_does_not_let_attacker_text_become_html():
+    finding = _state().finding.model_copy(update={"title": "pwned <script>alert(1)</script>"})
+    comment = Decision(kind=DecisionKind.APPROVE, by="alice", at=DECIDED_AT, comment="<img src=x onerror=alert(2)>")
+    markdown = render_markdown(_state(finding=finding, decisions=[comment]))
+    assert re.search(r"(?<!\\)<", markdown) is None, "every < is backslash-escaped"
+    assert "\\<script>alert(1)\\</script>" in markdown and "\\<img src=x onerror=alert(2)>" in markdown
+
+
+def test_json_carries_milestones_findings_and_action_times():
+    document = json.loads(json.dumps(report_document(_state())))
+    assert list(document["milestones"]) == [
+        "first_observed",
+        "detected",
+        "contained",
+        "first_decision",
+        "decided",
+        "recovered",
+        "closed",
+    ]
+    assert document["milestones"]["contained"] == CONTAINED_AT.isoformat()
+    assert document["findings"][0]["first_seen"] == (FINDING_AT - timedelta(minutes=6)).isoformat()
+    first = document["actions"][0]
+    assert first["started_at"] and first["finished_at"] and first["phase"] == "containment"
+    assert document["decisions"][0]["stage"] == "eradication" and document["decisions"][0]["via"] == "update"
+
+
+# --- the HTML page ---
+
+
+class _Sections(HTMLParser):
+    """Text of each table row, per <section id=...>; and every tag and attribute seen."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.rows: dict[str, list[list[str]]] = {}
+        self.tags: list[tuple[str, dict]] = []
+        self.section = None
+        self.row = None
+        self.cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags.append((tag, attrs))
+        if tag == "section":
+            self.section = attrs["id"]
+            self.rows[self.section] = []
+        elif tag == "tr":
+            self.row = []
+        elif tag in ("td", "th"):
+            self.cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.row is not None:
+            self.row.append(self.cell.strip())
+            self.cell = None
+        elif tag == "tr" and self.section:
+            self.rows[self.section].append(self.row)
+            self.row = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+
+def _parsed(state: IncidentState) -> _Sections:
+    parser = _Sections()
+    parser.feed(render_html(state))
+    parser.close()
+    return parser
+
+
+def test_html_is_one_self_contained_page():
+    page = render_html(_state())
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    tags = _parsed(_state()).tags
+    assert {t for t, _ in tags}.isdisjoint({"script", "link", "img", "iframe", "object", "embed", "form", "base"})
+    assert [a["href"] for t, a in tags if "href" in a] == [f"#{ident}" for ident, _ in SECTIONS]
+    assert not any(name == "src" or name.startswith("on") for _, a in tags for name in a)
+    assert "url(" not in page and "@import" not in page and "//" not in page.split("<body>")[0].split("<style>")[1]
+    csp = next(a["content"] for t, a in tags if a.get("http-equiv") == "Content-Security-Policy")
+    assert "default-src 'none'" in csp and "script-src" not in csp
+
+
+def test_html_has_every_section():
+    rows = _parsed(_state()).rows
+    assert list(rows) == [ident for ident, _ in SECTIONS]
+
+
+def test_html_escapes_attacker_and_analyst_text():
+    finding = _state().finding.model_copy(
+        update={"title": 'C2 <script>alert("title")</script> "><img src=x onerror=alert(1)>'}
+    )
+    decision = Decision(
+        kind=DecisionKind.REJECT,
+        by="<b>mallory</b>",
+        at=DECIDED_AT,
+        comment="fine <script>alert('comment')</script>",
+        stage="eradication",
+    )
+    state = _state(
+        finding=finding,
+        findings_absorbed=[finding],
+        decisions=[decision],
+        timeline=[TimelineEntry(at=RECEIVED_AT, phase=Phase.DETECTION, event="<script>timeline</script>")],
+        failure_reason="</section><script>x</script>",
+    )
+    page = render_html(state)
+    assert "<script" not in page.lower() and "<img" not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(&quot;title&quot;)&lt;/script&gt;" in page
+    assert "fine &lt;script&gt;alert(&#x27;comment&#x27;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;mallory&lt;/b&gt;" in page
+    parsed = _parsed(state)
+    assert {t for t, _ in parsed.tags}.isdisjoint({"script", "img", "b"})
+    assert list(parsed.rows) == [ident for ident, _ in SECTIONS], "escaped text cannot close a section early"
+    decisions = parsed.rows["decisions"]
+    assert decisions[1][3] == "<b>mallory</b>" and decisions[1][7] == "fine <script>alert('comment')</script>"
+
+
+def test_html_lists_every_action_in_order_with_times_and_outcome():
+    state = _state()
+    rows = _parsed(state).rows["actions"][1:]
+    assert [r[1] for r in rows] == ACTION_NAMES and [r[0] for r in rows] == ["1", "2", "3"]
+    for row, action in zip(rows, state.actions, strict=True):
+        assert row[2:6] == [action.phase, action.status, action.started_at.isoformat(), action.finished_at.isoformat()]
+    assert rows[0][6] == '{"enis": 2}' and rows[2][6] == "AccessDenied | iam"
+    assert [r[1] for r in _parsed(state).rows["compensations"][1:]] == ["undo_detach_from_asg"]
+
+
+def test_html_metrics_evidence_decisions_and_escalations():
+    escalated = RECEIVED_AT + timedelta(hours=4)
+    parsed = _parsed(_state(escalations=[escalated]))
+    metrics = {r[0]: r[1:] for r in parsed.rows["metrics"]}
+    assert metrics["detected_to_contained_s"] == ["42.5", "42.5s"]
+    assert metrics["observed_to_detected_s"] == ["390.0", "6m 30s"]
+    assert metrics["detected_to_recovered_s"] == ["—", "—"]
+    milestones = {r[0]: r[1] for r in parsed.rows["metrics"] if len(r) == 2}
+    assert milestones["contained"] == CONTAINED_AT.isoformat()
+    evidence = parsed.rows["evidence"]
+    assert evidence[0] == ["kind", "object", "SHA-256", "size (bytes)", "version id", "retained until", "lock mode"]
+    assert evidence[1] == [
+        "manifest",
+        "s3://evidence-bkt/incidents/x/manifest.json",
+        MANIFEST_SHA,
+        "2048",
+        "v-manifest-1",
+        "2026-04-01T00:00:00+00:00",
+        "COMPLIANCE",
+    ]
+    assert evidence[2][2] == REPORT_INPUT_SHA and evidence[2][6] == "no lock"
+    decision = parsed.rows["decisions"][1]
+    assert decision == [
+        DECIDED_AT.isoformat(),
+        "approve",
+        "eradication",
+        "alice@example.com",
+        "update",
+        "accepted",
+        "terminate",
+        "confirmed C2 traffic",
+    ]
+    assert parsed.rows["escalations"][1][0] == escalated.isoformat()
+    assert parsed.rows["snapshots"][1][:3] == ["snap-0001", "vol-0001", "completed"]
+    assert "Auto Scaling group shop-web" in render_html(_state())
+
+
+def test_html_says_plainly_what_did_not_happen():
+    page = render_html(_state(compensations=[], decisions=[], snapshots=[], memory_capture=None))
+    for sentence in (
+        "Nothing was undone.",
+        "No analyst decision was recorded.",
+        "No escalation",
+        "No snapshot was taken.",
+        "No memory capture was attempted.",
+    ):
+        assert sentence in page
+
+
+def test_the_three_renderings_list_the_same_actions_in_the_same_order():
+    state = _state()
+    from_json = [a["name"] for a in report_document(state)["actions"]]
+    from_html = [r[1] for r in _parsed(state).rows["actions"][1:]]
+    markdown_rows = [
+        line for line in _section(render_markdown(state), "Actions").splitlines() if line[:3].strip("| ").isdigit()
+    ]
+    from_markdown = [row.split(" | ")[1] for row in markdown_rows]
+    assert from_json == from_html == from_markdown == [a.name for a in state.actions] == ACTION_NAMES

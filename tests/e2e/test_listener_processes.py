@@ -286,10 +286,12 @@ async def test_a_leaked_access_key_is_deactivated_end_to_end(stack, account, int
 
     keys = await _eventually(deactivated)
     assert keys[account.other_access_key_id] == "Active"
-    assert any(
-        p.startswith("irflow-revoke-sessions-")
-        for p in iam.list_user_policies(UserName=account.iam_user)["PolicyNames"]
-    )
+
+    async def revoked():
+        names = iam.list_user_policies(UserName=account.iam_user)["PolicyNames"]
+        return names if any(n.startswith("irflow-revoke-sessions-") for n in names) else None
+
+    await _eventually(revoked)
     runs = await _incidents(client, "iam-user-")
     assert len(runs) == 1 and account.iam_user not in next(iter(runs))
     assert _stop(listener) == 0

