@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
@@ -436,6 +437,110 @@ def setup_namespace() -> None:
 
     added = _run(ensure_search_attributes)
     console.print(f"search attributes added: {', '.join(added)}" if added else "search attributes already present")
+
+
+# --- detection rules ---
+
+rules_app = typer.Typer(help="Detection rules: list them, run their tests.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+SIGMA = Annotated[
+    list[Path] | None,
+    typer.Option("--sigma", help="a folder of Sigma rules (repeatable); default IRFLOW_SIGMA_RULES_DIRS"),
+]
+
+
+def _catalogue(sigma: list[Path] | None):
+    from detection.catalogue import load_catalogue
+    from models.settings import get_settings
+
+    return load_catalogue(sigma if sigma is not None else [Path(d) for d in get_settings().sigma_rules_dirs])
+
+
+@rules_app.command("list")
+def rules_list(sigma: SIGMA = None, as_json: AS_JSON = False) -> None:
+    """Every rule irflow evaluates (Python, windowed, Sigma) and the Sigma files it could not load, with why."""
+    catalogue = _catalogue(sigma)
+    rows = [
+        {
+            "id": r.rule_id,
+            "kind": r.kind,
+            "severity": str(r.severity),
+            "finding_type": r.finding_type,
+            "title": r.title,
+            "event_sources": sorted(r.event_sources),
+            "event_names": sorted(r.event_names),
+        }
+        for r in catalogue.rules
+    ]
+    unsupported = [{"source": u.source, "reason": u.reason} for u in catalogue.unsupported]
+    if as_json:
+        _print_json({"rules": rows, "unsupported": unsupported})
+        return
+    table = Table(title=f"{len(rows)} rule(s)")
+    for column in ("id", "kind", "severity", "finding type", "title"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(Text(str(row[k])) for k in ("id", "kind", "severity", "finding_type", "title")))
+    console.print(table)
+    for item in unsupported:
+        sys.stderr.write(f"unsupported: {item['source']}: {item['reason']}\n")
+
+
+@rules_app.command("test")
+def rules_test(as_json: AS_JSON = False) -> None:
+    """Run every Python rule's own test events; exit 1 when any fails."""
+    from detection.python_rules import python_rules, run_rule_tests
+
+    failures = run_rule_tests()
+    tested = sum(len(getattr(r, "tests", ()) or ()) for r in python_rules())
+    if as_json:
+        _print_json({"tests": tested, "failures": [str(f) for f in failures]})
+    else:
+        for failure in failures:
+            sys.stderr.write(f"FAIL {failure}\n")
+        console.print(f"{tested - len(failures)}/{tested} rule tests pass", markup=False)
+    if failures:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command()
+def detect(
+    replay: Annotated[Path, typer.Option("--replay", help="CloudTrail records: JSON lines, a log file (gzip or not)")],
+    sigma: SIGMA = None,
+    as_json: AS_JSON = False,
+) -> None:
+    """Replay CloudTrail records through every rule and print the alerts (no incident is started)."""
+    from detection.events import read_bytes
+    from detection.findings import alert_to_finding
+
+    engine = _catalogue(sigma).engine()
+    try:
+        events = list(read_bytes(sys.stdin.buffer.read() if str(replay) == "-" else replay.read_bytes()))
+    except (OSError, ValueError) as error:
+        _fail(f"cannot read {replay}: {error}", EXIT_REFUSED)
+    alerts = 0
+    for event in events:
+        for alert in engine.evaluate(event):
+            alerts += 1
+            finding = alert_to_finding(alert).finding
+            if as_json:
+                line = {
+                    "rule_id": alert.rule_id,
+                    "title": alert.title,
+                    "severity": str(alert.severity),
+                    "finding_type": alert.finding_type,
+                    "event_ids": [e.get("eventID") for e in alert.events],
+                    "resource": finding.resource.model_dump(mode="json", exclude_defaults=True),
+                }
+                sys.stdout.write(json.dumps(line) + "\n")
+            else:
+                console.print(
+                    f"{event.get('eventTime')} {alert.severity:<8} {alert.rule_id}  {alert.title}  "
+                    f"({finding.resource.resource_type} {finding.resource.resource_id})",
+                    markup=False,
+                )
+    if not as_json:
+        console.print(f"{alerts} alert(s) from {len(events)} record(s)", markup=False)
 
 
 def main() -> NoReturn:

@@ -99,6 +99,8 @@ class IrflowSettings(BaseSettings):
         "otherwise isolate a healthy instance)",
     )
     accept_sample_findings: bool = False
+    # Detection on CloudTrail events: folders of Sigma rules beside irflow's own Python and windowed rules.
+    sigma_rules_dirs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     suppress_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     suppress_tags: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="resource tags that suppress a finding: 'key' or 'key=value'"
@@ -115,7 +117,7 @@ class IrflowSettings(BaseSettings):
             return {name: {} for name in value}
         return value
 
-    @field_validator("queue_urls", "suppress_accounts", "suppress_tags", mode="before")
+    @field_validator("queue_urls", "suppress_accounts", "suppress_tags", "sigma_rules_dirs", mode="before")
     @classmethod
     def _comma_or_json_list(cls, value: object) -> object:
         """Environment lists may be JSON (`["a","b"]`) or comma-separated (`a,b`)."""

@@ -1,0 +1,49 @@
+"""`irflow rules list|test` and `irflow detect --replay`, through the real CLI (typer's runner)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+from typer.testing import CliRunner
+
+from irflow.cli import app
+from tests.support import CORPORA
+
+SIGMA = str(CORPORA / "sigma" / "rules")
+RUNNER = CliRunner()
+
+
+def test_rules_list_names_every_rule_and_every_sigma_file_it_could_not_load():
+    result = RUNNER.invoke(app, ["rules", "list", "--sigma", SIGMA, "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    kinds = {rule["kind"] for rule in listed["rules"]}
+    assert {"sigma", "python", "windowed"} <= kinds
+    assert sum(rule["kind"] == "sigma" for rule in listed["rules"]) + len(listed["unsupported"]) == 57
+    assert all(item["reason"] for item in listed["unsupported"])
+
+
+def test_rules_test_runs_every_python_rules_own_events():
+    result = RUNNER.invoke(app, ["rules", "test", "--json"])
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["failures"] == [] and outcome["tests"] >= 100
+
+
+def test_detect_replay_prints_alerts_from_a_gzipped_cloudtrail_log_file(tmp_path):
+    records = []
+    for line in (CORPORA / "cloudtrail" / "invictus_stream.jsonl").read_text().splitlines()[:400]:
+        records.append(json.loads(line)["event"])
+    log = tmp_path / "123456789012_CloudTrail_us-east-1_20230710T1145Z.json.gz"
+    log.write_bytes(gzip.compress(json.dumps({"Records": records}).encode()))
+    result = RUNNER.invoke(app, ["detect", "--replay", str(log), "--json"])
+    assert result.exit_code == 0, result.output
+    alerts = [json.loads(line) for line in result.stdout.splitlines()]
+    assert alerts and all(a["rule_id"] and a["finding_type"] and a["event_ids"] for a in alerts)
+    assert "irflow.ec2.get-password-data" in {a["rule_id"] for a in alerts}
+
+
+def test_detect_replay_of_a_missing_file_is_one_clear_error(tmp_path):
+    result = RUNNER.invoke(app, ["detect", "--replay", str(tmp_path / "nope.json")])
+    assert result.exit_code == 1 and "cannot read" in result.output
