@@ -359,3 +359,39 @@ def sample_role_finding(
     detail["title"] = f"Credentials for instance role {role_name} used from a remote AWS account."
     detail["description"] = detail["title"]
     return event
+
+
+def sample_cloudtrail_event(
+    workload: DemoWorkload, event_name: str, source: str = "cloudtrail.amazonaws.com", read_only: bool = False
+) -> dict[str, Any]:
+    """An EventBridge "AWS API Call via CloudTrail" event: the demo's IAM user calling with its leaked key."""
+    return {
+        "version": "0",
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": f"aws.{source.split('.')[0]}",
+        "account": workload.account_id,
+        "region": workload.region,
+        "detail": {
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": "IAMUser",
+                "principalId": "AIDAEXAMPLEDEMOUSER1",
+                "arn": f"arn:aws:iam::{workload.account_id}:user/{workload.iam_user}",
+                "accountId": workload.account_id,
+                "accessKeyId": workload.access_key_id,
+                "userName": workload.iam_user,
+            },
+            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "eventSource": source,
+            "eventName": event_name,
+            "awsRegion": workload.region,
+            "sourceIPAddress": "203.0.113.9",
+            "userAgent": "aws-cli/2.15.0",
+            "requestParameters": {"name": "management-events"},
+            "responseElements": None,
+            "eventID": f"ev-{event_name}-{workload.access_key_id}",
+            "readOnly": read_only,
+            "eventType": "AwsApiCall",
+            "recipientAccountId": workload.account_id,
+        },
+    }

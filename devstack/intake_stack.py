@@ -55,6 +55,7 @@ _RULE_OUTPUTS = {
     "guardduty": "GuardDutyFindingsRuleArn",
     "securityhub_imported": "SecurityHubImportedFindingsRuleArn",
     "securityhub_custom_action": "SecurityHubCustomActionRuleArn",
+    "cloudtrail": "CloudTrailApiCallsRuleArn",
 }
 
 
@@ -69,10 +70,16 @@ class IntakeStack:
     guardduty_rule_name: str
     securityhub_imported_rule_name: str
     securityhub_custom_action_rule_name: str
+    cloudtrail_rule_name: str
 
     @property
-    def rule_names(self) -> tuple[str, str, str]:
-        return (self.guardduty_rule_name, self.securityhub_imported_rule_name, self.securityhub_custom_action_rule_name)
+    def rule_names(self) -> tuple[str, ...]:
+        return (
+            self.guardduty_rule_name,
+            self.securityhub_imported_rule_name,
+            self.securityhub_custom_action_rule_name,
+            self.cloudtrail_rule_name,
+        )
 
 
 class PublishError(RuntimeError):

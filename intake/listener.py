@@ -24,6 +24,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -136,6 +137,13 @@ class FindingListener:
         self._outage_started: float | None = None
         self._prober: asyncio.Task | None = None
         self._sqs_trouble_logged = False
+        self.detector = None
+        if settings.detection:
+            from detection.detector import Detector
+
+            self.detector = Detector([Path(d) for d in settings.sigma_rules_dirs])
+            for item in self.detector.unsupported:
+                log.warning("detection rule not loaded: %s: %s", item.source, item.reason)
 
     # --- running ---
 
@@ -227,7 +235,7 @@ class FindingListener:
     async def _handle(self, queue: str, message: dict) -> None:
         self.stats.received += 1
         received_at = datetime.now(UTC)
-        results = unwrap_text(message.get("Body", ""))
+        results = unwrap_text(message.get("Body", ""), self.detector)
         self.stats.findings += sum(1 for r in results if isinstance(r, ParsedFinding))
         problems = [r for r in results if isinstance(r, FindingRejected)]
         try:

@@ -100,6 +100,9 @@ class IrflowSettings(BaseSettings):
     )
     accept_sample_findings: bool = False
     # Detection on CloudTrail events: folders of Sigma rules beside irflow's own Python and windowed rules.
+    detection: bool = Field(
+        default=True, description="evaluate CloudTrail events reaching the listener with the detection rules"
+    )
     sigma_rules_dirs: Annotated[list[str], NoDecode] = Field(default_factory=list)
     suppress_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     suppress_tags: Annotated[list[str], NoDecode] = Field(

@@ -13,7 +13,13 @@ import uuid
 import boto3
 import pytest
 
-from devstack.demo import sample_access_key_finding, sample_bucket_finding, sample_finding, sample_role_finding
+from devstack.demo import (
+    sample_access_key_finding,
+    sample_bucket_finding,
+    sample_cloudtrail_event,
+    sample_finding,
+    sample_role_finding,
+)
 from devstack.demo_lambda import sample_lambda_finding, seed_lambda_function
 from devstack.demo_rds import sample_rds_finding, seed_rds_instance
 from devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
@@ -428,4 +434,33 @@ async def test_a_database_with_a_suspicious_login_is_made_private_end_to_end(sta
         )
     )
     assert len(snapshots) == 1
+    assert _stop(listener) == 0
+
+
+async def test_a_cloudtrail_call_is_detected_and_contained_end_to_end(stack, account, intake):
+    """CloudTrail API call → EventBridge → SQS → listener (detection rules) → iam-user incident: the key
+    that stopped the trail is Inactive, seconds after the call, without waiting for GuardDuty."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    listener = _start_pipeline(stack, account, intake, "detect")
+    publish_findings([sample_cloudtrail_event(account, "StopLogging")])
+    iam = boto3.client("iam")
+
+    async def deactivated():
+        keys = {
+            k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=account.iam_user)["AccessKeyMetadata"]
+        }
+        return keys if keys[account.access_key_id] == "Inactive" else None
+
+    await _eventually(deactivated)
+    query = (
+        f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId IN ('{account.iam_user}', '{account.access_key_id}')"
+    )
+
+    async def found():
+        return [w async for w in client.list_workflows(query)] or None
+
+    [incident] = await _eventually(found)
+    state = await client.get_workflow_handle(incident.id).query("current_state", result_type=IncidentState)
+    assert state.finding.source == "irflow-detection" and state.finding.type.startswith("DefenseEvasion:")
     assert _stop(listener) == 0

@@ -36,6 +36,8 @@ INSTANCE = "i-0123456789abcdef0"
 GUARDDUTY = ("aws.guardduty", "GuardDuty Finding")
 SECURITYHUB_IMPORTED = ("aws.securityhub", "Security Hub Findings - Imported")
 SECURITYHUB_CUSTOM_ACTION = ("aws.securityhub", "Security Hub Findings - Custom Action")
+CLOUDTRAIL_API_CALLS = ('{"prefix": "aws."}', "AWS API Call via CloudTrail")
+CLOUDTRAIL_SIGN_INS = ('{"prefix": "aws."}', "AWS Console Sign In via CloudTrail")
 QUEUE_ARN = {"Fn::GetAtt": ["FindingsQueue", "Arn"]}
 
 
@@ -104,8 +106,14 @@ def test_rules_forward_guardduty_and_both_security_hub_detail_types_to_the_findi
         assert properties.get("EventBusName", "default") == "default", name
         assert properties.get("State", "ENABLED") == "ENABLED", name
         assert [target["Arn"] for target in properties["Targets"]] == [QUEUE_ARN], name
-        forwarded += [(source, kind) for source in pattern["source"] for kind in pattern["detail-type"]]
-    assert sorted(forwarded) == sorted([GUARDDUTY, SECURITYHUB_IMPORTED, SECURITYHUB_CUSTOM_ACTION])
+        forwarded += [
+            (source if isinstance(source, str) else json.dumps(source), kind)
+            for source in pattern["source"]
+            for kind in pattern["detail-type"]
+        ]
+    assert sorted(forwarded) == sorted(
+        [GUARDDUTY, SECURITYHUB_IMPORTED, SECURITYHUB_CUSTOM_ACTION, CLOUDTRAIL_API_CALLS, CLOUDTRAIL_SIGN_INS]
+    )
 
 
 def test_guardduty_severity_filter_accepts_every_finding_by_default(template):
@@ -124,7 +132,7 @@ def test_guardduty_severity_filter_accepts_every_finding_by_default(template):
     assert all(isinstance(severity, int | float) and severity >= 0 for severity in severities)
 
 
-def test_queue_policy_lets_only_eventbridge_send_and_only_for_the_three_rules(template):
+def test_queue_policy_lets_only_eventbridge_send_and_only_for_the_intake_rules(template):
     policies = resources_of_type(template, "AWS::SQS::QueuePolicy")
     assert len(policies) == 1
     (policy,) = policies.values()

@@ -9,9 +9,10 @@ import logging
 import boto3
 import pytest
 
-from devstack.demo import sample_finding
+from devstack.demo import sample_cloudtrail_event, sample_finding
 from intake.listener import FindingListener, ListenerConfigurationError
 from irflow.temporal_client import connect
+from models.incident import Status
 from models.settings import IrflowSettings
 from tests.support import CORPORA, free_port, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
@@ -111,8 +112,8 @@ async def test_findings_in_every_envelope_become_incidents_and_bad_ones_go_to_th
         "region": "us-east-1",
         "detail": {"findings": [_asff_instance_finding(workload.instance_id)]},
     }
-    cloudtrail = {"detail-type": "AWS API Call via CloudTrail", "source": "aws.ec2", "detail": {}}
-    _send(sqs, queue, [gd_event, sns_wrapped, security_hub, "not json {", {"hello": 1}, cloudtrail])
+    state_change = {"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}}
+    _send(sqs, queue, [gd_event, sns_wrapped, security_hub, "not json {", {"hello": 1}, state_change])
 
     client = dev_env.client
     async with running_worker(client) as settings:
@@ -127,8 +128,8 @@ async def test_findings_in_every_envelope_become_incidents_and_bad_ones_go_to_th
     assert len(dead) == 3
     assert any("not JSON" in r for r in reasons)
     assert any("not a GuardDuty finding" in r for r in reasons)
-    assert any("AWS API Call via CloudTrail" in r for r in reasons)
-    assert {m["Body"] for m in dead} == {"not json {", json.dumps({"hello": 1}), json.dumps(cloudtrail)}
+    assert any("EC2 Instance State-change Notification" in r for r in reasons)
+    assert {m["Body"] for m in dead} == {"not json {", json.dumps({"hello": 1}), json.dumps(state_change)}
     incidents = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
     assert sorted(w.id for w in incidents) == sorted(
         f"ec2-123456789012-us-east-1-{i}" for i in (workload.instance_id, workload.other_instance_id)
@@ -217,3 +218,38 @@ async def test_an_unexpected_receive_error_does_not_stop_the_listener(dev_env, w
         await _listen_until(listener, lambda: listener.stats.deleted >= 1)
     assert failures and listener.stats.started == 1
     assert any("cannot receive" in r.getMessage() for r in caplog.records)
+
+
+async def test_cloudtrail_events_are_detected_and_a_stopped_trail_deactivates_the_callers_key(
+    dev_env, workload, queues
+):
+    sqs, queue, dlq = queues
+    stop_logging = sample_cloudtrail_event(workload, "StopLogging")
+    benign = sample_cloudtrail_event(workload, "DescribeTrails", read_only=True)
+    _send(sqs, queue, [benign, stop_logging])
+    client = dev_env.client
+    async with running_worker(client) as settings:
+        listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
+        await _listen_until(listener, lambda: listener.stats.deleted >= 2 and _depth(sqs, queue) == 0)
+        assert listener.stats.started == 1 and listener.stats.dead_lettered == 0
+        assert listener.detector.events >= 2 and sum(listener.detector.alerts.values()) >= 1
+        [incident] = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
+        assert incident.id.startswith(f"iam-user-{workload.account_id}-")
+        handle = client.get_workflow_handle_for(IncidentWorkflow.run, incident.id)
+        state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
+        assert state.finding.source == "irflow-detection" and state.finding.type.startswith("DefenseEvasion:")
+        keys = boto3.client("iam").list_access_keys(UserName=workload.iam_user)["AccessKeyMetadata"]
+        assert {k["AccessKeyId"]: k["Status"] for k in keys}[workload.access_key_id] == "Inactive"
+        await handle.signal("reject", {"by": "bob", "reason": "test"})
+        await handle.result()
+    assert _depth(sqs, dlq) == 0
+
+
+async def test_without_detection_cloudtrail_events_are_dead_lettered_as_not_findings(dev_env, workload, queues):
+    sqs, queue, dlq = queues
+    _send(sqs, queue, [sample_cloudtrail_event(workload, "StopLogging")])
+    settings = IrflowSettings(detection=False, task_queue="unused")
+    listener = FindingListener(dev_env.client, settings, queue_urls=[queue], wait_seconds=1)
+    await _listen_until(listener, lambda: listener.stats.deleted >= 1 and _depth(sqs, queue) == 0)
+    [dead] = _drain(sqs, dlq)
+    assert "AWS API Call via CloudTrail" in dead["MessageAttributes"]["irflow-reason"]["StringValue"]
