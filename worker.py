@@ -18,7 +18,9 @@ from workflows.incident import IncidentWorkflow
 log = logging.getLogger("irflow.worker")
 
 
-def build_worker(client: Client, settings: IrflowSettings, executor: ThreadPoolExecutor, activities=None) -> Worker:
+def build_worker(
+    client: Client, settings: IrflowSettings, executor: ThreadPoolExecutor, activities=None, debug_mode: bool = False
+) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -26,6 +28,7 @@ def build_worker(client: Client, settings: IrflowSettings, executor: ThreadPoolE
         activities=activities if activities is not None else all_activities(),
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
+        debug_mode=debug_mode,
     )
 
 

@@ -43,7 +43,10 @@ async def running_worker(client: Client, activities=None, **settings) -> AsyncIt
     settings.setdefault("approvers", DEMO_APPROVERS)
     configured = IrflowSettings(task_queue=f"irflow-test-{uuid.uuid4().hex[:10]}", **settings)
     with ThreadPoolExecutor(max_workers=configured.activity_threads) as executor:
-        async with build_worker(client, configured, executor, activities):
+        # The sandbox stays on; only the 2-second deadlock detector is off (debug mode): in-process moto
+        # starves the workflow thread of the GIL on 2 busy cores, which it mistakes for a deadlock. The
+        # worker processes of the end-to-end tests, like production, keep it.
+        async with build_worker(client, configured, executor, activities, debug_mode=True):
             yield configured
 
 
