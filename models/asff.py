@@ -144,6 +144,13 @@ def _affected(resource: _Resource) -> AffectedResource:
             user_type=details.get("PrincipalType"),
             tags=resource.Tags,
         )
+    if kind == "RDSDBInstance":
+        return AffectedResource(
+            resource_type=kind,
+            resource_id=resource.Id,
+            db_cluster_id=details.get("DbClusterIdentifier"),
+            tags=resource.Tags,
+        )
     if kind == "S3Bucket":
         name = resource.Id.rsplit(":", 1)[-1]
         return AffectedResource(resource_type=kind, resource_id=name, bucket_names=(name,), tags=resource.Tags)

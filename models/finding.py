@@ -141,6 +141,7 @@ class _Resource(_GuardDutyModel):
     s3_bucket_details: list[_S3BucketDetail] = Field(default_factory=list)
     eks_cluster_details: dict[str, Any] | None = None
     rds_db_instance_details: dict[str, Any] | None = None
+    rds_db_user_details: dict[str, Any] | None = None
     lambda_details: dict[str, Any] | None = None
     ecs_cluster_details: dict[str, Any] | None = None
     container_details: dict[str, Any] | None = None
@@ -189,6 +190,10 @@ class _GuardDutyFinding(_GuardDutyModel):
 # --- irflow's normalised finding ---
 
 
+# What GuardDuty tells about the database user of an RDS login finding (rdsDbUserDetails).
+DB_USER_FIELDS = ("user", "database", "application", "authMethod", "ssl")
+
+
 class AffectedResource(BaseModel):
     """What the finding is about, whatever the source called it."""
 
@@ -204,6 +209,8 @@ class AffectedResource(BaseModel):
     user_name: str | None = None
     user_type: str | None = None
     bucket_names: tuple[str, ...] = ()
+    db_cluster_id: str | None = Field(default=None, description="the Aurora cluster an RDS finding's instance is in")
+    db_user: dict[str, str] = Field(default_factory=dict, description="the database user an RDS finding names")
     tags: dict[str, str] = Field(default_factory=dict)
 
 
@@ -349,9 +356,16 @@ def _affected_resource(resource: _Resource) -> AffectedResource:
     if kind in ("S3Bucket", "S3Object"):
         names = tuple(b.name for b in resource.s3_bucket_details if b.name)
         return AffectedResource(resource_type=kind, resource_id=names[0] if names else None, bucket_names=names)
+    if resource.rds_db_instance_details:
+        rds, user = resource.rds_db_instance_details, resource.rds_db_user_details or {}
+        return AffectedResource(
+            resource_type=kind,
+            resource_id=rds.get("dbInstanceIdentifier"),
+            db_cluster_id=rds.get("dbClusterIdentifier"),
+            db_user={k: str(user[k]) for k in DB_USER_FIELDS if user.get(k) is not None},
+        )
     for details in (
         resource.eks_cluster_details,
-        resource.rds_db_instance_details,
         resource.lambda_details,
         resource.ecs_cluster_details,
         resource.container_details,

@@ -6,14 +6,12 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 _NOT_IN_IDENTIFIER = re.compile(r"[^a-z0-9]+")
 _DB_ARN = re.compile(r"^arn:[^:]+:rds:[^:]*:[^:]*:db:(?P<name>.+)$")
 # The fields of GuardDuty's rdsDbUserDetails, kept as evidence (the password is never in a finding).
-_USER_FIELDS = ("user", "database", "application", "authMethod", "ssl")
 
 
 class DbTarget(BaseModel):
@@ -118,33 +116,3 @@ def db_instance_name(resource_id: str) -> str:
     """A DB instance identifier from what a finding names: the identifier itself, or its ARN (ASFF)."""
     matched = _DB_ARN.match(resource_id)
     return matched.group("name") if matched else resource_id
-
-
-def _first_lower(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): _first_lower(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_first_lower(v) for v in value]
-    return value
-
-
-def finding_db_details(raw: dict[str, Any] | None) -> tuple[str | None, dict[str, str]]:
-    """(Aurora cluster identifier, database user details) as the original finding names them, whatever
-    its shape: EventBridge event, bare finding, GetFindings (PascalCase) or Security Hub (ASFF)."""
-    if not isinstance(raw, dict):
-        return None, {}
-    record = _first_lower(raw)
-    if isinstance(record.get("detail"), dict):
-        record = record["detail"]
-    resource = record.get("resource") if isinstance(record.get("resource"), dict) else {}
-    instance = resource.get("rdsDbInstanceDetails") or resource.get("rdsLimitlessDbDetails") or {}
-    user = resource.get("rdsDbUserDetails") or {}
-    if not instance and isinstance(record.get("resources"), list):  # ASFF
-        for item in record["resources"]:
-            details = item.get("details", {}) if isinstance(item, dict) else {}
-            if isinstance(details.get("awsRdsDbInstance"), dict):
-                instance = details["awsRdsDbInstance"]
-                break
-    cluster = instance.get("dbClusterIdentifier") if isinstance(instance, dict) else None
-    details = {k: str(user[k]) for k in _USER_FIELDS if isinstance(user, dict) and user.get(k) is not None}
-    return (str(cluster) if cluster else None), details

@@ -20,14 +20,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from models.finding import unpack_raw
     from models.incident import Eradication, EvidenceObject, SnapshotEvidence, StepResult
     from models.rds import (
         DbInstanceContext,
         DbStepInput,
         DbTarget,
         db_instance_name,
-        finding_db_details,
         snapshot_identifier,
     )
 
@@ -43,15 +41,6 @@ RDS_CONTAINMENT_STEPS = (
     # Evidence, not a change to undo: no undo is registered, the snapshot stays on rejection or failure.
     ContainmentStep(SNAPSHOT_STEP, ""),
 )
-
-
-def _raw_finding(packed: str | None) -> dict | None:
-    if not packed:
-        return None
-    try:
-        return unpack_raw(packed)
-    except (ValueError, OSError, EOFError):
-        return None
 
 
 def plan_rds_containment(findings, context: DbInstanceContext, target: DbTarget, policy) -> ContainmentPlan:
@@ -106,14 +95,13 @@ class RdsPlaybook(Playbook):
         super().__init__(incident)
         request = incident.request
         finding = request.finding
-        cluster, user = finding_db_details(_raw_finding(request.raw_packed))
         self.target = DbTarget(
             incident_id=request.incident_id,
             account_id=finding.account_id,
             region=finding.region,
             db_instance_identifier=db_instance_name(finding.resource.resource_id or ""),
-            finding_cluster_identifier=cluster,
-            db_user=user,
+            finding_cluster_identifier=finding.resource.db_cluster_id,
+            db_user=finding.resource.db_user,
         )
         self.context: DbInstanceContext | None = None
 

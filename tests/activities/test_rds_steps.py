@@ -15,11 +15,13 @@ from temporalio.exceptions import ApplicationError
 
 import activities.rds as rds_activities
 from devstack import moto_fidelity_rds
+from devstack.demo import sample_finding
 from devstack.demo_rds import sample_rds_finding, seed_aurora_cluster, seed_rds_instance
 from intake.router import RDS_PLAYBOOK, TRIAGE_PLAYBOOK, route
+from models.asff import parse_asff
 from models.errors import INVALID_REQUEST, NOT_FOUND
 from models.finding import parse_guardduty
-from models.rds import DbStepInput, DbTarget, db_instance_name, finding_db_details, snapshot_identifier
+from models.rds import DbStepInput, DbTarget, db_instance_name, snapshot_identifier
 from tests.support import CORPORA
 from workflows.rds_playbook import RDS_CONTAINMENT_STEPS
 
@@ -283,17 +285,47 @@ def test_snapshot_names_are_valid_rds_identifiers_and_deterministic(incident_id)
     assert snapshot_identifier(incident_id + "x") != name
 
 
+def _pascal(value):
+    """A record as boto3's GetFindings returns it (PascalCase keys)."""
+    if isinstance(value, dict):
+        return {k[:1].upper() + k[1:]: _pascal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_pascal(v) for v in value]
+    return value
+
+
 def test_the_finding_names_instance_cluster_and_user_in_every_shape(workload):
     event = sample_rds_finding("orders-db", workload.account_id, workload.region, cluster_id="orders-cluster")
     expected = ("orders-cluster", {"user": "orders_app", "database": "orders", "application": "psql"})
-    cluster, user = finding_db_details(event)
-    assert cluster == expected[0] and expected[1].items() <= user.items()
-    assert finding_db_details(event["detail"])[0] == "orders-cluster"
-    pascal = {"Resource": {"RdsDbInstanceDetails": {"DbClusterIdentifier": "c"}, "RdsDbUserDetails": {"User": "u"}}}
-    assert finding_db_details(pascal) == ("c", {"user": "u"})
-    asff = {"Resources": [{"Type": "AwsRdsDbInstance", "Details": {"AwsRdsDbInstance": {"DbClusterIdentifier": "c"}}}]}
-    assert finding_db_details(asff) == ("c", {})
-    assert finding_db_details(None) == (None, {})
+    resource = parse_guardduty(event).finding.resource
+    assert resource.db_cluster_id == expected[0] and expected[1].items() <= resource.db_user.items()
+    assert parse_guardduty(event["detail"]).finding.resource.db_cluster_id == "orders-cluster"
+    detail = {**event["detail"], "resource": {**event["detail"]["resource"], "rdsDbUserDetails": {"user": "u"}}}
+    pascal = parse_guardduty(_pascal(detail)).finding.resource
+    assert (pascal.db_cluster_id, pascal.db_user) == ("orders-cluster", {"user": "u"})
+    asff = {
+        "SchemaVersion": "2018-10-08",
+        "Id": "arn:aws:securityhub:us-east-1:123456789012:finding/rds-1",
+        "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty",
+        "AwsAccountId": "123456789012",
+        "Types": ["TTPs/Credential Access/CredentialAccess:RDS-MaliciousIPCaller.SuccessfulLogin"],
+        "CreatedAt": "2025-03-14T09:00:00Z",
+        "UpdatedAt": "2025-03-14T09:05:00Z",
+        "Severity": {"Label": "HIGH", "Normalized": 70},
+        "Title": "Login from a known malicious address",
+        "Region": "us-east-1",
+        "Resources": [
+            {
+                "Type": "AwsRdsDbInstance",
+                "Id": "arn:aws:rds:us-east-1:123456789012:db:orders-db",
+                "Details": {"AwsRdsDbInstance": {"DbClusterIdentifier": "c"}},
+            }
+        ],
+    }
+    hub = parse_asff(asff).finding.resource
+    assert (hub.db_cluster_id, hub.db_user) == ("c", {})
+    plain = parse_guardduty(sample_finding("i-0123456789abcdef0")).finding.resource
+    assert (plain.db_cluster_id, plain.db_user) == (None, {})
     assert db_instance_name("arn:aws:rds:us-east-1:123456789012:db:orders-db") == "orders-db"
     assert db_instance_name("orders-db") == "orders-db"
 
