@@ -69,6 +69,7 @@ async def submit(
         raw_packed=delivery.raw_packed,
         delivery_id=delivery.delivery_id,
         routing_reason=destination.reason,
+        resource_id=destination.resource_id,
         policy=settings.response_policy(),
         received_at=received_at,
     )

@@ -89,6 +89,7 @@ class IncidentInput(BaseModel):
     raw_packed: str | None = Field(default=None, description="the original record, packed (see pack_raw)")
     delivery_id: str = ""
     routing_reason: str = Field(default="", description="why the router chose this playbook")
+    resource_id: str = Field(default="", description="what the incident is about, as the router named it")
     policy: ResponsePolicy = Field(default_factory=ResponsePolicy)
     received_at: datetime
 

@@ -101,7 +101,9 @@ class IncidentWorkflow:
             severity=request.finding.severity,
             finding=request.finding,
             findings_absorbed=[request.finding],
-            resource_id=request.finding.resource.resource_id or "",
+            # The router's name for the subject (a user, not one of their keys), so the search attribute
+            # set at start and the one the workflow keeps up to date agree.
+            resource_id=request.resource_id or request.finding.resource.resource_id or "",
             received_at=request.received_at,
         )
         self.saga = Saga()

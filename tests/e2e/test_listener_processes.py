@@ -453,9 +453,7 @@ async def test_a_cloudtrail_call_is_detected_and_contained_end_to_end(stack, acc
         return keys if keys[account.access_key_id] == "Inactive" else None
 
     await _eventually(deactivated)
-    query = (
-        f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId IN ('{account.iam_user}', '{account.access_key_id}')"
-    )
+    query = f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId = '{account.iam_user}'"
 
     async def found():
         return [w async for w in client.list_workflows(query)] or None
