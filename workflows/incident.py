@@ -15,14 +15,11 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import ValidationError
-
     from models.errors import NOT_FOUND
     from models.finding import Finding
     from models.incident import (
         ActionRecord,
         ActionStatus,
-        ApproveRequest,
         Decision,
         DecisionKind,
         DecisionOutcome,
@@ -31,13 +28,10 @@ with workflow.unsafe.imports_passed_through():
         IncidentInput,
         IncidentState,
         ManifestInput,
-        NoteRequest,
         NotifyInput,
         PendingDecision,
         Phase,
         RawFindingInput,
-        RejectRequest,
-        ReleaseRequest,
         Status,
         StepResult,
         TimelineEntry,
@@ -50,7 +44,7 @@ from workflows.iam_role_playbook import IamRolePlaybook
 from workflows.iam_user_playbook import IamUserPlaybook
 from workflows.lambda_playbook import LambdaPlaybook
 from workflows.playbook import Playbook
-from workflows.policy import incident_severity
+from workflows.policy import decision_refusal, incident_severity
 from workflows.rds_playbook import RdsPlaybook
 from workflows.s3_bucket_playbook import S3BucketPlaybook
 from workflows.saga import Saga, Undo
@@ -58,13 +52,6 @@ from workflows.triage_playbook import TriagePlaybook
 
 # Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
 MAX_REMEMBERED_DELIVERIES = 10_000
-
-DECISION_REQUESTS = {
-    DecisionKind.APPROVE: ApproveRequest,
-    DecisionKind.REJECT: RejectRequest,
-    DecisionKind.RELEASE: ReleaseRequest,
-    DecisionKind.NOTE: NoteRequest,
-}
 
 PLAYBOOKS: dict[str, type[Playbook]] = {
     p.name: p
@@ -353,48 +340,16 @@ class IncidentWorkflow:
     # --- decisions ---
 
     def _check(self, kind: DecisionKind, raw: Any) -> tuple[Any, str | None]:
-        """(the request, why it is refused or None): the one set of rules behind updates and signals."""
-        try:
-            request = DECISION_REQUESTS[kind].model_validate(raw)
-        except ValidationError as error:
-            return None, "invalid request: " + "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
-            )
-        policy, pending = self.request.policy, self.state.pending_decision
-        approver = policy.approvers.get(request.by)
-        if approver is None:
-            return request, f"{request.by!r} is not a configured approver (IRFLOW_APPROVERS)"
-        if kind == DecisionKind.NOTE:
-            return request, None
-        if "approver" not in approver.roles:
-            return request, f"{request.by} ({', '.join(approver.roles)}) may not {kind}: only approvers decide"
-        affected = self._affected_principal(request.by, approver.principals)
-        if affected:
-            return request, f"{request.by} is {affected}, named in the finding: nobody decides their own incident"
-        if pending is None:
-            return request, f"no decision is pending (phase {self.state.phase})"
-        if self._decision is not None:
-            return request, "a decision was already taken"
-        if kind not in pending.options:
-            return request, f"{kind} is not an option when deciding {pending.kind} ({', '.join(pending.options)})"
-        if kind == DecisionKind.APPROVE and request.by in pending.approvals:
-            return request, f"{request.by} already approved: a second, different approver is needed"
-        return request, None
-
-    def _affected_principal(self, by: str, principals: list[str]) -> str | None:
-        """The identity of the decider that a finding of this incident names, if any."""
-        named: set[str] = set()
-        for finding in self.state.findings_absorbed:
-            resource = finding.resource
-            for value in (resource.user_name, resource.principal_id, resource.access_key_id):
-                if value:
-                    named.add(value.lower())
-                    named.add(value.lower().rsplit(":", 1)[-1])
-        for identity in (by, *principals):
-            short = identity.lower().rsplit("/", 1)[-1]
-            if identity.lower() in named or short in named:
-                return identity
-        return None
+        """(the request, why it is refused or None): the one rule book behind updates and signals."""
+        return decision_refusal(
+            kind,
+            raw,
+            self.request.policy,
+            self.state.pending_decision,
+            self.state.findings_absorbed,
+            decided=self._decision is not None,
+            phase=str(self.state.phase),
+        )
 
     def _validate(self, kind: DecisionKind, raw: Any) -> None:
         _, refusal = self._check(kind, raw)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from models.ec2 import InstanceContext
     from models.finding import Finding, Severity
     from models.iam import IamUserContext
-    from models.incident import ResponsePolicy
+    from models.incident import (
+        ApproveRequest,
+        DecisionKind,
+        NoteRequest,
+        PendingDecision,
+        RejectRequest,
+        ReleaseRequest,
+        ResponsePolicy,
+    )
 
 from workflows.playbook import ContainmentPlan
 
@@ -80,3 +92,63 @@ def plan_iam_user_containment(
     if not context.mfa_devices:
         reasons.append("the user has no MFA device")
     return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+
+
+DECISION_REQUESTS = {
+    DecisionKind.APPROVE: ApproveRequest,
+    DecisionKind.REJECT: RejectRequest,
+    DecisionKind.RELEASE: ReleaseRequest,
+    DecisionKind.NOTE: NoteRequest,
+}
+
+
+def affected_principal(by: str, principals: list[str], findings: list[Finding]) -> str | None:
+    """The identity of the decider (their name or one of their AWS principals) that a finding names."""
+    named: set[str] = set()
+    for finding in findings:
+        resource = finding.resource
+        for value in (resource.user_name, resource.principal_id, resource.access_key_id):
+            if value:
+                named.add(value.lower())
+                named.add(value.lower().rsplit(":", 1)[-1])
+    for identity in (by, *principals):
+        if identity.lower() in named or identity.lower().rsplit("/", 1)[-1] in named:
+            return identity
+    return None
+
+
+def decision_refusal(
+    kind: DecisionKind,
+    raw: Any,
+    policy: ResponsePolicy,
+    pending: PendingDecision | None,
+    findings: list[Finding],
+    decided: bool,
+    phase: str,
+) -> tuple[Any, str | None]:
+    """(the validated request or None, why the decision is refused or None): who may decide what, when."""
+    try:
+        request = DECISION_REQUESTS[kind].model_validate(raw)
+    except ValidationError as error:
+        return None, "invalid request: " + "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
+        )
+    approver = policy.approvers.get(request.by)
+    if approver is None:
+        return request, f"{request.by!r} is not a configured approver (IRFLOW_APPROVERS)"
+    if kind == DecisionKind.NOTE:
+        return request, None
+    if "approver" not in approver.roles:
+        return request, f"{request.by} ({', '.join(approver.roles)}) may not {kind}: only approvers decide"
+    affected = affected_principal(request.by, approver.principals, findings)
+    if affected:
+        return request, f"{request.by} is {affected}, named in the finding: nobody decides their own incident"
+    if pending is None:
+        return request, f"no decision is pending (phase {phase})"
+    if decided:
+        return request, "a decision was already taken"
+    if kind not in pending.options:
+        return request, f"{kind} is not an option when deciding {pending.kind} ({', '.join(pending.options)})"
+    if kind == DecisionKind.APPROVE and request.by in pending.approvals:
+        return request, f"{request.by} already approved: a second, different approver is needed"
+    return request, None

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devstack.demo import sample_finding
+from devstack.demo import sample_access_key_finding, sample_finding
 from models.ec2 import (
     AutoScalingMembership,
     InstanceContext,
@@ -16,8 +16,8 @@ from models.ec2 import (
     VolumeAttachment,
 )
 from models.finding import Finding, Severity, parse_guardduty
-from models.incident import ResponsePolicy
-from workflows.policy import incident_severity, plan_ec2_containment
+from models.incident import DecisionKind, PendingDecision, ResponsePolicy
+from workflows.policy import decision_refusal, incident_severity, plan_ec2_containment
 
 INSTANCE_ID = "i-0a1b2c3d4e5f60718"
 ACCOUNT, REGION = "111122223333", "us-east-1"
@@ -176,3 +176,41 @@ def test_first_reason_does_not_pair_one_findings_score_with_anothers_band():
     """Incident of a LOW (2.0) then a HIGH (8.0) finding: the reason must not read 'severity 2.0 (HIGH)'."""
     plan = plan_ec2_containment([_finding(2.0), _finding(8.0)], _context(), ResponsePolicy())
     assert "2.0 (HIGH)" not in plan.reasons[0], plan.reasons[0]
+
+
+# --- who may decide what, when: the rule book behind updates and signals ---
+
+
+def _pending(**changes) -> PendingDecision:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return PendingDecision(
+        kind="eradication", question="?", options=["approve", "reject", "release"], since=now
+    ).model_copy(update=changes)
+
+
+def _rules(kind, raw, pending=None, decided=False, findings=None):
+    policy = ResponsePolicy(
+        approvers={
+            "alice": {"roles": ["approver"]},
+            "dave": {"roles": ["analyst"]},
+            "mallory": {"roles": ["approver"], "principals": ["arn:aws:iam::123456789012:user/ci-deployer"]},
+        }
+    )
+    leaked = parse_guardduty(sample_access_key_finding("ci-deployer", "AKIAEXAMPLE000000001")).finding
+    return decision_refusal(kind, raw, policy, pending, findings or [leaked], decided, "analyst_decision")[1]
+
+
+def test_the_rule_book_refuses_strangers_analysts_the_affected_principal_and_double_approvals():
+    pending = _pending()
+    assert _rules(DecisionKind.APPROVE, {"by": "alice"}, pending) is None
+    assert "not a configured approver" in _rules(DecisionKind.APPROVE, {"by": "eve"}, pending)
+    assert _rules(DecisionKind.NOTE, {"by": "dave", "text": "seen"}) is None, "notes need no pending decision"
+    assert "only approvers decide" in _rules(DecisionKind.REJECT, {"by": "dave", "reason": "x"}, pending)
+    assert "nobody decides their own incident" in _rules(DecisionKind.APPROVE, {"by": "mallory"}, pending)
+    assert "invalid request" in _rules(DecisionKind.REJECT, {"by": "alice"}, pending)
+    assert "no decision is pending" in _rules(DecisionKind.APPROVE, {"by": "alice"})
+    assert "already taken" in _rules(DecisionKind.APPROVE, {"by": "alice"}, pending, decided=True)
+    assert "second, different approver" in _rules(DecisionKind.APPROVE, {"by": "alice"}, _pending(approvals=["alice"]))
+    assert "not an option" in _rules(
+        DecisionKind.RELEASE, {"by": "alice", "comment": "x"}, _pending(options=["approve"])
+    )
