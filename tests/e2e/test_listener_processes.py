@@ -145,6 +145,19 @@ async def _async(value):
     return value
 
 
+def _leaked_key_inactive(account) -> dict[str, str] | None:
+    """The demo user's keys once the leaked one is Inactive, else None."""
+    listed = boto3.client("iam").list_access_keys(UserName=account.iam_user)["AccessKeyMetadata"]
+    keys = {k["AccessKeyId"]: k["Status"] for k in listed}
+    return keys if keys[account.access_key_id] == "Inactive" else None
+
+
+def _revocation(listed: dict, incident_prefix: str) -> list[str] | None:
+    """The inline policy names once an irflow session revocation (of an incident key with this prefix) is there."""
+    names = listed["PolicyNames"]
+    return names if any(n.startswith(f"irflow-revoke-sessions-{incident_prefix}") for n in names) else None
+
+
 async def test_findings_sent_while_temporal_is_down_all_become_incidents_once_it_is_back(stack, intake, tmp_path):
     port = free_port()
     temporal = ProcessGroup(tmp_path / "logs")
@@ -284,20 +297,10 @@ async def test_a_leaked_access_key_is_deactivated_end_to_end(stack, account, int
     publish_findings([sample_access_key_finding(account.iam_user, account.access_key_id, account.account_id)])
     iam = boto3.client("iam")
 
-    async def deactivated():
-        keys = {
-            k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=account.iam_user)["AccessKeyMetadata"]
-        }
-        return keys if keys[account.access_key_id] == "Inactive" else None
-
-    keys = await _eventually(deactivated)
+    keys = await _eventually(lambda: _async(_leaked_key_inactive(account)))
     assert keys[account.other_access_key_id] == "Active"
 
-    async def revoked():
-        names = iam.list_user_policies(UserName=account.iam_user)["PolicyNames"]
-        return names if any(n.startswith("irflow-revoke-sessions-") for n in names) else None
-
-    await _eventually(revoked)
+    await _eventually(lambda: _async(_revocation(iam.list_user_policies(UserName=account.iam_user), "")))
     runs = await _incidents(client, "iam-user-")
     assert len(runs) == 1 and account.iam_user not in next(iter(runs))
     assert _stop(listener) == 0
@@ -345,11 +348,7 @@ async def test_stolen_instance_role_credentials_end_to_end(stack, account, intak
         [sample_role_finding(account.role_name, role_id, account.instance_id, account.account_id, account.region)]
     )
 
-    async def revoked():
-        names = iam.list_role_policies(RoleName=account.role_name)["PolicyNames"]
-        return names if any(n.startswith("irflow-revoke-sessions-iam-role-") for n in names) else None
-
-    await _eventually(revoked)
+    await _eventually(lambda: _async(_revocation(iam.list_role_policies(RoleName=account.role_name), "iam-role-")))
     isolated = await _eventually(lambda: _async(_isolated(account)))
     assert isolated == {"quarantine"}
     assert len(await _incidents(client, "iam-role-")) == 1
@@ -396,11 +395,7 @@ async def test_a_compromised_lambda_function_is_throttled_end_to_end(stack, acco
     await _eventually(throttled)
     iam = boto3.client("iam")
 
-    async def revoked():
-        names = iam.list_role_policies(RoleName=function.role_name)["PolicyNames"]
-        return names if any(n.startswith("irflow-revoke-sessions-lambda-") for n in names) else None
-
-    await _eventually(revoked)
+    await _eventually(lambda: _async(_revocation(iam.list_role_policies(RoleName=function.role_name), "lambda-")))
     assert list(await _incidents(client, f"lambda-{account.account_id}-{account.region}-{function.function_name}"))
     assert _stop(listener) == 0
 
@@ -444,15 +439,7 @@ async def test_a_cloudtrail_call_is_detected_and_contained_end_to_end(stack, acc
     await ensure_search_attributes(client)
     listener = _start_pipeline(stack, account, intake, "detect")
     publish_findings([sample_cloudtrail_event(account, "StopLogging")])
-    iam = boto3.client("iam")
-
-    async def deactivated():
-        keys = {
-            k["AccessKeyId"]: k["Status"] for k in iam.list_access_keys(UserName=account.iam_user)["AccessKeyMetadata"]
-        }
-        return keys if keys[account.access_key_id] == "Inactive" else None
-
-    await _eventually(deactivated)
+    await _eventually(lambda: _async(_leaked_key_inactive(account)))
     query = f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId = '{account.iam_user}'"
 
     async def found():
