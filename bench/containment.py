@@ -74,7 +74,7 @@ async def _irflow_containment(env, region: str) -> float:
         _, handle = await open_incident(env.client, settings, workload)
         state = await wait_for(handle, lambda s: s.contained_at is not None or s.status.is_final, timeout=60)
         await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=60)
-        await handle.signal("reject", {"by": "bench", "reason": "benchmark cleanup"})
+        await handle.signal("reject", {"by": "alice", "reason": "benchmark cleanup"})
         final = await handle.result()
     assert final.status == Status.ROLLED_BACK, final.failure_reason
     return (state.contained_at - state.received_at).total_seconds()

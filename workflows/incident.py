@@ -100,6 +100,7 @@ class IncidentWorkflow:
         self._raw_stored: set[str] = set()
         self._keep_raw(request.finding, request.raw_packed)
         self._delivery_ids: set[str] = {request.delivery_id}
+        self._notifying: asyncio.Future | None = None
 
     # --- what analysts and tools see ---
 
@@ -533,7 +534,7 @@ class IncidentWorkflow:
         self.state.failure_reason = reason
         self.state.pending_decision = None
         await self.enter(Phase.REPORT, f"incident {status}" + (f": {reason}" if reason else ""))
-        await self.store_raw_findings()
+        await asyncio.gather(self.store_raw_findings(), self._notifications_sent())  # the report shows them
         reports = await self.try_act("write_report", self.state, list[EvidenceObject], QUICK)
         if reports:
             self.add_evidence(*reports)
@@ -541,6 +542,7 @@ class IncidentWorkflow:
         await self._write_manifest()
         self.state.closed_at = workflow.now()
         await self.enter(Phase.DONE, f"incident {status}" + (f": {reason}" if reason else ""))
+        await self._notifications_sent()  # every queued notification is out before the incident ends
         if fail:
             raise ApplicationError(reason or str(status), type=f"Incident{status.title().replace('_', '')}")
         return self.state
@@ -562,7 +564,9 @@ class IncidentWorkflow:
             self.add_evidence(manifest)
 
     async def _notify(self, channel: str, subject: str, message: str) -> None:
-        body = {
+        """Queue an SNS message and return at once: notifications go out in order, in the background, so a
+        slow or failing SNS never delays containment. `_finish` waits for the queue to drain."""
+        body = {  # the state as it is now, not when the message gets sent
             "status": self.state.status,
             "phase": self.state.phase,
             "severity": self.state.severity,
@@ -570,12 +574,19 @@ class IncidentWorkflow:
             "resource_id": self.state.resource_id,
             "message": message,
         }
-        await self.try_act(
-            "publish_notification",
-            NotifyInput(incident_id=self.state.incident_id, channel=channel, subject=subject, body=body),
-            StepResult,
-            QUICK,
-        )
+        request = NotifyInput(incident_id=self.state.incident_id, channel=channel, subject=subject, body=body)
+        previous = self._notifying
+
+        async def send() -> None:
+            if previous is not None:
+                await previous
+            await self.try_act("publish_notification", request, StepResult, QUICK)
+
+        self._notifying = asyncio.ensure_future(send())
+
+    async def _notifications_sent(self) -> None:
+        if self._notifying is not None:
+            await self._notifying
 
     def _publish(self) -> None:
         """Keep search attributes and the UI's current details in step with the state."""
