@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from detection.engine import Engine
@@ -15,16 +17,29 @@ from detection.sigma import load_sigma_rules
 class Catalogue:
     rules: list[Rule] = field(default_factory=list)
     unsupported: list[Unsupported] = field(default_factory=list)
+    disabled: list[Rule] = field(default_factory=list)  # loaded, but switched off by configuration
 
     def engine(self) -> Engine:
         return Engine(self.rules)
 
 
-def load_catalogue(sigma_dirs: list[Path] | tuple[Path, ...] = (), include_python: bool = True) -> Catalogue:
-    """Fresh rule instances (windowed rules hold state: each engine gets its own)."""
-    catalogue = Catalogue(rules=python_rules() if include_python else [])
+def is_disabled(rule_id: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatchcase(rule_id, pattern) for pattern in patterns)
+
+
+def load_catalogue(
+    sigma_dirs: list[Path] | tuple[Path, ...] = (), include_python: bool = True, disabled: Iterable[str] = ()
+) -> Catalogue:
+    """Fresh rule instances (windowed rules hold state: each engine gets its own). Rules whose id matches
+    one of `disabled` (ids or globs) are set aside in `Catalogue.disabled` and never evaluated."""
+    loaded = python_rules() if include_python else []
+    unsupported: list[Unsupported] = []
     for directory in sigma_dirs:
-        loaded, unsupported = load_sigma_rules(Path(directory))
-        catalogue.rules += loaded
-        catalogue.unsupported += unsupported
+        rules, rejected = load_sigma_rules(Path(directory))
+        loaded += rules
+        unsupported += rejected
+    patterns = tuple(disabled)
+    catalogue = Catalogue(unsupported=unsupported)
+    for rule in loaded:
+        (catalogue.disabled if is_disabled(rule.rule_id, patterns) else catalogue.rules).append(rule)
     return catalogue

@@ -1,51 +1,88 @@
-"""The engine: rules indexed by (eventSource, eventName), each event tested only against rules that can
-match it."""
+"""The engine: each event is tested only against the rules that can match it.
+
+Rules declare what an event must be to possibly match (eventSource, eventName, an eventName prefix, the
+caller's userIdentity.type). The engine works out, once per distinct (eventSource, eventName,
+userIdentity.type) and then from a cache, which rules those are, and keeps for each the cheapest test that
+is still exact once the index has spoken: a stateless rule's own predicate (Sigma's compiled matcher, a
+Python rule's function), or a windowed rule's `observe`.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from detection.rules import Alert, Event, Rule
+
+Entry = tuple[tuple[tuple[Callable[[Event], Any], Rule], ...], tuple[Callable[[Event], Alert | None], ...]]
+
+CACHE_LIMIT = 100_000  # distinct (source, name, identity type) keys; beyond it, entries are computed per event
 
 
 class Engine:
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = list(rules)
+        # Rules with an exact eventSource+eventName are found by key; the rest are filtered per new key.
         self._exact: dict[tuple[str, str], list[Rule]] = defaultdict(list)
-        self._by_source: dict[str, list[Rule]] = defaultdict(list)
-        self._by_name: dict[str, list[Rule]] = defaultdict(list)
-        self._any: list[Rule] = []
+        self._rest: list[Rule] = []
         for rule in self.rules:
             if rule.event_sources and rule.event_names:
                 for source in rule.event_sources:
                     for name in rule.event_names:
                         self._exact[(source, name)].append(rule)
-            elif rule.event_sources:
-                for source in rule.event_sources:
-                    self._by_source[source].append(rule)
-            elif rule.event_names:
-                for name in rule.event_names:
-                    self._by_name[name].append(rule)
             else:
-                self._any.append(rule)
-        self._cache: dict[tuple[str, str], tuple[Rule, ...]] = {}
+                self._rest.append(rule)
+        self._cache: dict[tuple[Any, Any, Any], Entry] = {}
+
+    def _candidates(self, source: Any, name: Any, identity_type: Any) -> list[Rule]:
+        exact = self._exact.get((source, name), []) if source.__class__ is str and name.__class__ is str else []
+        return [r for r in exact + self._rest if r.admits(source, name, identity_type)]
+
+    def _entry(self, key: tuple[Any, Any, Any]) -> Entry:
+        stateless, stateful = [], []
+        for rule in self._candidates(*key):
+            test = rule.indexed_test()
+            if test is None:
+                stateful.append(rule.observe)
+            else:
+                stateless.append((test, rule))
+        entry = (tuple(stateless), tuple(stateful))
+        if len(self._cache) < CACHE_LIMIT:
+            self._cache[key] = entry
+        return entry
+
+    @staticmethod
+    def _key(event: Event) -> tuple[Any, Any, Any]:
+        identity = event.get("userIdentity")
+        return (
+            event.get("eventSource"),
+            event.get("eventName"),
+            identity.get("type") if identity.__class__ is dict else None,
+        )
 
     def candidates(self, event: Event) -> tuple[Rule, ...]:
-        key = (event.get("eventSource") or "", event.get("eventName") or "")
-        found = self._cache.get(key)
-        if found is None:
-            found = tuple(
-                self._exact.get(key, []) + self._by_source.get(key[0], []) + self._by_name.get(key[1], []) + self._any
-            )
-            if len(self._cache) < 100_000:
-                self._cache[key] = found
-        return found
+        """The rules this event is tested against, in evaluation order."""
+        key = self._key(event)
+        return tuple(self._candidates(*key))
 
     def evaluate(self, event: Event) -> list[Alert]:
+        identity = event.get("userIdentity")
+        key = (
+            event.get("eventSource"),
+            event.get("eventName"),
+            identity.get("type") if identity.__class__ is dict else None,
+        )
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._entry(key)
+        stateless, stateful = entry
         alerts = []
-        for rule in self.candidates(event):
-            alert = rule.observe(event)
+        for test, rule in stateless:
+            if test(event):
+                alerts.append(rule.alert((event,)))
+        for observe in stateful:
+            alert = observe(event)
             if alert is not None:
                 alerts.append(alert)
         return alerts

@@ -35,12 +35,11 @@ class PythonRule(Rule):
     tests: tuple[RuleTest, ...] = ()
 
     def matches(self, event: Event) -> bool:
-        # The index already narrowed source and name; re-check so direct calls are honest too.
-        if self.event_sources and event.get("eventSource") not in self.event_sources:
-            return False
-        if self.event_names and event.get("eventName") not in self.event_names:
-            return False
-        return bool(self.predicate(event))  # type: ignore[misc]
+        # Through the engine the index has narrowed the event already; a direct call checks it here.
+        return self.admits_event(event) and bool(self.predicate(event))  # type: ignore[misc]
+
+    def indexed_test(self) -> Predicate | None:
+        return self.predicate
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,8 @@ def rule(
     finding_type: str,
     sources: Iterable[str] = (),
     names: Iterable[str] = (),
+    name_prefixes: Iterable[str] = (),
+    identity_types: Iterable[str] = (),
     tests: Iterable[RuleTest] = (),
     description: str = "",
     references: Iterable[str] = (),
@@ -77,6 +78,8 @@ def rule(
             finding_type=finding_type,
             event_sources=frozenset(sources),
             event_names=frozenset(names),
+            name_prefixes=tuple(name_prefixes),
+            identity_types=frozenset(identity_types),
             description=description or (func.__doc__ or "").strip(),
             kind="python",
             references=tuple(references),
@@ -654,6 +657,7 @@ def public_access_block_removed(event: Event) -> bool:
     title="Root user activity",
     severity=Severity.HIGH,
     finding_type="Policy:IAMUser/RootCredentialUsage",
+    identity_types=["Root"],
     tests=[
         T(
             "root console login",

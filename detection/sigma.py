@@ -10,9 +10,10 @@ null field. Field names are CloudTrail JSON paths (`userIdentity.arn`); a path t
 any element matches; a field holding an object or array is compared as its compact JSON text (how the rules'
 authors see `requestParameters|contains: 'Suspended'`).
 
-Index hints: a rule only gets `event_sources`/`event_names` when every way its condition can be true requires
-one of a fixed set of exact eventSource/eventName values; the values are taken as written in the rule, which
-assumes CloudTrail's canonical casing of those two fields (it never varies in practice).
+Index hints: a rule only gets `event_sources`/`event_names`/`identity_types` when every way its condition can be
+true requires one of a fixed set of exact eventSource/eventName/userIdentity.type values; the values are taken
+as written in the rule, which assumes CloudTrail's canonical casing of those fields (it never varies in
+practice).
 
 Rules this evaluator cannot honour (aggregations, correlations, keyword searches, placeholders, fields that
 are not CloudTrail's, another logsource) are returned as `Unsupported` with the reason, never dropped.
@@ -139,6 +140,9 @@ class SigmaDetectionRule(Rule):
         assert self.predicate is not None
         return self.predicate(event)
 
+    def indexed_test(self) -> Predicate | None:
+        return self.predicate  # the compiled condition checks every field itself
+
 
 # ---------------------------------------------------------------------------------------------- values
 
@@ -263,11 +267,59 @@ def _regex_test(value: SigmaRegularExpression) -> Callable[[Any], bool]:
             SigmaRegularExpressionFlag.MULTILINE: re.MULTILINE,
             SigmaRegularExpressionFlag.DOTALL: re.DOTALL,
         }[flag]
+    pattern = value.regexp.to_plain()
     try:
-        compiled = re.compile(value.regexp.to_plain(), flags)
+        compiled = re.compile(pattern, flags)
     except re.error as exc:
         raise UnsupportedRule(f"regular expression {value.regexp} does not compile in Python: {exc}") from exc
-    return lambda v: compiled.search(_text(v)) is not None
+    literal = required_literal(pattern)
+    if not literal:
+        return lambda v: compiled.search(_text(v)) is not None
+    if flags & re.IGNORECASE:
+        literal = literal.lower()
+        return lambda v: literal in (t := _text(v)).lower() and compiled.search(t) is not None
+    # A regex that starts with `.+` is tried at every offset; a substring test first rules most values out.
+    return lambda v: literal in (t := _text(v)) and compiled.search(t) is not None
+
+
+_REGEX_META = frozenset(".^$*+?{}[]\\|()")
+
+
+def required_literal(pattern: str) -> str:
+    """The longest literal run every match of `pattern` must contain, for patterns made only of literal
+    characters, escaped punctuation, `.` and the quantifiers `* + ?` (anything else: "", no prefilter)."""
+    runs: list[str] = []
+    run: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\":
+            if i + 1 >= len(pattern) or pattern[i + 1].isalnum():
+                return ""  # \d, \b, back-references...: not a literal
+            atom, literal, i = pattern[i + 1], True, i + 2
+        elif char == ".":
+            atom, literal, i = char, False, i + 1
+        elif char in "^$":
+            i += 1
+            runs.append("".join(run))
+            run = []
+            continue
+        elif char in _REGEX_META:
+            return ""  # classes, groups, alternation, counted repeats
+        else:
+            atom, literal, i = char, True, i + 1
+        quantifier = pattern[i] if i < len(pattern) and pattern[i] in "*+?" else ""
+        if quantifier:
+            i += 1
+            if i < len(pattern) and pattern[i] in "?+":  # lazy or possessive form
+                i += 1
+        if literal and quantifier in ("", "+"):
+            run.append(atom)
+        if not literal or quantifier:  # the run cannot continue past a wildcard or a repeat
+            runs.append("".join(run))
+            run = []
+    runs.append("".join(run))
+    return max(runs, key=len)
 
 
 def _cidr_test(value: SigmaCIDRExpression) -> Callable[[Any], bool]:
@@ -535,6 +587,7 @@ def compile_rule(rule: SigmaRule, path: str = "") -> SigmaDetectionRule:
         finding_type=_finding_type(tags, rule_id),
         event_sources=_required(tree, "eventSource") or frozenset(),
         event_names=_required(tree, "eventName") or frozenset(),
+        identity_types=_required(tree, "userIdentity.type") or frozenset(),
         description=description.strip(),
         kind="sigma",
         references=tuple(rule.references or ()),

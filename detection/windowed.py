@@ -16,16 +16,24 @@ from typing import Any
 from detection.rules import Alert, Event, Rule
 from models.finding import Severity
 
+_last_time: tuple[str, float | None] = ("", None)  # consecutive events mostly share their second
+
 
 def event_seconds(event: Event) -> float | None:
     """eventTime as POSIX seconds, or None when missing or unparseable."""
+    global _last_time
     value = event.get("eventTime")
-    if not isinstance(value, str):
+    if value.__class__ is not str:
         return None
+    text, seconds = _last_time
+    if value == text:
+        return seconds
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        seconds = datetime.fromisoformat(value).timestamp()  # Python 3.11 reads the trailing Z
     except ValueError:
-        return None
+        seconds = None
+    _last_time = (value, seconds)
+    return seconds
 
 
 def principal(event: Event) -> str | None:
@@ -63,39 +71,59 @@ class WindowedRule(Rule):
     def matches(self, event: Event) -> bool:  # windowed rules decide in observe()
         return False
 
+    def indexed_test(self) -> None:
+        return None
+
 
 class _Window:
-    """Recent events of one principal, with a running count of the distinct values among them."""
+    """Recent qualifying events of one principal, oldest first, at most `max_events`."""
 
-    __slots__ = ("counts", "events", "last_alert", "max_events")
+    __slots__ = ("events", "last_alert")
 
-    def __init__(self, max_events: int) -> None:
-        self.events: deque[tuple[float, tuple[Any, ...], Event]] = deque()
-        self.counts: dict[Any, int] = {}
+    def __init__(self) -> None:
+        self.events: deque[tuple[float, Event]] = deque()
         self.last_alert: float | None = None
-        self.max_events = max_events
 
-    def add(self, now: float, values: tuple[Any, ...], event: Event) -> None:
-        if len(self.events) >= self.max_events:
-            self._drop()
-        self.events.append((now, values, event))
-        counts = self.counts
+    def add(self, now: float, event: Event, max_events: int, horizon: float) -> int:
+        events = self.events
+        if len(events) >= max_events:
+            events.popleft()
+        events.append((now, event))
+        while events[0][0] < horizon:
+            events.popleft()
+        return len(events)
+
+    def matching(self) -> tuple[Event, ...]:
+        return tuple(e for _, e in self.events)
+
+
+class _DistinctWindow:
+    """The distinct values one principal touched recently, each with the time and event it was last seen,
+    least recently seen first, at most `max_events` values: counting distinct values is O(1) per event."""
+
+    __slots__ = ("last_alert", "seen")
+
+    def __init__(self) -> None:
+        self.seen: OrderedDict[Any, tuple[float, Event]] = OrderedDict()
+        self.last_alert: float | None = None
+
+    def add(self, now: float, values: tuple[Any, ...], event: Event, max_events: int, horizon: float) -> int:
+        seen = self.seen
         for value in values:
-            counts[value] = counts.get(value, 0) + 1
+            if value in seen:
+                seen.move_to_end(value)
+            seen[value] = (now, event)
+            if len(seen) > max_events:
+                seen.popitem(last=False)
+        while seen and next(iter(seen.values()))[0] < horizon:
+            seen.popitem(last=False)
+        return len(seen)
 
-    def expire(self, horizon: float) -> None:
-        while self.events and self.events[0][0] < horizon:
-            self._drop()
-
-    def _drop(self) -> None:
-        _, values, _ = self.events.popleft()
-        counts = self.counts
-        for value in values:
-            left = counts[value] - 1
-            if left:
-                counts[value] = left
-            else:
-                del counts[value]
+    def matching(self) -> tuple[Event, ...]:
+        events: dict[int, Event] = {}
+        for _, event in self.seen.values():  # one event may carry several values: list it once
+            events.setdefault(id(event), event)
+        return tuple(events.values())
 
 
 def _members(value: Any) -> tuple[Any, ...]:
@@ -123,17 +151,28 @@ class ThresholdRule(WindowedRule):
         now = event_seconds(event)
         if key is None or now is None:
             return None
-        window: _Window = self._slot(key, lambda: _Window(self.max_events))
-        values = _members(self.distinct(event)) if self.distinct is not None else ()
-        window.add(now, values, event)
-        window.expire(now - self.window_seconds)
-        if window.last_alert is not None and 0 <= now - window.last_alert < self.window_seconds:
-            return None
-        count = len(window.events) if self.distinct is None else len(window.counts)
+        state = self._state
+        window = state.get(key)
+        if window is None:
+            window = state[key] = _Window() if self.distinct is None else _DistinctWindow()
+            if len(state) > self.max_principals:
+                state.popitem(last=False)  # least recently seen principal
+        else:
+            state.move_to_end(key)
+        horizon = now - self.window_seconds
+        if self.distinct is None:
+            count = window.add(now, event, self.max_events, horizon)
+        else:
+            values = _members(self.distinct(event))
+            if not values:
+                return None
+            count = window.add(now, values, event, self.max_events, horizon)
         if count < self.threshold:
             return None
+        if window.last_alert is not None and 0 <= now - window.last_alert < self.window_seconds:
+            return None
         window.last_alert = now
-        return self.alert(tuple(e for _, _, e in window.events))
+        return self.alert(window.matching())
 
 
 @dataclass
@@ -259,6 +298,7 @@ def windowed_rules() -> list[WindowedRule]:
             window_seconds=60,
             threshold=30,
             max_events=200,
+            name_prefixes=_ENUM_PREFIXES,
             include=_enumeration_call,
             distinct=_service_name,
         ),

@@ -141,9 +141,15 @@ class FindingListener:
         if settings.detection:
             from detection.detector import Detector
 
-            self.detector = Detector([Path(d) for d in settings.sigma_rules_dirs])
+            self.detector = Detector(
+                [Path(d) for d in settings.sigma_rules_dirs],
+                min_severity=settings.detection_min_severity,
+                disabled=settings.detection_disabled_rules,
+            )
             for item in self.detector.unsupported:
                 log.warning("detection rule not loaded: %s: %s", item.source, item.reason)
+            if self.detector.disabled:
+                log.info("detection rules disabled by configuration: %s", ", ".join(self.detector.disabled))
 
     # --- running ---
 

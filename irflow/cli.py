@@ -453,7 +453,11 @@ def _catalogue(sigma: list[Path] | None):
     from detection.catalogue import load_catalogue
     from models.settings import get_settings
 
-    return load_catalogue(sigma if sigma is not None else [Path(d) for d in get_settings().sigma_rules_dirs])
+    settings = get_settings()
+    return load_catalogue(
+        sigma if sigma is not None else [Path(d) for d in settings.sigma_rules_dirs],
+        disabled=settings.detection_disabled_rules,
+    )
 
 
 @rules_app.command("list")
@@ -469,18 +473,23 @@ def rules_list(sigma: SIGMA = None, as_json: AS_JSON = False) -> None:
             "title": r.title,
             "event_sources": sorted(r.event_sources),
             "event_names": sorted(r.event_names),
+            "name_prefixes": list(r.name_prefixes),
+            "identity_types": sorted(r.identity_types),
+            "enabled": enabled,
         }
-        for r in catalogue.rules
+        for enabled, group in ((True, catalogue.rules), (False, catalogue.disabled))
+        for r in group
     ]
     unsupported = [{"source": u.source, "reason": u.reason} for u in catalogue.unsupported]
     if as_json:
         _print_json({"rules": rows, "unsupported": unsupported})
         return
-    table = Table(title=f"{len(rows)} rule(s)")
-    for column in ("id", "kind", "severity", "finding type", "title"):
+    table = Table(title=f"{len(catalogue.rules)} rule(s) enabled, {len(catalogue.disabled)} disabled")
+    for column in ("id", "kind", "severity", "finding type", "title", "enabled"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(Text(str(row[k])) for k in ("id", "kind", "severity", "finding_type", "title")))
+        cells = [str(row[k]) for k in ("id", "kind", "severity", "finding_type", "title")]
+        table.add_row(*(Text(c) for c in cells), Text("yes" if row["enabled"] else "no (disabled)"))
     console.print(table)
     for item in unsupported:
         sys.stderr.write(f"unsupported: {item['source']}: {item['reason']}\n")
@@ -509,10 +518,14 @@ def detect(
     sigma: SIGMA = None,
     as_json: AS_JSON = False,
 ) -> None:
-    """Replay CloudTrail records through every rule and print the alerts (no incident is started)."""
+    """Replay CloudTrail records through every rule and print the alerts (no incident is started).
+
+    Alerts below IRFLOW_DETECTION_MIN_SEVERITY are printed too, marked as leads that would open no incident."""
     from detection.events import read_bytes
     from detection.findings import alert_to_finding
+    from models.settings import get_settings
 
+    floor = get_settings().detection_min_severity
     engine = _catalogue(sigma).engine()
     try:
         events = list(read_bytes(sys.stdin.buffer.read() if str(replay) == "-" else replay.read_bytes()))
@@ -531,12 +544,14 @@ def detect(
                     "finding_type": alert.finding_type,
                     "event_ids": [e.get("eventID") for e in alert.events],
                     "resource": finding.resource.model_dump(mode="json", exclude_defaults=True),
+                    "opens_incident": alert.severity.rank >= floor.rank,
                 }
                 sys.stdout.write(json.dumps(line) + "\n")
             else:
+                lead = "" if alert.severity.rank >= floor.rank else f"  [lead: below {floor}, no incident]"
                 console.print(
                     f"{event.get('eventTime')} {alert.severity:<8} {alert.rule_id}  {alert.title}  "
-                    f"({finding.resource.resource_type} {finding.resource.resource_id})",
+                    f"({finding.resource.resource_type} {finding.resource.resource_id}){lead}",
                     markup=False,
                 )
     if not as_json:

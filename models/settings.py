@@ -104,6 +104,14 @@ class IrflowSettings(BaseSettings):
         default=True, description="evaluate CloudTrail events reaching the listener with the detection rules"
     )
     sigma_rules_dirs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    detection_min_severity: Severity = Field(
+        default=Severity.MEDIUM,
+        description="detection alerts below this severity are counted and logged but open no incident "
+        "(Sigma's low-level rules are hunting leads: 'AWS STS AssumeRole Misuse' matches every role session)",
+    )
+    detection_disabled_rules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="rule ids (or globs such as 'irflow.cloudtrail.*') never evaluated"
+    )
     suppress_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     suppress_tags: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="resource tags that suppress a finding: 'key' or 'key=value'"
@@ -120,7 +128,14 @@ class IrflowSettings(BaseSettings):
             return {name: {} for name in value}
         return value
 
-    @field_validator("queue_urls", "suppress_accounts", "suppress_tags", "sigma_rules_dirs", mode="before")
+    @field_validator(
+        "queue_urls",
+        "suppress_accounts",
+        "suppress_tags",
+        "sigma_rules_dirs",
+        "detection_disabled_rules",
+        mode="before",
+    )
     @classmethod
     def _comma_or_json_list(cls, value: object) -> object:
         """Environment lists may be JSON (`["a","b"]`) or comma-separated (`a,b`)."""

@@ -47,3 +47,44 @@ def test_detect_replay_prints_alerts_from_a_gzipped_cloudtrail_log_file(tmp_path
 def test_detect_replay_of_a_missing_file_is_one_clear_error(tmp_path):
     result = RUNNER.invoke(app, ["detect", "--replay", str(tmp_path / "nope.json")])
     assert result.exit_code == 1 and "cannot read" in result.output
+
+
+def test_rules_switched_off_by_configuration_are_listed_as_disabled():
+    env = {"IRFLOW_DETECTION_DISABLED_RULES": "irflow.cloudtrail.*"}
+    result = RUNNER.invoke(app, ["rules", "list", "--sigma", SIGMA, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    listed = {rule["id"]: rule for rule in json.loads(result.stdout)["rules"]}
+    assert listed["irflow.cloudtrail.trail-stopped"]["enabled"] is False
+    assert listed["irflow.signin.root-activity"]["enabled"] is True
+    assert listed["irflow.signin.root-activity"]["identity_types"] == ["Root"]
+
+
+def test_detect_replay_reads_json_lines_on_stdin_and_marks_leads_below_the_floor():
+    role_session = {
+        "eventSource": "sts.amazonaws.com",
+        "eventName": "GetCallerIdentity",
+        "eventID": "lead-1",
+        "eventTime": "2026-11-28T05:00:00Z",
+        "userIdentity": {
+            "type": "AssumedRole",
+            "arn": "arn:aws:sts::123456789012:assumed-role/deploy/ci",
+            "sessionContext": {"sessionIssuer": {"type": "Role", "userName": "deploy"}},
+        },
+    }
+    stop = {
+        "eventSource": "cloudtrail.amazonaws.com",
+        "eventName": "StopLogging",
+        "eventID": "stop-1",
+        "eventTime": "2026-11-28T05:00:01Z",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/ci", "userName": "ci"},
+        "requestParameters": {"name": "main"},
+    }
+    stdin = "\n".join(json.dumps(e) for e in (role_session, stop)) + "\n"
+    result = RUNNER.invoke(app, ["detect", "--replay", "-", "--sigma", SIGMA, "--json"], input=stdin)
+    assert result.exit_code == 0, result.output
+    alerts = [json.loads(line) for line in result.stdout.splitlines()]
+    leads = [a for a in alerts if not a["opens_incident"]]
+    assert leads and all(a["severity"] == "LOW" and a["event_ids"] == ["lead-1"] for a in leads)
+    assert any(a["rule_id"] == "irflow.cloudtrail.trail-stopped" and a["opens_incident"] for a in alerts)
+    text = RUNNER.invoke(app, ["detect", "--replay", "-", "--sigma", SIGMA], input=stdin)
+    assert "[lead: below MEDIUM, no incident]" in text.stdout

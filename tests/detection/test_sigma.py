@@ -107,8 +107,8 @@ def test_rule_metadata(corpus):
     saml = next(r for r in rules if r.rule_id.startswith("f43f5d2f"))  # 1 of selection_*: union of both
     assert saml.event_sources == {"sts.amazonaws.com", "iam.amazonaws.com"}
     assert saml.event_names == {"AssumeRoleWithSAML", "UpdateSAMLProvider"}
-    root = next(r for r in rules if r.title == "AWS Root Credentials")  # no eventSource/eventName: unindexed
-    assert not root.event_sources and not root.event_names
+    root = next(r for r in rules if r.title == "AWS Root Credentials")  # no eventSource/eventName
+    assert not root.event_sources and not root.event_names and root.identity_types == {"Root"}
     assert isinstance(root, SigmaDetectionRule) and root.severity in Severity
 
 
@@ -299,19 +299,19 @@ def test_unparseable_yaml_is_reported(tmp_path):
 def test_engine_only_tests_candidate_rules(corpus):
     rules, _ = corpus
     calls: Counter[str] = Counter()
+    originals = {rule.rule_id: rule.predicate for rule in rules}
     for rule in rules:
-        inner = rule.matches
 
-        def counting(event, inner=inner, rule_id=rule.rule_id):
+        def counting(event, inner=rule.predicate, rule_id=rule.rule_id):
             calls[rule_id] += 1
             return inner(event)
 
-        object.__setattr__(rule, "matches", counting)
+        rule.predicate = counting
     try:
         engine = Engine(rules)
+        unindexed = {r.rule_id for r in rules if not (r.event_sources or r.event_names or r.identity_types)}
         event = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging", "userIdentity": {}}
         alerts = engine.evaluate(event)
-        unindexed = {r.rule_id for r in rules if not r.event_sources and not r.event_names}
         trail = {r.rule_id for r in rules if "StopLogging" in r.event_names}
         assert set(calls) == unindexed | trail
         assert len(calls) < len(rules) // 4
@@ -319,9 +319,18 @@ def test_engine_only_tests_candidate_rules(corpus):
         calls.clear()
         engine.evaluate({"eventSource": "s3.amazonaws.com", "eventName": "GetObject"})
         assert set(calls) == unindexed
+        assert len(unindexed) <= 2  # IMDS credentials outside AWS (a regex on the ARN) and TruffleHog (userAgent)
+        calls.clear()
+        root = {r.rule_id for r in rules if r.identity_types == {"Root"}}
+        assert root  # "AWS Root Credentials" is indexed by userIdentity.type
+        alerts = engine.evaluate(
+            {"eventSource": "s3.amazonaws.com", "eventName": "PutBucketPolicy", "userIdentity": {"type": "Root"}}
+        )
+        assert set(calls) == unindexed | root
+        assert {a.rule_id for a in alerts} >= root
     finally:
         for rule in rules:
-            del rule.matches
+            rule.predicate = originals[rule.rule_id]
 
 
 # ------------------------------------------------------------------------------------------ real events
