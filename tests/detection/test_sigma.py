@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from detection.engine import Engine
-from detection.sigma import SigmaDetectionRule, load_sigma_file, load_sigma_rules
+from detection.sigma import SigmaDetectionRule, load_sigma_file, load_sigma_rules, required_literal
 from models.finding import Severity
 from tests.support import CORPORA
 
@@ -148,6 +148,12 @@ EVENT = {
         ("userAgent|re: '^S3 Browser [0-9.]+ '", True),
         ("userAgent|re: '^s3 browser'", False),  # |re is case-sensitive
         ("userAgent|re|i: '^s3 browser'", True),
+        ("userAgent|re: '.+Browser 9.+'", True),  # literal prefilter, then the regex
+        ("userAgent|re: '.+Browser 8.+'", False),
+        ("userAgent|re: '.+Browser.+com$'", True),
+        ("userAgent|re: 'S3 Browser$'", False),  # the literal is there, the anchor is not
+        ("userAgent|re|i: '.+BROWSER 9.+'", True),
+        ("userIdentity.arn|re: '.+:user/ali(ce|son)'", True),  # a group: no prefilter, plain search
         ("sourceIPAddress|cidr: 10.0.0.0/8", True),
         ("sourceIPAddress|cidr: 192.168.0.0/16", False),
         ("userIdentity.arn|endswith: user/alice", True),
@@ -174,6 +180,25 @@ def test_field_modifiers(tmp_path, detection, expected):
     rule = make_rule(tmp_path, f"    selection:\n        {detection}\n    condition: selection")
     assert isinstance(rule, SigmaDetectionRule), rule
     assert rule.matches(EVENT) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        (".+:assumed-role/aws:.+", ":assumed-role/aws:"),
+        ("^foo\\.bar$", "foo.bar"),
+        ("ab*cdef", "cdef"),  # b* may be absent: the run restarts after it
+        ("ab+cd", "ab"),  # b+ keeps one b
+        ("abc?de", "ab"),
+        ("x(y)z", ""),  # groups, classes, alternation, counted repeats, \\d: no prefilter
+        ("[a-z]+admin", ""),
+        ("a|b", ""),
+        ("\\d+abc", ""),
+        ("ab{2}", ""),
+    ],
+)
+def test_required_literal_of_a_regex(pattern, literal):
+    assert required_literal(pattern) == literal
 
 
 ABC = "    a:\n        eventName: Nope\n    b:\n        userIdentity.type: IAMUser\n    c:\n"
