@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from detection.engine import Engine
-from detection.python_rules import python_rules
+from detection.python_rules import load_rule_files, python_rules
 from detection.rules import Rule, Unsupported
 from detection.sigma import load_sigma_rules
 
@@ -28,12 +28,17 @@ def is_disabled(rule_id: str, patterns: Iterable[str]) -> bool:
 
 
 def load_catalogue(
-    sigma_dirs: list[Path] | tuple[Path, ...] = (), include_python: bool = True, disabled: Iterable[str] = ()
+    sigma_dirs: list[Path] | tuple[Path, ...] = (),
+    include_python: bool = True,
+    disabled: Iterable[str] = (),
+    python_dirs: Iterable[Path | str] = (),
 ) -> Catalogue:
-    """Fresh rule instances (windowed rules hold state: each engine gets its own). Rules whose id matches
-    one of `disabled` (ids or globs) are set aside in `Catalogue.disabled` and never evaluated."""
-    loaded = python_rules() if include_python else []
-    unsupported: list[Unsupported] = []
+    """Fresh rule instances (windowed rules hold state: each engine gets its own): irflow's own rules, the
+    team's Python rule files from `python_dirs`, Sigma rules from `sigma_dirs`. Rules whose id matches one of
+    `disabled` (ids or globs) are set aside in `Catalogue.disabled` and never evaluated."""
+    loaded: list[Rule] = python_rules() if include_python else []
+    own, unsupported = load_rule_files(python_dirs)
+    loaded += own
     for directory in sigma_dirs:
         rules, rejected = load_sigma_rules(Path(directory))
         loaded += rules

@@ -27,8 +27,9 @@ class Detector:
         sigma_dirs: list[Path] | tuple[Path, ...] = (),
         min_severity: Severity = Severity.MEDIUM,
         disabled: Iterable[str] = (),
+        python_dirs: Iterable[Path | str] = (),
     ) -> None:
-        catalogue = load_catalogue(sigma_dirs, disabled=disabled)
+        catalogue = load_catalogue(sigma_dirs, disabled=disabled, python_dirs=python_dirs)
         self.engine = catalogue.engine()
         self.unsupported = catalogue.unsupported
         self.disabled = [r.rule_id for r in catalogue.disabled]

@@ -9,11 +9,14 @@ Python rule's function), or a windowed rule's `observe`.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from detection.rules import Alert, Event, Rule
+
+log = logging.getLogger(__name__)
 
 Entry = tuple[tuple[tuple[Callable[[Event], Any], Rule], ...], tuple[Callable[[Event], Alert | None], ...]]
 
@@ -34,6 +37,7 @@ class Engine:
             else:
                 self._rest.append(rule)
         self._cache: dict[tuple[Any, Any, Any], Entry] = {}
+        self.errors: Counter[str] = Counter()  # rule id → events it raised on (the rule is skipped for them)
 
     def _candidates(self, source: Any, name: Any, identity_type: Any) -> list[Rule]:
         exact = self._exact.get((source, name), []) if source.__class__ is str and name.__class__ is str else []
@@ -79,13 +83,34 @@ class Engine:
         stateless, stateful = entry
         alerts = []
         for test, rule in stateless:
-            if test(event):
-                alerts.append(rule.alert((event,)))
+            try:  # free in Python 3.11 until something raises
+                if test(event):
+                    alerts.append(rule.alert((event,)))
+            except Exception as exc:  # one rule's bug must not cost the other rules this event
+                self._failed(rule, event, exc)
         for observe in stateful:
-            alert = observe(event)
+            try:
+                alert = observe(event)
+            except Exception as exc:
+                self._failed(getattr(observe, "__self__", None), event, exc)
+                continue
             if alert is not None:
                 alerts.append(alert)
         return alerts
+
+    def _failed(self, rule: Rule | None, event: Event, exc: Exception) -> None:
+        rule_id = rule.rule_id if rule is not None else "?"
+        self.errors[rule_id] += 1
+        count = self.errors[rule_id]
+        if count & (count - 1) == 0:  # 1st, 2nd, 4th, 8th…: visible without flooding the log
+            log.error(
+                "detection rule %s raised %s on event %s (%d time(s) so far): %s",
+                rule_id,
+                type(exc).__name__,
+                event.get("eventID"),
+                count,
+                exc,
+            )
 
     def run(self, events: Iterable[Event]) -> Iterator[Alert]:
         for event in events:

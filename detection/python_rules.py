@@ -5,16 +5,23 @@ calls them for those events.
     @rule(id="irflow.cloudtrail.x", title=..., severity=Severity.HIGH, finding_type="...",
           sources={"cloudtrail.amazonaws.com"}, names={"StopLogging"}, tests=[RuleTest(...)])
     def x(event) -> bool: ...
+
+A team's own rules live in their own folders of `*.py` files written the same way
+(`IRFLOW_PYTHON_RULES_DIRS`, `load_rule_files`); docs/rules.md says how to write one and its tests.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from detection.rules import Event, Rule
+from detection.rules import Event, Rule, Unsupported
 from models.finding import Severity
 
 Predicate = Callable[[Event], bool]
@@ -49,8 +56,12 @@ class RuleTestFailure:
     expected: bool
     got: bool | str
 
+    def __str__(self) -> str:
+        return f"{self.rule_id}: {self.test}: expected {self.expected}, got {self.got}"
 
-_REGISTRY: dict[str, PythonRule] = {}
+
+_REGISTRY: dict[str, PythonRule] = {}  # irflow's own rules, registered when this module is imported
+_TARGETS: list[dict[str, PythonRule]] = [_REGISTRY]  # where @rule registers (a rule file being loaded: its own)
 
 
 def rule(
@@ -69,9 +80,10 @@ def rule(
     tags: Iterable[str] = (),
 ) -> Callable[[Predicate], Predicate]:
     def register(func: Predicate) -> Predicate:
-        if id in _REGISTRY:
+        target = _TARGETS[-1]
+        if id in target:
             raise ValueError(f"duplicate rule id {id}")
-        _REGISTRY[id] = PythonRule(
+        target[id] = PythonRule(
             rule_id=id,
             title=title,
             severity=severity,
@@ -87,7 +99,7 @@ def rule(
             predicate=func,
             tests=tuple(tests),
         )
-        func.rule = _REGISTRY[id]  # type: ignore[attr-defined]
+        func.rule = target[id]  # type: ignore[attr-defined]
         return func
 
     return register
@@ -103,10 +115,53 @@ def python_rules(include_windowed: bool = True) -> list[Rule]:
     return rules
 
 
-def run_rule_tests() -> list[RuleTestFailure]:
-    """Run every rule's own test events; the failures (empty when all pass)."""
+def load_rule_files(directories: Iterable[Path | str]) -> tuple[list[PythonRule], list[Unsupported]]:
+    """A team's own Python rules: every `*.py` under each folder (recursively, sorted), executed afresh, and
+    the rules its `@rule` decorators declared. A file that fails to run, declares no rule or reuses an id
+    is reported with the reason and contributes nothing; it never stops the others from loading."""
+    loaded: dict[str, PythonRule] = {}
+    rejected: list[Unsupported] = []
+    for directory in directories:
+        for path in sorted(p for p in Path(directory).rglob("*.py") if p.is_file()):
+            collected: dict[str, PythonRule] = {}
+            name = "irflow_rule_file_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                rejected.append(Unsupported(str(path), "not loadable as a Python module"))
+                continue
+            module = importlib.util.module_from_spec(spec)
+            _TARGETS.append(collected)
+            sys.modules[name] = module  # dataclasses and pickling look their module up here
+            try:
+                spec.loader.exec_module(module)
+            except Exception as exc:  # any error in a rule file is that file's problem, reported
+                rejected.append(Unsupported(str(path), f"{type(exc).__name__}: {exc}"))
+                continue
+            finally:
+                _TARGETS.pop()
+                sys.modules.pop(name, None)
+            taken = sorted(collected.keys() & (_REGISTRY.keys() | loaded.keys()))
+            if taken:
+                rejected.append(Unsupported(str(path), f"rule id(s) already defined elsewhere: {', '.join(taken)}"))
+            elif not collected:
+                rejected.append(Unsupported(str(path), "declares no rule (use @rule from detection.python_rules)"))
+            else:
+                loaded.update(collected)
+    return list(loaded.values()), rejected
+
+
+def run_rule_tests(rules: Iterable[Rule] | None = None) -> list[RuleTestFailure]:
+    """Run each Python rule's own test events (irflow's, by default); the failures (empty when all pass).
+    A rule must carry at least one event it fires on and one it does not."""
     failures = []
-    for registered in _REGISTRY.values():
+    for registered in _REGISTRY.values() if rules is None else rules:
+        if not isinstance(registered, PythonRule):
+            continue
+        verdicts = {test.expected for test in registered.tests}
+        if verdicts != {True, False}:
+            failures.append(
+                RuleTestFailure(registered.rule_id, "(tests)", True, "needs an event it fires on and one it does not")
+            )
         for test in registered.tests:
             try:
                 got: bool | str = registered.matches(test.event)
@@ -269,6 +324,7 @@ S3 = "s3.amazonaws.com"
 RDS = "rds.amazonaws.com"
 LAMBDA = "lambda.amazonaws.com"
 SIGNIN = "signin.amazonaws.com"
+STS = "sts.amazonaws.com"
 
 
 def _simple(

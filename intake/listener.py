@@ -145,6 +145,7 @@ class FindingListener:
                 [Path(d) for d in settings.sigma_rules_dirs],
                 min_severity=settings.detection_min_severity,
                 disabled=settings.detection_disabled_rules,
+                python_dirs=settings.python_rules_dirs,
             )
             for item in self.detector.unsupported:
                 log.warning("detection rule not loaded: %s: %s", item.source, item.reason)

@@ -449,7 +449,15 @@ SIGMA = Annotated[
 ]
 
 
-def _catalogue(sigma: list[Path] | None):
+PYTHON_RULES = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--rules", help="a folder of your own Python rule files (repeatable); default IRFLOW_PYTHON_RULES_DIRS"
+    ),
+]
+
+
+def _catalogue(sigma: list[Path] | None, python_dirs: list[Path] | None = None):
     from detection.catalogue import load_catalogue
     from models.settings import get_settings
 
@@ -457,13 +465,14 @@ def _catalogue(sigma: list[Path] | None):
     return load_catalogue(
         sigma if sigma is not None else [Path(d) for d in settings.sigma_rules_dirs],
         disabled=settings.detection_disabled_rules,
+        python_dirs=python_dirs if python_dirs is not None else [Path(d) for d in settings.python_rules_dirs],
     )
 
 
 @rules_app.command("list")
-def rules_list(sigma: SIGMA = None, as_json: AS_JSON = False) -> None:
-    """Every rule irflow evaluates (Python, windowed, Sigma) and the Sigma files it could not load, with why."""
-    catalogue = _catalogue(sigma)
+def rules_list(sigma: SIGMA = None, python_dirs: PYTHON_RULES = None, as_json: AS_JSON = False) -> None:
+    """Every rule irflow evaluates (Python, windowed, Sigma) and the rule files it could not load, with why."""
+    catalogue = _catalogue(sigma, python_dirs)
     rows = [
         {
             "id": r.rule_id,
@@ -496,19 +505,26 @@ def rules_list(sigma: SIGMA = None, as_json: AS_JSON = False) -> None:
 
 
 @rules_app.command("test")
-def rules_test(as_json: AS_JSON = False) -> None:
-    """Run every Python rule's own test events; exit 1 when any fails."""
-    from detection.python_rules import python_rules, run_rule_tests
+def rules_test(python_dirs: PYTHON_RULES = None, as_json: AS_JSON = False) -> None:
+    """Run every Python rule's own test events (irflow's and yours); exit 1 when any fails or a file won't load."""
+    from detection.python_rules import PythonRule, run_rule_tests
 
-    failures = run_rule_tests()
-    tested = sum(len(getattr(r, "tests", ()) or ()) for r in python_rules())
+    catalogue = _catalogue([], python_dirs)
+    rules = [r for r in catalogue.rules + catalogue.disabled if isinstance(r, PythonRule)]
+    failures = run_rule_tests(rules)
+    broken = [f"{u.source}: {u.reason}" for u in catalogue.unsupported]
+    tested = sum(len(r.tests) for r in rules)
     if as_json:
-        _print_json({"tests": tested, "failures": [str(f) for f in failures]})
+        _print_json(
+            {"rules": len(rules), "tests": tested, "failures": [str(f) for f in failures], "unloadable": broken}
+        )
     else:
         for failure in failures:
             sys.stderr.write(f"FAIL {failure}\n")
-        console.print(f"{tested - len(failures)}/{tested} rule tests pass", markup=False)
-    if failures:
+        for item in broken:
+            sys.stderr.write(f"NOT LOADED {item}\n")
+        console.print(f"{tested - len(failures)}/{tested} rule tests pass ({len(rules)} rules)", markup=False)
+    if failures or broken:
         raise typer.Exit(EXIT_REFUSED)
 
 
@@ -516,6 +532,7 @@ def rules_test(as_json: AS_JSON = False) -> None:
 def detect(
     replay: Annotated[Path, typer.Option("--replay", help="CloudTrail records: JSON lines, a log file (gzip or not)")],
     sigma: SIGMA = None,
+    python_dirs: PYTHON_RULES = None,
     as_json: AS_JSON = False,
 ) -> None:
     """Replay CloudTrail records through every rule and print the alerts (no incident is started).
@@ -526,7 +543,7 @@ def detect(
     from models.settings import get_settings
 
     floor = get_settings().detection_min_severity
-    engine = _catalogue(sigma).engine()
+    engine = _catalogue(sigma, python_dirs).engine()
     try:
         events = list(read_bytes(sys.stdin.buffer.read() if str(replay) == "-" else replay.read_bytes()))
     except (OSError, ValueError) as error:

@@ -104,6 +104,9 @@ class IrflowSettings(BaseSettings):
         default=True, description="evaluate CloudTrail events reaching the listener with the detection rules"
     )
     sigma_rules_dirs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    python_rules_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="folders of the team's own Python rule files (docs/rules.md)"
+    )
     detection_min_severity: Severity = Field(
         default=Severity.MEDIUM,
         description="detection alerts below this severity are counted and logged but open no incident "
@@ -133,6 +136,7 @@ class IrflowSettings(BaseSettings):
         "suppress_accounts",
         "suppress_tags",
         "sigma_rules_dirs",
+        "python_rules_dirs",
         "detection_disabled_rules",
         mode="before",
     )
