@@ -71,6 +71,7 @@ class IntakeStack:
     securityhub_imported_rule_name: str
     securityhub_custom_action_rule_name: str
     cloudtrail_rule_name: str
+    cloudtrail_log_files_rule_name: str | None = None
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -166,6 +167,7 @@ def deploy_intake_stack(
     max_receive_count: int = 25,
     name_prefix: str | None = None,
     guardduty_minimum_severity: float | None = None,
+    cloudtrail_log_bucket: str | None = None,
     timeout: float = 60,
 ) -> IntakeStack:
     """Create the intake stack from infra/findings-intake.yaml and wait until it is complete.
@@ -178,6 +180,7 @@ def deploy_intake_stack(
         "FindingsVisibilityTimeout": visibility_timeout,
         "FindingsMaxReceiveCount": max_receive_count,
         "GuardDutyMinimumSeverity": guardduty_minimum_severity,
+        "CloudTrailLogBucket": cloudtrail_log_bucket,
     }
     parameters = parameter_values(template, {name: value for name, value in given.items() if value is not None})
     cloudformation = boto3.client("cloudformation", region_name=region)
@@ -190,7 +193,9 @@ def deploy_intake_stack(
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
     _apply_skipped_queue_policies(cloudformation, stack_name, template, parameters, region)
     rule_names = {f"{rule}_rule_name": _rule_name(outputs[key]) for rule, key in _RULE_OUTPUTS.items()}
-    _deliver_whole_events(rule_names.values(), region)
+    log_files_arn = outputs.get("CloudTrailLogFilesRuleArn")  # only with CloudTrailLogBucket set
+    log_files_rule = _rule_name(log_files_arn) if log_files_arn else None
+    _deliver_whole_events([*rule_names.values(), *([log_files_rule] if log_files_rule else [])], region)
     return IntakeStack(
         stack_name=stack_name,
         region=region,
@@ -199,6 +204,7 @@ def deploy_intake_stack(
         dead_letter_queue_url=outputs["DeadLetterQueueUrl"],
         dead_letter_queue_arn=outputs["DeadLetterQueueArn"],
         **rule_names,
+        cloudtrail_log_files_rule_name=log_files_rule,
     )
 
 
@@ -249,11 +255,31 @@ def _apply_skipped_queue_policies(
             return events.describe_rule(Name=resource["PhysicalResourceId"])["Arn"]
         raise ValueError(f"cannot resolve {logical_id}.{name} for a skipped queue policy")
 
+    def condition(name: str) -> bool:
+        def evaluate(node: Any) -> Any:
+            if isinstance(node, dict) and set(node) == {"Fn::Not"}:
+                return not evaluate(node["Fn::Not"][0])
+            if isinstance(node, dict) and set(node) == {"Fn::Equals"}:
+                left, right = (evaluate(side) for side in node["Fn::Equals"])
+                return left == right
+            if isinstance(node, dict) and set(node) == {"Ref"}:
+                return parameters[node["Ref"]]
+            if isinstance(node, dict):
+                raise ValueError(f"cannot evaluate {sorted(node)} in condition {name}")
+            return node
+
+        return bool(evaluate(template["Conditions"][name]))
+
     def resolve(node: Any) -> Any:
         if isinstance(node, list):
-            return [resolve(item) for item in node]
+            return [item for item in (resolve(item) for item in node) if item is not _NO_VALUE]
         if not isinstance(node, dict):
             return node
+        if node == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        if set(node) == {"Fn::If"}:
+            name, when_true, when_false = node["Fn::If"]
+            return resolve(when_true if condition(name) else when_false)
         if set(node) == {"Ref"}:
             target = node["Ref"]
             return parameters[target] if target in parameters else created[target]["PhysicalResourceId"]
@@ -268,6 +294,9 @@ def _apply_skipped_queue_policies(
         document = json.dumps(properties["PolicyDocument"])
         for queue_url in properties["Queues"]:
             sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": document})
+
+
+_NO_VALUE = object()  # AWS::NoValue: the list item or property is left out
 
 
 def _deliver_whole_events(rule_names: Iterable[str], region: str) -> None:

@@ -34,7 +34,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from intake.envelopes import unwrap_text
+from intake.envelopes import LogFileReference, Unwrapped, unwrap_text
 from intake.filters import suppression_reason
 from intake.submit import submit
 from irflow.temporal_client import TemporalUnreachable
@@ -74,6 +74,8 @@ class ListenerStats:
     deleted: int = 0
     outages: int = 0
     errors: int = 0
+    log_files: int = 0  # CloudTrail log files read from S3
+    log_records: int = 0  # records in them, each evaluated by the detection rules
     suppressed_by_reason: Counter = field(default_factory=Counter)
     rejected_by_code: Counter = field(default_factory=Counter)
 
@@ -90,9 +92,15 @@ class ListenerStats:
             "deleted": self.deleted,
             "outages": self.outages,
             "errors": self.errors,
+            "log_files": self.log_files,
+            "log_records": self.log_records,
             "suppressed_by_reason": dict(self.suppressed_by_reason),
             "rejected_by_code": dict(self.rejected_by_code),
         }
+
+
+# S3 answers that waiting will not change: the message is dead-lettered with the reason.
+_UNREADABLE = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "403", "404", "InvalidObjectState"})
 
 
 class _TemporalDown(Exception):
@@ -116,6 +124,7 @@ class FindingListener:
         wait_seconds: int = 20,
         hold_seconds: int = 2,
         sqs: Any = None,
+        s3: Any = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -131,6 +140,7 @@ class FindingListener:
         self._sqs = sqs or boto3.session.Session().client(
             "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pollers + 16)
         )
+        self._s3 = s3  # created on the first log file: most deployments never read one
         self._dead_letter: dict[str, str] = {}
         self._healthy = asyncio.Event()
         self._healthy.set()
@@ -242,7 +252,7 @@ class FindingListener:
     async def _handle(self, queue: str, message: dict) -> None:
         self.stats.received += 1
         received_at = datetime.now(UTC)
-        results = unwrap_text(message.get("Body", ""), self.detector)
+        results = await self._read_log_files(unwrap_text(message.get("Body", ""), self.detector))
         self.stats.findings += sum(1 for r in results if isinstance(r, ParsedFinding))
         problems = [r for r in results if isinstance(r, FindingRejected)]
         try:
@@ -264,6 +274,68 @@ class FindingListener:
             # Not deleted: the message comes back after its visibility timeout and is handled again;
             # findings already delivered are recognised as repeats by their incident.
             log.warning("could not finish message %s: %s", message.get("MessageId"), error)
+
+    async def _read_log_files(self, results: Unwrapped) -> list[ParsedFinding | FindingRejected]:
+        """Replace each S3 log-file reference by the findings its records raise (or why it could not be read).
+        A transient S3 error propagates: the message is not deleted and comes back."""
+        expanded: list[ParsedFinding | FindingRejected] = []
+        for result in results:
+            if isinstance(result, LogFileReference):
+                expanded += await self._read_log_file(result)
+            else:
+                expanded.append(result)
+        return expanded
+
+    async def _read_log_file(self, ref: LogFileReference) -> list[ParsedFinding | FindingRejected]:
+        from detection.events import read_bytes
+
+        where = f"s3://{ref.bucket}/{ref.key}"
+        limit = self.settings.log_file_max_bytes
+        if ref.size is not None and ref.size > limit:
+            return [
+                FindingRejected(
+                    "log_file_too_large", f"{where} is {ref.size} bytes (IRFLOW_LOG_FILE_MAX_BYTES={limit})"
+                )
+            ]
+        if self._s3 is None:
+            self._s3 = boto3.session.Session().client(
+                "s3", config=Config(retries={"mode": "standard", "max_attempts": 5})
+            )
+
+        def fetch() -> bytes | FindingRejected:
+            response = self._s3.get_object(Bucket=ref.bucket, Key=ref.key)
+            if response.get("ContentLength", 0) > limit:
+                response["Body"].close()
+                return FindingRejected(
+                    "log_file_too_large",
+                    f"{where} is {response['ContentLength']} bytes (IRFLOW_LOG_FILE_MAX_BYTES={limit})",
+                )
+            return response["Body"].read()
+
+        loop = asyncio.get_running_loop()
+        try:
+            data = await loop.run_in_executor(self._executor, fetch)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _UNREADABLE:  # it will not get better by waiting: the reason goes to the dead-letter queue
+                return [FindingRejected("log_file_unreadable", f"{where}: {code}: {error}")]
+            raise
+        if isinstance(data, FindingRejected):
+            return [data]
+        try:
+            records = list(read_bytes(data))
+        except (OSError, EOFError, ValueError) as error:  # bad gzip, not UTF-8, not JSON
+            return [FindingRejected("log_file_invalid", f"{where} is not a CloudTrail log file: {error}")]
+        found: list[ParsedFinding | FindingRejected] = []
+        assert self.detector is not None  # references are only made with detection on
+        for number, record in enumerate(records, 1):
+            found += self.detector(record)
+            if number % 500 == 0:
+                await asyncio.sleep(0)  # a big file must not hold up the other messages' deliveries
+        self.stats.log_files += 1
+        self.stats.log_records += len(records)
+        log.info("read %s: %d record(s), %d finding(s)", where, len(records), len(found))
+        return found
 
     async def _deliver(
         self, parsed: ParsedFinding, received_at: datetime, queue: str, delivery_id: str

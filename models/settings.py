@@ -107,6 +107,9 @@ class IrflowSettings(BaseSettings):
     python_rules_dirs: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="folders of the team's own Python rule files (docs/rules.md)"
     )
+    log_file_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="largest CloudTrail log file in S3 the listener will read"
+    )
     detection_min_severity: Severity = Field(
         default=Severity.MEDIUM,
         description="detection alerts below this severity are counted and logged but open no incident "

@@ -38,6 +38,7 @@ SECURITYHUB_IMPORTED = ("aws.securityhub", "Security Hub Findings - Imported")
 SECURITYHUB_CUSTOM_ACTION = ("aws.securityhub", "Security Hub Findings - Custom Action")
 CLOUDTRAIL_API_CALLS = ('{"prefix": "aws."}', "AWS API Call via CloudTrail")
 CLOUDTRAIL_SIGN_INS = ('{"prefix": "aws."}', "AWS Console Sign In via CloudTrail")
+S3_OBJECT_CREATED = ("aws.s3", "Object Created")
 QUEUE_ARN = {"Fn::GetAtt": ["FindingsQueue", "Arn"]}
 
 
@@ -112,7 +113,14 @@ def test_rules_forward_guardduty_and_both_security_hub_detail_types_to_the_findi
             for kind in pattern["detail-type"]
         ]
     assert sorted(forwarded) == sorted(
-        [GUARDDUTY, SECURITYHUB_IMPORTED, SECURITYHUB_CUSTOM_ACTION, CLOUDTRAIL_API_CALLS, CLOUDTRAIL_SIGN_INS]
+        [
+            GUARDDUTY,
+            SECURITYHUB_IMPORTED,
+            SECURITYHUB_CUSTOM_ACTION,
+            CLOUDTRAIL_API_CALLS,
+            CLOUDTRAIL_SIGN_INS,
+            S3_OBJECT_CREATED,
+        ]
     )
 
 
@@ -140,8 +148,14 @@ def test_queue_policy_lets_only_eventbridge_send_and_only_for_the_intake_rules(t
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     allows = [statement for statement in statements if statement["Effect"] == "Allow"]
     assert allows
+    # Every rule may send, and only while it exists: a conditional rule appears under its own condition.
     rule_arns = sorted(
-        ({"Fn::GetAtt": [name, "Arn"]} for name in resources_of_type(template, "AWS::Events::Rule")),
+        (
+            {"Fn::If": [rule["Condition"], {"Fn::GetAtt": [name, "Arn"]}, {"Ref": "AWS::NoValue"}]}
+            if "Condition" in rule
+            else {"Fn::GetAtt": [name, "Arn"]}
+            for name, rule in resources_of_type(template, "AWS::Events::Rule").items()
+        ),
         key=json.dumps,
     )
     for statement in allows:
@@ -293,3 +307,37 @@ def test_publish_findings_reports_refused_events(aws):
     assert refused.value.published == 2
     with pytest.raises(ValueError, match="no detail-type"):
         publish_findings([{"source": "aws.guardduty", "detail": {}}])
+
+
+def test_log_file_announcements_reach_the_queue_only_for_the_named_bucket_and_only_when_asked(aws):
+    assert deploy_intake_stack(stack_name="no-log-files").cloudtrail_log_files_rule_name is None
+    stack = deploy_intake_stack(stack_name="log-files", name_prefix="lf", cloudtrail_log_bucket="org-trail")
+    assert stack.cloudtrail_log_files_rule_name == "lf-cloudtrail-log-files"
+
+    def created(bucket: str, key: str) -> dict[str, Any]:
+        return {
+            "version": "0",
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "time": "2026-11-28T05:00:00Z",
+            "resources": [f"arn:aws:s3:::{bucket}"],
+            "detail": {"bucket": {"name": bucket}, "object": {"key": key, "size": 1200}},
+        }
+
+    log_key = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/28/123456789012_CloudTrail_x.json.gz"
+    publish_findings(
+        [
+            created("org-trail", log_key),
+            created("someone-elses-bucket", log_key),  # another bucket
+            created("org-trail", "AWSLogs/123456789012/notes.txt"),  # not a log file
+        ]
+    )
+    [delivered] = drain(stack.queue_url)
+    assert delivered["detail"]["bucket"]["name"] == "org-trail" and delivered["detail"]["object"]["key"] == log_key
+    policy = json.loads(
+        boto3.client("sqs").get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["Policy"])["Attributes"][
+            "Policy"
+        ]
+    )
+    allowed = policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"]
+    assert any(arn.endswith("rule/lf-cloudtrail-log-files") for arn in allowed) and len(allowed) == 5

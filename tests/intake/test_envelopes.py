@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devstack.demo import sample_finding
-from intake.envelopes import unwrap, unwrap_text
+from intake.envelopes import LogFileReference, unwrap, unwrap_text
 from intake.router import EC2_PLAYBOOK, TRIAGE_PLAYBOOK, route
 from models.finding import (
     FindingRejected,
@@ -426,3 +426,67 @@ def test_a_300_kb_finding_parses_and_packs_far_smaller_and_round_trips():
     assert unpack_raw(packed) == event
     assert canonical_json(unpack_raw(packed)) == canonical_json(event)
     assert pack_raw(unpack_raw(packed)) == packed  # deterministic: same record, same bytes
+
+
+# --- CloudTrail log files in S3 (read by the listener when detection is on) ---------------------------
+
+
+def _no_alerts(record):
+    return []
+
+
+def test_eventbridge_s3_object_created_event_names_a_log_file():
+    event = {
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "detail": {
+            "bucket": {"name": "org-trail"},
+            "object": {"key": "AWSLogs/123456789012/CloudTrail/eu-west-1/2026/11/28/f.json.gz", "size": 2048},
+        },
+    }
+    assert unwrap(event, detect=_no_alerts) == [
+        LogFileReference("org-trail", "AWSLogs/123456789012/CloudTrail/eu-west-1/2026/11/28/f.json.gz", 2048)
+    ]
+    [rejected] = unwrap(event)  # detection off: nothing reads it, and the reason says so
+    assert isinstance(rejected, FindingRejected) and "detection on" in str(rejected)
+
+
+def test_s3_notification_keys_are_url_decoded_and_only_new_objects_count():
+    notification = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:CompleteMultipartUpload",
+                "s3": {"bucket": {"name": "b"}, "object": {"key": "AWSLogs/a%3Ab+c.json.gz", "size": 10}},
+            },
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectRemoved:Delete",
+                "s3": {"bucket": {"name": "b"}, "object": {"key": "AWSLogs/old.json.gz"}},
+            },
+        ]
+    }
+    assert unwrap(notification, detect=_no_alerts) == [LogFileReference("b", "AWSLogs/a:b c.json.gz", 10)]
+
+
+def test_digest_files_and_s3_test_events_are_nothing_to_do():
+    digest = {
+        "Records": [
+            {
+                "eventSource": "aws:s3",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"bucket": {"name": "b"}, "object": {"key": "AWSLogs/1/CloudTrail-Digest/us-east-1/d.json.gz"}},
+            }
+        ]
+    }
+    assert unwrap(digest, detect=_no_alerts) == []
+    assert unwrap({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "b"}, detect=_no_alerts) == []
+
+
+def test_a_notification_without_bucket_or_key_is_rejected_with_the_reason():
+    [rejected] = unwrap(
+        {"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put", "s3": {"bucket": {}}}]},
+        detect=_no_alerts,
+    )
+    assert isinstance(rejected, FindingRejected) and "bucket name and object key" in str(rejected)
