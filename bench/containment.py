@@ -22,18 +22,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import reset_clients
+from bench.common import percentile
 from devstack import moto_fidelity
 from devstack.demo import seed_workload
 from devstack.processes import binary
+from irflow.temporal_client import exit_now
 from models.ec2 import Ec2StepInput, Ec2Target
 from models.incident import Status
 from models.settings import get_settings
 from workflows import search_attributes as sa
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _direct_containment(region: str) -> float:
@@ -107,11 +104,11 @@ async def main(incidents: int) -> None:
     print(f"incidents: {incidents} (moto in-process, Temporal dev server, 2-core machine)")
     print(
         f"baseline  direct boto3 containment calls: median {base_median * 1000:.0f} ms, "
-        f"p95 {_percentile(baseline, 0.95) * 1000:.0f} ms"
+        f"p95 {percentile(baseline, 0.95) * 1000:.0f} ms"
     )
     print(
         f"irflow    detection -> contained:         median {irflow_median * 1000:.0f} ms, "
-        f"p95 {_percentile(measured, 0.95) * 1000:.0f} ms"
+        f"p95 {percentile(measured, 0.95) * 1000:.0f} ms"
     )
     print(f"ratio irflow/baseline (medians): {irflow_median / base_median:.2f}")
     print(f"target: median under 1000 ms -> {'met' if irflow_median < 1.0 else 'NOT met'}")
@@ -121,3 +118,4 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--incidents", type=int, default=20)
     asyncio.run(main(parser.parse_args().incidents))
+    exit_now(0)  # the SDK's runtime threads can crash interpreter teardown (see exit_now)

@@ -20,30 +20,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import sys
 import threading
 import time
 import uuid
-from pathlib import Path
-from tempfile import TemporaryDirectory
 
 import boto3
 
+from bench.common import percentile, process_stack
 from bench.intake import _queue
 from devstack.demo import sample_cloudtrail_event, seed_workload
-from devstack.processes import ProcessGroup, aws_environment, free_port, start_moto, start_temporal
-from irflow.temporal_client import connect, ensure_search_attributes
+from devstack.processes import free_port
+from irflow.temporal_client import exit_now
 from models.incident import IncidentState
 
 POLL = 0.01  # seconds between looks at the account
 DENY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]})
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _users(iam, prefix: str, count: int) -> list[tuple[str, str]]:
@@ -106,7 +99,7 @@ class BareResponder(threading.Thread):
 
 def _summary(label: str, values: list[float]) -> str:
     return (
-        f"{label}: median {statistics.median(values) * 1000:6.0f} ms, p99 {_percentile(values, 0.99) * 1000:6.0f} ms,"
+        f"{label}: median {statistics.median(values) * 1000:6.0f} ms, p99 {percentile(values, 0.99) * 1000:6.0f} ms,"
         f" max {max(values) * 1000:6.0f} ms"
     )
 
@@ -125,50 +118,37 @@ async def _breakdown(client, sent: dict[str, float]) -> tuple[list[float], list[
 
 
 async def main(count: int, warmup: int) -> None:
-    with TemporaryDirectory() as state:
-        group = ProcessGroup(Path(state) / "logs")
-        try:
-            temporal_port, moto_port = free_port(), free_port()
-            start_temporal(group, temporal_port, free_port(), Path(state) / "temporal.db")
-            start_moto(group, moto_port)
-            os.environ.update(aws_environment(moto_port))
-            client = await connect(address=f"127.0.0.1:{temporal_port}")
-            await ensure_search_attributes(client)
-            sqs, iam = boto3.client("sqs"), boto3.client("iam")
-            workload = seed_workload(name=f"lat{free_port()}")
-            queue, bare_queue = _queue(sqs, "detect-bench"), _queue(sqs, "bare-bench")
-            irflow_users = _users(iam, "irflow", count + warmup)
-            bare_users = _users(iam, "bare", count + warmup)
-            env = {
-                **workload.worker_environment(),
-                "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-                "IRFLOW_QUEUE_URLS": queue,
-            }
-            group.start("worker", [sys.executable, "worker.py"], env=env)
-            group.start("listener", [sys.executable, "starter.py"], env=env)  # default long poll (20 s)
-            bare = BareResponder(bare_queue)
-            bare.start()
+    async with process_stack() as stack:
+        client = stack.client
+        sqs, iam = boto3.client("sqs"), boto3.client("iam")
+        workload = seed_workload(name=f"lat{free_port()}")
+        queue, bare_queue = _queue(sqs, "detect-bench"), _queue(sqs, "bare-bench")
+        irflow_users = _users(iam, "irflow", count + warmup)
+        bare_users = _users(iam, "bare", count + warmup)
+        env = {**workload.worker_environment(), "TEMPORAL_ADDRESS": stack.temporal_address, "IRFLOW_QUEUE_URLS": queue}
+        stack.group.start("worker", [sys.executable, "worker.py"], env=env)
+        stack.group.start("listener", [sys.executable, "starter.py"], env=env)  # default long poll (20 s)
+        bare = BareResponder(bare_queue)
+        bare.start()
 
-            irflow_key, irflow_all, bare_all, sent = [], [], [], {}
-            for n, ((user, key), (bare_user, bare_key)) in enumerate(zip(irflow_users, bare_users, strict=True)):
-                body = _event(workload, user, key)
-                key_seen, revoked, sent_at = _measure(iam, sqs, queue, body, user, key, "irflow-revoke-sessions-")
-                _, bare_done, _ = _measure(
-                    iam, sqs, bare_queue, _event(workload, bare_user, bare_key), bare_user, bare_key, "bare-deny"
-                )
-                if n < warmup:  # first workflows: worker caches, first clients; not measured
-                    continue
-                sent[user] = sent_at
-                irflow_key.append(key_seen)
-                irflow_all.append(revoked)
-                bare_all.append(bare_done)
-                if (n - warmup + 1) % 20 == 0:
-                    print(f"  {n - warmup + 1}/{count}: {_summary('irflow', irflow_all)}", flush=True)
-            bare.stopping.set()
-            bare.join(timeout=10)
-            to_listener, to_contained = await _breakdown(client, sent)
-        finally:
-            group.stop()
+        irflow_key, irflow_all, bare_all, sent = [], [], [], {}
+        for n, ((user, key), (bare_user, bare_key)) in enumerate(zip(irflow_users, bare_users, strict=True)):
+            body = _event(workload, user, key)
+            key_seen, revoked, sent_at = _measure(iam, sqs, queue, body, user, key, "irflow-revoke-sessions-")
+            _, bare_done, _ = _measure(
+                iam, sqs, bare_queue, _event(workload, bare_user, bare_key), bare_user, bare_key, "bare-deny"
+            )
+            if n < warmup:  # first workflows: worker caches, first clients; not measured
+                continue
+            sent[user] = sent_at
+            irflow_key.append(key_seen)
+            irflow_all.append(revoked)
+            bare_all.append(bare_done)
+            if (n - warmup + 1) % 20 == 0:
+                print(f"  {n - warmup + 1}/{count}: {_summary('irflow', irflow_all)}", flush=True)
+        bare.stopping.set()
+        bare.join(timeout=10)
+        to_listener, to_contained = await _breakdown(client, sent)
     print(f"{count} CloudTrail events, one at a time (moto server, Temporal dev server, worker and listener processes)")
     print(_summary("bare responder, queue -> key Inactive + deny policy   ", bare_all))
     print(_summary("irflow, queue -> key Inactive                          ", irflow_key))
@@ -188,3 +168,4 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=int, default=3)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.events, arguments.warmup))
+    exit_now(0)  # the SDK's runtime threads can crash interpreter teardown (see exit_now)

@@ -14,19 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from tempfile import TemporaryDirectory
 
 import boto3
 
+from bench.common import process_stack
 from devstack.demo import sample_finding
-from devstack.processes import ProcessGroup, aws_environment, free_port, start_moto, start_temporal
 from intake.listener import FindingListener
-from irflow.temporal_client import connect, ensure_search_attributes
+from irflow.temporal_client import exit_now
 from models.settings import IrflowSettings
 
 
@@ -110,36 +107,27 @@ async def _listener_drain(client, queue: str, count: int, pollers: int, sqs=None
 
 
 async def main(count: int, pollers: int) -> None:
-    with TemporaryDirectory() as state:
-        group = ProcessGroup(Path(state) / "logs")
-        try:
-            temporal_port, moto_port = free_port(), free_port()
-            start_temporal(group, temporal_port, free_port(), Path(state) / "temporal.db")
-            start_moto(group, moto_port)
-            os.environ.update(aws_environment(moto_port))
-            sqs = boto3.client("sqs")
-            client = await connect(address=f"127.0.0.1:{temporal_port}")
-            await ensure_search_attributes(client)
-            print(f"{count} findings per run, {pollers} receive batches in flight, moto server + Temporal dev server")
-            rows = []
-            for label, duplicates in (("0% duplicates", 0.0), ("50% duplicates", 0.5)):
-                baseline_queue = _queue(sqs, f"base-{uuid.uuid4().hex[:6]}")
-                _preload(sqs, baseline_queue, count, duplicates)
-                baseline = _bare_drain(sqs, baseline_queue, count, pollers)
-                queue = _queue(sqs, f"bench-{uuid.uuid4().hex[:6]}")
-                _preload(sqs, queue, count, duplicates)
-                elapsed, stats = await _listener_drain(client, queue, count, pollers)
-                memory = _MemoryQueue(_bodies(count, duplicates))
-                core_elapsed, core_stats = await _listener_drain(client, "memory://q", count, pollers, sqs=memory)
-                rows.append((label, count / baseline, count / elapsed, stats, count / core_elapsed, core_stats))
-            for label, base_rate, rate, stats, core_rate, _ in rows:
-                print(
-                    f"{label:15} through moto SQS: listener {rate:6.1f} findings/s, bare drain {base_rate:6.1f} "
-                    f"msgs/s (ratio {rate / base_rate:.2f}); listener alone (in-memory queue): "
-                    f"{core_rate:6.1f} findings/s; started {stats['started']}, joined {stats['joined']}"
-                )
-        finally:
-            group.stop()
+    async with process_stack() as stack:
+        client = stack.client
+        sqs = boto3.client("sqs")
+        print(f"{count} findings per run, {pollers} receive batches in flight, moto server + Temporal dev server")
+        rows = []
+        for label, duplicates in (("0% duplicates", 0.0), ("50% duplicates", 0.5)):
+            baseline_queue = _queue(sqs, f"base-{uuid.uuid4().hex[:6]}")
+            _preload(sqs, baseline_queue, count, duplicates)
+            baseline = _bare_drain(sqs, baseline_queue, count, pollers)
+            queue = _queue(sqs, f"bench-{uuid.uuid4().hex[:6]}")
+            _preload(sqs, queue, count, duplicates)
+            elapsed, stats = await _listener_drain(client, queue, count, pollers)
+            memory = _MemoryQueue(_bodies(count, duplicates))
+            core_elapsed, core_stats = await _listener_drain(client, "memory://q", count, pollers, sqs=memory)
+            rows.append((label, count / baseline, count / elapsed, stats, count / core_elapsed, core_stats))
+        for label, base_rate, rate, stats, core_rate, _ in rows:
+            print(
+                f"{label:15} through moto SQS: listener {rate:6.1f} findings/s, bare drain {base_rate:6.1f} "
+                f"msgs/s (ratio {rate / base_rate:.2f}); listener alone (in-memory queue): "
+                f"{core_rate:6.1f} findings/s; started {stats['started']}, joined {stats['joined']}"
+            )
 
 
 if __name__ == "__main__":
@@ -148,3 +136,4 @@ if __name__ == "__main__":
     parser.add_argument("--batches-in-flight", type=int, default=4)
     arguments = parser.parse_args()
     asyncio.run(main(arguments.findings, arguments.batches_in_flight))
+    exit_now(0)  # the SDK's runtime threads can crash interpreter teardown (see exit_now)

@@ -1,0 +1,46 @@
+"""What the benchmarks share: percentiles, and a Temporal dev server plus a moto server as processes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from temporalio.client import Client
+
+from devstack.processes import ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from irflow.temporal_client import connect, ensure_search_attributes
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@dataclass
+class ProcessStack:
+    group: ProcessGroup
+    temporal_address: str
+    client: Client
+
+
+@asynccontextmanager
+async def process_stack() -> AsyncIterator[ProcessStack]:
+    """Both servers on free ports with state in a temporary folder; this process's AWS calls go to moto.
+    Everything started in `group` is stopped by pid on the way out."""
+    with TemporaryDirectory() as state:
+        group = ProcessGroup(Path(state) / "logs")
+        try:
+            temporal_port, moto_port = free_port(), free_port()
+            start_temporal(group, temporal_port, free_port(), Path(state) / "temporal.db")
+            start_moto(group, moto_port)
+            os.environ.update(aws_environment(moto_port))
+            address = f"127.0.0.1:{temporal_port}"
+            client = await connect(address=address)
+            await ensure_search_attributes(client)
+            yield ProcessStack(group, address, client)
+        finally:
+            group.stop()
