@@ -8,6 +8,8 @@ does, the correction is made here, on the way in, and never in the template:
 * an ``EventPattern`` given as a JSON string (the GuardDuty rule's, for its numeric severity filter)
   is JSON-encoded a second time by moto's CloudFormation and fails the whole stack, so string
   patterns are resolved into mappings before the template is sent;
+* a policy statement chosen away with ``Fn::If``/``AWS::NoValue`` stays in moto's list as a null, which
+  IAM then refuses, so managed policies' conditional statements are resolved before the template is sent;
 * ``AWS::SQS::QueuePolicy`` is skipped by moto's CloudFormation, so the policy is set on its queues
   afterwards, with the stack's own ARNs, whenever the stack does not list the resource;
 * moto delivers an event to SQS without its ``account`` (its default input template leaves it out),
@@ -102,7 +104,7 @@ class _TemplateLoader(yaml.SafeLoader):
 
 
 def _construct_intrinsic(loader: _TemplateLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"  # their long forms have no Fn::
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
         if suffix == "GetAtt":
@@ -154,6 +156,8 @@ def _template_for_moto(template: dict[str, Any], parameters: dict[str, str]) -> 
         properties = resource.get("Properties", {})
         if resource["Type"] == "AWS::Events::Rule" and "EventPattern" in properties:
             properties["EventPattern"] = resolve_event_pattern(properties["EventPattern"], parameters)
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":  # moto turns AWS::NoValue statements into nulls
+            resource["Properties"] = _choose_branches(properties, template, parameters)
     return template
 
 
@@ -168,6 +172,7 @@ def deploy_intake_stack(
     name_prefix: str | None = None,
     guardduty_minimum_severity: float | None = None,
     cloudtrail_log_bucket: str | None = None,
+    cloudtrail_log_kms_key_arn: str | None = None,
     timeout: float = 60,
 ) -> IntakeStack:
     """Create the intake stack from infra/findings-intake.yaml and wait until it is complete.
@@ -181,6 +186,7 @@ def deploy_intake_stack(
         "FindingsMaxReceiveCount": max_receive_count,
         "GuardDutyMinimumSeverity": guardduty_minimum_severity,
         "CloudTrailLogBucket": cloudtrail_log_bucket,
+        "CloudTrailLogKmsKeyArn": cloudtrail_log_kms_key_arn,
     }
     parameters = parameter_values(template, {name: value for name, value in given.items() if value is not None})
     cloudformation = boto3.client("cloudformation", region_name=region)
@@ -256,19 +262,7 @@ def _apply_skipped_queue_policies(
         raise ValueError(f"cannot resolve {logical_id}.{name} for a skipped queue policy")
 
     def condition(name: str) -> bool:
-        def evaluate(node: Any) -> Any:
-            if isinstance(node, dict) and set(node) == {"Fn::Not"}:
-                return not evaluate(node["Fn::Not"][0])
-            if isinstance(node, dict) and set(node) == {"Fn::Equals"}:
-                left, right = (evaluate(side) for side in node["Fn::Equals"])
-                return left == right
-            if isinstance(node, dict) and set(node) == {"Ref"}:
-                return parameters[node["Ref"]]
-            if isinstance(node, dict):
-                raise ValueError(f"cannot evaluate {sorted(node)} in condition {name}")
-            return node
-
-        return bool(evaluate(template["Conditions"][name]))
+        return _condition(template, parameters, name)
 
     def resolve(node: Any) -> Any:
         if isinstance(node, list):
@@ -297,6 +291,45 @@ def _apply_skipped_queue_policies(
 
 
 _NO_VALUE = object()  # AWS::NoValue: the list item or property is left out
+
+
+def _condition(template: dict[str, Any], parameters: dict[str, str], name: str) -> bool:
+    """A template condition made of Fn::Not, Fn::And, Fn::Equals, Condition and parameter Refs."""
+
+    def evaluate(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Fn::Not"}:
+            return not evaluate(node["Fn::Not"][0])
+        if isinstance(node, dict) and set(node) == {"Fn::And"}:
+            return all(evaluate(item) for item in node["Fn::And"])
+        if isinstance(node, dict) and set(node) == {"Fn::Equals"}:
+            left, right = (evaluate(side) for side in node["Fn::Equals"])
+            return left == right
+        if isinstance(node, dict) and set(node) == {"Condition"}:
+            return _condition(template, parameters, node["Condition"])
+        if isinstance(node, dict) and set(node) == {"Ref"}:
+            return parameters[node["Ref"]]
+        if isinstance(node, dict):
+            raise ValueError(f"cannot evaluate {sorted(node)} in condition {name}")
+        return node
+
+    return bool(evaluate(template["Conditions"][name]))
+
+
+def _choose_branches(node: Any, template: dict[str, Any], parameters: dict[str, str]) -> Any:
+    """Fn::If resolved to its branch, AWS::NoValue items left out (moto keeps them as nulls)."""
+    if isinstance(node, list):
+        chosen = [_choose_branches(item, template, parameters) for item in node]
+        return [item for item in chosen if item is not _NO_VALUE]
+    if not isinstance(node, dict):
+        return node
+    if node == {"Ref": "AWS::NoValue"}:
+        return _NO_VALUE
+    if set(node) == {"Fn::If"}:
+        name, when_true, when_false = node["Fn::If"]
+        return _choose_branches(
+            when_true if _condition(template, parameters, name) else when_false, template, parameters
+        )
+    return {key: _choose_branches(value, template, parameters) for key, value in node.items()}
 
 
 def _deliver_whole_events(rule_names: Iterable[str], region: str) -> None:

@@ -341,3 +341,34 @@ def test_log_file_announcements_reach_the_queue_only_for_the_named_bucket_and_on
     )
     allowed = policy["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"]
     assert any(arn.endswith("rule/lf-cloudtrail-log-files") for arn in allowed) and len(allowed) == 5
+
+
+def _listener_policy(stack_name: str) -> dict[str, Any]:
+    outputs = boto3.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]["Outputs"]
+    arn = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "ListenerPolicyArn")
+    iam = boto3.client("iam")
+    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    return json.loads(document) if isinstance(document, str) else document
+
+
+def test_the_listener_policy_allows_its_queues_and_only_the_log_bucket_it_was_given(aws):
+    plain = deploy_intake_stack(stack_name="plain", name_prefix="plain")
+    statements = {s["Sid"]: s for s in _listener_policy("plain")["Statement"]}
+    assert set(statements) == {"ReceiveFindings", "DeadLetterWithTheReason"}
+    assert statements["ReceiveFindings"]["Resource"] == plain.queue_arn
+    assert "sqs:DeleteMessage" in statements["ReceiveFindings"]["Action"]
+    assert statements["DeadLetterWithTheReason"]["Resource"] == plain.dead_letter_queue_arn
+    assert statements["DeadLetterWithTheReason"]["Action"] == ["sqs:GetQueueUrl", "sqs:SendMessage"]
+
+    key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    deploy_intake_stack(
+        stack_name="logs", name_prefix="logs", cloudtrail_log_bucket="org-trail", cloudtrail_log_kms_key_arn=key
+    )
+    statements = {s["Sid"]: s for s in _listener_policy("logs")["Statement"]}
+    assert statements["ReadCloudTrailLogFiles"]["Resource"] == "arn:aws:s3:::org-trail/*"
+    assert statements["ReadCloudTrailLogFiles"]["Action"] == "s3:GetObject"
+    assert statements["DecryptCloudTrailLogFiles"]["Resource"] == key
+    assert statements["DecryptCloudTrailLogFiles"]["Condition"] == {
+        "StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}
+    }
