@@ -4,12 +4,9 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from functools import cache
 from typing import Any
-
-import pytest
 
 from detection.engine import Engine
 from detection.python_rules import PythonRule, python_rules, run_rule_tests
@@ -195,19 +192,3 @@ def test_invictus_stream() -> None:
     print(f"Invictus: alerts on {caught}/{attacks} attack records ({recall:.0%}); {carried} carried by alerts")
     assert false_rate <= MAX_INVICTUS_FALSE_RATE
     assert recall >= MIN_INVICTUS_ATTACK_RECALL
-
-
-@pytest.mark.timeout(120)
-def test_evaluation_costs_no_more_than_parsing() -> None:
-    lines = [json.dumps(r["event"]) for r in _invictus()]
-    blob = [lines[i % len(lines)] for i in range(100_000)]
-    start = time.perf_counter()
-    events = [json.loads(line) for line in blob]
-    parse = time.perf_counter() - start
-    engine = Engine(python_rules())
-    start = time.perf_counter()
-    for event in events:
-        engine.evaluate(event)
-    evaluate = time.perf_counter() - start
-    print(f"100k events: json.loads {parse:.2f}s, all python rules {evaluate:.2f}s")
-    assert evaluate <= parse * 1.1  # 10% slack for timer noise on a busy machine
