@@ -533,6 +533,8 @@ class IncidentWorkflow:
         self.state.status = status
         self.state.failure_reason = reason
         self.state.pending_decision = None
+        # Closed when the outcome is settled, so the report stored under Object Lock carries the time too.
+        self.state.closed_at = workflow.now()
         await self.enter(Phase.REPORT, f"incident {status}" + (f": {reason}" if reason else ""))
         await asyncio.gather(self.store_raw_findings(), self._notifications_sent())  # the report shows them
         reports = await self.try_act("write_report", self.state, list[EvidenceObject], QUICK)
@@ -540,7 +542,6 @@ class IncidentWorkflow:
             self.add_evidence(*reports)
             self.state.report_keys = [r.key for r in reports]
         await self._write_manifest()
-        self.state.closed_at = workflow.now()
         await self.enter(Phase.DONE, f"incident {status}" + (f": {reason}" if reason else ""))
         await self._notifications_sent()  # every queued notification is out before the incident ends
         if fail:
