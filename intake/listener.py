@@ -156,6 +156,7 @@ class FindingListener:
                 min_severity=settings.detection_min_severity,
                 disabled=settings.detection_disabled_rules,
                 python_dirs=settings.python_rules_dirs,
+                group_seconds=settings.detection_group_seconds,
             )
             for item in self.detector.unsupported:
                 log.warning("detection rule not loaded: %s: %s", item.source, item.reason)

@@ -115,6 +115,12 @@ class IrflowSettings(BaseSettings):
         description="detection alerts below this severity are counted and logged but open no incident "
         "(Sigma's low-level rules are hunting leads: 'AWS STS AssumeRole Misuse' matches every role session)",
     )
+    detection_group_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="alerts of one rule about one subject within this much event time are one finding whose "
+        "count rises (the 1st, 2nd, 10th, 100th… reach the incident); 0 sends every alert",
+    )
     detection_disabled_rules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="rule ids (or globs such as 'irflow.cloudtrail.*') never evaluated"
     )
