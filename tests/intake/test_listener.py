@@ -339,3 +339,37 @@ async def test_a_log_file_over_the_size_limit_is_dead_lettered_unread(dev_env, w
     reasons = sorted(m["MessageAttributes"]["irflow-reason"]["StringValue"] for m in _drain(sqs, dlq))
     assert len(reasons) == 2 and all("IRFLOW_LOG_FILE_MAX_BYTES=64" in r for r in reasons), reasons
     assert listener.stats.log_files == 0
+
+
+async def test_messages_whose_batch_delete_failed_come_back_and_are_finished_then(dev_env, workload, queues, caplog):
+    """Deletes go out as one DeleteMessageBatch per receive; when it fails nothing is lost: the messages
+    reappear after their visibility timeout, are handled again and deleted."""
+    from botocore.exceptions import ClientError
+
+    sqs, _, dlq = queues
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue = sqs.create_queue(
+        QueueName="findings-quick",
+        Attributes={
+            "VisibilityTimeout": "1",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "25"}),
+        },
+    )["QueueUrl"]
+    low = [sample_finding(workload.instance_id, finding_id=f"{n:032x}", severity=2.0) for n in range(3)]
+    _send(sqs, queue, low)
+    settings = IrflowSettings(min_severity="HIGH", task_queue="unused")  # suppressed: no Temporal needed
+    listener = FindingListener(dev_env.client, settings, queue_urls=[queue], wait_seconds=1)
+    real_delete, calls = listener._sqs.delete_message_batch, []
+
+    def failing_once(**kwargs):
+        calls.append(len(kwargs["Entries"]))
+        if len(calls) == 1:
+            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try again"}}, "DeleteMessageBatch")
+        return real_delete(**kwargs)
+
+    listener._sqs.delete_message_batch = failing_once
+    await _listen_until(listener, lambda: listener.stats.deleted >= 3 and _depth(sqs, queue) == 0)
+    assert listener.stats.received > 3  # the first batch's messages came back
+    assert all(n <= 10 for n in calls) and len(calls) >= 2
+    assert "could not delete" in caplog.text
+    assert _depth(sqs, dlq) == 0
