@@ -261,19 +261,11 @@ def _apply_skipped_queue_policies(
             return events.describe_rule(Name=resource["PhysicalResourceId"])["Arn"]
         raise ValueError(f"cannot resolve {logical_id}.{name} for a skipped queue policy")
 
-    def condition(name: str) -> bool:
-        return _condition(template, parameters, name)
-
     def resolve(node: Any) -> Any:
         if isinstance(node, list):
-            return [item for item in (resolve(item) for item in node) if item is not _NO_VALUE]
+            return [resolve(item) for item in node]
         if not isinstance(node, dict):
             return node
-        if node == {"Ref": "AWS::NoValue"}:
-            return _NO_VALUE
-        if set(node) == {"Fn::If"}:
-            name, when_true, when_false = node["Fn::If"]
-            return resolve(when_true if condition(name) else when_false)
         if set(node) == {"Ref"}:
             target = node["Ref"]
             return parameters[target] if target in parameters else created[target]["PhysicalResourceId"]
@@ -284,7 +276,7 @@ def _apply_skipped_queue_policies(
         return {key: resolve(value) for key, value in node.items()}
 
     for policy in policies.values():
-        properties = resolve(policy["Properties"])
+        properties = resolve(_choose_branches(policy["Properties"], template, parameters))
         document = json.dumps(properties["PolicyDocument"])
         for queue_url in properties["Queues"]:
             sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": document})

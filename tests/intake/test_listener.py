@@ -18,19 +18,22 @@ from tests.support import CORPORA, free_port, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
 
 
+def _findings_queue(sqs, dlq: str, name: str = "findings", visibility_timeout: int = 30) -> str:
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "25"}),
+        },
+    )["QueueUrl"]
+
+
 @pytest.fixture
 def queues(aws):
     sqs = boto3.client("sqs", region_name="us-east-1")
     dlq = sqs.create_queue(QueueName="findings-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = sqs.create_queue(
-        QueueName="findings",
-        Attributes={
-            "VisibilityTimeout": "30",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "25"}),
-        },
-    )["QueueUrl"]
-    return sqs, queue, dlq
+    return sqs, _findings_queue(sqs, dlq), dlq
 
 
 def _send(sqs, queue: str, bodies: list) -> None:
@@ -347,14 +350,7 @@ async def test_messages_whose_batch_delete_failed_come_back_and_are_finished_the
     from botocore.exceptions import ClientError
 
     sqs, _, dlq = queues
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = sqs.create_queue(
-        QueueName="findings-quick",
-        Attributes={
-            "VisibilityTimeout": "1",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "25"}),
-        },
-    )["QueueUrl"]
+    queue = _findings_queue(sqs, dlq, name="findings-quick", visibility_timeout=1)
     low = [sample_finding(workload.instance_id, finding_id=f"{n:032x}", severity=2.0) for n in range(3)]
     _send(sqs, queue, low)
     settings = IrflowSettings(min_severity="HIGH", task_queue="unused")  # suppressed: no Temporal needed
