@@ -50,7 +50,7 @@ class Detector:
     `group_seconds` of event time are one finding whose count rises, as GuardDuty updates a finding rather
     than raising it again: the 1st, 2nd, 10th, 100th… reach the incident (same finding id, the count and the
     last sighting updated); the others are counted in `grouped`. An attacker's script calling the same API
-    ten thousand times makes five signals, not ten thousand, so the incident's history stays bounded."""
+    ten thousand times makes six signals, not ten thousand, so the incident's history stays bounded."""
 
     def __init__(
         self,
