@@ -119,6 +119,21 @@ def _retention(e: EvidenceObject) -> str:
 # --- Markdown ---
 
 
+def _markdown_actions(title: str, column: str, records: list[ActionRecord]) -> list[str]:
+    """A numbered Markdown table of actions (or undos) with their phase, status, times and outcome."""
+    return [
+        "",
+        f"## {title}",
+        "",
+        f"| # | {column} | phase | status | started (UTC) | finished (UTC) | result |",
+        "|---|---|---|---|---|---|---|",
+    ] + [
+        f"| {i} | {r.name} | {r.phase} | {r.status} | {_time(r.started_at)} | {_time(r.finished_at)} | "
+        f"{_cell(_outcome(r))} |"
+        for i, r in enumerate(records, 1)
+    ]
+
+
 def _cell(value: Any) -> str:
     """Text made safe for a Markdown table cell: pipes and line breaks would break the table, and a
     backslash before `<` keeps a renderer from taking attacker-written text as HTML."""
@@ -165,31 +180,9 @@ def render_markdown(state: IncidentState) -> str:
         lines += ["", "## Analysis", ""] + [f"- {_cell(r)}" for r in state.plan_reasons]
     lines += ["", "## Timeline", "", "| time (UTC) | phase | event |", "|---|---|---|"]
     lines += [f"| {t.at.isoformat()} | {t.phase} | {_cell(t.event)} |" for t in state.timeline]
-    lines += [
-        "",
-        "## Actions",
-        "",
-        "| # | action | phase | status | started (UTC) | finished (UTC) | result |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {i} | {a.name} | {a.phase} | {a.status} | {_time(a.started_at)} | {_time(a.finished_at)} | "
-        f"{_cell(_outcome(a))} |"
-        for i, a in enumerate(state.actions, 1)
-    ]
+    lines += _markdown_actions("Actions", "action", state.actions)
     if state.compensations:
-        lines += [
-            "",
-            "## Compensation (undone in reverse order)",
-            "",
-            "| # | undo | phase | status | started (UTC) | finished (UTC) | result |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {i} | {c.name} | {c.phase} | {c.status} | {_time(c.started_at)} | {_time(c.finished_at)} | "
-            f"{_cell(_outcome(c))} |"
-            for i, c in enumerate(state.compensations, 1)
-        ]
+        lines += _markdown_actions("Compensation (undone in reverse order)", "undo", state.compensations)
     lines += ["", "## Decisions", ""]
     if not state.decisions:
         lines.append("No analyst decision was recorded.")

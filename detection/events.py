@@ -8,7 +8,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-CLOUDTRAIL_DETAIL_TYPES = {"AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail"}
+# The EventBridge detail-types that carry one CloudTrail record (the intake template forwards both).
+CLOUDTRAIL_DETAIL_TYPES = frozenset({"AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail"})
 
 
 def records(document: Any) -> Iterator[dict[str, Any]]:

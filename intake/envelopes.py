@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from detection.events import CLOUDTRAIL_DETAIL_TYPES
 from models.asff import parse_asff
 from models.finding import GUARDDUTY_DETAIL_TYPE, FindingRejected, ParsedFinding, parse_guardduty
 
 SECURITY_HUB_DETAIL_TYPES = ("Security Hub Findings - Imported", "Security Hub Findings - Custom Action")
-CLOUDTRAIL_DETAIL_TYPES = ("AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail")
 S3_OBJECT_CREATED = "Object Created"
 
 

@@ -186,6 +186,14 @@ class FindingListener:
                 self._prober.cancel()
             self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("listener stopped: %s", json.dumps(self.stats.snapshot(), sort_keys=True))
+        if self.detector is not None:
+            log.info(
+                "detection: %d event(s); alerts %s; leads below the floor %s; grouped into earlier findings %s",
+                self.detector.events,
+                dict(self.detector.alerts),
+                dict(self.detector.below_floor),
+                dict(self.detector.grouped),
+            )
         return self.stats
 
     async def _sqs_call(self, method: str, **kwargs: Any) -> dict:
