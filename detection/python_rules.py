@@ -332,20 +332,26 @@ def _simple(
     title: str,
     severity: Severity,
     finding_type: str,
-    source: str,
+    source: str | set[str],
     names: set[str],
     *,
     allow_errors: bool = False,
+    except_services: bool = False,
+    tests: Iterable[RuleTest] = (),
     description: str = "",
 ) -> None:
-    """A rule that fires on any (successful, unless allow_errors) call of `names`, with generated tests."""
-    first = sorted(names)[0]
-    tests = [T(f"{first} fires", ev(first, source), True), T("other call", ev("DescribeNothing", source), False)]
+    """A rule that fires on any call of `names`: successful ones unless `allow_errors`, not made by an AWS
+    service on your behalf when `except_services`. Its tests are generated from that, plus any given."""
+    sources = {source} if isinstance(source, str) else set(source)
+    first, source = sorted(names)[0], sorted(sources)[0]
+    generated = [T(f"{first} fires", ev(first, source), True), T("other call", ev("DescribeNothing", source), False)]
     if not allow_errors:
-        tests.append(T("failed call", ev(first, source, error="AccessDenied"), False))
+        generated.append(T("failed call", ev(first, source, error="AccessDenied"), False))
+    if except_services:
+        generated.append(T("made by an AWS service", ev(first, source, eventType="AwsServiceEvent"), False))
 
     def check(event: Event) -> bool:
-        return allow_errors or ok(event)
+        return (allow_errors or ok(event)) and not (except_services and is_service(event))
 
     check.__name__ = rule_id.rsplit(".", 1)[-1].replace("-", "_")
     rule(
@@ -353,9 +359,9 @@ def _simple(
         title=title,
         severity=severity,
         finding_type=finding_type,
-        sources={source},
+        sources=sources,
         names=names,
-        tests=tests,
+        tests=[*generated, *tests],
         description=description or title,
     )(check)
 
@@ -467,20 +473,18 @@ def guardduty_disabled(event: Event) -> bool:
     return True
 
 
-@rule(
-    id="irflow.guardduty.ipset-changed",
+_simple(
+    rule_id="irflow.guardduty.ipset-changed",
     title="GuardDuty trusted IP list created or updated",
     severity=Severity.MEDIUM,
     finding_type="DefenseEvasion:IAMUser/GuardDutyTrustedIPList",
-    sources={"guardduty.amazonaws.com"},
+    source="guardduty.amazonaws.com",
     names={"CreateIPSet", "UpdateIPSet"},
     tests=[
         T("created", ev("CreateIPSet", "guardduty.amazonaws.com"), True),
         T("denied", ev("CreateIPSet", "guardduty.amazonaws.com", error="AccessDenied"), False),
     ],
 )
-def guardduty_ipset(event: Event) -> bool:
-    return ok(event)
 
 
 _simple(
@@ -526,12 +530,12 @@ _simple(
 )
 
 
-@rule(
-    id="irflow.macie.disabled",
+_simple(
+    rule_id="irflow.macie.disabled",
     title="Amazon Macie disabled, paused or reconfigured",
     severity=Severity.MEDIUM,
     finding_type="DefenseEvasion:IAMUser/MacieDisabled",
-    sources={"macie2.amazonaws.com", "macie.amazonaws.com"},
+    source={"macie2.amazonaws.com", "macie.amazonaws.com"},
     names={
         "DisableMacie",
         "UpdateMacieSession",
@@ -545,8 +549,6 @@ _simple(
         T("list members", ev("ListMembers", "macie2.amazonaws.com"), False),
     ],
 )
-def macie_disabled(event: Event) -> bool:
-    return ok(event)
 
 
 _simple(
@@ -1187,20 +1189,19 @@ def get_password_data(event: Event) -> bool:
     return not is_service(event)
 
 
-@rule(
-    id="irflow.secretsmanager.batch-get",
+_simple(
+    rule_id="irflow.secretsmanager.batch-get",
     title="Secrets Manager batch secret retrieval",
     severity=Severity.MEDIUM,
     finding_type="CredentialAccess:IAMUser/SecretsBatchRetrieval",
-    sources={"secretsmanager.amazonaws.com"},
+    source="secretsmanager.amazonaws.com",
     names={"BatchGetSecretValue"},
     tests=[
         T("batch", ev("BatchGetSecretValue", "secretsmanager.amazonaws.com", request={"filters": []}), True),
         T("denied", ev("BatchGetSecretValue", "secretsmanager.amazonaws.com", error="AccessDenied"), False),
     ],
+    except_services=True,
 )
-def secrets_batch(event: Event) -> bool:
-    return ok(event) and not is_service(event)
 
 
 @rule(
@@ -1277,21 +1278,20 @@ def unusual_instance(event: Event) -> bool:
     return str(req(event, "instanceType") or "").startswith(_UNUSUAL_FAMILIES) and not is_service(event)
 
 
-@rule(
-    id="irflow.ssm.command-or-session",
+_simple(
+    rule_id="irflow.ssm.command-or-session",
     title="SSM command sent to instances or session started",
     severity=Severity.LOW,
     finding_type="Execution:EC2/SSMCommand",
-    sources={"ssm.amazonaws.com"},
+    source="ssm.amazonaws.com",
     names={"SendCommand", "StartSession"},
     tests=[
         T("command", ev("SendCommand", "ssm.amazonaws.com", request={"documentName": "AWS-RunShellScript"}), True),
         T("session", ev("StartSession", "ssm.amazonaws.com", request={"target": "i-1"}), True),
         T("denied", ev("SendCommand", "ssm.amazonaws.com", error="AccessDenied"), False),
     ],
+    except_services=True,
 )
-def ssm_command(event: Event) -> bool:
-    return ok(event) and not is_service(event)
 
 
 _simple(
@@ -1350,36 +1350,33 @@ def lambda_changed(event: Event) -> bool:
     return True
 
 
-@rule(
-    id="irflow.lambda.permission-added",
+_simple(
+    rule_id="irflow.lambda.permission-added",
     title="Lambda function resource policy grants invoke permission",
     severity=Severity.MEDIUM,
     finding_type="Persistence:Lambda/BackdoorFunction",
-    sources={LAMBDA},
+    source=LAMBDA,
     names={"AddPermission20150331", "AddPermission20150331v2"},
     tests=[
         T("public invoke", ev("AddPermission20150331v2", LAMBDA, request={"principal": "*"}), True),
         T("denied", ev("AddPermission20150331v2", LAMBDA, error="AccessDenied"), False),
     ],
+    except_services=True,
 )
-def lambda_permission(event: Event) -> bool:
-    return ok(event) and not is_service(event)
 
 
-@rule(
-    id="irflow.bedrock.model-access-enabled",
+_simple(
+    rule_id="irflow.bedrock.model-access-enabled",
     title="Bedrock foundation model access enabled or invoked after enabling",
     severity=Severity.MEDIUM,
     finding_type="Impact:IAMUser/BedrockModelAccess",
-    sources={"bedrock.amazonaws.com"},
+    source="bedrock.amazonaws.com",
     names={"PutUseCaseForModelAccess", "CreateFoundationModelAgreement", "PutFoundationModelEntitlement"},
     tests=[
         T("agreement", ev("CreateFoundationModelAgreement", "bedrock.amazonaws.com"), True),
         T("denied", ev("CreateFoundationModelAgreement", "bedrock.amazonaws.com", error="AccessDenied"), False),
     ],
 )
-def bedrock_model_access(event: Event) -> bool:
-    return ok(event)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -1853,36 +1850,33 @@ def traffic_mirroring(event: Event) -> bool:
 # impact
 
 
-@rule(
-    id="irflow.kms.key-disabled-or-deleted",
+_simple(
+    rule_id="irflow.kms.key-disabled-or-deleted",
     title="KMS key scheduled for deletion or disabled",
     severity=Severity.HIGH,
     finding_type="Impact:KMS/KeyDeletion",
-    sources={"kms.amazonaws.com"},
+    source="kms.amazonaws.com",
     names={"ScheduleKeyDeletion", "DisableKey"},
     tests=[
         T("scheduled", ev("ScheduleKeyDeletion", "kms.amazonaws.com", request={"keyId": "k"}), True),
         T("not found", ev("DisableKey", "kms.amazonaws.com", error="NotFoundException"), False),
     ],
+    except_services=True,
 )
-def kms_key_loss(event: Event) -> bool:
-    return ok(event) and not is_service(event)
 
 
-@rule(
-    id="irflow.route53.domain-transfer",
+_simple(
+    rule_id="irflow.route53.domain-transfer",
     title="Route 53 domain transferred out or transfer lock removed",
     severity=Severity.HIGH,
     finding_type="Impact:Route53/DomainTransfer",
-    sources={"route53domains.amazonaws.com"},
+    source="route53domains.amazonaws.com",
     names={"TransferDomainToAnotherAwsAccount", "DisableDomainTransferLock", "TransferDomain"},
     tests=[
         T("lock off", ev("DisableDomainTransferLock", "route53domains.amazonaws.com"), True),
         T("denied", ev("DisableDomainTransferLock", "route53domains.amazonaws.com", error="AccessDenied"), False),
     ],
 )
-def domain_transfer(event: Event) -> bool:
-    return ok(event)
 
 
 @rule(
