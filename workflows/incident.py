@@ -44,7 +44,7 @@ from workflows.iam_role_playbook import IamRolePlaybook
 from workflows.iam_user_playbook import IamUserPlaybook
 from workflows.lambda_playbook import LambdaPlaybook
 from workflows.playbook import Playbook
-from workflows.policy import decision_refusal, incident_severity
+from workflows.policy import approvals_required, decision_refusal, eradication_choice, incident_severity
 from workflows.rds_playbook import RdsPlaybook
 from workflows.s3_bucket_playbook import S3BucketPlaybook
 from workflows.saga import Saga, Undo
@@ -395,9 +395,7 @@ class IncidentWorkflow:
                     approvals=list(pending.approvals),
                     approvals_required=pending.approvals_required,
                 )
-            # The eradication choice: the last approver's, else the first one's that named it.
-            choices = [d.eradication for d in self._stage_approvals(stage) if d.eradication]
-            decision = decision.model_copy(update={"eradication": choices[-1] if choices else None})
+            decision = decision.model_copy(update={"eradication": eradication_choice(self._stage_approvals(stage))})
         self._decision = decision
         self.note(f"{kind} by {request.by} via {via}: {comment or '—'}")
         return DecisionOutcome(
@@ -423,23 +421,22 @@ class IncidentWorkflow:
         now = workflow.now()
         self._decision = None
         options = ["approve", "reject"] + (["release"] if stage == "eradication" else [])
-        two_person = stage == "eradication" and self.state.severity.rank >= policy.two_person_min_severity.rank
+        required = approvals_required(stage, self.state.severity, policy)
+        if required > 1:
+            question += f" ({self.state.severity}: two different approvers must approve)"
         self.state.pending_decision = PendingDecision(
             kind=stage,
             question=question,
             options=options,
             since=now,
             deadline=now + timeout,
-            approvals_required=2 if two_person else 1,
+            approvals_required=required,
         )
         self.state.status = Status.AWAITING_DECISION
-        if two_person:
-            question += f" ({self.state.severity}: two different approvers must approve)"
-            self.state.pending_decision.question = question
         await self.enter(
             Phase.DECISION, f"decision needed: {question}", f"irflow: decision needed for {self.state.resource_id}"
         )
-        deadline = now + timeout
+        deadline = self.state.pending_decision.deadline
         while self._decision is None:
             escalated = self.state.pending_decision.escalated_at is not None
             waits = [reminder] if reminder else []

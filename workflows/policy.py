@@ -14,7 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from models.iam import IamUserContext
     from models.incident import (
         ApproveRequest,
+        Decision,
         DecisionKind,
+        Eradication,
         NoteRequest,
         PendingDecision,
         RejectRequest,
@@ -152,3 +154,13 @@ def decision_refusal(
     if kind == DecisionKind.APPROVE and request.by in pending.approvals:
         return request, f"{request.by} already approved: a second, different approver is needed"
     return request, None
+
+
+def approvals_required(stage: str, severity: Severity, policy: ResponsePolicy) -> int:
+    """Eradication of an incident at or above `two_person_min_severity` needs two different approvers."""
+    return 2 if stage == "eradication" and severity.rank >= policy.two_person_min_severity.rank else 1
+
+
+def eradication_choice(approvals: list[Decision]) -> Eradication | None:
+    """What the approvals of one stage chose to do: the latest approval that named a choice wins."""
+    return next((d.eradication for d in reversed(approvals) if d.eradication), None)

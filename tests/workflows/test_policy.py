@@ -16,8 +16,14 @@ from models.ec2 import (
     VolumeAttachment,
 )
 from models.finding import Finding, Severity, parse_guardduty
-from models.incident import DecisionKind, PendingDecision, ResponsePolicy
-from workflows.policy import decision_refusal, incident_severity, plan_ec2_containment
+from models.incident import Decision, DecisionKind, Eradication, PendingDecision, ResponsePolicy
+from workflows.policy import (
+    approvals_required,
+    decision_refusal,
+    eradication_choice,
+    incident_severity,
+    plan_ec2_containment,
+)
 
 INSTANCE_ID = "i-0a1b2c3d4e5f60718"
 ACCOUNT, REGION = "111122223333", "us-east-1"
@@ -214,3 +220,24 @@ def test_the_rule_book_refuses_strangers_analysts_the_affected_principal_and_dou
     assert "not an option" in _rules(
         DecisionKind.RELEASE, {"by": "alice", "comment": "x"}, _pending(options=["approve"])
     )
+
+
+def test_two_approvers_only_for_eradication_at_or_above_the_two_person_severity():
+    policy = ResponsePolicy(two_person_min_severity=Severity.HIGH)
+    assert approvals_required("eradication", Severity.HIGH, policy) == 2
+    assert approvals_required("eradication", Severity.CRITICAL, policy) == 2
+    assert approvals_required("eradication", Severity.MEDIUM, policy) == 1
+    assert approvals_required("containment", Severity.CRITICAL, policy) == 1
+
+
+def test_the_latest_approval_that_names_an_eradication_decides_it():
+    at = datetime(2026, 11, 28, tzinfo=UTC)
+
+    def approval(by: str, eradication: Eradication | None) -> Decision:
+        return Decision(kind=DecisionKind.APPROVE, by=by, at=at, eradication=eradication, via="update")
+
+    assert eradication_choice([]) is None
+    assert eradication_choice([approval("alice", None)]) is None
+    terminate, stop = Eradication.TERMINATE, Eradication.STOP
+    assert eradication_choice([approval("alice", terminate), approval("bob", None)]) == terminate
+    assert eradication_choice([approval("alice", terminate), approval("bob", stop)]) == stop
