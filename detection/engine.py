@@ -71,12 +71,7 @@ class Engine:
         return tuple(self._candidates(*key))
 
     def evaluate(self, event: Event) -> list[Alert]:
-        identity = event.get("userIdentity")
-        key = (
-            event.get("eventSource"),
-            event.get("eventName"),
-            identity.get("type") if identity.__class__ is dict else None,
-        )
+        key = self._key(event)
         entry = self._cache.get(key)
         if entry is None:
             entry = self._entry(key)
