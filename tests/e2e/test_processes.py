@@ -42,17 +42,21 @@ async def _count_incidents(address: str) -> int:
     return len([w async for w in client.list_workflows("WorkflowType = 'IncidentWorkflow'")])
 
 
-async def test_worker_and_starter_processes_contain_and_eradicate(stack, account, tmp_path):
+async def _worker_and_ingested_finding(stack, account, tmp_path, worker_name: str) -> tuple[dict[str, str], str]:
+    """A worker process, and the account's sample finding handed in by `starter.py FILE`: (env, workflow id)."""
     client = await connect(address=stack.temporal_address)
     await ensure_search_attributes(client)
     env = stack.env(**account.worker_environment())
-    stack.group.start("worker-" + account.instance_id, [sys.executable, "worker.py"], env=env)
-
+    stack.group.start(worker_name, [sys.executable, "worker.py"], env=env)
     finding = tmp_path / "finding.json"
     finding.write_text(json.dumps(sample_finding(account.instance_id, account.account_id, account.region)))
     started = stack.run("starter.py", str(finding), env=env)
     assert started.returncode == 0, started.stderr
-    workflow_id = started.stdout.split("(workflow ", 1)[1].split(")", 1)[0]
+    return env, started.stdout.split("(workflow ", 1)[1].split(")", 1)[0]
+
+
+async def test_worker_and_starter_processes_contain_and_eradicate(stack, account, tmp_path):
+    env, workflow_id = await _worker_and_ingested_finding(stack, account, tmp_path, "worker-" + account.instance_id)
 
     state = await _wait(stack.temporal_address, workflow_id, lambda s: s.status == Status.AWAITING_DECISION)
     ec2 = boto3.client("ec2", region_name=account.region)
@@ -146,15 +150,7 @@ def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(t
 async def test_every_cli_command_against_a_real_dev_server(stack, account, tmp_path):
     """list (filters), watch, show, note, a refused approve, release, report: each as a real process,
     `--json` output parsed, exit codes checked."""
-    client = await connect(address=stack.temporal_address)
-    await ensure_search_attributes(client)
-    env = stack.env(**account.worker_environment())
-    stack.group.start("worker-cli-" + account.instance_id, [sys.executable, "worker.py"], env=env)
-    finding = tmp_path / "finding.json"
-    finding.write_text(json.dumps(sample_finding(account.instance_id, account.account_id, account.region)))
-    started = stack.run("starter.py", str(finding), env=env)
-    assert started.returncode == 0, started.stderr
-    workflow_id = started.stdout.split("(workflow ", 1)[1].split(")", 1)[0]
+    _, workflow_id = await _worker_and_ingested_finding(stack, account, tmp_path, "worker-cli-" + account.instance_id)
 
     watched = stack.irflow("watch", workflow_id, "--json", "--timeout", "60")
     assert watched.returncode == 0, watched.stderr
