@@ -122,9 +122,14 @@ async def test_findings_in_every_envelope_become_incidents_and_bad_ones_go_to_th
     async with running_worker(client) as settings:
         listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
         await _listen_until(listener, lambda: listener.stats.deleted >= 6 and _depth(sqs, queue) == 0)
+        state = await client.get_workflow_handle(f"ec2-123456789012-us-east-1-{workload.instance_id}").query(
+            IncidentWorkflow.current_state
+        )
     stats = listener.stats
     assert stats.dead_lettered == 3
-    assert stats.started == 2 and stats.joined == 1, "the Security Hub finding joined the GuardDuty incident"
+    # SQS is at-least-once (moto in-process sometimes hands one message to two concurrent receives): a
+    # repeat delivery is counted as joined by the listener and ignored by the incident, which checks below.
+    assert stats.started == 2 and stats.joined >= 1 and stats.started + stats.joined == stats.findings
     assert _depth(sqs, queue) == 0
     dead = _drain(sqs, dlq)
     reasons = sorted(m["MessageAttributes"]["irflow-reason"]["StringValue"] for m in dead)
@@ -136,6 +141,10 @@ async def test_findings_in_every_envelope_become_incidents_and_bad_ones_go_to_th
     incidents = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
     assert sorted(w.id for w in incidents) == sorted(
         f"ec2-123456789012-us-east-1-{i}" for i in (workload.instance_id, workload.other_instance_id)
+    )
+    assert state.finding_deliveries == 2, "the GuardDuty and Security Hub messages, each counted once"
+    assert [f.source for f in state.findings_absorbed] == ["guardduty", "securityhub"], (
+        "the Security Hub finding joined the GuardDuty incident"
     )
 
 
