@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 import time
@@ -90,7 +91,7 @@ def main() -> int:
             "IRFLOW_QUEUE_URLS": intake.queue_url,
         }
         env_file = args.state_dir / "demo.env"
-        env_file.write_text("".join(f"export {k}={v}\n" for k, v in environment.items()))
+        env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in environment.items()))
         worker_started = time.monotonic()
         group.start("worker", [sys.executable, "worker.py"], env=environment)
         group.start("listener", [sys.executable, "starter.py"], env=environment)

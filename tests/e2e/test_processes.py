@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 
 import boto3
@@ -122,7 +123,7 @@ def test_cli_reports_unknown_incident_and_unreachable_server(stack):
 
 
 def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(tmp_path):
-    result = __import__("subprocess").run(
+    result = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -145,6 +146,14 @@ def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(t
     assert summary["status"] == "awaiting_decision"
     assert summary["seconds_since_worker_start"] < 10
     assert "irflow approve" in result.stdout and "http://localhost:" in result.stdout
+    # the printed `source demo.env` gives another terminal the stack's environment, JSON values intact
+    sourced = subprocess.run(
+        ["bash", "-c", f"set -e; source {tmp_path / 'demo.env'}; env -0"], capture_output=True, text=True
+    )
+    assert sourced.returncode == 0 and sourced.stderr == "", sourced.stderr
+    environment = dict(item.split("=", 1) for item in sourced.stdout.split("\0") if "=" in item)
+    assert json.loads(environment["IRFLOW_APPROVERS"]), "the approvers map survives the shell"
+    assert environment["TEMPORAL_ADDRESS"].startswith("127.0.0.1:")
 
 
 async def test_every_cli_command_against_a_real_dev_server(stack, account, tmp_path):
