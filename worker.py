@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import all_activities
+from activities.aws import warm_clients
 from irflow.temporal_client import connect, exit_now
 from models.settings import IrflowSettings, get_settings
 from workflows.incident import IncidentWorkflow
@@ -32,9 +33,16 @@ def build_worker(
     )
 
 
+async def _warm_aws_clients() -> None:
+    seconds = await asyncio.to_thread(warm_clients)
+    log.info("AWS clients ready in %.2f s", seconds)
+
+
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    # AWS clients are made while the worker connects and polls, so a first incident does not wait for them
+    warming = asyncio.create_task(_warm_aws_clients())
     client = await connect()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -47,6 +55,7 @@ async def main() -> None:
                 "worker ready on task queue %r at %s", settings.task_queue, client.service_client.config.target_host
             )
             await stop.wait()
+            warming.cancel()
             log.info("worker stopping: finishing in-flight tasks")
 
 

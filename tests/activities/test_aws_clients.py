@@ -1,0 +1,54 @@
+"""The worker's AWS clients: made once, from one session, and ready before the first incident needs them."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from activities import aws
+from tests.support import REPO
+
+
+def test_every_service_an_activity_calls_is_warmed_at_worker_start():
+    called = set()
+    for path in (REPO / "activities").glob("*.py"):
+        called |= set(re.findall(r"\bclient\(\s*\"([a-z0-9-]+)\"", path.read_text()))
+    assert {"ec2", "iam", "s3", "sns", "ssm"} <= called, "the scan found the activities' clients"
+    assert called <= set(aws.WARM_SERVICES), f"not warmed: {sorted(called - set(aws.WARM_SERVICES))}"
+
+
+def test_warmed_clients_are_the_ones_activities_get():
+    aws.reset_clients()
+    try:
+        aws.warm_clients("eu-west-1", ("ec2", "iam"))
+        ec2 = aws.client("ec2", "eu-west-1")
+        assert ec2 is aws.client("ec2", "eu-west-1"), "cached, not made again"
+        assert ec2.meta.region_name == "eu-west-1"
+        assert aws.client("iam", "eu-west-1").meta.service_model.service_name == "iam"
+        assert aws.client("ec2", "us-east-2") is not ec2, "another region is another client"
+    finally:
+        aws.reset_clients()
+
+
+def test_clients_share_one_session_so_a_service_model_is_parsed_once():
+    aws.reset_clients()
+    try:
+        first = aws.client("ec2", "us-east-1")
+        second = aws.client("ec2", "us-west-2")
+        assert first is not second
+        # one parsed description serves both (a session per client parses ec2's ~MBs of model again)
+        assert first.meta.service_model._service_description is second.meta.service_model._service_description
+    finally:
+        aws.reset_clients()
+
+
+def test_a_service_that_cannot_be_made_is_skipped_with_a_warning(caplog):
+    aws.reset_clients()
+    try:
+        with caplog.at_level(logging.WARNING, logger="irflow.aws"):
+            seconds = aws.warm_clients("us-east-1", ("no-such-service", "sns"))
+        assert seconds >= 0
+        assert "could not prepare the no-such-service client" in caplog.text
+        assert aws.client("sns", "us-east-1") is aws.client("sns", "us-east-1")
+    finally:
+        aws.reset_clients()
