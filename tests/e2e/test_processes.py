@@ -122,6 +122,7 @@ def test_cli_reports_unknown_incident_and_unreachable_server(stack):
     assert unreachable.stderr.strip().count("\n") == 0 and "cannot reach Temporal" in unreachable.stderr
 
 
+@pytest.mark.solo
 def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(tmp_path):
     result = subprocess.run(
         [
