@@ -20,7 +20,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -70,6 +70,7 @@ class ListenerStats:
     suppressed: int = 0
     rejected: int = 0
     dead_lettered: int = 0
+    dead_letter_repeats: int = 0  # a message already dead-lettered, delivered again: deleted, not sent twice
     held: int = 0
     deleted: int = 0
     outages: int = 0
@@ -88,6 +89,7 @@ class ListenerStats:
             "suppressed": self.suppressed,
             "rejected": self.rejected,
             "dead_lettered": self.dead_lettered,
+            "dead_letter_repeats": self.dead_letter_repeats,
             "held": self.held,
             "deleted": self.deleted,
             "outages": self.outages,
@@ -98,6 +100,8 @@ class ListenerStats:
             "rejected_by_code": dict(self.rejected_by_code),
         }
 
+
+_REMEMBERED_DEAD_LETTERS = 10_000
 
 # S3 answers that waiting will not change: the message is dead-lettered with the reason.
 _UNREADABLE = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "403", "404", "InvalidObjectState"})
@@ -142,6 +146,9 @@ class FindingListener:
         )
         self._s3 = s3  # created on the first log file: most deployments never read one
         self._dead_letter: dict[str, str] = {}
+        # Message ids this process dead-lettered lately: SQS may deliver a message twice (at once, to two
+        # pollers, or again after a failed delete), and the dead-letter queue should hold it once.
+        self._dead_lettered_ids: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
         self._healthy = asyncio.Event()
         self._healthy.set()
         self._outage_started: float | None = None
@@ -253,6 +260,8 @@ class FindingListener:
         """One DeleteMessageBatch for the messages of a receive that Temporal (or the dead-letter queue) has:
         two SQS calls per ten messages instead of eleven. One that is not deleted comes back after its
         visibility timeout and is handled again; findings already delivered are recognised as repeats."""
+        # the same message twice in one receive (at-least-once delivery) is deleted once
+        messages = list({m["ReceiptHandle"]: m for m in messages}.values())
         if not messages:
             return
         entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
@@ -294,14 +303,8 @@ class FindingListener:
         except _TemporalDown:
             await self._hold(queue, message)
             return None
-        if problems:
-            try:
-                await self._send_to_dead_letter(queue, message, problems)
-            except (BotoCoreError, ClientError) as error:
-                # Not deleted: the message comes back after its visibility timeout and is handled again;
-                # findings already delivered are recognised as repeats by their incident.
-                log.warning("could not dead-letter message %s: %s", message.get("MessageId"), error)
-                return None
+        if problems and not await self._dead_letter_once(queue, message, problems):
+            return None
         return message
 
     async def _read_log_files(self, results: Unwrapped) -> list[ParsedFinding | FindingRejected]:
@@ -402,6 +405,37 @@ class FindingListener:
             finding.id,
         )
         return None
+
+    async def _dead_letter_once(self, queue: str, message: dict, problems: list[FindingRejected]) -> bool:
+        """True once the message is in the dead-letter queue (sent now, or by an earlier delivery of it)."""
+        message_id = message.get("MessageId") or ""
+        earlier = self._dead_lettered_ids.get(message_id) if message_id else None
+        if earlier is not None:
+            if await asyncio.shield(earlier):  # the first delivery's send, maybe still in flight
+                self.stats.dead_letter_repeats += 1
+                log.info("message %s was already dead-lettered; deleting this repeat delivery", message_id)
+                return True
+            return False  # the first delivery's send failed: this one comes back too
+        sent: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if message_id:  # claimed before any await: a concurrent repeat waits on this send
+            self._dead_lettered_ids[message_id] = sent
+            while len(self._dead_lettered_ids) > _REMEMBERED_DEAD_LETTERS:
+                self._dead_lettered_ids.popitem(last=False)
+        try:
+            await self._send_to_dead_letter(queue, message, problems)
+        except (BotoCoreError, ClientError) as error:
+            # Not deleted: the message comes back after its visibility timeout and is handled again;
+            # findings already delivered are recognised as repeats by their incident.
+            log.warning("could not dead-letter message %s: %s", message_id, error)
+            self._dead_lettered_ids.pop(message_id, None)
+            sent.set_result(False)
+            return False
+        except BaseException:
+            self._dead_lettered_ids.pop(message_id, None)
+            sent.set_result(False)
+            raise
+        sent.set_result(True)
+        return True
 
     async def _send_to_dead_letter(self, queue: str, message: dict, problems: list[FindingRejected]) -> None:
         for problem in problems:
