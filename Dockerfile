@@ -7,11 +7,12 @@ COPY models models
 COPY workflows workflows
 COPY activities activities
 COPY intake intake
+COPY detection detection
 COPY irflow irflow
 COPY devstack devstack
 COPY examples examples
 COPY worker.py starter.py ./
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && mkdir /config && chown nobody /config
 USER nobody
 CMD ["python", "worker.py"]
 

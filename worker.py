@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -13,7 +14,7 @@ from temporalio.worker import Worker
 from activities import all_activities
 from activities.aws import warm_clients
 from irflow.temporal_client import connect, exit_now
-from models.settings import IrflowSettings, get_settings
+from models.settings import IrflowSettings, SettingsFileError, get_settings, settings_error_line
 from workflows.incident import IncidentWorkflow
 
 log = logging.getLogger("irflow.worker")
@@ -38,9 +39,13 @@ async def _warm_aws_clients() -> None:
     log.info("AWS clients ready in %.2f s", seconds)
 
 
-async def main() -> None:
+async def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except (SettingsFileError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        print(f"error: {settings_error_line(error)}", file=sys.stderr)
+        return 2
     # AWS clients are made while the worker connects and polls, so a first incident does not wait for them
     warming = asyncio.create_task(_warm_aws_clients())
     client = await connect()
@@ -57,8 +62,8 @@ async def main() -> None:
             await stop.wait()
             warming.cancel()
             log.info("worker stopping: finishing in-flight tasks")
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    exit_now(0)
+    exit_now(asyncio.run(main()))

@@ -10,7 +10,7 @@ import sys
 
 from intake.listener import FindingListener, ListenerConfigurationError
 from irflow.temporal_client import connect
-from models.settings import get_settings
+from models.settings import SettingsFileError, get_settings, settings_error_line
 
 EXIT_OK, EXIT_CONFIGURATION = 0, 2
 
@@ -19,7 +19,11 @@ async def listen_main(queue_urls: list[str] | None = None, wait_seconds: int = 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("botocore", "urllib3", "temporalio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except (SettingsFileError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        print(f"error: {settings_error_line(error)}", file=sys.stderr)
+        return EXIT_CONFIGURATION
     client = await connect(lazy=True)  # the listener starts (and holds messages) while Temporal is down
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,4 +1,4 @@
-"""irflow's own settings (environment variables `IRFLOW_*`).
+"""irflow's own settings (environment variables `IRFLOW_*`, or a dotenv file named by IRFLOW_SETTINGS_FILE).
 
 Temporal's connection comes from the SDK's own environment configuration (`TEMPORAL_ADDRESS`,
 `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`), and AWS's from boto3's (`AWS_ENDPOINT_URL`,
@@ -8,11 +8,13 @@ Temporal's connection comes from the SDK's own environment configuration (`TEMPO
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.finding import Severity
@@ -175,6 +177,34 @@ class IrflowSettings(BaseSettings):
         )
 
 
+SETTINGS_FILE_VARIABLE = "IRFLOW_SETTINGS_FILE"
+
+
+class SettingsFileError(RuntimeError):
+    """IRFLOW_SETTINGS_FILE names a file that is not there: refuse, rather than run on defaults."""
+
+
+def load_settings() -> IrflowSettings:
+    """The environment's IRFLOW_* settings, over those in the dotenv file IRFLOW_SETTINGS_FILE names (a
+    mounted config file or secret; `KEY=value` lines, quoted as in a shell). Environment variables win."""
+    path = os.environ.get(SETTINGS_FILE_VARIABLE, "")
+    if not path:
+        return IrflowSettings()
+    if not Path(path).is_file():
+        raise SettingsFileError(f"{SETTINGS_FILE_VARIABLE}={path}: no such file")
+    return IrflowSettings(_env_file=path)
+
+
+def settings_error_line(error: Exception) -> str:
+    """One line naming each bad setting, for processes that refuse to start on it."""
+    if isinstance(error, ValidationError):
+        problems = [
+            f"IRFLOW_{'_'.join(str(part) for part in e['loc'][:1]).upper()}: {e['msg']}" for e in error.errors()
+        ]
+        return "invalid settings: " + "; ".join(problems)
+    return str(error)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> IrflowSettings:
-    return IrflowSettings()
+    return load_settings()

@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from models.settings import IrflowSettings
+from models.settings import SETTINGS_FILE_VARIABLE, IrflowSettings
 from tests.support import REPO
 
 
@@ -46,8 +46,29 @@ def test_every_python_command_runs_a_file_or_module_that_exists():
 
 
 def test_irflow_settings_passed_to_containers_exist():
-    known = {f"IRFLOW_{field.upper()}" for field in IrflowSettings.model_fields}
+    known = {f"IRFLOW_{field.upper()}" for field in IrflowSettings.model_fields} | {SETTINGS_FILE_VARIABLE}
     for name, service in _compose()["services"].items():
-        for variable in service.get("environment", {}):
+        for variable in service.get("environment") or {}:
             if variable.startswith("IRFLOW_"):
                 assert variable in known, f"{name}: {variable} is not an irflow setting"
+
+
+def test_the_image_holds_every_package_the_project_installs():
+    """`pip install .` in the Dockerfile builds from what was copied: a package left out breaks the build."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    dockerfile = (REPO / "Dockerfile").read_text()
+    for package in setuptools["packages"]:
+        assert re.search(rf"^COPY {package} {package}$", dockerfile, re.M), f"{package} is not copied into the image"
+    for module in setuptools["py-modules"]:
+        assert re.search(rf"^COPY .*\b{module}\.py\b", dockerfile, re.M), f"{module}.py is not copied"
+
+
+def test_worker_and_listener_read_the_settings_the_seed_writes():
+    services = _compose()["services"]
+    written = services["seed"]["command"][services["seed"]["command"].index("--settings-file") + 1]
+    for name in ("worker", "listener"):
+        assert services[name]["environment"][SETTINGS_FILE_VARIABLE] == written
+        assert any(v.split(":")[1] == written.rsplit("/", 1)[0] for v in services[name]["volumes"])
+        assert services[name]["depends_on"]["seed"]["condition"] == "service_completed_successfully"

@@ -1,0 +1,70 @@
+"""Seed the stand-in account for the containers: `python -m devstack.seed --settings-file /config/irflow.env`.
+
+docker-compose.yml runs this once against the `aws` service (a moto server): it waits for the endpoint,
+seeds the demo workload, deploys infra/findings-intake.yaml, writes the IRFLOW_* settings the worker
+and the listener need (evidence bucket and key, topics, approvers, the findings queue) as a dotenv file
+that they read through IRFLOW_SETTINGS_FILE, and with --publish-sample puts a GuardDuty finding about
+the demo instance on EventBridge, where the intake's rule queues it for the listener. It prints the
+workload as JSON. Never point it at a real account: it creates resources there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+
+from devstack.demo import sample_finding, seed_workload
+from devstack.intake_stack import deploy_intake_stack, publish_findings
+
+
+def wait_for_endpoint(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urlopen(url, timeout=2):  # noqa: S310 (the configured stand-in endpoint)
+                return
+        except URLError as error:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"error: {url} did not answer within {timeout:.0f}s: {error.reason}") from error
+            time.sleep(0.5)
+        except OSError:  # the server is up but answered with an error status: it is there
+            return
+
+
+def write_settings(path: Path, settings: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(settings.items()))
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)  # readers never see half a file
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--settings-file", type=Path, required=True, help="where to write the IRFLOW_* settings")
+    parser.add_argument("--publish-sample", action="store_true", help="publish a sample GuardDuty finding")
+    parser.add_argument("--wait", type=float, default=60, help="seconds to wait for AWS_ENDPOINT_URL")
+    args = parser.parse_args(argv)
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    if not endpoint:
+        print("error: AWS_ENDPOINT_URL is not set; devstack.seed only seeds a stand-in account", file=sys.stderr)
+        return 2
+    wait_for_endpoint(endpoint, args.wait)
+    workload = seed_workload()
+    intake = deploy_intake_stack(region=workload.region)
+    write_settings(args.settings_file, {**workload.worker_environment(), "IRFLOW_QUEUE_URLS": intake.queue_url})
+    if args.publish_sample:
+        publish_findings([sample_finding(workload.instance_id, workload.account_id, workload.region)], workload.region)
+    print(json.dumps({"workload": json.loads(workload.to_json()), "queue_url": intake.queue_url}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
