@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from temporalio.client import Client
@@ -13,8 +12,10 @@ from temporalio.worker import Worker
 
 from activities import all_activities
 from activities.aws import warm_clients
+from irflow.startup import prepare_process
+from irflow.telemetry import shutdown_tracing
 from irflow.temporal_client import connect, exit_now
-from models.settings import IrflowSettings, SettingsFileError, get_settings, settings_error_line
+from models.settings import IrflowSettings
 from workflows.incident import IncidentWorkflow
 
 log = logging.getLogger("irflow.worker")
@@ -41,11 +42,17 @@ async def _warm_aws_clients() -> None:
 
 async def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = get_settings()
-    except (SettingsFileError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-        print(f"error: {settings_error_line(error)}", file=sys.stderr)
+    prepared = prepare_process("irflow-worker")
+    if prepared is None:
         return 2
+    settings, provider = prepared
+    try:
+        return await _run(settings)
+    finally:
+        shutdown_tracing(provider)
+
+
+async def _run(settings: IrflowSettings) -> int:
     # AWS clients are made while the worker connects and polls, so a first incident does not wait for them
     warming = asyncio.create_task(_warm_aws_clients())
     client = await connect()

@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
 
 from intake.router import incident_id, route
+from irflow.telemetry import tracer
 from models.finding import ParsedFinding, pack_raw
 from models.incident import FindingDelivery, IncidentInput, Phase, Status
 from models.settings import IrflowSettings
@@ -73,35 +74,49 @@ async def submit(
         policy=settings.response_policy(),
         received_at=received_at,
     )
-    await client.start_workflow(
-        IncidentWorkflow.run,
-        request,
-        id=destination.incident_key,
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        start_signal="add_finding",
-        start_signal_args=[delivery],
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.STATUS, str(Status.ACTIVE)),
-                SearchAttributePair(sa.PHASE, str(Phase.DETECTION)),
-                SearchAttributePair(sa.SEVERITY, str(finding.severity)),
-                SearchAttributePair(sa.FINDING_TYPE, finding.type),
-                SearchAttributePair(sa.RESOURCE_ID, destination.resource_id),
-                SearchAttributePair(sa.RESOURCE_TYPE, finding.resource.resource_type),
-                SearchAttributePair(sa.ACCOUNT, finding.account_id),
-            ]
-        ),
-        memo={"incident_id": new_incident_id, "opened_by": nonce},
-        static_summary=f"{finding.severity} {finding.type} on {destination.resource_id} ({destination.playbook})",
-        static_details=(
-            f"**Finding:** {finding.type} ({finding.id})\n\n**Resource:** {finding.resource.resource_type} "
-            f"{destination.resource_id} in {finding.account_id}/{finding.region}\n\n"
-            f"**Severity:** {finding.severity} ({finding.severity_score})\n\n{finding.title}"
-        ),
-    )
-    # The incident this finding reached: ours if our nonce is in its memo, else the one already running.
-    memo = await (await client.get_workflow_handle(destination.incident_key).describe()).memo()
-    joined = memo.get("opened_by") != nonce
-    reached = str(memo.get("incident_id", destination.incident_key))
+    attributes = {
+        "irflow.finding.id": finding.id,
+        "irflow.finding.type": finding.type,
+        "irflow.finding.severity": str(finding.severity),
+        "irflow.finding.source": str(finding.source),
+        "irflow.resource.id": destination.resource_id,
+        "irflow.playbook": destination.playbook,
+        "irflow.workflow_id": destination.incident_key,
+        "irflow.delivery_id": delivery.delivery_id,
+    }
+    # The parent of the incident's workflow and activity spans (Temporal's TracingInterceptor carries it).
+    with tracer.start_as_current_span("irflow.submit_finding", attributes=attributes) as span:
+        await client.start_workflow(
+            IncidentWorkflow.run,
+            request,
+            id=destination.incident_key,
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal="add_finding",
+            start_signal_args=[delivery],
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.STATUS, str(Status.ACTIVE)),
+                    SearchAttributePair(sa.PHASE, str(Phase.DETECTION)),
+                    SearchAttributePair(sa.SEVERITY, str(finding.severity)),
+                    SearchAttributePair(sa.FINDING_TYPE, finding.type),
+                    SearchAttributePair(sa.RESOURCE_ID, destination.resource_id),
+                    SearchAttributePair(sa.RESOURCE_TYPE, finding.resource.resource_type),
+                    SearchAttributePair(sa.ACCOUNT, finding.account_id),
+                ]
+            ),
+            memo={"incident_id": new_incident_id, "opened_by": nonce},
+            static_summary=f"{finding.severity} {finding.type} on {destination.resource_id} ({destination.playbook})",
+            static_details=(
+                f"**Finding:** {finding.type} ({finding.id})\n\n**Resource:** {finding.resource.resource_type} "
+                f"{destination.resource_id} in {finding.account_id}/{finding.region}\n\n"
+                f"**Severity:** {finding.severity} ({finding.severity_score})\n\n{finding.title}"
+            ),
+        )
+        # The incident this finding reached: ours if our nonce is in its memo, else the one already running.
+        memo = await (await client.get_workflow_handle(destination.incident_key).describe()).memo()
+        joined = memo.get("opened_by") != nonce
+        reached = str(memo.get("incident_id", destination.incident_key))
+        span.set_attribute("irflow.incident_id", reached)
+        span.set_attribute("irflow.joined", joined)
     return Submission(destination.incident_key, reached, joined, finding.id, finding.type)

@@ -9,8 +9,10 @@ import signal
 import sys
 
 from intake.listener import FindingListener, ListenerConfigurationError
+from irflow.startup import prepare_process
+from irflow.telemetry import shutdown_tracing
 from irflow.temporal_client import connect
-from models.settings import SettingsFileError, get_settings, settings_error_line
+from models.settings import IrflowSettings
 
 EXIT_OK, EXIT_CONFIGURATION = 0, 2
 
@@ -19,11 +21,17 @@ async def listen_main(queue_urls: list[str] | None = None, wait_seconds: int = 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("botocore", "urllib3", "temporalio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        settings = get_settings()
-    except (SettingsFileError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-        print(f"error: {settings_error_line(error)}", file=sys.stderr)
+    prepared = prepare_process("irflow-listener")
+    if prepared is None:
         return EXIT_CONFIGURATION
+    settings, provider = prepared
+    try:
+        return await _listen(settings, queue_urls, wait_seconds)
+    finally:
+        shutdown_tracing(provider)
+
+
+async def _listen(settings: IrflowSettings, queue_urls: list[str] | None, wait_seconds: int) -> int:
     client = await connect(lazy=True)  # the listener starts (and holds messages) while Temporal is down
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -5,8 +5,10 @@ itself: the Temporal dev server for `temporal` (the image's own `server start-de
 service's command with its environment, in `depends_on` order, one-shot services to completion and the
 rest as long-running processes (as many as `deploy.replicas` says). Only what a container network
 provides is translated: service host names become 127.0.0.1 on free ports, and named volumes become
-folders. Nothing of the test's own environment reaches the processes (no AWS_*, TEMPORAL_*, IRFLOW_*),
-so the compose file alone must wire them. The sample finding `seed` publishes must end contained.
+folders. Nothing of the test's own environment reaches the processes (no AWS_*, TEMPORAL_*, IRFLOW_*, OTEL_*),
+so the compose file alone must wire them. The sample finding `seed` publishes must end contained,
+and `jaeger` (stood in for by an OTLP/HTTP receiver) must get one trace from the listener's hand-over
+of that finding to the worker's containment steps.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 import boto3
 import pytest
 import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from devstack.processes import ProcessGroup, free_port, start_temporal, wait_for_port
 from irflow.temporal_client import connect
@@ -93,9 +99,36 @@ class _Translate:
 
     def environment(self, service: dict) -> dict[str, str]:
         mounts = self.mounts(service)
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_", "IRFLOW_"))}
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TEMPORAL_", "IRFLOW_", "OTEL_"))}
         given = {k: self.text(str(v), mounts) for k, v in (service.get("environment") or {}).items()}
         return {**clean, **given}
+
+
+class _OtlpReceiver(ThreadingHTTPServer):
+    """Stands in for Jaeger's OTLP/HTTP port: keeps (service.name, span name, trace id) of what arrives."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
+                for resource_spans in request.resource_spans:
+                    attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+                    for scope_spans in resource_spans.scope_spans:
+                        for span in scope_spans.spans:
+                            receiver.spans.append((attributes.get("service.name", ""), span.name, span.trace_id))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
 
 
 def _published_port(service: dict) -> int:
@@ -130,7 +163,14 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
     assert {"worker", "listener", "seed", "setup", "aws"} <= set(services)
 
     temporal_port = free_port()
-    ports = {"temporal": (7233, temporal_port), "aws": (_published_port(services["aws"]), free_port())}
+    otlp = _OtlpReceiver()
+    jaeger_inside = urlparse(services["worker"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert jaeger_inside.hostname == "jaeger" and "jaeger" in services
+    ports = {
+        "temporal": (7233, temporal_port),
+        "aws": (_published_port(services["aws"]), free_port()),
+        "jaeger": (jaeger_inside.port, otlp.server_address[1]),
+    }
     translate = _Translate(ports, tmp_path / "volumes")
     group = ProcessGroup(tmp_path / "logs")
     outputs: dict[str, str] = {}
@@ -140,6 +180,8 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
             service = services[name]
             if name == "temporal":
                 start_temporal(group, temporal_port, free_port(), tmp_path / "temporal.db")
+                continue
+            if name == "jaeger":  # the OTLP receiver above stands in for it
                 continue
             argv, env = translate.argv(name, service), translate.environment(service)
             if name in _one_shot(services):
@@ -177,7 +219,15 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
         for name, processes in started.items():
             assert all(p.poll() is None for p in processes), f"{name} exited; see {group.log_dir}"
     finally:
-        group.stop()
+        group.stop()  # SIGTERM: the worker and the listener export their last spans as they stop
+        otlp.shutdown()
     listener_log = (tmp_path / "logs" / "listener-0.log").read_text()
     assert started["listener"][0].returncode == 0, listener_log[-2000:]
     assert '"started": 1' in listener_log, "the listener started the incident"
+
+    # one trace: the listener's hand-over of the finding, then the worker's workflow and activities
+    [handed_over] = [
+        t for service, name, t in otlp.spans if service == "irflow-listener" and name == "irflow.submit_finding"
+    ]
+    worker_spans = {name for service, name, t in otlp.spans if service == "irflow-worker" and t == handed_over}
+    assert {"RunWorkflow:IncidentWorkflow", "RunActivity:isolate_network"} <= worker_spans, sorted(worker_spans)
