@@ -11,7 +11,7 @@ from tempfile import TemporaryDirectory
 
 from temporalio.client import Client
 
-from devstack.processes import ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from devstack.processes import ProcessGroup, aws_environment, start_moto_on_free_port, start_temporal_on_free_ports
 from irflow.temporal_client import connect, ensure_search_attributes
 
 
@@ -34,9 +34,8 @@ async def process_stack() -> AsyncIterator[ProcessStack]:
     with TemporaryDirectory() as state:
         group = ProcessGroup(Path(state) / "logs")
         try:
-            temporal_port, moto_port = free_port(), free_port()
-            start_temporal(group, temporal_port, free_port(), Path(state) / "temporal.db")
-            start_moto(group, moto_port)
+            temporal_port = start_temporal_on_free_ports(group, Path(state) / "temporal.db")
+            moto_port = start_moto_on_free_port(group)
             os.environ.update(aws_environment(moto_port))
             address = f"127.0.0.1:{temporal_port}"
             client = await connect(address=address)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,3 +118,35 @@ def aws_environment(moto_port: int, region: str = "us-east-1") -> dict[str, str]
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
+
+
+def _on_free_ports(start: Callable[[], int], attempts: int = 3) -> int:
+    """Start a server on ports picked free; if another process took one between the pick and the bind
+    (the server exits before listening), pick again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start()
+        except RuntimeError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
+def start_temporal_on_free_ports(group: ProcessGroup, db_file: Path | None) -> int:
+    """The dev server (and its UI) on free ports; returns the frontend port."""
+
+    def start() -> int:
+        port = free_port()
+        start_temporal(group, port, free_port(), db_file)
+        return port
+
+    return _on_free_ports(start)
+
+
+def start_moto_on_free_port(group: ProcessGroup) -> int:
+    def start() -> int:
+        port = free_port()
+        start_moto(group, port)
+        return port
+
+    return _on_free_ports(start)

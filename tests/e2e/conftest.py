@@ -13,7 +13,13 @@ import pytest
 
 from activities.aws import reset_clients
 from devstack.demo import DemoWorkload, seed_workload
-from devstack.processes import ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from devstack.processes import (
+    ProcessGroup,
+    aws_environment,
+    free_port,
+    start_moto_on_free_port,
+    start_temporal_on_free_ports,
+)
 from tests.support import REPO
 
 
@@ -41,9 +47,8 @@ def stack(tmp_path_factory):
     state = tmp_path_factory.mktemp("stack")
     group = ProcessGroup(state / "logs")
     try:
-        temporal_port, moto_port = free_port(), free_port()
-        start_temporal(group, temporal_port, free_port(), state / "temporal.db")
-        start_moto(group, moto_port)
+        temporal_port = start_temporal_on_free_ports(group, state / "temporal.db")
+        moto_port = start_moto_on_free_port(group)
         yield Stack(f"127.0.0.1:{temporal_port}", aws_environment(moto_port), group, state)
     finally:
         group.stop()

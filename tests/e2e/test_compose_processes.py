@@ -28,7 +28,7 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from devstack.processes import ProcessGroup, free_port, start_temporal, wait_for_port
+from devstack.processes import ProcessGroup, free_port, start_temporal_on_free_ports, wait_for_port
 from irflow.temporal_client import connect
 from models.incident import IncidentState, Status
 from tests.support import REPO
@@ -162,13 +162,12 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
     assert temporal["image"].startswith("temporalio/temporal") and "start-dev" in temporal["command"]
     assert {"worker", "listener", "seed", "setup", "aws"} <= set(services)
 
-    temporal_port = free_port()
     otlp = _OtlpReceiver()
     jaeger_inside = urlparse(services["worker"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
     assert jaeger_inside.hostname == "jaeger" and "jaeger" in services
     ports = {
-        "temporal": (7233, temporal_port),
-        "aws": (_published_port(services["aws"]), free_port()),
+        "temporal": (7233, 0),  # filled in once the dev server is up
+        "aws": (_published_port(services["aws"]), 0),  # filled in as it starts
         "jaeger": (jaeger_inside.port, otlp.server_address[1]),
     }
     translate = _Translate(ports, tmp_path / "volumes")
@@ -179,7 +178,8 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
         for name in _order(services):
             service = services[name]
             if name == "temporal":
-                start_temporal(group, temporal_port, free_port(), tmp_path / "temporal.db")
+                temporal_port = start_temporal_on_free_ports(group, tmp_path / "temporal.db")
+                ports["temporal"] = (7233, temporal_port)
                 continue
             if name == "jaeger":  # the OTLP receiver above stands in for it
                 continue
@@ -191,10 +191,19 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
                 assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
                 outputs[name] = done.stdout
                 continue
+            if name == "aws":  # a server: on a free port, picked again if another process took it first
+                for attempt in range(3):
+                    ports["aws"] = (ports["aws"][0], free_port())
+                    started[name] = [group.start(f"{name}-{attempt}", translate.argv(name, service), env=env)]
+                    try:
+                        wait_for_port(ports["aws"][1], 60, started[name][0])
+                        break
+                    except RuntimeError:
+                        if attempt == 2:
+                            raise
+                continue
             replicas = service.get("deploy", {}).get("replicas", 1)
             started[name] = [group.start(f"{name}-{i}", argv, env=env) for i in range(replicas)]
-            if name == "aws":
-                wait_for_port(ports["aws"][1], 60, started[name][0])
 
         assert len(started["worker"]) >= 2, "workers scale out"
         seeded = json.loads(outputs["seed"].strip().splitlines()[-1])
