@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -577,11 +578,16 @@ def detect(
 
 def main() -> NoReturn:
     """Console entry point: run the command, then leave without interpreter teardown (see exit_now)."""
+    from models.settings import SettingsFileError, settings_error_line
+
     try:
         app()  # typer reports usage errors itself and always ends with SystemExit
         code = 0
     except SystemExit as finished:
         code = finished.code if isinstance(finished.code, int) else (0 if finished.code is None else 1)
+    except (SettingsFileError, ValidationError) as error:  # read lazily, by the commands that need settings
+        sys.stderr.write(f"error: {settings_error_line(error)}\n")
+        code = 2
     exit_now(code)
 
 

@@ -45,7 +45,7 @@ def test_a_named_file_that_is_missing_is_an_error_not_defaults(tmp_path, monkeyp
         load_settings()
 
 
-@pytest.mark.parametrize("entry", ["worker.py", "starter.py"])
+@pytest.mark.parametrize("entry", [["worker.py"], ["starter.py"], ["-m", "irflow.cli", "rules", "list"]])
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
@@ -59,7 +59,7 @@ def test_a_named_file_that_is_missing_is_an_error_not_defaults(tmp_path, monkeyp
 )
 def test_processes_refuse_bad_settings_with_one_line(entry, variable, value, says):
     done = subprocess.run(
-        [sys.executable, entry],
+        [sys.executable, *entry],
         cwd=REPO,
         env={"PATH": "/usr/bin:/bin", variable: value},
         capture_output=True,
