@@ -3,6 +3,7 @@ the worker. Each is stopped by its own process id, never by name."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -24,16 +25,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 30, process: subprocess.Popen | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 30, process: subprocess.Popen | None = None, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening on {port}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+        # an OSError: the host name does not resolve yet (a container still starting)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.settimeout(2)
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
 def binary(name: str) -> str:
@@ -120,33 +125,25 @@ def aws_environment(moto_port: int, region: str = "us-east-1") -> dict[str, str]
     }
 
 
-def _on_free_ports(start: Callable[[], int], attempts: int = 3) -> int:
-    """Start a server on ports picked free; if another process took one between the pick and the bind
-    (the server exits before listening), pick again."""
-    for attempt in range(1, attempts + 1):
+def on_free_port(start: Callable[[int], object], attempts: int = 3) -> int:
+    """`start(port)` on a port picked free; returns the port. A server that exits before listening (another
+    process took the port between the pick and the bind: `wait_for_port` raises RuntimeError) gets a new one."""
+    for _ in range(attempts - 1):
+        port = free_port()
         try:
-            return start()
+            start(port)
+            return port
         except RuntimeError:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    port = free_port()
+    start(port)
+    return port
 
 
 def start_temporal_on_free_ports(group: ProcessGroup, db_file: Path | None) -> int:
     """The dev server (and its UI) on free ports; returns the frontend port."""
-
-    def start() -> int:
-        port = free_port()
-        start_temporal(group, port, free_port(), db_file)
-        return port
-
-    return _on_free_ports(start)
+    return on_free_port(lambda port: start_temporal(group, port, free_port(), db_file))
 
 
 def start_moto_on_free_port(group: ProcessGroup) -> int:
-    def start() -> int:
-        port = free_port()
-        start_moto(group, port)
-        return port
-
-    return _on_free_ports(start)
+    return on_free_port(lambda port: start_moto(group, port))

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import shlex
 import signal
 import sys
 import time
@@ -23,9 +22,10 @@ from pathlib import Path
 import boto3
 
 from activities.aws import reset_clients
-from devstack.demo import sample_finding, seed_workload
-from devstack.intake_stack import deploy_intake_stack, publish_findings
+from devstack.demo import sample_finding
+from devstack.intake_stack import publish_findings
 from devstack.processes import REPO, ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from devstack.seed import prepare_account, write_settings
 from intake.router import route
 from irflow.temporal_client import connect, ensure_search_attributes
 from models.finding import parse_guardduty
@@ -79,19 +79,13 @@ def main() -> int:
         aws = aws_environment(moto_port)
         os.environ.update(aws)
         reset_clients()
-        workload = seed_workload()
+        workload, intake, settings = prepare_account()
         (args.state_dir / "workload.json").write_text(workload.to_json())
-        intake = deploy_intake_stack(region=workload.region)
         asyncio.run(_register_search_attributes(address))
 
-        environment = {
-            **aws,
-            **workload.worker_environment(),
-            "TEMPORAL_ADDRESS": address,
-            "IRFLOW_QUEUE_URLS": intake.queue_url,
-        }
+        environment = {**aws, **settings, "TEMPORAL_ADDRESS": address}
         env_file = args.state_dir / "demo.env"
-        env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in environment.items()))
+        write_settings(env_file, environment)
         worker_started = time.monotonic()
         group.start("worker", [sys.executable, "worker.py"], env=environment)
         group.start("listener", [sys.executable, "starter.py"], env=environment)

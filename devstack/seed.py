@@ -15,32 +15,26 @@ import json
 import os
 import shlex
 import sys
-import time
 from pathlib import Path
-from urllib.error import URLError
-from urllib.request import urlopen
+from urllib.parse import urlparse
 
-from devstack.demo import sample_finding, seed_workload
-from devstack.intake_stack import deploy_intake_stack, publish_findings
+from devstack.demo import DemoWorkload, sample_finding, seed_workload
+from devstack.intake_stack import IntakeStack, deploy_intake_stack, publish_findings
+from devstack.processes import wait_for_port
 
 
-def wait_for_endpoint(url: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urlopen(url, timeout=2):  # noqa: S310 (the configured stand-in endpoint)
-                return
-        except URLError as error:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"error: {url} did not answer within {timeout:.0f}s: {error.reason}") from error
-            time.sleep(0.5)
-        except OSError:  # the server is up but answered with an error status: it is there
-            return
+def prepare_account(region: str = "us-east-1") -> tuple[DemoWorkload, IntakeStack, dict[str, str]]:
+    """The demo workload and the findings intake in the stand-in account, and the IRFLOW_* settings a
+    worker and a listener need to answer for it (`make run` and the `seed` container both start here)."""
+    workload = seed_workload(region)
+    intake = deploy_intake_stack(region=workload.region)
+    return workload, intake, {**workload.worker_environment(), "IRFLOW_QUEUE_URLS": intake.queue_url}
 
 
 def write_settings(path: Path, settings: dict[str, str]) -> None:
+    """`export KEY='value'` lines: a dotenv file for IRFLOW_SETTINGS_FILE that a shell can also source."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(f"{key}={shlex.quote(value)}\n" for key, value in sorted(settings.items()))
+    text = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in settings.items())
     temporary = path.with_suffix(path.suffix + ".tmp")
     temporary.write_text(text)
     temporary.replace(path)  # readers never see half a file
@@ -56,10 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     if not endpoint:
         print("error: AWS_ENDPOINT_URL is not set; devstack.seed only seeds a stand-in account", file=sys.stderr)
         return 2
-    wait_for_endpoint(endpoint, args.wait)
-    workload = seed_workload()
-    intake = deploy_intake_stack(region=workload.region)
-    write_settings(args.settings_file, {**workload.worker_environment(), "IRFLOW_QUEUE_URLS": intake.queue_url})
+    where = urlparse(endpoint)
+    wait_for_port(where.port or (443 if where.scheme == "https" else 80), args.wait, host=where.hostname or "")
+    workload, intake, settings = prepare_account()
+    write_settings(args.settings_file, settings)
     if args.publish_sample:
         publish_findings([sample_finding(workload.instance_id, workload.account_id, workload.region)], workload.region)
     print(json.dumps({"workload": json.loads(workload.to_json()), "queue_url": intake.queue_url}), flush=True)

@@ -260,7 +260,8 @@ class FindingListener:
         """One DeleteMessageBatch for the messages of a receive that Temporal (or the dead-letter queue) has:
         two SQS calls per ten messages instead of eleven. One that is not deleted comes back after its
         visibility timeout and is handled again; findings already delivered are recognised as repeats."""
-        # the same message twice in one receive (at-least-once delivery) is deleted once
+        # one receipt handle twice in a batch is refused (BatchEntryIdsNotDistinct): a message handed twice
+        # with the same handle (the double-delivery tests do this) is deleted once
         messages = list({m["ReceiptHandle"]: m for m in messages}.values())
         if not messages:
             return
@@ -421,21 +422,19 @@ class FindingListener:
             self._dead_lettered_ids[message_id] = sent
             while len(self._dead_lettered_ids) > _REMEMBERED_DEAD_LETTERS:
                 self._dead_lettered_ids.popitem(last=False)
+        sent_ok = False
         try:
             await self._send_to_dead_letter(queue, message, problems)
+            sent_ok = True
         except (BotoCoreError, ClientError) as error:
             # Not deleted: the message comes back after its visibility timeout and is handled again;
             # findings already delivered are recognised as repeats by their incident.
             log.warning("could not dead-letter message %s: %s", message_id, error)
-            self._dead_lettered_ids.pop(message_id, None)
-            sent.set_result(False)
-            return False
-        except BaseException:
-            self._dead_lettered_ids.pop(message_id, None)
-            sent.set_result(False)
-            raise
-        sent.set_result(True)
-        return True
+        finally:
+            if not sent_ok:
+                self._dead_lettered_ids.pop(message_id, None)
+            sent.set_result(sent_ok)
+        return sent_ok
 
     async def _send_to_dead_letter(self, queue: str, message: dict, problems: list[FindingRejected]) -> None:
         for problem in problems:

@@ -198,9 +198,7 @@ def load_settings() -> IrflowSettings:
 def settings_error_line(error: Exception) -> str:
     """One line naming each bad setting, for processes that refuse to start on it."""
     if isinstance(error, ValidationError):
-        problems = [
-            f"IRFLOW_{'_'.join(str(part) for part in e['loc'][:1]).upper()}: {e['msg']}" for e in error.errors()
-        ]
+        problems = [f"IRFLOW_{str(e['loc'][0]).upper() if e['loc'] else '*'}: {e['msg']}" for e in error.errors()]
         return "invalid settings: " + "; ".join(problems)
     return str(error)
 

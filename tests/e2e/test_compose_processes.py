@@ -28,7 +28,7 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from devstack.processes import ProcessGroup, free_port, start_temporal_on_free_ports, wait_for_port
+from devstack.processes import ProcessGroup, on_free_port, start_temporal_on_free_ports, wait_for_port
 from irflow.temporal_client import connect
 from models.incident import IncidentState, Status
 from tests.support import REPO
@@ -125,7 +125,7 @@ class _OtlpReceiver(ThreadingHTTPServer):
                 self.end_headers()
 
             def log_message(self, *args) -> None:
-                pass
+                """Quiet: the test reads the spans, not an access log."""
 
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -191,16 +191,14 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
                 assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr}"
                 outputs[name] = done.stdout
                 continue
-            if name == "aws":  # a server: on a free port, picked again if another process took it first
-                for attempt in range(3):
-                    ports["aws"] = (ports["aws"][0], free_port())
-                    started[name] = [group.start(f"{name}-{attempt}", translate.argv(name, service), env=env)]
-                    try:
-                        wait_for_port(ports["aws"][1], 60, started[name][0])
-                        break
-                    except RuntimeError:
-                        if attempt == 2:
-                            raise
+            if name == "aws":  # a server, on a free port (picked again if another process takes it first)
+
+                def start_aws(port: int, name: str = name, service: dict = service, env: dict = env) -> None:
+                    ports[name] = (ports[name][0], port)
+                    started[name] = [group.start(name, translate.argv(name, service), env=env)]
+                    wait_for_port(port, 60, started[name][0])
+
+                on_free_port(start_aws)
                 continue
             replicas = service.get("deploy", {}).get("replicas", 1)
             started[name] = [group.start(f"{name}-{i}", argv, env=env) for i in range(replicas)]
