@@ -17,7 +17,6 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import boto3
 
@@ -26,6 +25,7 @@ from devstack.demo import sample_finding
 from intake.listener import FindingListener
 from irflow.temporal_client import exit_now
 from models.settings import IrflowSettings
+from tests.data import CORPORA
 
 
 def _queue(sqs, name: str) -> str:
@@ -37,7 +37,7 @@ def _queue(sqs, name: str) -> str:
     )["QueueUrl"]
 
 
-CLOUDTRAIL = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "cloudtrail" / "invictus_stream.jsonl"
+CLOUDTRAIL = CORPORA / "cloudtrail" / "invictus_stream.jsonl"
 
 
 def _cloudtrail_bodies(count: int) -> list[str]:

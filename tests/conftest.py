@@ -10,6 +10,7 @@ from devstack import moto_fidelity
 from devstack.demo import DemoWorkload, seed_workload
 from irflow.temporal_client import ensure_search_attributes
 from models.settings import get_settings
+from tests import boundary
 from tests.support import BIN
 from workflows import search_attributes as sa
 
@@ -75,3 +76,21 @@ async def skipping_env():
     await ensure_search_attributes(env.client)
     yield env
     await env.shutdown()
+
+
+# --- the repository boundary: no test reads a file outside the clone ---
+
+boundary.install()  # from the first import on, so reads while collecting count too
+COLLECTION_VIOLATIONS: list[boundary.Violation] = []
+
+
+def pytest_collection_finish(session):
+    COLLECTION_VIOLATIONS.extend(boundary.take())
+
+
+@pytest.fixture(autouse=True)
+def stays_inside_the_repository():
+    boundary.take()  # reads between tests (fixtures of other scopes, collection) are checked elsewhere
+    yield
+    crossed = boundary.take()
+    assert not crossed, "read outside the repository: " + "; ".join(map(str, crossed))

@@ -20,11 +20,11 @@ from intake.submit import Submission, submit
 from models.finding import parse_guardduty
 from models.incident import IncidentState
 from models.settings import IrflowSettings
+from tests.data import CORPORA  # noqa: F401  (the tests' data, re-exported)
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
 
 REPO = Path(__file__).resolve().parents[1]
-CORPORA = REPO.parent / "shared" / "corpora"
 BIN = Path(sys.executable).parent
 
 

@@ -1,4 +1,4 @@
-"""Acceptance: every public finding in ../shared/corpora through the intake as the listener runs it
+"""Acceptance: every public finding in tests/data/corpora through the intake as the listener runs it
 (unwrap → suppression filters with default settings → router), each ending routed (to a playbook this
 version runs, with a reason and an incident key), suppressed (with a reason) or rejected (with a code and
 a reason). The router turns no real finding away: what no containment playbook fits goes to triage.
