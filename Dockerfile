@@ -3,13 +3,10 @@
 FROM python:3.11-slim AS runtime
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY models models
 COPY workflows workflows
 COPY activities activities
-COPY intake intake
-COPY detection detection
 COPY irflow irflow
-COPY devstack devstack
+COPY infra infra
 COPY examples examples
 COPY worker.py starter.py ./
 RUN pip install --no-cache-dir . && mkdir /config && chown nobody /config

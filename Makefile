@@ -28,7 +28,7 @@ test: install browser
 	$(BIN)/pytest -m solo
 
 run: install
-	$(BIN)/python -m devstack.run
+	$(BIN)/python -m irflow.devstack.run
 
 lint: install
 	$(BIN)/ruff check .

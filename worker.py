@@ -12,10 +12,10 @@ from temporalio.worker import Worker
 
 from activities import all_activities
 from activities.aws import warm_clients
+from irflow.models.settings import IrflowSettings
 from irflow.startup import prepare_process
 from irflow.telemetry import shutdown_tracing
 from irflow.temporal_client import connect, exit_now
-from models.settings import IrflowSettings
 from workflows.incident import IncidentWorkflow
 
 log = logging.getLogger("irflow.worker")

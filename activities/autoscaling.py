@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from activities.aws import aws_activity, client, typed_aws_errors
 from activities.ec2_context import auto_scaling_membership, describe_live_instance
-from models.ec2 import Ec2StepInput
-from models.incident import StepResult
+from irflow.models.ec2 import Ec2StepInput
+from irflow.models.incident import StepResult
 
 
 @aws_activity(

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from models.settings import get_settings
+from irflow.models.settings import get_settings
 
 # Temporal retries activities with backoff; botocore's own retries only smooth over single hiccups.
 _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
@@ -143,7 +143,7 @@ def reset_clients() -> None:
 
 # --- Failures are typed: business errors stop retries, everything else Temporal retries with backoff. ---
 
-from models.errors import ACCESS_DENIED, INVALID_REQUEST, NOT_CONFIGURED, NOT_FOUND  # noqa: E402
+from irflow.models.errors import ACCESS_DENIED, INVALID_REQUEST, NOT_CONFIGURED, NOT_FOUND  # noqa: E402
 
 __all__ = ["ACCESS_DENIED", "INVALID_REQUEST", "NOT_CONFIGURED", "NOT_FOUND"]
 

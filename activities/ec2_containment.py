@@ -13,9 +13,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import NOT_FOUND, InAccount, aws_activity, client, error_code, heartbeat, typed_aws_errors
 from activities.ec2_context import describe_instance, describe_live_instance
-from models.ec2 import Ec2StepInput, Ec2Target
-from models.incident import StepResult
-from models.settings import get_settings
+from irflow.models.ec2 import Ec2StepInput, Ec2Target
+from irflow.models.incident import StepResult
+from irflow.models.settings import get_settings
 
 INCIDENT_TAG = "irflow:incident-id"
 STATUS_TAG = "irflow:status"

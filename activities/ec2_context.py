@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 
 from activities.aws import aws_activity, client, error_code, not_found, typed_aws_errors
-from models.ec2 import (
+from irflow.models.ec2 import (
     AutoScalingMembership,
     Ec2Target,
     InstanceContext,

@@ -10,9 +10,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import INVALID_REQUEST, NOT_FOUND, aws_activity, client, error_code, typed_aws_errors
 from activities.ec2_context import current_profile_association, describe_live_instance, profile_name_from_arn
-from models.ec2 import Ec2StepInput
-from models.incident import StepResult
-from models.settings import get_settings
+from irflow.models.ec2 import Ec2StepInput
+from irflow.models.incident import StepResult
+from irflow.models.settings import get_settings
 
 
 def _put_profile(ec2, current: dict | None, instance_id: str, profile: dict) -> None:

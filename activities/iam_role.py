@@ -26,8 +26,8 @@ from activities.iam import (
     revocation_cutoff,
     revocation_policy_name,
 )
-from models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
-from models.incident import EvidenceObject, StepResult
+from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
+from irflow.models.incident import EvidenceObject, StepResult
 
 INCIDENT_TAG = "irflow:incident-id"
 # Roles irflow must not (and IAM will not let it) change: AWS owns them.

@@ -15,8 +15,8 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import NOT_FOUND, aws_activity, client, error_code, not_found, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
 from activities.iam import revocation_policy, revocation_policy_name
-from models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
-from models.incident import EvidenceObject, StepResult
+from irflow.models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
+from irflow.models.incident import EvidenceObject, StepResult
 
 INCIDENT_TAG = "irflow:incident-id"
 

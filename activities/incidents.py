@@ -8,11 +8,11 @@ import hashlib
 
 from temporalio import activity
 
-from intake.router import EC2_PLAYBOOK
-from intake.submit import submit
-from models.finding import AffectedResource, ParsedFinding, canonical_json, unpack_raw
-from models.incident import RelatedIncident, RelatedIncidentsInput
-from models.settings import get_settings
+from irflow.intake.router import EC2_PLAYBOOK
+from irflow.intake.submit import submit
+from irflow.models.finding import AffectedResource, ParsedFinding, canonical_json, unpack_raw
+from irflow.models.incident import RelatedIncident, RelatedIncidentsInput
+from irflow.models.settings import get_settings
 
 
 @activity.defn

@@ -32,8 +32,8 @@ from activities.iam import (
     revocation_cutoff,
     revocation_policy_name,
 )
-from models.incident import EvidenceObject, StepResult
-from models.lambda_function import EventSourceMappingState, LambdaContext, LambdaStepInput, LambdaTarget
+from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.lambda_function import EventSourceMappingState, LambdaContext, LambdaStepInput, LambdaTarget
 
 INCIDENT_TAG = "irflow:incident-id"
 # A deployment package is at most 250 MB unzipped (so less zipped); anything bigger is not a package.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from activities.aws import aws_activity, client, typed_aws_errors
 from activities.ec2_context import describe_live_instance, target_group_registrations
-from models.ec2 import Ec2StepInput
-from models.incident import StepResult
+from irflow.models.ec2 import Ec2StepInput
+from irflow.models.incident import StepResult
 
 
 def _target(step: Ec2StepInput, port: int | None) -> dict:

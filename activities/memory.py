@@ -15,9 +15,9 @@ from activities.evidence import (
     store_evidence,
     to_json_bytes,
 )
-from models.ec2 import Ec2Target
-from models.incident import MemoryCaptureResult
-from models.settings import get_settings
+from irflow.models.ec2 import Ec2Target
+from irflow.models.incident import MemoryCaptureResult
+from irflow.models.settings import get_settings
 
 _TERMINAL = {
     "Success",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from activities.aws import aws_activity, client, typed_aws_errors
-from models.incident import NotifyInput, StepResult
-from models.settings import get_settings
+from irflow.models.incident import NotifyInput, StepResult
+from irflow.models.settings import get_settings
 
 
 @aws_activity("sns:Publish")

@@ -32,8 +32,8 @@ from activities.aws import (
 )
 from activities.ec2_containment import ISOLATION_GROUP_ACTIONS, ensure_isolation_groups
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
-from models.incident import EvidenceObject, StepResult
-from models.rds import (
+from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.rds import (
     DbClusterContext,
     DbInstanceContext,
     DbInstanceMember,

@@ -17,7 +17,7 @@ from typing import Any
 
 from activities.aws import aws_activity
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
-from models.incident import ActionRecord, Decision, EvidenceObject, IncidentState
+from irflow.models.incident import ActionRecord, Decision, EvidenceObject, IncidentState
 
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
 

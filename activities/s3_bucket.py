@@ -11,8 +11,8 @@ from botocore.exceptions import ClientError
 
 from activities.aws import aws_activity, client, error_code, not_found, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
-from models.incident import EvidenceObject, StepResult
-from models.s3 import BucketContext, BucketStepInput, BucketTarget
+from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
 
 INCIDENT_TAG = "irflow:incident-id"
 _MISSING = {

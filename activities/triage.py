@@ -12,8 +12,8 @@ from typing import Any
 
 from activities.aws import aws_activity, client
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
-from models.finding import Finding
-from models.incident import EvidenceObject, TriageInput
+from irflow.models.finding import Finding
+from irflow.models.incident import EvidenceObject, TriageInput
 
 
 def _describers(finding: Finding) -> dict[str, Callable[[], Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from botocore.exceptions import BotoCoreError, ClientError
 
 from activities.aws import client, error_code
-from models.finding import Finding
+from irflow.models.finding import Finding
 
 
 def resource_problem(finding: Finding) -> str | None:

@@ -11,7 +11,12 @@ from tempfile import TemporaryDirectory
 
 from temporalio.client import Client
 
-from devstack.processes import ProcessGroup, aws_environment, start_moto_on_free_port, start_temporal_on_free_ports
+from irflow.devstack.processes import (
+    ProcessGroup,
+    aws_environment,
+    start_moto_on_free_port,
+    start_temporal_on_free_ports,
+)
 from irflow.temporal_client import connect, ensure_search_attributes
 
 

@@ -23,13 +23,13 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import reset_clients
 from bench.common import percentile
-from devstack import moto_fidelity
-from devstack.demo import seed_workload
-from devstack.processes import binary
+from irflow.devstack import moto_fidelity
+from irflow.devstack.demo import seed_workload
+from irflow.devstack.processes import binary
+from irflow.models.ec2 import Ec2StepInput, Ec2Target
+from irflow.models.incident import Status
+from irflow.models.settings import get_settings
 from irflow.temporal_client import exit_now
-from models.ec2 import Ec2StepInput, Ec2Target
-from models.incident import Status
-from models.settings import get_settings
 from workflows import search_attributes as sa
 
 

@@ -30,10 +30,10 @@ import boto3
 
 from bench.common import percentile, process_stack
 from bench.intake import _queue
-from devstack.demo import sample_cloudtrail_event, seed_workload
-from devstack.processes import free_port
+from irflow.devstack.demo import sample_cloudtrail_event, seed_workload
+from irflow.devstack.processes import free_port
+from irflow.models.incident import IncidentState
 from irflow.temporal_client import exit_now
-from models.incident import IncidentState
 
 POLL = 0.01  # seconds between looks at the account
 DENY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]})

@@ -14,7 +14,7 @@ import json
 import statistics
 import time
 
-from detection.catalogue import load_catalogue
+from irflow.detection.catalogue import load_catalogue
 from tests.data import CORPORA
 
 

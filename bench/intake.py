@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 
 from bench.common import process_stack
-from devstack.demo import sample_finding
-from intake.listener import FindingListener
+from irflow.devstack.demo import sample_finding
+from irflow.intake.listener import FindingListener
+from irflow.models.settings import IrflowSettings
 from irflow.temporal_client import exit_now
-from models.settings import IrflowSettings
 from tests.data import CORPORA
 
 

@@ -23,8 +23,8 @@ from rich.text import Text
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from irflow.models.incident import DecisionOutcome, Eradication, IncidentState
 from irflow.temporal_client import TemporalUnreachable, connect, exit_now
-from models.incident import DecisionOutcome, Eradication, IncidentState
 
 app = typer.Typer(help="irflow: automated incident response for AWS, on Temporal.", no_args_is_help=True)
 console = Console()
@@ -459,8 +459,8 @@ PYTHON_RULES = Annotated[
 
 
 def _catalogue(sigma: list[Path] | None, python_dirs: list[Path] | None = None):
-    from detection.catalogue import load_catalogue
-    from models.settings import get_settings
+    from irflow.detection.catalogue import load_catalogue
+    from irflow.models.settings import get_settings
 
     settings = get_settings()
     return load_catalogue(
@@ -508,7 +508,7 @@ def rules_list(sigma: SIGMA = None, python_dirs: PYTHON_RULES = None, as_json: A
 @rules_app.command("test")
 def rules_test(python_dirs: PYTHON_RULES = None, as_json: AS_JSON = False) -> None:
     """Run every Python rule's own test events (irflow's and yours); exit 1 when any fails or a file won't load."""
-    from detection.python_rules import PythonRule, run_rule_tests
+    from irflow.detection.python_rules import PythonRule, run_rule_tests
 
     catalogue = _catalogue([], python_dirs)
     rules = [r for r in catalogue.rules + catalogue.disabled if isinstance(r, PythonRule)]
@@ -539,9 +539,9 @@ def detect(
     """Replay CloudTrail records through every rule and print the alerts (no incident is started).
 
     Alerts below IRFLOW_DETECTION_MIN_SEVERITY are printed too, marked as leads that would open no incident."""
-    from detection.events import read_bytes
-    from detection.findings import alert_to_finding
-    from models.settings import get_settings
+    from irflow.detection.events import read_bytes
+    from irflow.detection.findings import alert_to_finding
+    from irflow.models.settings import get_settings
 
     floor = get_settings().detection_min_severity
     engine = _catalogue(sigma, python_dirs).engine()
@@ -578,7 +578,7 @@ def detect(
 
 def main() -> NoReturn:
     """Console entry point: run the command, then leave without interpreter teardown (see exit_now)."""
-    from models.settings import SettingsFileError, settings_error_line
+    from irflow.models.settings import SettingsFileError, settings_error_line
 
     try:
         app()  # typer reports usage errors itself and always ends with SystemExit

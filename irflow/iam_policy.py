@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import activities
-from models.settings import get_settings
+from irflow.models.settings import get_settings
 
 # Actions only the security account needs: evidence objects and notifications are written there.
 SECURITY_ACCOUNT_ONLY = {"s3:PutObject", "s3:PutObjectRetention", "s3:GetObject", "kms:GenerateDataKey", "sns:Publish"}

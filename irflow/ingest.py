@@ -9,12 +9,12 @@ from pathlib import Path
 
 from temporalio.service import RPCError
 
-from intake.documents import read_findings
-from intake.router import route
-from intake.submit import Submission, submit
+from irflow.intake.documents import read_findings
+from irflow.intake.router import route
+from irflow.intake.submit import Submission, submit
+from irflow.models.finding import FindingRejected, ParsedFinding
+from irflow.models.settings import get_settings
 from irflow.temporal_client import TemporalUnreachable, connect
-from models.finding import FindingRejected, ParsedFinding
-from models.settings import get_settings
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2
 

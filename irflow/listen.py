@@ -8,11 +8,11 @@ import logging
 import signal
 import sys
 
-from intake.listener import FindingListener, ListenerConfigurationError
+from irflow.intake.listener import FindingListener, ListenerConfigurationError
+from irflow.models.settings import IrflowSettings
 from irflow.startup import prepare_process
 from irflow.telemetry import shutdown_tracing
 from irflow.temporal_client import connect
-from models.settings import IrflowSettings
 
 EXIT_OK, EXIT_CONFIGURATION = 0, 2
 

@@ -6,8 +6,8 @@ import sys
 
 from opentelemetry.sdk.trace import TracerProvider
 
+from irflow.models.settings import IrflowSettings, SettingsFileError, get_settings, settings_error_line
 from irflow.telemetry import TelemetryConfigurationError, setup_tracing
-from models.settings import IrflowSettings, SettingsFileError, get_settings, settings_error_line
 
 
 def prepare_process(service_name: str) -> tuple[IrflowSettings, TracerProvider | None] | None:

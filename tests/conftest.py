@@ -6,10 +6,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import reset_clients
-from devstack import moto_fidelity
-from devstack.demo import DemoWorkload, seed_workload
+from irflow.devstack import moto_fidelity
+from irflow.devstack.demo import DemoWorkload, seed_workload
+from irflow.models.settings import get_settings
 from irflow.temporal_client import ensure_search_attributes
-from models.settings import get_settings
 from tests import boundary
 from tests.support import BIN
 from workflows import search_attributes as sa

@@ -15,11 +15,11 @@ from pathlib import Path
 import boto3
 from temporalio.client import Client, WorkflowHandle
 
-from devstack.demo import DEMO_APPROVERS, DemoWorkload, sample_finding
-from intake.submit import Submission, submit
-from models.finding import parse_guardduty
-from models.incident import IncidentState
-from models.settings import IrflowSettings
+from irflow.devstack.demo import DEMO_APPROVERS, DemoWorkload, sample_finding
+from irflow.intake.submit import Submission, submit
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import IncidentState
+from irflow.models.settings import IrflowSettings
 from tests.data import CORPORA  # noqa: F401  (the tests' data, re-exported)
 from worker import build_worker
 from workflows.incident import IncidentWorkflow

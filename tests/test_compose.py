@@ -7,7 +7,7 @@ import re
 
 import yaml
 
-from models.settings import SETTINGS_FILE_VARIABLE, IrflowSettings
+from irflow.models.settings import SETTINGS_FILE_VARIABLE, IrflowSettings
 from tests.support import REPO
 
 
@@ -59,7 +59,7 @@ def test_the_image_holds_every_package_the_project_installs():
 
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     dockerfile = (REPO / "Dockerfile").read_text()
-    for package in setuptools["packages"]:
+    for package in (pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]):
         assert re.search(rf"^COPY {package} {package}$", dockerfile, re.M), f"{package} is not copied into the image"
     for module in setuptools["py-modules"]:
         assert re.search(rf"^COPY .*\b{module}\.py\b", dockerfile, re.M), f"{module}.py is not copied"

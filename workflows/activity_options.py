@@ -8,7 +8,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from models.errors import NON_RETRYABLE_TYPES
+    from irflow.models.errors import NON_RETRYABLE_TYPES
 
 
 def _retry(attempts: int, max_interval_s: int) -> RetryPolicy:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.ec2 import Ec2StepInput, Ec2Target, InstanceContext
-    from models.incident import (
+    from irflow.models.ec2 import Ec2StepInput, Ec2Target, InstanceContext
+    from irflow.models.incident import (
         Eradication,
         EvidenceObject,
         MemoryCaptureResult,

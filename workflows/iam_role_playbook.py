@@ -17,8 +17,8 @@ import re
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
-    from models.incident import Eradication, EvidenceObject, RelatedIncident, RelatedIncidentsInput, StepResult
+    from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
+    from irflow.models.incident import Eradication, EvidenceObject, RelatedIncident, RelatedIncidentsInput, StepResult
 
 from workflows.activity_options import QUICK
 from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook

@@ -11,8 +11,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.iam import IamUserContext, IamUserStepInput, IamUserTarget
-    from models.incident import Eradication, EvidenceObject, StepResult
+    from irflow.models.iam import IamUserContext, IamUserStepInput, IamUserTarget
+    from irflow.models.incident import Eradication, EvidenceObject, StepResult
 
 from workflows.activity_options import QUICK
 from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook

@@ -15,9 +15,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from models.errors import NOT_FOUND
-    from models.finding import Finding
-    from models.incident import (
+    from irflow.models.errors import NOT_FOUND
+    from irflow.models.finding import Finding
+    from irflow.models.incident import (
         ActionRecord,
         ActionStatus,
         Decision,

@@ -26,8 +26,8 @@ import asyncio
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.incident import Eradication, EvidenceObject, StepResult
-    from models.lambda_function import LambdaContext, LambdaStepInput, LambdaTarget
+    from irflow.models.incident import Eradication, EvidenceObject, StepResult
+    from irflow.models.lambda_function import LambdaContext, LambdaStepInput, LambdaTarget
 
 from workflows.activity_options import QUICK, SLOW
 from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook

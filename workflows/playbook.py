@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.finding import Severity
-    from models.incident import Eradication
+    from irflow.models.finding import Severity
+    from irflow.models.incident import Eradication
 
 if TYPE_CHECKING:
     from workflows.incident import IncidentWorkflow

@@ -9,10 +9,10 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
-    from models.ec2 import InstanceContext
-    from models.finding import Finding, Severity
-    from models.iam import IamUserContext
-    from models.incident import (
+    from irflow.models.ec2 import InstanceContext
+    from irflow.models.finding import Finding, Severity
+    from irflow.models.iam import IamUserContext
+    from irflow.models.incident import (
         ApproveRequest,
         Decision,
         DecisionKind,

@@ -20,8 +20,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from models.incident import Eradication, EvidenceObject, SnapshotEvidence, StepResult
-    from models.rds import (
+    from irflow.models.incident import Eradication, EvidenceObject, SnapshotEvidence, StepResult
+    from irflow.models.rds import (
         DbInstanceContext,
         DbStepInput,
         DbTarget,

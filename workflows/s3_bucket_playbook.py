@@ -11,8 +11,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.incident import Eradication, EvidenceObject, StepResult
-    from models.s3 import BucketContext, BucketStepInput, BucketTarget
+    from irflow.models.incident import Eradication, EvidenceObject, StepResult
+    from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
 
 from workflows.activity_options import QUICK
 from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook

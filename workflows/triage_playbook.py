@@ -10,7 +10,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.incident import EvidenceObject, TriageInput
+    from irflow.models.incident import EvidenceObject, TriageInput
 
 from workflows.activity_options import QUICK
 from workflows.playbook import ContainmentPlan, Playbook

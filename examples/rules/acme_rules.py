@@ -3,8 +3,8 @@ them with `irflow rules test --rules examples/rules`. docs/rules.md walks throug
 
 from datetime import datetime
 
-from detection.python_rules import SIGNIN, STS, T, ev, identity, ok, req, rule
-from models.finding import Severity
+from irflow.detection.python_rules import SIGNIN, STS, T, ev, identity, ok, req, rule
+from irflow.models.finding import Severity
 
 BREAK_GLASS_ROLES = ("break-glass", "BreakGlass")
 

@@ -26,8 +26,8 @@ from activities.iam import (
     revoke_role_sessions,
 )
 from activities.load_balancing import deregister_from_target_groups, register_with_target_groups
-from models.ec2 import Ec2StepInput, Ec2Target
-from models.settings import get_settings
+from irflow.models.ec2 import Ec2StepInput, Ec2Target
+from irflow.models.settings import get_settings
 from tests.support import observed_instance, quarantine_groups
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
 

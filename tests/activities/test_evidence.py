@@ -23,11 +23,11 @@ from activities.evidence import (
 from activities.memory import acquire_memory
 from activities.notify import publish_notification
 from activities.report import write_report
-from devstack.demo import sample_finding
-from models.ec2 import Ec2StepInput, Ec2Target
-from models.finding import pack_raw, parse_guardduty
-from models.incident import EvidenceObject, IncidentState, ManifestInput, NotifyInput, RawFindingInput
-from models.settings import get_settings
+from irflow.devstack.demo import sample_finding
+from irflow.models.ec2 import Ec2StepInput, Ec2Target
+from irflow.models.finding import pack_raw, parse_guardduty
+from irflow.models.incident import EvidenceObject, IncidentState, ManifestInput, NotifyInput, RawFindingInput
+from irflow.models.settings import get_settings
 from tests.support import incident_snapshots, notifications
 
 INCIDENT_ID = "inc-evidence-0001"

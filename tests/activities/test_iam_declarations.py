@@ -19,19 +19,19 @@ import pytest
 
 import activities
 from activities.aws import registered_activities, reset_clients
-from devstack import moto_fidelity_lambda, moto_fidelity_rds
-from devstack.demo import sample_access_key_finding, sample_finding
-from devstack.demo_lambda import seed_lambda_function
-from devstack.demo_rds import seed_aurora_cluster, seed_rds_instance
+from irflow.devstack import moto_fidelity_lambda, moto_fidelity_rds
+from irflow.devstack.demo import sample_access_key_finding, sample_finding
+from irflow.devstack.demo_lambda import seed_lambda_function
+from irflow.devstack.demo_rds import seed_aurora_cluster, seed_rds_instance
 from irflow.iam_policy import member_policy, member_role_template, worker_policy
-from models.ec2 import Ec2StepInput, Ec2Target
-from models.finding import parse_guardduty
-from models.iam import IamRoleStepInput, IamRoleTarget, IamUserStepInput, IamUserTarget
-from models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput, TriageInput
-from models.lambda_function import LambdaStepInput, LambdaTarget
-from models.rds import DbStepInput, DbTarget
-from models.s3 import BucketStepInput, BucketTarget
-from models.settings import get_settings
+from irflow.models.ec2 import Ec2StepInput, Ec2Target
+from irflow.models.finding import parse_guardduty
+from irflow.models.iam import IamRoleStepInput, IamRoleTarget, IamUserStepInput, IamUserTarget
+from irflow.models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput, TriageInput
+from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
+from irflow.models.rds import DbStepInput, DbTarget
+from irflow.models.s3 import BucketStepInput, BucketTarget
+from irflow.models.settings import get_settings
 from tests.support import REPO
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS, LAMBDA_ERADICATION_STEPS

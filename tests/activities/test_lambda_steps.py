@@ -16,16 +16,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities import lambda_function as steps
 from activities.iam import revocation_policy_name
-from devstack import moto_fidelity_lambda
-from devstack.demo_lambda import (
+from irflow.devstack import moto_fidelity_lambda
+from irflow.devstack.demo_lambda import (
     HANDLER_SOURCE,
     DemoLambda,
     deployment_package,
     observed_function,
     seed_lambda_function,
 )
-from models.errors import INVALID_REQUEST, NOT_FOUND
-from models.lambda_function import LambdaStepInput, LambdaTarget
+from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
+from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS
 
 INCIDENT_ID = "inc-lambda-0001"

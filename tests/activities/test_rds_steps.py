@@ -14,14 +14,14 @@ from moto.rds.models import RDSBackend
 from temporalio.exceptions import ApplicationError
 
 import activities.rds as rds_activities
-from devstack import moto_fidelity_rds
-from devstack.demo import sample_finding
-from devstack.demo_rds import sample_rds_finding, seed_aurora_cluster, seed_rds_instance
-from intake.router import RDS_PLAYBOOK, TRIAGE_PLAYBOOK, route
-from models.asff import parse_asff
-from models.errors import INVALID_REQUEST, NOT_FOUND
-from models.finding import parse_guardduty
-from models.rds import DbStepInput, DbTarget, db_instance_name, snapshot_identifier
+from irflow.devstack import moto_fidelity_rds
+from irflow.devstack.demo import sample_finding
+from irflow.devstack.demo_rds import sample_rds_finding, seed_aurora_cluster, seed_rds_instance
+from irflow.intake.router import RDS_PLAYBOOK, TRIAGE_PLAYBOOK, route
+from irflow.models.asff import parse_asff
+from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
+from irflow.models.finding import parse_guardduty
+from irflow.models.rds import DbStepInput, DbTarget, db_instance_name, snapshot_identifier
 from tests.support import CORPORA
 from workflows.rds_playbook import RDS_CONTAINMENT_STEPS
 

@@ -10,10 +10,10 @@ from html.parser import HTMLParser
 import pytest
 
 from activities.report import SECTIONS, render_html, render_markdown, report_document
-from devstack.demo import sample_finding
-from models.ec2 import InstanceContext
-from models.finding import parse_guardduty
-from models.incident import (
+from irflow.devstack.demo import sample_finding
+from irflow.models.ec2 import InstanceContext
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import (
     ActionRecord,
     ActionStatus,
     Decision,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from activities.aws import reset_clients
-from devstack.demo import DemoWorkload, seed_workload
-from devstack.processes import (
+from irflow.devstack.demo import DemoWorkload, seed_workload
+from irflow.devstack.processes import (
     ProcessGroup,
     aws_environment,
     free_port,

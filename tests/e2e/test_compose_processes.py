@@ -28,9 +28,9 @@ import pytest
 import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from devstack.processes import ProcessGroup, on_free_port, start_temporal_on_free_ports, wait_for_port
+from irflow.devstack.processes import ProcessGroup, on_free_port, start_temporal_on_free_ports, wait_for_port
+from irflow.models.incident import IncidentState, Status
 from irflow.temporal_client import connect
-from models.incident import IncidentState, Status
 from tests.support import REPO
 
 pytestmark = pytest.mark.e2e

@@ -13,19 +13,19 @@ import uuid
 import boto3
 import pytest
 
-from devstack.demo import (
+from irflow.devstack.demo import (
     sample_access_key_finding,
     sample_bucket_finding,
     sample_cloudtrail_event,
     sample_finding,
     sample_role_finding,
 )
-from devstack.demo_lambda import sample_lambda_finding, seed_lambda_function
-from devstack.demo_rds import sample_rds_finding, seed_rds_instance
-from devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
-from devstack.processes import ProcessGroup, free_port, start_temporal
+from irflow.devstack.demo_lambda import sample_lambda_finding, seed_lambda_function
+from irflow.devstack.demo_rds import sample_rds_finding, seed_rds_instance
+from irflow.devstack.intake_stack import deploy_intake_stack, publish_findings, securityhub_event
+from irflow.devstack.processes import ProcessGroup, free_port, start_temporal
+from irflow.models.incident import FindingDelivery, IncidentInput, IncidentState
 from irflow.temporal_client import connect, ensure_search_attributes
-from models.incident import FindingDelivery, IncidentInput, IncidentState
 from tests.support import CORPORA, REPO
 
 pytestmark = pytest.mark.e2e

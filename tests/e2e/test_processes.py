@@ -11,9 +11,9 @@ import sys
 import boto3
 import pytest
 
-from devstack.demo import sample_finding
+from irflow.devstack.demo import sample_finding
+from irflow.models.incident import IncidentState, Status
 from irflow.temporal_client import connect, ensure_search_attributes
-from models.incident import IncidentState, Status
 from tests.support import REPO, free_port
 
 pytestmark = pytest.mark.e2e
@@ -128,7 +128,7 @@ def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(t
         [
             sys.executable,
             "-m",
-            "devstack.run",
+            "irflow.devstack.run",
             "--state-dir",
             str(tmp_path),
             "--temporal-port",

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from devstack.demo import sample_finding
-from devstack.intake_stack import (
+from irflow.devstack.demo import sample_finding
+from irflow.devstack.intake_stack import (
     TEMPLATE,
     PublishError,
     deploy_intake_stack,

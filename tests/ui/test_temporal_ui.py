@@ -22,7 +22,7 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from models.incident import Status
+from irflow.models.incident import Status
 from tests.support import BIN, REPO, free_port, open_incident, running_worker, wait_for
 from workflows import search_attributes as sa
 

@@ -8,12 +8,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import all_activities
-from models.ec2 import Ec2StepInput
-from models.iam import IamRoleStepInput, IamUserStepInput
-from models.incident import StepResult
-from models.lambda_function import LambdaStepInput
-from models.rds import DbStepInput
-from models.s3 import BucketStepInput
+from irflow.models.ec2 import Ec2StepInput
+from irflow.models.iam import IamRoleStepInput, IamUserStepInput
+from irflow.models.incident import StepResult
+from irflow.models.lambda_function import LambdaStepInput
+from irflow.models.rds import DbStepInput
+from irflow.models.s3 import BucketStepInput
 
 INPUT_TYPES = {
     "ec2": Ec2StepInput,

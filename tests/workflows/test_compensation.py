@@ -7,7 +7,7 @@ import boto3
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from models.incident import ActionStatus, Status
+from irflow.models.incident import ActionStatus, Status
 from tests.support import observed_instance, open_incident, running_worker, wait_for
 from tests.workflows.faults import failing_after_acting, with_side_effect
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from models.incident import Status
+from irflow.models.incident import Status
 from tests.support import notifications, observed_instance, open_incident, quarantine_groups, running_worker, wait_for
 
 

@@ -12,10 +12,10 @@ import asyncio
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
-from devstack.demo import DEMO_APPROVERS, sample_access_key_finding
-from intake.submit import submit
-from models.finding import parse_guardduty
-from models.incident import DecisionOutcome, Status
+from irflow.devstack.demo import DEMO_APPROVERS, sample_access_key_finding
+from irflow.intake.submit import submit
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import DecisionOutcome, Status
 from tests.support import notifications, observed_instance, open_incident, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
 

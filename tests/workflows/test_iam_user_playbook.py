@@ -10,10 +10,10 @@ import boto3
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from devstack.demo import sample_access_key_finding
-from intake.submit import submit
-from models.finding import parse_guardduty
-from models.incident import Status
+from irflow.devstack.demo import sample_access_key_finding
+from irflow.intake.submit import submit
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import Status
 from tests.support import running_worker, wait_for
 from tests.workflows.faults import failing_after_acting, flaky_after_acting
 from workflows.iam_user_playbook import IAM_USER_CONTAINMENT_STEPS

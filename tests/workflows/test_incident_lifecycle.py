@@ -10,7 +10,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from models.incident import Phase, Status
+from irflow.models.incident import Phase, Status
 from tests.support import (
     incident_snapshots,
     observed_instance,

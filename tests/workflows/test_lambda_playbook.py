@@ -13,17 +13,17 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from activities.iam import revocation_policy_name
-from devstack import moto_fidelity_lambda
-from devstack.demo_lambda import (
+from irflow.devstack import moto_fidelity_lambda
+from irflow.devstack.demo_lambda import (
     DemoLambda,
     deployment_package,
     observed_function,
     sample_lambda_finding,
     seed_lambda_function,
 )
-from intake.submit import submit
-from models.finding import parse_guardduty
-from models.incident import Phase, Status
+from irflow.intake.submit import submit
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import Phase, Status
 from tests.support import member_session, read_evidence, running_worker, wait_for
 from tests.workflows.faults import failing_after_acting, flaky_after_acting
 from workflows.incident import IncidentWorkflow

@@ -10,11 +10,11 @@ import pytest
 
 from activities.aws import client as aws_client
 from activities.aws import member_role_arn, own_account_id
-from devstack.demo import sample_access_key_finding
-from intake.submit import submit
-from models.finding import parse_guardduty
-from models.incident import Status
-from models.settings import get_settings
+from irflow.devstack.demo import sample_access_key_finding
+from irflow.intake.submit import submit
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import Status
+from irflow.models.settings import get_settings
 from tests.support import member_session, read_evidence, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from devstack.demo import sample_access_key_finding, sample_finding
-from models.ec2 import (
+from irflow.devstack.demo import sample_access_key_finding, sample_finding
+from irflow.models.ec2 import (
     AutoScalingMembership,
     InstanceContext,
     InstanceProfileState,
@@ -15,8 +15,8 @@ from models.ec2 import (
     TargetGroupRegistration,
     VolumeAttachment,
 )
-from models.finding import Finding, Severity, parse_guardduty
-from models.incident import Decision, DecisionKind, Eradication, PendingDecision, ResponsePolicy
+from irflow.models.finding import Finding, Severity, parse_guardduty
+from irflow.models.incident import Decision, DecisionKind, Eradication, PendingDecision, ResponsePolicy
 from workflows.policy import (
     approvals_required,
     decision_refusal,

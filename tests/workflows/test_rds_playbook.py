@@ -11,12 +11,12 @@ import boto3
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from devstack import moto_fidelity_rds
-from devstack.demo_rds import sample_rds_finding, seed_aurora_cluster, seed_rds_instance
-from intake.submit import submit
-from models.finding import parse_guardduty
-from models.incident import Eradication, Status
-from models.rds import snapshot_identifier
+from irflow.devstack import moto_fidelity_rds
+from irflow.devstack.demo_rds import sample_rds_finding, seed_aurora_cluster, seed_rds_instance
+from irflow.intake.submit import submit
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import Eradication, Status
+from irflow.models.rds import snapshot_identifier
 from tests.activities.test_rds_steps import observed_db
 from tests.support import read_evidence, running_worker, wait_for
 from tests.workflows.faults import failing_after_acting, flaky_after_acting

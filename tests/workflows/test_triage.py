@@ -9,10 +9,10 @@ import json
 
 import boto3
 
-from devstack.demo import sample_finding
-from intake.submit import submit
-from models.finding import parse_guardduty
-from models.incident import Status
+from irflow.devstack.demo import sample_finding
+from irflow.intake.submit import submit
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import Status
 from tests.support import notifications, open_incident, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
 

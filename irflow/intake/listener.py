@@ -1,0 +1,519 @@
+"""The finding listener: SQS → findings → incidents, losing nothing and starting nothing twice.
+
+Guarantees, in order of importance:
+
+* A message is deleted only after Temporal acknowledged every finding in it (started or joined its
+  incident), after its bad findings reached the dead-letter queue with their reasons, or after the
+  finding was suppressed by policy (logged and counted).
+* When Temporal is unreachable the listener stops receiving, hands the messages it holds back to the
+  queue, probes Temporal with backoff and says so once per outage; nothing goes to the dead-letter
+  queue for an outage.
+* Bad input never stops the listener. SIGTERM finishes the messages in hand, then exits.
+* Two findings about one resource never make two incidents: the workflow id is the incident key and
+  every submission is a signal-with-start with USE_EXISTING.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter, OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from irflow.intake.envelopes import LogFileReference, Unwrapped, unwrap_text
+from irflow.intake.filters import suppression_reason
+from irflow.intake.submit import submit
+from irflow.models.finding import FindingRejected, ParsedFinding
+from irflow.models.settings import IrflowSettings
+from irflow.temporal_client import TemporalUnreachable
+
+log = logging.getLogger("irflow.listener")
+
+# Errors after which Temporal may well accept the same request later: hold the message, do not reject it.
+_TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.RESOURCE_EXHAUSTED,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.INTERNAL,
+    RPCStatusCode.UNKNOWN,
+}
+
+
+class ListenerConfigurationError(RuntimeError):
+    pass
+
+
+@dataclass
+class ListenerStats:
+    """What the listener did; printed on shutdown and readable while it runs."""
+
+    received: int = 0
+    findings: int = 0
+    started: int = 0
+    joined: int = 0
+    suppressed: int = 0
+    rejected: int = 0
+    dead_lettered: int = 0
+    dead_letter_repeats: int = 0  # a message already dead-lettered, delivered again: deleted, not sent twice
+    held: int = 0
+    deleted: int = 0
+    outages: int = 0
+    errors: int = 0
+    log_files: int = 0  # CloudTrail log files read from S3
+    log_records: int = 0  # records in them, each evaluated by the detection rules
+    suppressed_by_reason: Counter = field(default_factory=Counter)
+    rejected_by_code: Counter = field(default_factory=Counter)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "findings": self.findings,
+            "started": self.started,
+            "joined": self.joined,
+            "suppressed": self.suppressed,
+            "rejected": self.rejected,
+            "dead_lettered": self.dead_lettered,
+            "dead_letter_repeats": self.dead_letter_repeats,
+            "held": self.held,
+            "deleted": self.deleted,
+            "outages": self.outages,
+            "errors": self.errors,
+            "log_files": self.log_files,
+            "log_records": self.log_records,
+            "suppressed_by_reason": dict(self.suppressed_by_reason),
+            "rejected_by_code": dict(self.rejected_by_code),
+        }
+
+
+_REMEMBERED_DEAD_LETTERS = 10_000
+
+# S3 answers that waiting will not change: the message is dead-lettered with the reason.
+_UNREADABLE = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "403", "404", "InvalidObjectState"})
+
+
+class _TemporalDown(Exception):
+    pass
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, TemporalUnreachable):
+        return True
+    if isinstance(error, RPCError):
+        return error.status in _TRANSIENT
+    return isinstance(error, RuntimeError) and "connect" in str(error).lower()
+
+
+class FindingListener:
+    def __init__(
+        self,
+        client: Client,
+        settings: IrflowSettings,
+        queue_urls: list[str] | None = None,
+        wait_seconds: int = 20,
+        hold_seconds: int = 2,
+        sqs: Any = None,
+        s3: Any = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.queue_urls = list(queue_urls or settings.queue_urls)
+        if not self.queue_urls:
+            raise ListenerConfigurationError("no queue to listen to: set IRFLOW_QUEUE_URLS or pass --queue")
+        self.wait_seconds = wait_seconds
+        self.hold_seconds = hold_seconds
+        self.stats = ListenerStats()
+        pollers = len(self.queue_urls) * settings.listener_batches_in_flight
+        # Long polls park a thread each; deletes and dead-lettering must not queue behind them.
+        self._executor = ThreadPoolExecutor(max_workers=pollers + 16, thread_name_prefix="irflow-sqs")
+        self._sqs = sqs or boto3.session.Session().client(
+            "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pollers + 16)
+        )
+        self._s3 = s3  # created on the first log file: most deployments never read one
+        self._dead_letter: dict[str, str] = {}
+        # Message ids this process dead-lettered lately: SQS may deliver a message twice (at once, to two
+        # pollers, or again after a failed delete), and the dead-letter queue should hold it once.
+        self._dead_lettered_ids: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
+        self._healthy = asyncio.Event()
+        self._healthy.set()
+        self._outage_started: float | None = None
+        self._prober: asyncio.Task | None = None
+        self._sqs_trouble_logged = False
+        self.detector = None
+        if settings.detection:
+            from irflow.detection.detector import Detector
+
+            self.detector = Detector(
+                [Path(d) for d in settings.sigma_rules_dirs],
+                min_severity=settings.detection_min_severity,
+                disabled=settings.detection_disabled_rules,
+                python_dirs=settings.python_rules_dirs,
+                group_seconds=settings.detection_group_seconds,
+            )
+            for item in self.detector.unsupported:
+                log.warning("detection rule not loaded: %s: %s", item.source, item.reason)
+            if self.detector.disabled:
+                log.info("detection rules disabled by configuration: %s", ", ".join(self.detector.disabled))
+
+    # --- running ---
+
+    async def run(self, stop: asyncio.Event) -> ListenerStats:
+        for queue in self.queue_urls:
+            self._dead_letter[queue] = await self._resolve_dead_letter_queue(queue)
+        log.info(
+            "listening to %s (%d batch(es) of 10 in flight per queue, %ds long polls)",
+            ", ".join(self.queue_urls),
+            self.settings.listener_batches_in_flight,
+            self.wait_seconds,
+        )
+        pollers = [
+            asyncio.create_task(self._poll(queue, stop), name=f"poll-{queue}-{n}")
+            for queue in self.queue_urls
+            for n in range(self.settings.listener_batches_in_flight)
+        ]
+        try:
+            await asyncio.gather(*pollers)
+        finally:
+            if self._prober:
+                self._prober.cancel()
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("listener stopped: %s", json.dumps(self.stats.snapshot(), sort_keys=True))
+        if self.detector is not None:
+            log.info(
+                "detection: %d event(s); alerts %s; leads below the floor %s; grouped into earlier findings %s",
+                self.detector.events,
+                dict(self.detector.alerts),
+                dict(self.detector.below_floor),
+                dict(self.detector.grouped),
+            )
+        return self.stats
+
+    async def _sqs_call(self, method: str, **kwargs: Any) -> dict:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: getattr(self._sqs, method)(**kwargs))
+
+    async def _resolve_dead_letter_queue(self, queue: str) -> str:
+        if self.settings.dead_letter_queue_url:
+            return self.settings.dead_letter_queue_url
+        try:
+            attributes = await self._sqs_call("get_queue_attributes", QueueUrl=queue, AttributeNames=["RedrivePolicy"])
+        except (BotoCoreError, ClientError) as error:
+            raise ListenerConfigurationError(f"cannot read queue {queue}: {error}") from None
+        policy = attributes.get("Attributes", {}).get("RedrivePolicy")
+        if not policy:
+            raise ListenerConfigurationError(
+                f"queue {queue} has no dead-letter queue: give it a redrive policy or set IRFLOW_DEAD_LETTER_QUEUE_URL"
+            )
+        target = json.loads(policy)["deadLetterTargetArn"]
+        _, _, _, _, account, name = target.split(":", 5)
+        found = await self._sqs_call("get_queue_url", QueueName=name, QueueOwnerAWSAccountId=account)
+        return found["QueueUrl"]
+
+    async def _poll(self, queue: str, stop: asyncio.Event) -> None:
+        backoff = 1.0
+        while not stop.is_set():
+            if not self._healthy.is_set():
+                await _first(self._healthy.wait(), stop.wait())
+                continue
+            try:
+                response = await self._sqs_call(
+                    "receive_message",
+                    QueueUrl=queue,
+                    MaxNumberOfMessages=10,
+                    WaitTimeSeconds=self.wait_seconds,
+                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception as error:  # noqa: BLE001 (a poller must outlive any receive failure)
+                if not self._sqs_trouble_logged:
+                    log.warning("cannot receive from %s (%s); retrying with backoff", queue, error)
+                    self._sqs_trouble_logged = True
+                await _first(asyncio.sleep(backoff), stop.wait())
+                backoff = min(backoff * 2, 30)
+                continue
+            if self._sqs_trouble_logged:
+                log.warning("receiving from %s again", queue)
+                self._sqs_trouble_logged = False
+            backoff = 1.0
+            messages = response.get("Messages", [])
+            if messages:
+                # Messages in hand are finished even when stop arrives meanwhile.
+                finished = await asyncio.gather(*(self._handle_safely(queue, m) for m in messages))
+                await self._delete(queue, [m for m in finished if m is not None])
+
+    async def _delete(self, queue: str, messages: list[dict]) -> None:
+        """One DeleteMessageBatch for the messages of a receive that Temporal (or the dead-letter queue) has:
+        two SQS calls per ten messages instead of eleven. One that is not deleted comes back after its
+        visibility timeout and is handled again; findings already delivered are recognised as repeats."""
+        # one receipt handle twice in a batch is refused (BatchEntryIdsNotDistinct): a message handed twice
+        # with the same handle (the double-delivery tests do this) is deleted once
+        messages = list({m["ReceiptHandle"]: m for m in messages}.values())
+        if not messages:
+            return
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+        try:
+            response = await self._sqs_call("delete_message_batch", QueueUrl=queue, Entries=entries)
+        except (BotoCoreError, ClientError) as error:
+            log.warning("could not delete %d finished message(s): %s", len(messages), error)
+            return
+        self.stats.deleted += len(response.get("Successful", []))
+        for failure in response.get("Failed", []):
+            message = messages[int(failure["Id"])]
+            log.warning("could not delete message %s: %s", message.get("MessageId"), failure.get("Message"))
+
+    # --- one message ---
+
+    async def _handle_safely(self, queue: str, message: dict) -> dict | None:
+        """The message when it is finished and may be deleted; None when it must come back. An unexpected
+        error leaves the message undeleted (it comes back) and the listener running."""
+        try:
+            return await self._handle(queue, message)
+        except Exception:  # noqa: BLE001
+            self.stats.errors += 1
+            log.exception("unexpected error on message %s; it will be delivered again", message.get("MessageId"))
+            return None
+
+    async def _handle(self, queue: str, message: dict) -> dict | None:
+        self.stats.received += 1
+        received_at = datetime.now(UTC)
+        results = await self._read_log_files(unwrap_text(message.get("Body", ""), self.detector))
+        self.stats.findings += sum(1 for r in results if isinstance(r, ParsedFinding))
+        problems = [r for r in results if isinstance(r, FindingRejected)]
+        try:
+            for result in results:
+                if isinstance(result, ParsedFinding):
+                    delivery_id = f"{message.get('MessageId', '?')}:{result.finding.raw_sha256[:16]}"
+                    problem = await self._deliver(result, received_at, queue, delivery_id)
+                    if problem:
+                        problems.append(problem)
+        except _TemporalDown:
+            await self._hold(queue, message)
+            return None
+        if problems and not await self._dead_letter_once(queue, message, problems):
+            return None
+        return message
+
+    async def _read_log_files(self, results: Unwrapped) -> list[ParsedFinding | FindingRejected]:
+        """Replace each S3 log-file reference by the findings its records raise (or why it could not be read).
+        A transient S3 error propagates: the message is not deleted and comes back."""
+        expanded: list[ParsedFinding | FindingRejected] = []
+        for result in results:
+            if isinstance(result, LogFileReference):
+                expanded += await self._read_log_file(result)
+            else:
+                expanded.append(result)
+        return expanded
+
+    async def _read_log_file(self, ref: LogFileReference) -> list[ParsedFinding | FindingRejected]:
+        from irflow.detection.events import read_bytes
+
+        where = f"s3://{ref.bucket}/{ref.key}"
+        limit = self.settings.log_file_max_bytes
+        if ref.size is not None and ref.size > limit:
+            return [
+                FindingRejected(
+                    "log_file_too_large", f"{where} is {ref.size} bytes (IRFLOW_LOG_FILE_MAX_BYTES={limit})"
+                )
+            ]
+        if self._s3 is None:
+            self._s3 = boto3.session.Session().client(
+                "s3", config=Config(retries={"mode": "standard", "max_attempts": 5})
+            )
+
+        def fetch() -> bytes | FindingRejected:
+            response = self._s3.get_object(Bucket=ref.bucket, Key=ref.key)
+            if response.get("ContentLength", 0) > limit:
+                response["Body"].close()
+                return FindingRejected(
+                    "log_file_too_large",
+                    f"{where} is {response['ContentLength']} bytes (IRFLOW_LOG_FILE_MAX_BYTES={limit})",
+                )
+            return response["Body"].read()
+
+        loop = asyncio.get_running_loop()
+        try:
+            data = await loop.run_in_executor(self._executor, fetch)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in _UNREADABLE:  # it will not get better by waiting: the reason goes to the dead-letter queue
+                return [FindingRejected("log_file_unreadable", f"{where}: {code}: {error}")]
+            raise
+        if isinstance(data, FindingRejected):
+            return [data]
+        try:
+            records = list(read_bytes(data))
+        except (OSError, EOFError, ValueError) as error:  # bad gzip, not UTF-8, not JSON
+            return [FindingRejected("log_file_invalid", f"{where} is not a CloudTrail log file: {error}")]
+        found: list[ParsedFinding | FindingRejected] = []
+        assert self.detector is not None  # references are only made with detection on
+        for number, record in enumerate(records, 1):
+            found += self.detector(record)
+            if number % 500 == 0:
+                await asyncio.sleep(0)  # a big file must not hold up the other messages' deliveries
+        self.stats.log_files += 1
+        self.stats.log_records += len(records)
+        log.info("read %s: %d record(s), %d finding(s)", where, len(records), len(found))
+        return found
+
+    async def _deliver(
+        self, parsed: ParsedFinding, received_at: datetime, queue: str, delivery_id: str
+    ) -> FindingRejected | None:
+        finding = parsed.finding
+        reason = suppression_reason(finding, self.settings)
+        if reason:
+            self.stats.suppressed += 1
+            self.stats.suppressed_by_reason[reason.split(" (")[0].split(":")[0]] += 1
+            log.info("suppressed %s %s on %s: %s", finding.type, finding.id, finding.resource.resource_id, reason)
+            return None
+        try:
+            submission = await submit(
+                self.client, parsed, self.settings, received_at=received_at, origin=queue, delivery_id=delivery_id
+            )
+        except FindingRejected as rejected:
+            return rejected
+        except Exception as error:  # noqa: BLE001 (sorted below: transient errors hold, others reject)
+            if _is_transient(error):
+                self._enter_outage(error)
+                raise _TemporalDown from error
+            return FindingRejected(
+                "submission_failed", f"could not hand finding {finding.id} to Temporal: {type(error).__name__}: {error}"
+            )
+        self._temporal_is_back()
+        if submission.joined:
+            self.stats.joined += 1
+        else:
+            self.stats.started += 1
+        log.info(
+            "%s %s for %s %s",
+            "joined" if submission.joined else "started",
+            submission.incident_id,
+            finding.type,
+            finding.id,
+        )
+        return None
+
+    async def _dead_letter_once(self, queue: str, message: dict, problems: list[FindingRejected]) -> bool:
+        """True once the message is in the dead-letter queue (sent now, or by an earlier delivery of it)."""
+        message_id = message.get("MessageId") or ""
+        earlier = self._dead_lettered_ids.get(message_id) if message_id else None
+        if earlier is not None:
+            if await asyncio.shield(earlier):  # the first delivery's send, maybe still in flight
+                self.stats.dead_letter_repeats += 1
+                log.info("message %s was already dead-lettered; deleting this repeat delivery", message_id)
+                return True
+            return False  # the first delivery's send failed: this one comes back too
+        sent: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if message_id:  # claimed before any await: a concurrent repeat waits on this send
+            self._dead_lettered_ids[message_id] = sent
+            while len(self._dead_lettered_ids) > _REMEMBERED_DEAD_LETTERS:
+                self._dead_lettered_ids.popitem(last=False)
+        sent_ok = False
+        try:
+            await self._send_to_dead_letter(queue, message, problems)
+            sent_ok = True
+        except (BotoCoreError, ClientError) as error:
+            # Not deleted: the message comes back after its visibility timeout and is handled again;
+            # findings already delivered are recognised as repeats by their incident.
+            log.warning("could not dead-letter message %s: %s", message_id, error)
+        finally:
+            if not sent_ok:
+                self._dead_lettered_ids.pop(message_id, None)
+            sent.set_result(sent_ok)
+        return sent_ok
+
+    async def _send_to_dead_letter(self, queue: str, message: dict, problems: list[FindingRejected]) -> None:
+        for problem in problems:
+            self.stats.rejected += 1
+            self.stats.rejected_by_code[problem.code] += 1
+        reason = "; ".join(p.reason for p in problems)
+        codes = ",".join(sorted({p.code for p in problems}))
+        count = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
+        await self._sqs_call(
+            "send_message",
+            QueueUrl=self._dead_letter[queue],
+            MessageBody=message.get("Body") or "(empty message)",
+            MessageAttributes={
+                "irflow-reason": {"DataType": "String", "StringValue": reason[:4000]},
+                "irflow-code": {"DataType": "String", "StringValue": codes},
+                "irflow-source-queue": {"DataType": "String", "StringValue": queue},
+                "irflow-source-message-id": {"DataType": "String", "StringValue": message.get("MessageId", "?")},
+                "irflow-receive-count": {"DataType": "Number", "StringValue": str(count)},
+            },
+        )
+        self.stats.dead_lettered += 1
+        log.warning("dead-lettered message %s: %s", message.get("MessageId"), reason[:500])
+
+    # --- Temporal outages ---
+
+    async def _hold(self, queue: str, message: dict) -> None:
+        """Give the message back to the queue soon; it is received again once Temporal answers."""
+        self.stats.held += 1
+        # If this fails the message comes back after the queue's own visibility timeout instead.
+        with contextlib.suppress(BotoCoreError, ClientError):
+            await self._sqs_call(
+                "change_message_visibility",
+                QueueUrl=queue,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=self.hold_seconds,
+            )
+
+    def _enter_outage(self, error: BaseException) -> None:
+        if self._outage_started is not None:
+            return
+        self._outage_started = time.monotonic()
+        self.stats.outages += 1
+        self._healthy.clear()
+        reason = getattr(error, "reason", None) or " ".join(str(error).split())[:200]
+        log.warning("Temporal unreachable (%s): holding messages and retrying with backoff", reason)
+        self._prober = asyncio.create_task(self._probe_until_back())
+
+    def _temporal_is_back(self) -> None:
+        if self._outage_started is None:
+            return
+        log.warning(
+            "Temporal reachable again after %.1fs; %d message(s) were held",
+            time.monotonic() - self._outage_started,
+            self.stats.held,
+        )
+        self._outage_started = None
+        self._healthy.set()
+
+    async def _probe_until_back(self) -> None:
+        backoff = 1.0
+        while self._outage_started is not None:
+            await asyncio.sleep(backoff)
+            try:
+                await self.client.workflow_service.get_system_info(GetSystemInfoRequest(), timeout=_seconds(5))
+            except Exception:  # noqa: BLE001 (still down: keep probing quietly)
+                backoff = min(backoff * 2, 15)
+                continue
+            self._temporal_is_back()
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
+async def _first(*awaitables) -> None:
+    """Wait until the first of `awaitables` finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

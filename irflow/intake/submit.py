@@ -1,0 +1,122 @@
+"""Hand a parsed finding to Temporal: start its incident, or join the incident already running."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+
+from irflow.intake.router import incident_id, route
+from irflow.models.finding import ParsedFinding, pack_raw
+from irflow.models.incident import FindingDelivery, IncidentInput, Phase, Status
+from irflow.models.settings import IrflowSettings
+from irflow.telemetry import tracer
+from workflows import search_attributes as sa
+from workflows.incident import IncidentWorkflow
+
+# Temporal refuses payloads over 2 MB. Packed findings are a tenth of their JSON; one that is still
+# too big travels without its original (its SHA-256 is in the finding) and the incident notes it.
+PACKED_RAW_LIMIT = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Submission:
+    workflow_id: str
+    incident_id: str
+    joined: bool
+    finding_id: str
+    finding_type: str
+
+
+async def submit(
+    client: Client,
+    parsed: ParsedFinding,
+    settings: IrflowSettings,
+    received_at: datetime | None = None,
+    origin: str = "",
+    delivery_id: str | None = None,
+    opened_by: tuple[str, str] | None = None,
+) -> Submission:
+    """Signal-with-start: a new incident for the resource, or the finding joins the running one.
+
+    A resource whose last incident has ended gets a new incident: a new run under the same workflow id
+    (the incident key), with a new incident id (the key plus the time it opened).
+
+    `opened_by` = (playbook, why) routes the finding to that playbook (see `intake.router.route`).
+
+    Raises `FindingRejected` when no playbook can answer the finding; Temporal errors propagate, so a
+    caller that holds a queue message keeps it until Temporal has acknowledged.
+    """
+    finding = parsed.finding
+    destination = route(finding, settings.playbook_overrides, opened_by)
+    received_at = received_at or datetime.now(UTC)
+    new_incident_id = incident_id(destination.incident_key, received_at)
+    nonce = uuid.uuid4().hex  # tells afterwards whether this call opened the incident or joined one
+    packed = pack_raw(parsed.raw)
+    delivery = FindingDelivery(
+        finding=finding,
+        raw_packed=packed if len(packed) <= PACKED_RAW_LIMIT else None,
+        received_at=received_at,
+        origin=origin,
+        delivery_id=delivery_id or f"{origin}:{finding.raw_sha256}",
+    )
+    request = IncidentInput(
+        incident_id=new_incident_id,
+        playbook=destination.playbook,
+        finding=finding,
+        raw_packed=delivery.raw_packed,
+        delivery_id=delivery.delivery_id,
+        routing_reason=destination.reason,
+        resource_id=destination.resource_id,
+        policy=settings.response_policy(),
+        received_at=received_at,
+    )
+    attributes = {
+        "irflow.finding.id": finding.id,
+        "irflow.finding.type": finding.type,
+        "irflow.finding.severity": str(finding.severity),
+        "irflow.finding.source": str(finding.source),
+        "irflow.resource.id": destination.resource_id,
+        "irflow.playbook": destination.playbook,
+        "irflow.workflow_id": destination.incident_key,
+        "irflow.delivery_id": delivery.delivery_id,
+    }
+    # The parent of the incident's workflow and activity spans (Temporal's TracingInterceptor carries it).
+    with tracer.start_as_current_span("irflow.submit_finding", attributes=attributes) as span:
+        await client.start_workflow(
+            IncidentWorkflow.run,
+            request,
+            id=destination.incident_key,
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            start_signal="add_finding",
+            start_signal_args=[delivery],
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.STATUS, str(Status.ACTIVE)),
+                    SearchAttributePair(sa.PHASE, str(Phase.DETECTION)),
+                    SearchAttributePair(sa.SEVERITY, str(finding.severity)),
+                    SearchAttributePair(sa.FINDING_TYPE, finding.type),
+                    SearchAttributePair(sa.RESOURCE_ID, destination.resource_id),
+                    SearchAttributePair(sa.RESOURCE_TYPE, finding.resource.resource_type),
+                    SearchAttributePair(sa.ACCOUNT, finding.account_id),
+                ]
+            ),
+            memo={"incident_id": new_incident_id, "opened_by": nonce},
+            static_summary=f"{finding.severity} {finding.type} on {destination.resource_id} ({destination.playbook})",
+            static_details=(
+                f"**Finding:** {finding.type} ({finding.id})\n\n**Resource:** {finding.resource.resource_type} "
+                f"{destination.resource_id} in {finding.account_id}/{finding.region}\n\n"
+                f"**Severity:** {finding.severity} ({finding.severity_score})\n\n{finding.title}"
+            ),
+        )
+        # The incident this finding reached: ours if our nonce is in its memo, else the one already running.
+        memo = await (await client.get_workflow_handle(destination.incident_key).describe()).memo()
+        joined = memo.get("opened_by") != nonce
+        reached = str(memo.get("incident_id", destination.incident_key))
+        span.set_attribute("irflow.incident_id", reached)
+        span.set_attribute("irflow.joined", joined)
+    return Submission(destination.incident_key, reached, joined, finding.id, finding.type)

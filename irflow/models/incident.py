@@ -1,0 +1,361 @@
+"""The incident: what the workflow takes in, what it records, what analysts send it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from irflow.models.ec2 import InstanceContext
+from irflow.models.finding import Finding, Severity
+
+
+class Phase(StrEnum):
+    """NIST SP 800-61 lifecycle, as the workflow walks it."""
+
+    DETECTION = "detection_analysis"
+    CONTAINMENT = "containment"
+    EVIDENCE = "evidence"
+    DECISION = "analyst_decision"
+    ERADICATION = "eradication_recovery"
+    REPORT = "post_incident"
+    DONE = "done"
+
+
+class Status(StrEnum):
+    ACTIVE = "active"
+    AWAITING_DECISION = "awaiting_decision"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (Status.RESOLVED, Status.ROLLED_BACK, Status.FAILED)
+
+
+class Eradication(StrEnum):
+    STOP = "stop"
+    TERMINATE = "terminate"
+
+
+class Approver(BaseModel):
+    """Someone who may decide: `approver` may approve, reject and release; `analyst` may add notes.
+    `principals` are the person's own AWS identities (user names or ARNs): nobody decides an incident
+    about themselves."""
+
+    roles: list[Literal["approver", "analyst"]] = Field(default_factory=lambda: ["approver"])
+    principals: list[str] = Field(default_factory=list)
+
+
+class ResponsePolicy(BaseModel):
+    """The rules an incident runs under, fixed when it starts so a replay decides the same way."""
+
+    auto_contain_min_severity: Severity = Severity.MEDIUM
+    manual_containment_tag: str = "irflow:containment"
+    decision_timeout: timedelta = timedelta(hours=4)
+    default_eradication: Eradication = Eradication.STOP
+    capture_memory: bool = True
+    approvers: dict[str, Approver] = Field(default_factory=dict)
+    two_person_min_severity: Severity = Severity.CRITICAL
+    decision_reminder: timedelta | None = timedelta(hours=1)
+    timeout_action: Literal["keep", "contain"] = Field(
+        default="keep",
+        description="when nobody decides in time: keep waiting (escalated), or — for the question whether to "
+        "contain at all — contain. A timeout never deletes, stops or terminates anything.",
+    )
+
+
+class FindingDelivery(BaseModel):
+    """One arrival of a finding: what the listener or `irflow ingest` hands to an incident."""
+
+    finding: Finding
+    raw_packed: str | None = Field(default=None, description="models.finding.pack_raw of the original record")
+    received_at: datetime
+    origin: str = Field(default="", description="queue URL, file name or 'stdin'")
+    delivery_id: str = Field(
+        description="identity of this arrival (the SQS message id, or origin + record hash): a redelivered "
+        "message is recognised and not counted twice"
+    )
+
+
+class IncidentInput(BaseModel):
+    incident_id: str
+    playbook: str
+    finding: Finding
+    raw_packed: str | None = Field(default=None, description="the original record, packed (see pack_raw)")
+    delivery_id: str = ""
+    routing_reason: str = Field(default="", description="why the router chose this playbook")
+    resource_id: str = Field(default="", description="what the incident is about, as the router named it")
+    policy: ResponsePolicy = Field(default_factory=ResponsePolicy)
+    received_at: datetime
+
+
+class ActionStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    UNDONE = "undone"
+    UNDO_FAILED = "undo_failed"
+
+
+class ActionRecord(BaseModel):
+    """One thing the incident did to the world (or tried to), with its result."""
+
+    name: str
+    phase: Phase
+    status: ActionStatus
+    started_at: datetime
+    finished_at: datetime
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class EvidenceObject(BaseModel):
+    """An object stored in the evidence bucket under Object Lock."""
+
+    kind: str
+    bucket: str
+    key: str
+    sha256: str
+    size: int
+    version_id: str | None = None
+    retain_until: datetime | None = None
+    lock_mode: str | None = None
+    kms_key_id: str | None = None
+
+
+class SnapshotEvidence(BaseModel):
+    snapshot_id: str
+    volume_id: str
+    state: str
+    started_at: datetime | None = None
+
+
+class DecisionKind(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+    RELEASE = "release"
+    NOTE = "note"
+
+
+DecisionStage = Literal["containment", "eradication", "triage"]
+
+
+class PendingDecision(BaseModel):
+    kind: DecisionStage
+    question: str
+    options: list[str]
+    since: datetime
+    deadline: datetime | None = None
+    escalated_at: datetime | None = None
+    reminders: int = 0
+    approvals: list[str] = Field(default_factory=list, description="approvers so far (two-person rule)")
+    approvals_required: int = 1
+
+
+class ApproveRequest(BaseModel):
+    by: str = Field(min_length=1)
+    comment: str = ""
+    eradication: Eradication | None = None
+
+
+class RejectRequest(BaseModel):
+    by: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
+class ReleaseRequest(BaseModel):
+    """End containment after recovery: the finding was real, the resource is clean, put it back."""
+
+    by: str = Field(min_length=1)
+    comment: str = Field(min_length=1)
+
+
+class NoteRequest(BaseModel):
+    by: str = Field(min_length=1)
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class DecisionOutcome(BaseModel):
+    """What an update answers: accepted (and whether it still waits for a second approver)."""
+
+    accepted: bool
+    kind: DecisionKind
+    stage: str | None = None
+    message: str
+    approvals: list[str] = Field(default_factory=list)
+    approvals_required: int = 1
+
+
+class Decision(BaseModel):
+    kind: DecisionKind
+    by: str
+    at: datetime
+    comment: str = ""
+    eradication: Eradication | None = None
+    via: str = "signal"
+    stage: DecisionStage | None = None
+    accepted: bool = True
+    refusal: str | None = None
+
+
+class TimelineEntry(BaseModel):
+    at: datetime
+    phase: Phase
+    event: str
+
+
+class IncidentState(BaseModel):
+    """What the `state` query returns and the post-incident report is built from."""
+
+    incident_id: str
+    playbook: str
+    status: Status = Status.ACTIVE
+    phase: Phase = Phase.DETECTION
+    severity: Severity
+    finding: Finding
+    findings_absorbed: list[Finding] = Field(default_factory=list)
+    finding_deliveries: int = Field(default=1, description="distinct arrivals (queue messages), repeats included")
+    resource_id: str
+    context: InstanceContext | None = None
+    resource_context: dict[str, Any] | None = Field(
+        default=None, description="prior state of a resource other than an instance (user, bucket...)"
+    )
+    containment_requires_approval: bool = False
+    plan_reasons: list[str] = Field(default_factory=list)
+    actions: list[ActionRecord] = Field(default_factory=list)
+    compensations: list[ActionRecord] = Field(default_factory=list)
+    pending_decision: PendingDecision | None = None
+    decisions: list[Decision] = Field(default_factory=list)
+    evidence: list[EvidenceObject] = Field(default_factory=list)
+    snapshots: list[SnapshotEvidence] = Field(default_factory=list)
+    memory_capture: MemoryCaptureResult | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    escalations: list[datetime] = Field(default_factory=list)
+    related_incidents: list[str] = Field(
+        default_factory=list, description="workflow ids of incidents this one opened or joined"
+    )
+    failure_reason: str | None = None
+    eradication: Eradication | None = None
+    report_keys: list[str] = Field(default_factory=list)
+    received_at: datetime
+    contained_at: datetime | None = None
+    decided_at: datetime | None = None
+    recovered_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    def first_observed_at(self) -> datetime:
+        """When the activity was first seen: the earliest first sighting over every finding absorbed."""
+        findings = self.findings_absorbed or [self.finding]
+        return min(f.observed_at for f in findings)
+
+    def milestones(self) -> dict[str, datetime | None]:
+        """The incident's moments, from its own record only (deterministic: the workflow may call this).
+
+        `first_decision` is the first accepted decision (the containment approval when policy asked for
+        one, or the first of two approvals), `decided` the one the workflow acted on last (the verdict on
+        eradication, or the only decision taken). Refused decisions and notes are not decisions.
+        """
+        accepted = [d.at for d in self.decisions if d.accepted and d.kind != "note"]
+        return {
+            "first_observed": self.first_observed_at(),
+            "detected": self.received_at,
+            "contained": self.contained_at,
+            "first_decision": min(accepted) if accepted else self.decided_at,
+            "decided": self.decided_at or (max(accepted) if accepted else None),
+            "recovered": self.recovered_at,
+            "closed": self.closed_at,
+        }
+
+    def metrics(self) -> dict[str, float | None]:
+        """Seconds from the activity's first observation (and from irflow's detection) to each milestone,
+        then between consecutive milestones. None where the incident never got there."""
+        m = self.milestones()
+
+        def since(start: str, end: str) -> float | None:
+            a, b = m[start], m[end]
+            return round((b - a).total_seconds(), 3) if a and b else None
+
+        return {
+            # from the finding's first observation (GuardDuty eventFirstSeen)
+            "observed_to_detected_s": since("first_observed", "detected"),
+            "observed_to_contained_s": since("first_observed", "contained"),
+            "observed_to_first_decision_s": since("first_observed", "first_decision"),
+            "observed_to_decided_s": since("first_observed", "decided"),
+            "observed_to_recovered_s": since("first_observed", "recovered"),
+            "observed_to_closed_s": since("first_observed", "closed"),
+            # from irflow's detection (the finding's arrival)
+            "detected_to_contained_s": since("detected", "contained"),
+            "detected_to_first_decision_s": since("detected", "first_decision"),
+            "detected_to_decided_s": since("detected", "decided"),
+            "detected_to_recovered_s": since("detected", "recovered"),
+            "detected_to_closed_s": since("detected", "closed"),
+            # phase to phase
+            "contained_to_decided_s": since("contained", "decided"),
+            "decided_to_recovered_s": since("decided", "recovered"),
+        }
+
+
+class StepResult(BaseModel):
+    """What an activity changed. `changed=False` means the world was already as wanted (idempotency)."""
+
+    changed: bool
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class RawFindingInput(BaseModel):
+    incident_id: str
+    finding_id: str
+    raw: dict[str, Any] | None = None
+    raw_packed: str | None = None
+    raw_sha256: str | None = Field(default=None, description="checked against the record before it is stored")
+
+
+class ManifestInput(BaseModel):
+    incident_id: str
+    evidence: list[EvidenceObject]
+    snapshots: list[SnapshotEvidence] = Field(default_factory=list)
+
+
+class NotifyInput(BaseModel):
+    incident_id: str
+    channel: Literal["team", "escalation"] = "team"
+    subject: str
+    body: dict[str, Any]
+
+
+class MemoryCaptureResult(BaseModel):
+    command_id: str | None = None
+    status: str
+    detail: str = ""
+    document: str
+    evidence: EvidenceObject | None = None
+
+
+class TriageInput(BaseModel):
+    """A finding no containment playbook answers: describe what it names, keep it as evidence."""
+
+    incident_id: str
+    finding: Finding
+
+
+class RelatedIncidentsInput(BaseModel):
+    """Open (or join) the incidents of instances a finding implicates, from another incident."""
+
+    incident_id: str = Field(description="the incident asking")
+    finding: Finding
+    raw_packed: str | None = None
+    instance_ids: list[str]
+    task_queue: str
+    reason: str
+
+
+class RelatedIncident(BaseModel):
+    instance_id: str
+    workflow_id: str
+    incident_id: str
+    joined: bool

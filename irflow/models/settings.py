@@ -1,0 +1,208 @@
+"""irflow's own settings (environment variables `IRFLOW_*`, or a dotenv file named by IRFLOW_SETTINGS_FILE).
+
+Temporal's connection comes from the SDK's own environment configuration (`TEMPORAL_ADDRESS`,
+`TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS_*`), and AWS's from boto3's (`AWS_ENDPOINT_URL`,
+`AWS_DEFAULT_REGION`, the usual credential chain).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from irflow.models.finding import Severity
+from irflow.models.incident import Approver, Eradication, ResponsePolicy
+
+DEFAULT_MEMORY_CAPTURE_COMMANDS = [
+    # AVML (Microsoft's userland memory acquirer) writes a compressed LiME image; the image is then
+    # copied straight into the evidence prefix so it never rests on the suspect disk longer than needed.
+    "set -eu",
+    "command -v avml >/dev/null 2>&1 || { echo 'avml is not installed on this instance' >&2; exit 3; }",
+    "avml --compress /tmp/irflow-memory.lime",
+    "sha256sum /tmp/irflow-memory.lime",
+    "aws s3 cp /tmp/irflow-memory.lime s3://{bucket}/{prefix}memory/memory.lime --sse aws:kms",
+    "rm -f /tmp/irflow-memory.lime",
+]
+
+
+class IrflowSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IRFLOW_", extra="ignore")
+
+    task_queue: str = "irflow"
+
+    # Evidence: an S3 bucket created with Object Lock; every object is KMS-encrypted and retained.
+    evidence_bucket: str = ""
+    evidence_region: str = Field(default="", description="region of the evidence bucket; empty: AWS_DEFAULT_REGION")
+    evidence_kms_key_id: str = Field(default="", description="KMS key id/ARN; empty uses the AWS managed key")
+    evidence_retention_days: int = Field(default=365, ge=1)
+    evidence_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
+
+    # Notifications: one topic for the team, a second for escalations.
+    notify_topic_arn: str = ""
+    escalation_topic_arn: str = ""
+
+    # Containment.
+    quarantine_group_name: str = "irflow-quarantine"
+    untracking_group_name: str = "irflow-untrack"
+    quarantine_instance_profile: str = Field(
+        default="", description="instance profile to swap in; empty removes the instance's profile"
+    )
+
+    # Memory acquisition through SSM Run Command.
+    memory_capture_document: str = "AWS-RunShellScript"
+    memory_capture_commands: list[str] = Field(default_factory=lambda: list(DEFAULT_MEMORY_CAPTURE_COMMANDS))
+    memory_capture_wait_seconds: int = Field(default=900, ge=0)
+
+    # Response policy, snapshotted into each incident when it starts.
+    auto_contain_min_severity: Severity = Severity.MEDIUM
+    manual_containment_tag: str = "irflow:containment"
+    decision_timeout_seconds: int = Field(default=4 * 3600, ge=1)
+    default_eradication: Eradication = Eradication.STOP
+    capture_memory: bool = True
+    # Who may decide (JSON): {"alice": {"roles": ["approver"], "principals": ["arn:aws:iam::1:user/alice"]},
+    # "dave": {"roles": ["analyst"]}}. Nobody else can approve, reject, release or add a note.
+    approvers: Annotated[dict[str, Approver], NoDecode] = Field(default_factory=dict)
+    two_person_min_severity: Severity = Field(
+        default=Severity.CRITICAL, description="from this severity, eradication needs two distinct approvers"
+    )
+    decision_reminder_seconds: int = Field(default=3600, ge=0, description="0: no reminders")
+    decision_timeout_action: Literal["keep", "contain"] = "keep"
+
+    # Accounts: the worker runs in the security account (evidence always lands there); incidents about
+    # another account are handled by assuming arn:<partition>:iam::<account>:role/<member_role_name>.
+    security_account_id: str = Field(default="", description="empty: the account of the worker's credentials")
+    member_role_name: str = "irflow-responder"
+    member_external_id: str = ""
+    member_session_seconds: int = Field(default=3600, ge=900, le=43200)
+    aws_partition: str = "aws"
+
+    activity_threads: int = Field(default=16, ge=1)
+
+    # The finding listener (starter.py): queues to long-poll, and what it lets through.
+    queue_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    dead_letter_queue_url: str = Field(default="", description="override; default: the queue's redrive target")
+    listener_batches_in_flight: int = Field(default=4, ge=1, le=64, description="receive batches per queue")
+    min_severity: Severity = Severity.LOW
+    playbook_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description='finding-type glob → playbook, JSON, e.g. {"Recon:EC2/*": "triage-only"}; first match wins',
+    )
+    accept_archived: bool = False
+    respond_to_posture_findings: bool = Field(
+        default=False,
+        description="answer Security Hub control/compliance findings too (e.g. a FAILED IMDSv2 check would "
+        "otherwise isolate a healthy instance)",
+    )
+    accept_sample_findings: bool = False
+    # Detection on CloudTrail events: folders of Sigma rules beside irflow's own Python and windowed rules.
+    detection: bool = Field(
+        default=True, description="evaluate CloudTrail events reaching the listener with the detection rules"
+    )
+    sigma_rules_dirs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    python_rules_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="folders of the team's own Python rule files (docs/rules.md)"
+    )
+    log_file_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1, description="largest CloudTrail log file in S3 the listener will read"
+    )
+    detection_min_severity: Severity = Field(
+        default=Severity.MEDIUM,
+        description="detection alerts below this severity are counted and logged but open no incident "
+        "(Sigma's low-level rules are hunting leads: 'AWS STS AssumeRole Misuse' matches every role session)",
+    )
+    detection_group_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="alerts of one rule about one subject within this much event time are one finding whose "
+        "count rises (the 1st, 2nd, 10th, 100th… reach the incident); 0 sends every alert",
+    )
+    detection_disabled_rules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="rule ids (or globs such as 'irflow.cloudtrail.*') never evaluated"
+    )
+    suppress_accounts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    suppress_tags: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="resource tags that suppress a finding: 'key' or 'key=value'"
+    )
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _approvers(cls, value: object) -> object:
+        """JSON; a plain list of names ("alice,bob" or ["alice","bob"]) makes each an approver."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith(("{", "[")) else [n.strip() for n in text.split(",") if n]
+        if isinstance(value, list):
+            return {name: {} for name in value}
+        return value
+
+    @field_validator(
+        "queue_urls",
+        "suppress_accounts",
+        "suppress_tags",
+        "sigma_rules_dirs",
+        "python_rules_dirs",
+        "detection_disabled_rules",
+        mode="before",
+    )
+    @classmethod
+    def _comma_or_json_list(cls, value: object) -> object:
+        """Environment lists may be JSON (`["a","b"]`) or comma-separated (`a,b`)."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    def response_policy(self) -> ResponsePolicy:
+        return ResponsePolicy(
+            auto_contain_min_severity=self.auto_contain_min_severity,
+            manual_containment_tag=self.manual_containment_tag,
+            decision_timeout=timedelta(seconds=self.decision_timeout_seconds),
+            default_eradication=self.default_eradication,
+            capture_memory=self.capture_memory,
+            approvers=self.approvers,
+            two_person_min_severity=self.two_person_min_severity,
+            decision_reminder=timedelta(seconds=self.decision_reminder_seconds)
+            if self.decision_reminder_seconds
+            else None,
+            timeout_action=self.decision_timeout_action,
+        )
+
+
+SETTINGS_FILE_VARIABLE = "IRFLOW_SETTINGS_FILE"
+
+
+class SettingsFileError(RuntimeError):
+    """IRFLOW_SETTINGS_FILE names a file that is not there: refuse, rather than run on defaults."""
+
+
+def load_settings() -> IrflowSettings:
+    """The environment's IRFLOW_* settings, over those in the dotenv file IRFLOW_SETTINGS_FILE names (a
+    mounted config file or secret; `KEY=value` lines, quoted as in a shell). Environment variables win."""
+    path = os.environ.get(SETTINGS_FILE_VARIABLE, "")
+    if not path:
+        return IrflowSettings()
+    if not Path(path).is_file():
+        raise SettingsFileError(f"{SETTINGS_FILE_VARIABLE}={path}: no such file")
+    return IrflowSettings(_env_file=path)
+
+
+def settings_error_line(error: Exception) -> str:
+    """One line naming each bad setting, for processes that refuse to start on it."""
+    if isinstance(error, ValidationError):
+        problems = [f"IRFLOW_{str(e['loc'][0]).upper() if e['loc'] else '*'}: {e['msg']}" for e in error.errors()]
+        return "invalid settings: " + "; ".join(problems)
+    return str(error)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> IrflowSettings:
+    return load_settings()
