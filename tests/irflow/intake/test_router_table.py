@@ -348,7 +348,7 @@ def test_every_corpus_finding_that_parses_routes_to_a_playbook_keeping_identitie
     for where, document in _corpus_documents():
         for result in unwrap(document):
             if isinstance(result, FindingRejected):
-                continue  # parse rejections are test_corpus_routing's business
+                continue  # parse rejections are test_router_corpus's business
             finding = result.finding
             try:
                 destination = route(finding)

@@ -9,7 +9,7 @@ import subprocess
 import boto3
 
 from irflow.iam_policy import member_policy
-from tests.infra.test_findings_intake_template import CFN_LINT
+from tests.infra.test_findings_intake import CFN_LINT
 from tests.support import REPO, member_session
 
 TEMPLATE = REPO / "infra" / "member-role.json"
