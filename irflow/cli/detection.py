@@ -79,7 +79,8 @@ def rules_list(sigma: SIGMA = None, python_dirs: PYTHON_RULES = None, as_json: A
 @rules_app.command("test")
 def rules_test(python_dirs: PYTHON_RULES = None, as_json: AS_JSON = False) -> None:
     """Run every Python rule's own test events (irflow's and yours); exit 1 when any fails or a file won't load."""
-    from irflow.detection.python_rules import PythonRule, run_rule_tests
+    from irflow.detection.rule_files import PythonRule
+    from irflow.detection.rule_tests import run_rule_tests
 
     catalogue = _catalogue([], python_dirs)
     rules = [r for r in catalogue.rules + catalogue.disabled if isinstance(r, PythonRule)]

@@ -1,4 +1,5 @@
-"""Every rule irflow evaluates: its own Python and windowed rules plus Sigma rules from directories."""
+"""Every rule irflow evaluates: its own rule files (`builtin/`) and windowed rules, the team's Python rule
+files, and Sigma rules from directories."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from irflow.detection.engine import Engine
-from irflow.detection.python_rules import load_rule_files, python_rules
+from irflow.detection.rule_files import load_rule_files
 from irflow.detection.rules import Rule, Unsupported
 from irflow.detection.sigma import load_sigma_rules
+from irflow.detection.windowed import windowed_rules
+
+# irflow's own Python rules: one file per ATT&CK tactic, written and loaded exactly like a team's.
+BUILTIN_RULES = Path(__file__).resolve().parent / "builtin"
 
 
 @dataclass
@@ -36,9 +41,10 @@ def load_catalogue(
     """Fresh rule instances (windowed rules hold state: each engine gets its own): irflow's own rules, the
     team's Python rule files from `python_dirs`, Sigma rules from `sigma_dirs`. Rules whose id matches one of
     `disabled` (ids or globs) are set aside in `Catalogue.disabled` and never evaluated."""
-    loaded: list[Rule] = python_rules() if include_python else []
-    own, unsupported = load_rule_files(python_dirs)
-    loaded += own
+    # One load for irflow's files and the team's, so a team file reusing an irflow rule id is reported.
+    rule_files = [BUILTIN_RULES, *python_dirs] if include_python else list(python_dirs)
+    python, unsupported = load_rule_files(rule_files)
+    loaded: list[Rule] = [*python, *(windowed_rules() if include_python else ())]
     for directory in sigma_dirs:
         rules, rejected = load_sigma_rules(Path(directory))
         loaded += rules
@@ -48,3 +54,8 @@ def load_catalogue(
     for rule in loaded:
         (catalogue.disabled if is_disabled(rule.rule_id, patterns) else catalogue.rules).append(rule)
     return catalogue
+
+
+def builtin_rules() -> list[Rule]:
+    """irflow's own rules, fresh: those of the rule files in `builtin/` and the windowed rules."""
+    return load_catalogue().rules

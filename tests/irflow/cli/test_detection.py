@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import gzip
 import json
+import textwrap
 
 from typer.testing import CliRunner
 
 from irflow.cli import app
-from tests.support import CORPORA
+from tests.support import CORPORA, REPO
 
 SIGMA = str(CORPORA / "sigma" / "rules")
+EXAMPLES = REPO / "examples" / "rules"  # a team's own rule files
+
+GOOD = """
+from irflow.detection.authoring import EC2_SERVICE, Severity, cloudtrail_event, fires_on, rule, stays_quiet_on
+
+@rule(id="team.ec2.key-pair-imported", title="Key pair imported", severity=Severity.MEDIUM,
+      finding_type="Persistence:IAMUser/KeyPairImported", sources={EC2_SERVICE}, names={"ImportKeyPair"},
+      tests=[fires_on("imports", cloudtrail_event("ImportKeyPair", EC2_SERVICE)),
+             stays_quiet_on("creates", cloudtrail_event("CreateKeyPair", EC2_SERVICE))])
+def imported(event):
+    return not event.get("errorCode")
+"""
 RUNNER = CliRunner()
 
 
@@ -29,6 +42,7 @@ def test_rules_test_runs_every_python_rules_own_events():
     assert result.exit_code == 0, result.output
     outcome = json.loads(result.stdout)
     assert outcome["failures"] == [] and outcome["tests"] >= 100
+    assert outcome["rules"] == 74 and outcome["unloadable"] == []  # irflow's own, loaded from their files
 
 
 def test_detect_replay_prints_alerts_from_a_gzipped_cloudtrail_log_file(tmp_path):
@@ -88,3 +102,32 @@ def test_detect_replay_reads_json_lines_on_stdin_and_marks_leads_below_the_floor
     assert any(a["rule_id"] == "irflow.cloudtrail.trail-stopped" and a["opens_incident"] for a in alerts)
     text = RUNNER.invoke(app, ["detect", "--replay", "-", "--sigma", SIGMA], input=stdin)
     assert "[lead: below MEDIUM, no incident]" in text.stdout
+
+
+def test_rules_test_fails_on_a_wrong_verdict_a_missing_negative_test_and_an_unloadable_file(tmp_path):
+    (tmp_path / "good.py").write_text(GOOD)
+    wrong = GOOD.replace("team.ec2.key-pair-imported", "team.ec2.wrong").replace(
+        'stays_quiet_on("creates", cloudtrail_event("CreateKeyPair", EC2_SERVICE))',
+        'fires_on("denied import", cloudtrail_event("ImportKeyPair", EC2_SERVICE, error="AccessDenied"))',
+    )
+    (tmp_path / "wrong.py").write_text(wrong)
+    (tmp_path / "syntax.py").write_text("def broken(:\n")
+    result = RUNNER.invoke(app, ["rules", "test", "--rules", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    outcome = json.loads(result.stdout)
+    failures = "\n".join(outcome["failures"])
+    assert "team.ec2.wrong: denied import: expected True, got False" in failures
+    assert "team.ec2.wrong: (tests)" in failures  # no event it must stay quiet on
+    assert "team.ec2.key-pair-imported" not in failures
+    assert len(outcome["unloadable"]) == 1 and "syntax.py" in outcome["unloadable"][0]
+
+    fine = RUNNER.invoke(app, ["rules", "test", "--rules", str(EXAMPLES)])
+    assert fine.exit_code == 0, fine.output
+
+
+def test_the_listener_setting_brings_a_teams_rules_into_rules_list(tmp_path):
+    (tmp_path / "good.py").write_text(textwrap.dedent(GOOD))
+    result = RUNNER.invoke(app, ["rules", "list", "--json"], env={"IRFLOW_PYTHON_RULES_DIRS": f"{tmp_path},{EXAMPLES}"})
+    assert result.exit_code == 0, result.output
+    ids = {rule["id"] for rule in json.loads(result.stdout)["rules"]}
+    assert {"team.ec2.key-pair-imported", "acme.sts.break-glass-assumed"} <= ids

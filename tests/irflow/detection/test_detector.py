@@ -1,5 +1,6 @@
-"""The detector the listener runs: every rule (irflow's and the Sigma corpus), the severity floor that keeps
-hunting leads from opening incidents, and rules switched off by configuration."""
+"""The detector the listener runs: every rule (irflow's, a team's rule files and the Sigma corpus), the severity
+floor that keeps hunting leads from opening incidents, rules switched off by configuration, and a rule that
+raises costing only itself."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 
 from irflow.detection.detector import Detector
 from irflow.models.finding import FindingSource, Severity
-from tests.support import CORPORA
+from tests.support import CORPORA, REPO
 
 SIGMA = CORPORA / "sigma" / "rules"
+EXAMPLES = REPO / "examples" / "rules"  # a team's own rule files
 ASSUME_ROLE_MISUSE = "905d389b-b853-46d0-9d3d-dea0d3a3cd49"  # Sigma, level low: every role session matches
 
 
@@ -131,3 +133,55 @@ def test_disabled_rules_are_never_evaluated():
     }
     found = {f.raw["rule_id"] for f in detector(stop)}
     assert found and not any(str(i).startswith("irflow.cloudtrail.") for i in found)  # Sigma's rule still alerts
+
+
+def test_a_teams_rule_raises_a_finding_through_the_detector():
+    detector = Detector(python_dirs=[EXAMPLES])
+    event = {
+        "eventSource": "sts.amazonaws.com",
+        "eventName": "AssumeRole",
+        "eventID": "bg-1",
+        "eventTime": "2026-11-28T03:00:00Z",
+        "awsRegion": "eu-west-1",
+        "recipientAccountId": "123456789012",
+        "userIdentity": {
+            "type": "IAMUser",
+            "arn": "arn:aws:iam::123456789012:user/mallory",
+            "userName": "mallory",
+            "accessKeyId": "AKIAEXAMPLEMALLORY01",
+        },
+        "requestParameters": {"roleArn": "arn:aws:iam::123456789012:role/break-glass-admin"},
+    }
+    [found] = detector(event)
+    assert found.raw["rule_id"] == "acme.sts.break-glass-assumed" and found.finding.severity == Severity.HIGH
+    assert found.finding.resource.access_key_id == "AKIAEXAMPLEMALLORY01"
+
+
+# A team's rule that forgets requestParameters can be null (its test events never had it so).
+CRASHING = """
+from irflow.detection.authoring import EC2_SERVICE, Severity, cloudtrail_event, fires_on, rule, stays_quiet_on
+
+@rule(id="team.ec2.crashes", title="Key pair imported", severity=Severity.MEDIUM,
+      finding_type="Persistence:IAMUser/KeyPairImported", sources={EC2_SERVICE}, names={"ImportKeyPair"},
+      tests=[fires_on("imports", cloudtrail_event("ImportKeyPair", EC2_SERVICE, request={"keyName": "x1"})),
+             stays_quiet_on("creates", cloudtrail_event("CreateKeyPair", EC2_SERVICE))])
+def imported(event):
+    return event["requestParameters"]["keyName"].startswith("x")
+"""
+
+
+def test_a_rule_that_raises_costs_only_itself(tmp_path, caplog):
+    (tmp_path / "crash.py").write_text(CRASHING)
+    detector = Detector(python_dirs=[tmp_path])
+    imported = {
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "ImportKeyPair",
+        "eventTime": "2026-11-28T03:00:00Z",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/ci", "userName": "ci"},
+        "requestParameters": None,
+    }
+    stop = {**imported, "eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging"}
+    assert detector(imported) == []  # the rule raised TypeError: no alert, no exception
+    assert [f.raw["rule_id"] for f in detector(stop)] == ["irflow.cloudtrail.trail-stopped"]
+    assert detector.engine.errors == {"team.ec2.crashes": 1}
+    assert "team.ec2.crashes raised TypeError" in caplog.text

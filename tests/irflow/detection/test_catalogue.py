@@ -1,5 +1,6 @@
-"""Python detection rules: their own test events, and the figures they reach on the labelled corpora
-(Panther's CloudTrail rule tests, Stratus Red Team detonations, the Invictus attack stream)."""
+"""irflow's own rules (`builtin_rules`: the rule files in irflow/detection/builtin/ and the windowed rules):
+their own test events, and the figures they reach on the labelled corpora (Panther's CloudTrail rule tests,
+Stratus Red Team detonations, the Invictus attack stream)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections import defaultdict
 from functools import cache
 from typing import Any
 
+from irflow.detection.catalogue import BUILTIN_RULES, builtin_rules, load_catalogue
 from irflow.detection.engine import Engine
-from irflow.detection.python_rules import PythonRule, python_rules, run_rule_tests
+from irflow.detection.rule_files import PythonRule, load_rule_files
+from irflow.detection.rule_tests import run_rule_tests
 from irflow.detection.rules import Rule
 from tests.support import CORPORA
 
@@ -111,15 +114,15 @@ def _invictus() -> list[dict[str, Any]]:
 
 
 def _by_id() -> dict[str, Rule]:
-    return {r.rule_id: r for r in python_rules()}
+    return {r.rule_id: r for r in builtin_rules()}
 
 
 def test_every_rule_passes_its_own_tests() -> None:
-    assert run_rule_tests() == []
+    assert run_rule_tests(builtin_rules()) == []
 
 
 def test_rules_are_well_formed() -> None:
-    rules = python_rules()
+    rules = builtin_rules()
     ids = [r.rule_id for r in rules]
     assert len(ids) == len(set(ids))
     for r in rules:
@@ -129,6 +132,41 @@ def test_rules_are_well_formed() -> None:
         if isinstance(r, PythonRule):
             assert any(t.expected for t in r.tests) and any(not t.expected for t in r.tests), r.rule_id
             assert r.event_names or r.rule_id == "irflow.signin.root-activity", r.rule_id
+
+
+def test_irflow_ships_74_python_rules_one_file_per_tactic_all_loading_cleanly() -> None:
+    rules, unloadable = load_rule_files([BUILTIN_RULES])
+    assert unloadable == []
+    assert len(rules) == 74
+    assert sorted(p.stem for p in BUILTIN_RULES.glob("*.py")) == [
+        "credential_access",
+        "defense_evasion",
+        "discovery",
+        "execution",
+        "exfiltration",
+        "impact",
+        "initial_access",
+        "lateral_movement",
+        "persistence",
+        "privilege_escalation",
+    ]
+    assert all((BUILTIN_RULES / f"{p.stem}.events.json").is_file() for p in BUILTIN_RULES.glob("*.py"))
+    assert sum(len(r.tests) for r in rules) == 228
+
+
+def test_a_team_file_reusing_an_irflow_rule_id_is_reported_and_irflows_rule_kept(tmp_path) -> None:
+    (tmp_path / "clash.py").write_text(
+        "from irflow.detection.authoring import Severity, rule\n\n\n"
+        '@rule(id="irflow.cloudtrail.trail-stopped", title="t", severity=Severity.LOW, finding_type="A:B/C",'
+        ' names={"StopLogging"})\n'
+        "def mine(event):\n"
+        "    return True\n"
+    )
+    catalogue = load_catalogue(python_dirs=[tmp_path])
+    [clash] = catalogue.unsupported
+    assert clash.source.endswith("clash.py") and "irflow.cloudtrail.trail-stopped" in clash.reason
+    [kept] = [r for r in catalogue.rules if r.rule_id == "irflow.cloudtrail.trail-stopped"]
+    assert kept.title == "CloudTrail logging stopped or trail deleted"
 
 
 def test_panther_agreement() -> None:
@@ -158,7 +196,7 @@ def test_stratus_techniques_alert() -> None:
             by_technique[record["rule"]].append(record["event"])
     alerted = []
     for technique, events in sorted(by_technique.items()):
-        engine = Engine(python_rules())
+        engine = Engine(builtin_rules())
         events.sort(key=lambda e: e.get("eventTime") or "")
         rule_ids = sorted({a.rule_id for e in events for a in engine.evaluate(e)})
         print(f"{technique:65} {', '.join(rule_ids) or 'MISSED'}")
@@ -170,7 +208,7 @@ def test_stratus_techniques_alert() -> None:
 
 
 def test_invictus_stream() -> None:
-    engine = Engine(python_rules())
+    engine = Engine(builtin_rules())
     false_alerts: dict[str, int] = defaultdict(int)
     other = attacks = caught = 0
     in_alerts: set[int] = set()  # events an alert carries (a burst alert carries the whole burst)

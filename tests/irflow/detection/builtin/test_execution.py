@@ -1,0 +1,21 @@
+"""irflow/detection/builtin/execution.py: its rules, each passing the test events in
+execution.events.json, each filed under the tactic its finding type names."""
+
+from __future__ import annotations
+
+from irflow.detection.rule_tests import run_rule_tests
+
+
+def test_the_execution_rules_load_and_pass_their_own_events(builtin_rule_file):
+    rules = builtin_rule_file("execution")
+    assert [r.rule_id for r in rules] == [
+        "irflow.ec2.user-data-modified",
+        "irflow.ssm.command-or-session",
+    ]
+    assert run_rule_tests(rules) == []
+    assert all(r.tests for r in rules)
+
+
+def test_each_execution_rule_is_filed_under_its_tactic(builtin_rule_file):
+    purposes = {r.finding_type.split(":", 1)[0] for r in builtin_rule_file("execution")}
+    assert purposes <= {"Execution"}
