@@ -1,13 +1,23 @@
 """What every `irflow` command shares: the Typer app, the Temporal connection, how an incident is found
 from what the analyst typed, and how errors and JSON are printed.
 
-Exit codes: 0 done; 1 bad input or the incident refused the request; 2 Temporal unreachable;
-3 no such incident; 4 timed out.
+Every command that takes an incident (show, report, watch, approve, reject, release, note) accepts:
+- the incident id: the incident key plus the time it opened,
+  ec2-123456789012-us-east-1-i-0123456789abcdef0-20261207T125819Z;
+- the workflow id: the incident key alone, ec2-123456789012-us-east-1-i-0123456789abcdef0 (the resource's
+  latest incident);
+- the short id `irflow list` and `irflow show` print, e.g. 3f9a1c2e: the first 8 hex characters of the
+  SHA-256 of the incident id, so an incident's short id never changes. Any 4 or more leading characters of
+  it will do; a prefix that several incidents' short ids start with is refused (exit 1), naming them.
+
+Exit codes: 0 done; 1 bad input (an ambiguous short id too) or the incident refused the request;
+2 Temporal unreachable; 3 no such incident; 4 timed out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sys
@@ -22,17 +32,29 @@ from temporalio.service import RPCError, RPCStatusCode
 from irflow.models.incident import IncidentState
 from irflow.temporal_client import TemporalUnreachable, connect
 
-app = typer.Typer(help="irflow: automated incident response for AWS, on Temporal.", no_args_is_help=True)
+app = typer.Typer(
+    help="irflow: automated incident response for AWS, on Temporal. Commands that take an ID accept the incident id, "
+    "the workflow id, or the short id `irflow list` shows.",
+    no_args_is_help=True,
+)
 console = Console()
 
 EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT = 1, 2, 3, 4
 T = TypeVar("T")
 
 _INCIDENT_SUFFIX = re.compile(r"-(\d{8}T\d{6}Z)$")
+SHORT_ID_LENGTH = 8
+# Incident keys always hold a '-' (kind-account-region-...), so a bare run of hex digits is a short id.
+_SHORT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
+_CANDIDATES_SHOWN = 10
 
 
 class NotFound(Exception):
     pass
+
+
+class Ambiguous(Exception):
+    """A short id (prefix) that several incidents' short ids start with."""
 
 
 def run(work: Callable[[Client], Awaitable[T]]) -> T:
@@ -47,6 +69,8 @@ def run(work: Callable[[Client], Awaitable[T]]) -> T:
         return asyncio.run(main())
     except NotFound as missing:
         fail(str(missing), EXIT_NOT_FOUND)
+    except Ambiguous as ambiguous:
+        fail(str(ambiguous), EXIT_REFUSED)
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             fail(f"not found: {error.message}", EXIT_NOT_FOUND)
@@ -61,8 +85,46 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
+def short_id(incident_id: str) -> str:
+    """The incident's name where 80 columns leave no room for its whole id (see the module's docstring)."""
+    return _digest(incident_id)[:SHORT_ID_LENGTH]
+
+
+def _digest(incident_id: str) -> str:
+    return hashlib.sha256(incident_id.encode()).hexdigest()
+
+
+def match_short_id(prefix: str, incident_ids: list[str]) -> str:
+    """The one incident id whose short id starts with `prefix`; NotFound or Ambiguous (naming them) otherwise."""
+    wanted = prefix.lower()
+    matches = sorted({i for i in incident_ids if _digest(i).startswith(wanted)})
+    if not matches:
+        raise NotFound(f"no incident with short id {prefix}")
+    if len(matches) > 1:
+        named = ", ".join(f"{short_id(i)} {i}" for i in matches[:_CANDIDATES_SHOWN])
+        more = f" and {len(matches) - _CANDIDATES_SHOWN} more" if len(matches) > _CANDIDATES_SHOWN else ""
+        raise Ambiguous(
+            f"short id {prefix} is ambiguous, {len(matches)} incidents match: {named}{more}; "
+            "give more characters or the whole incident id"
+        )
+    return matches[0]
+
+
+async def _by_short_id(client: Client, prefix: str) -> WorkflowHandle:
+    # A hash cannot be searched for in Temporal's visibility store: go through the incidents it still keeps
+    # (the namespace's retention), the same ones `irflow list` shows short ids for.
+    runs: dict[str, tuple[str, str | None]] = {}
+    async for execution in client.list_workflows("WorkflowType = 'IncidentWorkflow'"):
+        memo = await execution.memo()
+        runs.setdefault(memo.get("incident_id") or execution.id, (execution.id, execution.run_id))
+    workflow_id, run_id = runs[match_short_id(prefix, list(runs))]
+    return client.get_workflow_handle(workflow_id, run_id=run_id)
+
+
 async def incident_handle(client: Client, ident: str) -> WorkflowHandle:
-    """Accept a workflow id (the incident key) or an incident id (key plus opening time)."""
+    """Accept an incident id (key plus opening time), a workflow id (the incident key) or a short id."""
+    if _SHORT_ID.fullmatch(ident):
+        return await _by_short_id(client, ident)
     match = _INCIDENT_SUFFIX.search(ident)
     if match:
         key = ident[: match.start()]
@@ -92,4 +154,11 @@ def print_json(value: Any) -> None:
 
 BY = Annotated[str, typer.Option("--as", help="who decides (a configured approver, IRFLOW_APPROVERS)")]
 AS_JSON = Annotated[bool, typer.Option("--json", help="machine-readable output")]
-IDENT = Annotated[str, typer.Argument(metavar="ID", help="incident id or workflow id")]
+IDENT = Annotated[
+    str,
+    typer.Argument(
+        metavar="ID",
+        help="incident id, workflow id, or the short id `irflow list` shows: 4 or more of its leading characters, "
+        "refused when several incidents share them",
+    ),
+]

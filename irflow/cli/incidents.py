@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -26,8 +27,9 @@ from irflow.cli.common import (
     incident_state,
     print_json,
     run,
+    short_id,
 )
-from irflow.models.incident import DecisionOutcome, Eradication, IncidentState
+from irflow.models.incident import DecisionOutcome, Eradication, IncidentState, Phase, TimelineEntry
 
 # --- ingest ---
 
@@ -119,7 +121,8 @@ def list_incidents(
     age: Annotated[str | None, typer.Option(help="opened within this long: 30m, 24h, 7d")] = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 100,
 ) -> None:
-    """List incidents, newest first (Temporal visibility over irflow's search attributes)."""
+    """List incidents, newest first (Temporal visibility over irflow's search attributes). Two lines each:
+    the ID column is the incident's short id, which every command takes; --json gives the whole ids."""
     query = _list_query(status, open_only, phase, severity, finding_type, resource, age)
 
     async def work(client: Client) -> list[dict[str, Any]]:
@@ -147,64 +150,153 @@ def list_incidents(
     if as_json:
         print_json(rows)
         return
-    table = Table(title=f"{len(rows)} incident(s)")
-    for column in ("incident", "status", "phase", "severity", "finding type", "resource", "started"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(
-            r["incident_id"] or r["workflow_id"],
+    render_list(rows)
+
+
+_STATUS_STYLE = {
+    "active": "cyan",
+    "awaiting_decision": "bold yellow",
+    "escalated": "bold red",
+    "resolved": "green",
+    "failed": "red",
+}
+_GAP = "  "
+
+
+def render_list(rows: list[dict[str, Any]]) -> None:
+    """Two lines an incident, so nothing is cut at 80 columns: the short id and what changes (status, phase,
+    severity, start) line up on the first; what it is about (resource, finding type) has the second to itself."""
+    console.print(Text(f"{len(rows)} incident(s), newest first; ID is the short id every command takes", style="bold"))
+    if not rows:
+        return
+    header = ("ID", "STATUS", "PHASE", "SEVERITY", "STARTED (UTC)")
+    lines = [
+        (
+            short_id(r["incident_id"] or r["workflow_id"]),
             r["status"] or "",
             r["phase"] or "",
             r["severity"] or "",
-            r["finding_type"] or "",
-            r["resource_id"] or "",
-            r["started"].strftime("%Y-%m-%d %H:%M:%S") if r["started"] else "",
+            r["started"].strftime("%Y-%m-%d %H:%M") if r["started"] else "",
         )
-    console.print(table)
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in (header, *lines)) for i in range(len(header))]
+    indent = widths[0] + len(_GAP)
+
+    def first_line(cells: tuple[str, ...], styles: tuple[str, ...]) -> Text:
+        text = Text()
+        for cell, width, style in zip(cells, widths, styles, strict=True):
+            text.append(cell, style)
+            text.append(" " * (width - len(cell)) + _GAP)
+        text.rstrip()
+        return text
+
+    console.print(first_line(header, ("dim",) * len(header)))
+    console.print(_indented(Text("RESOURCE · FINDING TYPE", style="dim"), indent))
+    for row, cells in zip(rows, lines, strict=True):
+        console.print(first_line(cells, ("bold", _STATUS_STYLE.get(cells[1], ""), "", "", "")))
+        about = " · ".join(part for part in (row["resource_id"], row["finding_type"]) if part)
+        console.print(_indented(Text(about, overflow="fold"), indent))
 
 
 @app.command()
 def show(
-    ident: Annotated[str, typer.Argument(metavar="ID", help="incident id or workflow id")],
+    ident: IDENT,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Show an incident: state, pending decision, actions, evidence."""
+    """Show an incident: its whole id and short id, state, pending decision, timeline, actions, evidence."""
     state = run(lambda client: incident_state(client, ident))
     if as_json:
         print_json(state.model_dump(mode="json"))
         return
-    console.print(f"[bold]{state.incident_id}[/bold]  {state.status} · {state.phase} · {state.severity}")
-    console.print(f"finding: {state.finding.type} ({state.finding.id})", markup=False)
-    console.print(f"resource: {state.finding.resource.resource_type} {state.resource_id}", markup=False)
+    render_incident(state)
+
+
+def _indented(renderable: Any, by: int = 2) -> Padding:
+    return Padding(renderable, (0, 0, 0, by), expand=False)
+
+
+def _grid(*no_wrap: bool) -> Table:
+    """Aligned columns without borders (borders cost a tenth of 80 columns); the last one wraps, never cuts."""
+    grid = Table.grid(padding=(0, 2))
+    for keep in no_wrap:
+        grid.add_column(no_wrap=keep)
+    grid.add_column(overflow="fold")
+    return grid
+
+
+def _timeline(entries: list[TimelineEntry]) -> Table:
+    grid = _grid(True, True)
+    grid.columns[1].min_width = max(len(phase) for phase in Phase)  # entries printed one by one still line up
+    for entry in entries:
+        grid.add_row(f"{entry.at:%H:%M:%S}", str(entry.phase), Text(entry.event))
+    return grid
+
+
+def render_incident(state: IncidentState) -> None:
+    """`irflow show` for a person: the whole incident id on a line of its own, the facts, the timeline, the
+    actions and the evidence, each readable at 80 columns. Action results are in --json and the report."""
+    # soft_wrap: the terminal may fold a long id on screen, but a copy of the line gives the id whole.
+    console.print(Text(state.incident_id, style="bold"), soft_wrap=True)
+    short = short_id(state.incident_id)
+    facts = _grid(True)
+    facts.add_row("short id", short)
+    facts.add_row(
+        "status",
+        Text.assemble((str(state.status), _STATUS_STYLE.get(str(state.status), "")), f" · {state.phase}"),
+    )
+    facts.add_row("severity", str(state.severity))
+    facts.add_row("finding", Text(f"{state.finding.type} ({state.finding.id})"))
+    deliveries = state.finding_deliveries
+    facts.add_row(
+        "findings", f"{len(state.findings_absorbed)} distinct, delivered {deliveries} time{'s' * (deliveries != 1)}"
+    )
+    facts.add_row("resource", Text(f"{state.finding.resource.resource_type} {state.resource_id}"))
+    facts.add_row("playbook", Text(state.playbook))
     if state.pending_decision:
         p = state.pending_decision
-        console.print(f"[yellow]waiting for a decision[/yellow] since {p.since:%Y-%m-%d %H:%M:%S}: {p.question}")
+        facts.add_row(Text("waiting", style="yellow"), Text(f"since {p.since:%Y-%m-%d %H:%M:%S} UTC: {p.question}"))
+        facts.add_row("decide", Text(f"irflow {'|'.join(p.options)} {short} --as NAME (--help for the rest)"))
     if state.failure_reason:
-        console.print(f"[red]failure:[/red] {state.failure_reason}")
-    timeline = Table(title="timeline")
-    for column in ("time (UTC)", "phase", "event"):
-        timeline.add_column(column)
-    for entry in state.timeline:
-        timeline.add_row(f"{entry.at:%H:%M:%S}", str(entry.phase), Text(entry.event))  # no markup
-    console.print(timeline)
-    table = Table(title="actions")
-    for column in ("action", "phase", "status", "result"):
-        table.add_column(column)
-    for a in state.actions + state.compensations:
-        table.add_row(a.name, str(a.phase), str(a.status), Text((a.error or json.dumps(a.result, default=str))[:100]))
-    console.print(table)
+        facts.add_row(Text("failure", style="red"), Text(state.failure_reason))
+    console.print(facts)
+
+    console.print(Text("\ntimeline (UTC)", style="bold"))
+    console.print(_indented(_timeline(state.timeline)))
+
+    records = state.actions + state.compensations
+    if records:
+        console.print(Text("\nactions", style="bold"))
+        # Name and phase share a column so that an error, below them, has most of the width.
+        actions, width = _grid(True), max(len(a.name) for a in records)
+        for a in records:
+            what = Text(f"{a.name:<{width}}  {a.phase}")
+            if a.error:
+                what.append(f"\n{a.error}", style="red")
+            actions.add_row(Text(str(a.status), style="red" if a.error else ""), what)
+        console.print(_indented(actions))
+
     if state.evidence:
-        evidence = Table(title="evidence")
-        for column in ("key", "sha256", "version"):
-            evidence.add_column(column)
+        prefix = f"incidents/{state.incident_id}/"
+        buckets = ", ".join(sorted({e.bucket for e in state.evidence}))
+        console.print(Text(f"\nevidence: {len(state.evidence)} object(s) in bucket {buckets}", style="bold"))
+        if all(e.key.startswith(prefix) for e in state.evidence):
+            console.print(Text("  under incidents/<incident id>/", style="dim"))
+            prefix_len = len(prefix)
+        else:
+            prefix_len = 0
         for e in state.evidence:
-            evidence.add_row(e.key, e.sha256[:16] + "…", e.version_id or "")
-        console.print(evidence)
+            console.print(_indented(Text(e.key[prefix_len:], overflow="fold")))
+            detail = _grid(True)
+            detail.add_row("sha256", Text(e.sha256))
+            if e.version_id:
+                detail.add_row("version", Text(e.version_id))
+            console.print(_indented(detail, 4))
 
 
 @app.command()
 def report(
-    ident: Annotated[str, typer.Argument(metavar="ID", help="incident id or workflow id")],
+    ident: IDENT,
     as_json: Annotated[bool, typer.Option("--json", help="the JSON report instead of Markdown")] = False,
     as_html: Annotated[
         bool, typer.Option("--html", help="the self-contained HTML page instead of Markdown (redirect to a file)")
@@ -317,7 +409,7 @@ def watch(
                 if as_json:
                     sys.stdout.write(json.dumps(entry.model_dump(mode="json")) + "\n")
                 else:
-                    console.print(f"{entry.at:%H:%M:%S} {entry.phase:<22} {entry.event}", markup=False)
+                    console.print(_timeline([entry]))
             sys.stdout.flush()
             shown = len(state.timeline)
             if state.pending_decision or state.status.is_final:

@@ -272,6 +272,39 @@ def sample_finding(
     return event
 
 
+def sample_port_probe_finding(
+    instance_id: str, account_id: str = "123456789012", region: str = "us-east-1"
+) -> dict[str, Any]:
+    """A LOW GuardDuty event: someone probes an open port on the instance. Below the auto-containment
+    threshold, so irflow asks before containing anything: the demo's finding to reject as a false positive."""
+    event = sample_finding(
+        instance_id,
+        account_id,
+        region,
+        severity=2.0,
+        finding_type="Recon:EC2/PortProbeUnprotectedPort",
+        finding_id="e6f708192a3b4c5d6e7f8091a2b3c4d5",
+    )
+    detail = event["detail"]
+    detail["service"]["action"] = {
+        "actionType": "PORT_PROBE",
+        "portProbeAction": {
+            "blocked": False,
+            "portProbeDetails": [
+                {
+                    "localPortDetails": {"port": 22, "portName": "SSH"},
+                    "remoteIpDetails": {"ipAddressV4": "198.51.100.7"},
+                }
+            ],
+        },
+    }
+    detail["title"] = f"Unprotected port on EC2 instance {instance_id} is being probed."
+    detail["description"] = (
+        f"EC2 instance {instance_id} has an unprotected port which is being probed by a remote host."
+    )
+    return event
+
+
 def sample_access_key_finding(
     user_name: str,
     access_key_id: str,

@@ -3,9 +3,11 @@
 Starts the Temporal dev server (UI on :8233, state in .run/), a moto server as the AWS account with a
 demo workload and the findings intake (infra/findings-intake.yaml: EventBridge rules into the
 findings queue and its dead-letter queue), the worker and the finding listener (`starter.py`), then
-publishes a sample GuardDuty finding with EventBridge `put_events`, so the demo walks the same path
-as production. Prints the UI link and the `irflow approve` line, keeps everything up until Ctrl-C and
-stops what it started.
+publishes two sample GuardDuty findings with EventBridge `put_events`, so the demo walks the same path
+as production: command and control from one web instance (HIGH: contained at once, then irflow asks
+whether to eradicate) and a port probe on the other (LOW: irflow asks before containing). Prints the UI
+link and the `irflow` lines to paste in another terminal, in order, each working as printed; keeps
+everything up until Ctrl-C or SIGTERM and stops what it started.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from pathlib import Path
 import boto3
 
 from activities.aws import reset_clients
-from irflow.devstack.demo import sample_finding
+from irflow.cli.common import NotFound, incident_handle, short_id
+from irflow.devstack.demo import sample_finding, sample_port_probe_finding
 from irflow.devstack.intake_stack import publish_findings
 from irflow.devstack.processes import REPO, ProcessGroup, aws_environment, free_port, start_moto, start_temporal
 from irflow.devstack.seed import prepare_account, write_settings
@@ -42,10 +45,8 @@ def _parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-async def _await_decision_point(workflow_id: str, address: str, timeout: float = 60) -> IncidentState:
-    client = await connect(address=address)
+async def _await_decision_point(client, workflow_id: str, deadline: float) -> IncidentState:
     handle = client.get_workflow_handle(workflow_id)
-    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             state = await handle.query("current_state", result_type=IncidentState)
@@ -54,7 +55,34 @@ async def _await_decision_point(workflow_id: str, address: str, timeout: float =
         except Exception:  # noqa: BLE001 (the worker may not have picked the workflow up yet)
             pass
         await asyncio.sleep(0.1)
-    raise TimeoutError(f"incident {workflow_id} did not reach a decision point within {timeout}s")
+    raise TimeoutError(f"incident {workflow_id} did not reach a decision point in time")
+
+
+async def _await_short_id(client, state: IncidentState, deadline: float) -> None:
+    """The printed lines name incidents by short id, which is found through Temporal's visibility store:
+    wait until it lists the incident, so each line works the moment it is printed."""
+    while time.monotonic() < deadline:
+        try:
+            await incident_handle(client, short_id(state.incident_id))
+            return
+        except NotFound:
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"incident {state.incident_id} is not listed by Temporal's visibility store in time")
+
+
+async def _await_ready(address: str, workflow_id: str, deadline: float) -> tuple[IncidentState, float]:
+    """The incident at its decision point (and the monotonic time it was seen there), listed under its short id."""
+    client = await connect(address=address)
+    state = await _await_decision_point(client, workflow_id, deadline)
+    reached = time.monotonic()
+    await _await_short_id(client, state, deadline)
+    return state, reached
+
+
+def _publish(event: dict, region: str) -> str:
+    """Onto EventBridge, as GuardDuty would; returns the workflow id of the incident it will reach."""
+    publish_findings([event], region=region)
+    return route(parse_guardduty(event).finding).incident_key
 
 
 def main() -> int:
@@ -92,15 +120,21 @@ def main() -> int:
 
         event = sample_finding(workload.instance_id, workload.account_id, workload.region)
         (args.state_dir / "sample-finding.json").write_text(json.dumps(event, indent=2))
-        publish_findings([event], region=workload.region)
-        workflow_id = route(parse_guardduty(event).finding).incident_key
+        workflow_id = _publish(event, workload.region)
         print(f"published a GuardDuty finding for {workload.instance_id} with EventBridge put_events", flush=True)
-        state = asyncio.run(_await_decision_point(workflow_id, address))
-        elapsed = time.monotonic() - worker_started
-        _print_ready(state, workflow_id, args, env_file, elapsed, workload, intake)
+        deadline = time.monotonic() + 60
+        state, reached = asyncio.run(_await_ready(address, workflow_id, deadline))
+        elapsed = reached - worker_started
+        # The second finding only once the first is measured: the time above is the first incident's alone.
+        probe = sample_port_probe_finding(workload.other_instance_id, workload.account_id, workload.region)
+        probe_id = _publish(probe, workload.region)
+        print(f"published a GuardDuty finding for {workload.other_instance_id} with EventBridge put_events", flush=True)
+        probed, _ = asyncio.run(_await_ready(address, probe_id, deadline))
+        approvers = json.loads(environment["IRFLOW_APPROVERS"])
+        _print_ready(state, probed, workflow_id, args, env_file, elapsed, workload, intake, approvers)
         if args.exit_when_ready:
             print(json.dumps({"ready": True, "status": state.status, "seconds_since_worker_start": round(elapsed, 3)}))
-            return 0 if state.status == Status.AWAITING_DECISION else 1
+            return 0 if state.status == probed.status == Status.AWAITING_DECISION else 1
         while not interrupted:
             time.sleep(0.5)
             for name, process in group.processes:
@@ -119,7 +153,15 @@ async def _register_search_attributes(address: str) -> None:
 
 
 def _print_ready(
-    state: IncidentState, workflow_id: str, args, env_file: Path, elapsed: float, workload, intake
+    state: IncidentState,
+    probed: IncidentState,
+    workflow_id: str,
+    args,
+    env_file: Path,
+    elapsed: float,
+    workload,
+    intake,
+    approvers: dict[str, dict],
 ) -> None:
     ec2 = boto3.client("ec2", region_name=workload.region)
     groups = [
@@ -129,21 +171,32 @@ def _print_ready(
         )["NetworkInterfaces"]
         for g in eni["Groups"]
     ]
+    # Whoever the printed lines decide as must be an approver of this very configuration (demo.env).
+    deciders = [name for name, person in approvers.items() if "approver" in person.get("roles", ["approver"])]
+    you, c2, scan = deciders[0], short_id(state.incident_id), short_id(probed.incident_id)
     print(
         f"""
-incident {state.incident_id}: {state.status} ({elapsed:.2f}s after the worker started)
-  instance {workload.instance_id} is contained; its ENIs now carry {sorted(set(groups))}
+incident {c2} ({state.incident_id}): {state.status} ({elapsed:.2f}s after the worker started)
+  {state.finding.type} on {workload.instance_id} ({state.severity}): contained at once;
+  its ENIs now carry {sorted(set(groups))}
   evidence: {len(state.evidence)} object(s) in s3://{workload.evidence_bucket}/incidents/{state.incident_id}/
+incident {scan} ({probed.incident_id}): {probed.status}
+  {probed.finding.type} on {workload.other_instance_id} ({probed.severity}): irflow asks before containing
 
 Temporal UI:  http://localhost:{args.ui_port}/namespaces/default/workflows/{workflow_id}
 Findings queue: {intake.queue_url}  (dead letters: {intake.dead_letter_queue_url})
 
-In another terminal:
+In another terminal, in this directory, paste these in order (approvers: {", ".join(deciders)}):
   source {env_file}
-  .venv/bin/irflow show {workflow_id}
-  .venv/bin/irflow approve {workflow_id} --as you@example.com --eradicate stop --comment "confirmed"
-  .venv/bin/irflow reject {workflow_id} --as you@example.com --reason "false positive"
-  .venv/bin/irflow ingest {args.state_dir / "sample-finding.json"}   # the same finding again: it joins
+  .venv/bin/irflow list
+  .venv/bin/irflow show {c2}
+  # the same finding again: it joins incident {c2}
+  .venv/bin/irflow ingest {args.state_dir / "sample-finding.json"}
+  # {c2} is real: approve, stop the instance, and follow the incident to its end
+  .venv/bin/irflow approve {c2} --as {you} --eradicate stop --comment "confirmed"
+  .venv/bin/irflow watch {c2}
+  # {scan}, the port probe, is a false positive: reject it, nothing gets contained
+  .venv/bin/irflow reject {scan} --as {you} --reason "false positive"
 
 Ctrl-C stops everything.""",
         flush=True,

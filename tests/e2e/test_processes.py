@@ -11,6 +11,7 @@ import sys
 import boto3
 import pytest
 
+from irflow.cli.common import short_id
 from irflow.devstack.demo import sample_finding
 from irflow.models.incident import IncidentState, Status
 from irflow.temporal_client import connect, ensure_search_attributes
@@ -158,8 +159,9 @@ def test_make_run_reaches_a_decision_within_ten_seconds_of_the_worker_starting(t
 
 
 async def test_every_cli_command_against_a_real_dev_server(stack, account, tmp_path):
-    """list (filters), watch, show, note, a refused approve, release, report: each as a real process,
-    `--json` output parsed, exit codes checked."""
+    """list (filters, and as an 80-column terminal shows it), watch, show, note, a refused approve, release,
+    report: each as a real process, `--json` output parsed, exit codes checked; note and release name the
+    incident by the short id `list` shows."""
     _, workflow_id = await _worker_and_ingested_finding(stack, account, tmp_path, "worker-cli-" + account.instance_id)
 
     watched = stack.irflow("watch", workflow_id, "--json", "--timeout", "60")
@@ -184,13 +186,22 @@ async def test_every_cli_command_against_a_real_dev_server(stack, account, tmp_p
     assert workflow_id not in await listed("--type", "Recon:*")
     assert stack.irflow("list", "--age", "soon").returncode == 2, "a bad filter is a usage error"
 
-    noted = stack.irflow("note", workflow_id, "--as", "dave", "reimaged from the golden AMI", "--json")
+    short = short_id(summary["incident_id"])
+    narrow = stack.irflow("list", "--resource", account.instance_id, env=stack.env(COLUMNS="80"))
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert "…" not in narrow.stdout and max(len(line.rstrip()) for line in lines) <= 80, narrow.stdout
+    row = next(line.split() for line in lines if line.startswith(short))
+    assert row[1:4] == ["awaiting_decision", "analyst_decision", "HIGH"], narrow.stdout
+    assert f"{account.instance_id} · Backdoor:EC2/C&CActivity.B!DNS" in narrow.stdout
+
+    noted = stack.irflow("note", short[:5], "--as", "dave", "reimaged from the golden AMI", "--json")
     assert noted.returncode == 0 and json.loads(noted.stdout)["accepted"] is True
     refused = stack.irflow("approve", workflow_id, "--as", "mallory", "--json")
     assert refused.returncode == 1 and "not a configured approver" in json.loads(refused.stdout)["message"]
     refused = stack.irflow("reject", workflow_id, "--as", "mallory", "--reason", "let me in")
     assert refused.returncode == 1 and refused.stderr.startswith("refused: ") and refused.stdout == ""
-    released = stack.irflow("release", workflow_id, "--as", "carol", "--comment", "recovered", "--json")
+    released = stack.irflow("release", short, "--as", "carol", "--comment", "recovered", "--json")
     assert released.returncode == 0, released.stdout + released.stderr
     assert json.loads(released.stdout)["kind"] == "release"
 
