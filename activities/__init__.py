@@ -17,6 +17,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     rds,
     report,
     s3_bucket,
+    tagging,
     triage,
 )
 from activities.aws import registered_activities

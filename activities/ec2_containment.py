@@ -17,50 +17,7 @@ from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
 
-INCIDENT_TAG = "irflow:incident-id"
-STATUS_TAG = "irflow:status"
-ROLE_TAG = "irflow:role"
-MANAGED_TAGS = (INCIDENT_TAG, STATUS_TAG)
-
-
-# --- tags ---
-
-
-@aws_activity("ec2:CreateTags", "ec2:DescribeInstances")
-def tag_instance(step: Ec2StepInput) -> StepResult:
-    """Mark the instance as under incident, so responders and other tools can see it at a glance."""
-    wanted = {INCIDENT_TAG: step.target.incident_id, STATUS_TAG: "contained"}
-    current = {t["Key"]: t["Value"] for t in describe_live_instance(step.target).get("Tags", [])}
-    missing = {k: v for k, v in wanted.items() if current.get(k) != v}
-    if not missing:
-        return StepResult(changed=False, detail={"tags": wanted})
-    with typed_aws_errors(f"tag {step.target.instance_id}"):
-        client("ec2", step.target.region, step.target.account_id).create_tags(
-            Resources=[step.target.instance_id], Tags=[{"Key": k, "Value": v} for k, v in missing.items()]
-        )
-    return StepResult(changed=True, detail={"tags": wanted})
-
-
-@aws_activity("ec2:CreateTags", "ec2:DeleteTags", "ec2:DescribeInstances")
-def restore_instance_tags(step: Ec2StepInput) -> StepResult:
-    current = {t["Key"]: t["Value"] for t in describe_live_instance(step.target).get("Tags", [])}
-    ec2 = client("ec2", step.target.region, step.target.account_id)
-    restored, removed = {}, []
-    for key in MANAGED_TAGS:
-        before = step.prior.tags.get(key)
-        if before is not None and current.get(key) != before:
-            restored[key] = before
-        elif before is None and key in current:
-            removed.append(key)
-    with typed_aws_errors(f"restore tags of {step.target.instance_id}"):
-        if restored:
-            ec2.create_tags(
-                Resources=[step.target.instance_id],
-                Tags=[{"Key": k, "Value": v} for k, v in restored.items()],
-            )
-        if removed:
-            ec2.delete_tags(Resources=[step.target.instance_id], Tags=[{"Key": k} for k in removed])
-    return StepResult(changed=bool(restored or removed), detail={"restored": restored, "removed": removed})
+ROLE_TAG = "irflow:role"  # marks irflow's own security groups (quarantine, untrack)
 
 
 # --- termination protection and shutdown behaviour ---

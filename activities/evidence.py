@@ -19,12 +19,12 @@ from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import NOT_CONFIGURED, aws_activity, client, error_code, heartbeat, typed_aws_errors
-from activities.ec2_containment import INCIDENT_TAG
 from activities.ec2_context import describe_instance
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.finding import canonical_json, unpack_raw
 from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput, SnapshotEvidence
 from irflow.models.settings import get_settings
+from irflow.models.tagging import INCIDENT_TAG
 
 EVIDENCE_WRITE_ACTIONS = (
     "s3:PutObject",

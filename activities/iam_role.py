@@ -29,7 +29,6 @@ from activities.iam import (
 from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
 from irflow.models.incident import EvidenceObject, StepResult
 
-INCIDENT_TAG = "irflow:incident-id"
 # Roles irflow must not (and IAM will not let it) change: AWS owns them.
 _UNMODIFIABLE_PATHS = {
     "/aws-service-role/": "a service-linked role: AWS owns its policies",
@@ -115,33 +114,6 @@ def describe_iam_role_context(target: IamRoleTarget) -> IamRoleContext:
             unmodifiable_reason=_unmodifiable(role.get("Path", "/")),
             captured_at=datetime.now(UTC),
         )
-
-
-def _role_tags(iam, role: str) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=role).get("Tags", [])}
-
-
-@aws_activity("iam:ListRoleTags", "iam:TagRole")
-def tag_role(step: IamRoleStepInput) -> StepResult:
-    iam, role = _iam(step.target), step.prior.role_name
-    with typed_aws_errors(f"tag role {role}"):
-        if _role_tags(iam, role).get(INCIDENT_TAG) == step.target.incident_id:
-            return StepResult(changed=False, detail={INCIDENT_TAG: step.target.incident_id})
-        iam.tag_role(RoleName=role, Tags=[{"Key": INCIDENT_TAG, "Value": step.target.incident_id}])
-    return StepResult(changed=True, detail={INCIDENT_TAG: step.target.incident_id})
-
-
-@aws_activity("iam:ListRoleTags", "iam:TagRole", "iam:UntagRole")
-def restore_role_tags(step: IamRoleStepInput) -> StepResult:
-    iam, role, before = _iam(step.target), step.prior.role_name, step.prior.tags.get(INCIDENT_TAG)
-    with typed_aws_errors(f"restore tags of role {role}"):
-        if _role_tags(iam, role).get(INCIDENT_TAG) == before:
-            return StepResult(changed=False, detail={})
-        if before is None:
-            iam.untag_role(RoleName=role, TagKeys=[INCIDENT_TAG])
-        else:
-            iam.tag_role(RoleName=role, Tags=[{"Key": INCIDENT_TAG, "Value": before}])
-    return StepResult(changed=True, detail={INCIDENT_TAG: before})
 
 
 @aws_activity(*ROLE_REVOCATION_ACTIONS)

@@ -18,8 +18,6 @@ from activities.iam import revocation_policy, revocation_policy_name
 from irflow.models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
 from irflow.models.incident import EvidenceObject, StepResult
 
-INCIDENT_TAG = "irflow:incident-id"
-
 
 def _iam(target: IamUserTarget):
     return client("iam", target.region, target.account_id)
@@ -155,31 +153,6 @@ def remove_user_session_revocation(step: IamUserStepInput) -> StepResult:
             raise
         return StepResult(changed=False, detail={"policy": name})
     return StepResult(changed=True, detail={"policy": name})
-
-
-@aws_activity("iam:ListUserTags", "iam:TagUser")
-def tag_user(step: IamUserStepInput) -> StepResult:
-    iam = _iam(step.target)
-    with typed_aws_errors(f"tag user {step.prior.user_name}"):
-        current = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=step.prior.user_name).get("Tags", [])}
-        if current.get(INCIDENT_TAG) == step.target.incident_id:
-            return StepResult(changed=False, detail={INCIDENT_TAG: step.target.incident_id})
-        iam.tag_user(UserName=step.prior.user_name, Tags=[{"Key": INCIDENT_TAG, "Value": step.target.incident_id}])
-    return StepResult(changed=True, detail={INCIDENT_TAG: step.target.incident_id})
-
-
-@aws_activity("iam:ListUserTags", "iam:TagUser", "iam:UntagUser")
-def restore_user_tags(step: IamUserStepInput) -> StepResult:
-    iam, before = _iam(step.target), step.prior.tags.get(INCIDENT_TAG)
-    with typed_aws_errors(f"restore tags of user {step.prior.user_name}"):
-        current = {t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=step.prior.user_name).get("Tags", [])}
-        if current.get(INCIDENT_TAG) == before:
-            return StepResult(changed=False, detail={})
-        if before is None:
-            iam.untag_user(UserName=step.prior.user_name, TagKeys=[INCIDENT_TAG])
-        else:
-            iam.tag_user(UserName=step.prior.user_name, Tags=[{"Key": INCIDENT_TAG, "Value": before}])
-    return StepResult(changed=True, detail={INCIDENT_TAG: before})
 
 
 def _credential_report_row(iam, user_name: str) -> dict | None:

@@ -35,7 +35,6 @@ from activities.iam import (
 from irflow.models.incident import EvidenceObject, StepResult
 from irflow.models.lambda_function import EventSourceMappingState, LambdaContext, LambdaStepInput, LambdaTarget
 
-INCIDENT_TAG = "irflow:incident-id"
 # A deployment package is at most 250 MB unzipped (so less zipped); anything bigger is not a package.
 MAX_CODE_BYTES = 256 * 1024 * 1024
 CODE_DOWNLOAD_ATTEMPTS = 3
@@ -188,31 +187,6 @@ def describe_lambda_context(target: LambdaTarget) -> LambdaContext:
 
 
 # --- containment: tag ---
-
-
-@aws_activity("lambda:ListTags", "lambda:TagResource")
-def tag_function(step: LambdaStepInput) -> StepResult:
-    lam, arn = _lambda(step.target), step.prior.function_arn
-    with typed_aws_errors(f"tag Lambda function {step.prior.function_name}"):
-        if _tags(lam, arn).get(INCIDENT_TAG) == step.target.incident_id:
-            return StepResult(changed=False, detail={INCIDENT_TAG: step.target.incident_id})
-        lam.tag_resource(Resource=arn, Tags={INCIDENT_TAG: step.target.incident_id})
-    return StepResult(changed=True, detail={INCIDENT_TAG: step.target.incident_id})
-
-
-@aws_activity("lambda:ListTags", "lambda:TagResource", "lambda:UntagResource")
-def restore_function_tags(step: LambdaStepInput) -> StepResult:
-    """Our tag back to what it was (absent, or another incident's id); the function's other tags were
-    never touched."""
-    lam, arn, before = _lambda(step.target), step.prior.function_arn, step.prior.tags.get(INCIDENT_TAG)
-    with typed_aws_errors(f"restore tags of Lambda function {step.prior.function_name}"):
-        if _tags(lam, arn).get(INCIDENT_TAG) == before:
-            return StepResult(changed=False, detail={})
-        if before is None:
-            lam.untag_resource(Resource=arn, TagKeys=[INCIDENT_TAG])
-        else:
-            lam.tag_resource(Resource=arn, Tags={INCIDENT_TAG: before})
-    return StepResult(changed=True, detail={INCIDENT_TAG: before})
 
 
 # --- containment: throttle ---

@@ -41,8 +41,8 @@ from irflow.models.rds import (
     DbTarget,
     snapshot_identifier,
 )
+from irflow.models.tagging import INCIDENT_TAG
 
-INCIDENT_TAG = "irflow:incident-id"
 SOURCE_TAG = "irflow:source"
 
 # RDS's "not now" answers: the instance or cluster is busy with something else.
@@ -229,57 +229,6 @@ def _live(rds, prior: DbInstanceContext) -> tuple[list[tuple[DbInstanceMember, d
     cluster = _describe_cluster(rds, prior.cluster.identifier)
     now = _cluster_instances(rds, prior.cluster.identifier)
     return [(m, now.get(m.identifier)) for m in prior.instances], cluster
-
-
-# --- tags ---
-
-
-@aws_activity(*_INSTANCE_ACTIONS, "rds:AddTagsToResource")
-def tag_db_instance(step: DbStepInput) -> StepResult:
-    """Mark the instance (each member and the cluster, for Aurora) as under incident. AddTagsToResource
-    adds: the resource's own tags stay as they are."""
-    rds, incident = _rds(step.target), step.target.incident_id
-    members, cluster = _live(rds, step.prior)
-    resources = [(m.identifier, m.arn, record) for m, record in members]
-    if step.prior.cluster:
-        resources.append((step.prior.cluster.identifier, step.prior.cluster.arn, cluster))
-    tagged, already, gone = [], [], []
-    for name, arn, record in resources:
-        if record is None:
-            gone.append(name)
-        elif _tags(record).get(INCIDENT_TAG) == incident:
-            already.append(name)
-        else:
-            with typed_aws_errors(f"tag {name}"):
-                rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": INCIDENT_TAG, "Value": incident}])
-            tagged.append(name)
-    return StepResult(changed=bool(tagged), detail={"tagged": tagged, "already": already, "gone": gone})
-
-
-@aws_activity(*_INSTANCE_ACTIONS, "rds:AddTagsToResource", "rds:RemoveTagsFromResource")
-def restore_db_instance_tags(step: DbStepInput) -> StepResult:
-    """Our tag goes, or gets back the value it had: every other tag is left alone, so the set is as before."""
-    rds = _rds(step.target)
-    members, cluster = _live(rds, step.prior)
-    resources = [(m.identifier, m.arn, m.tags, record) for m, record in members]
-    if step.prior.cluster:
-        resources.append((step.prior.cluster.identifier, step.prior.cluster.arn, step.prior.cluster.tags, cluster))
-    restored, removed, gone = [], [], []
-    for name, arn, before, record in resources:
-        if record is None:
-            gone.append(name)
-            continue
-        was, now = before.get(INCIDENT_TAG), _tags(record).get(INCIDENT_TAG)
-        with typed_aws_errors(f"restore tags of {name}"):
-            if was is None and now is not None:
-                rds.remove_tags_from_resource(ResourceName=arn, TagKeys=[INCIDENT_TAG])
-                removed.append(name)
-            elif was is not None and now != was:
-                rds.add_tags_to_resource(ResourceName=arn, Tags=[{"Key": INCIDENT_TAG, "Value": was}])
-                restored.append(name)
-    return StepResult(
-        changed=bool(restored or removed), detail={"restored": restored, "removed": removed, "gone": gone}
-    )
 
 
 # --- public accessibility ---

@@ -14,7 +14,6 @@ from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_
 from irflow.models.incident import EvidenceObject, StepResult
 from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
 
-INCIDENT_TAG = "irflow:incident-id"
 _MISSING = {
     "NoSuchBucketPolicy",
     "NoSuchPublicAccessBlockConfiguration",
@@ -91,44 +90,6 @@ def describe_bucket_context(target: BucketTarget) -> BucketContext:
         tags=current["tags"],
         captured_at=datetime.now(UTC),
     )
-
-
-def _put_tags(step: BucketStepInput, tags: dict[str, str]) -> None:
-    s3 = _s3(step.target)
-    if tags:
-        s3.put_bucket_tagging(
-            Bucket=step.target.bucket, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]}
-        )
-    else:
-        s3.delete_bucket_tagging(Bucket=step.target.bucket)
-
-
-@aws_activity(
-    "s3:ListBucket", "s3:GetBucketTagging", "s3:PutBucketTagging", "s3:GetBucketPolicy", "s3:GetBucketPublicAccessBlock"
-)
-def tag_bucket(step: BucketStepInput) -> StepResult:
-    """PutBucketTagging replaces the whole set: the bucket's own tags are kept beside ours."""
-    tags = _current(step.target)["tags"]
-    if tags.get(INCIDENT_TAG) == step.target.incident_id:
-        return StepResult(changed=False, detail={INCIDENT_TAG: step.target.incident_id})
-    with typed_aws_errors(f"tag bucket {step.target.bucket}"):
-        _put_tags(step, {**tags, INCIDENT_TAG: step.target.incident_id})
-    return StepResult(changed=True, detail={INCIDENT_TAG: step.target.incident_id})
-
-
-@aws_activity(
-    "s3:ListBucket",
-    "s3:GetBucketTagging",
-    "s3:PutBucketTagging",
-    "s3:GetBucketPolicy",
-    "s3:GetBucketPublicAccessBlock",
-)
-def restore_bucket_tags(step: BucketStepInput) -> StepResult:
-    if _current(step.target)["tags"] == step.prior.tags:
-        return StepResult(changed=False, detail={})
-    with typed_aws_errors(f"restore tags of bucket {step.target.bucket}"):
-        _put_tags(step, step.prior.tags)
-    return StepResult(changed=True, detail={"tags": step.prior.tags})
 
 
 def _grants_everyone(statement: dict[str, Any]) -> bool:

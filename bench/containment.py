@@ -35,7 +35,8 @@ from workflows import search_attributes as sa
 
 def _direct_containment(region: str) -> float:
     """Baseline: the seven containment calls, straight, on a fresh workload."""
-    from activities import autoscaling, ec2_containment, ec2_context, iam, load_balancing
+    from activities import ec2_context
+    from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
 
     workload = seed_workload(region=region, name=f"base{time.monotonic_ns()}")
     target = Ec2Target(
@@ -48,16 +49,8 @@ def _direct_containment(region: str) -> float:
     step = Ec2StepInput(
         target=target, prior=ec2_context.describe_instance_context(target), issued_before=datetime.now(UTC)
     )
-    for fn in (
-        ec2_containment.tag_instance,
-        ec2_containment.protect_instance,
-        autoscaling.detach_from_auto_scaling,
-        load_balancing.deregister_from_target_groups,
-        ec2_containment.isolate_network,
-        iam.replace_instance_profile,
-        iam.revoke_role_sessions,
-    ):
-        fn(step)
+    for containment in EC2_CONTAINMENT_STEPS:  # the playbook's own steps, each on the argument it takes
+        containment.activity(containment.argument(step))
     return time.perf_counter() - started
 
 

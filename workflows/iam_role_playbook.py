@@ -17,16 +17,23 @@ import re
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.iam_role import (
+        collect_iam_role_evidence,
+        describe_iam_role_context,
+        remove_iam_role_session_revocation,
+        revoke_iam_role_sessions,
+    )
+    from activities.incidents import open_instance_incidents
     from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
-    from irflow.models.incident import Eradication, EvidenceObject, RelatedIncident, RelatedIncidentsInput, StepResult
+    from irflow.models.incident import Eradication, RelatedIncidentsInput
 
 from workflows.activity_options import QUICK
-from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook
+from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import approval_reasons
 
 IAM_ROLE_CONTAINMENT_STEPS = (
-    ContainmentStep("tag_role", "restore_role_tags"),
-    ContainmentStep("revoke_iam_role_sessions", "remove_iam_role_session_revocation"),
+    TAG_STEP,
+    ContainmentStep(revoke_iam_role_sessions, remove_iam_role_session_revocation),
 )
 # Without a named source instance, every instance carrying the role may be where the credentials
 # leaked; beyond this many, the analyst picks (the evidence lists them all).
@@ -49,13 +56,14 @@ def source_instances(finding) -> list[str]:
 
 class IamRolePlaybook(Playbook):
     name = "iam-role-sessions"
+    containment_steps = IAM_ROLE_CONTAINMENT_STEPS
 
-    def __init__(self, incident) -> None:
+    def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
-        finding = incident.request.finding
+        finding = incident.finding
         resource = finding.resource
         self.target = IamRoleTarget(
-            incident_id=incident.request.incident_id,
+            incident_id=incident.incident_id,
             account_id=finding.account_id,
             region=finding.region,
             role_name=resource.user_name or "",
@@ -72,11 +80,11 @@ class IamRolePlaybook(Playbook):
         return IamRoleStepInput(target=self.target, prior=self.context, issued_before=issued_before)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act("describe_iam_role_context", self.target, IamRoleContext, QUICK)
+        self.context = await self.incident.act(describe_iam_role_context, self.target, QUICK)
         self.target = self.target.model_copy(update={"role_name": self.context.role_name})
-        self.incident.state.resource_context = self.context.model_dump(mode="json")
+        self.incident.keep_context(self.context)
         severity, requires_approval, reasons = approval_reasons(
-            self.incident.state.findings_absorbed, self.context.tags, self.incident.request.policy, "role"
+            self.incident.findings, self.context.tags, self.incident.policy, "role"
         )
         if self.context.unmodifiable_reason:
             self.contains = False
@@ -104,14 +112,11 @@ class IamRolePlaybook(Playbook):
         using = self.context.instances_using_role if self.context else []
         return using[:MAX_RELATED_INSTANCES]
 
-    async def contain(self, saga) -> None:
-        step = self._step(issued_before=workflow.now())  # one cut-off for every retry
-        for containment in IAM_ROLE_CONTAINMENT_STEPS:
-            saga.register(containment.activity, containment.undo, step)
-            await self.incident.act(containment.activity, step, StepResult, QUICK)
+    def containment_input(self) -> IamRoleStepInput:
+        return self._step(issued_before=workflow.now())  # one cut-off for every retry
 
     async def collect_evidence(self) -> None:
-        evidence = await self.incident.try_act("collect_iam_role_evidence", self._step(), EvidenceObject, QUICK)
+        evidence = await self.incident.try_act(collect_iam_role_evidence, self._step(), QUICK)
         if evidence:
             self.incident.add_evidence(evidence)
         await self._open_instance_incidents()
@@ -126,18 +131,18 @@ class IamRolePlaybook(Playbook):
                 f"{len(using)} instances carry the role; incidents opened for the first {len(instances)} only"
             )
         request = RelatedIncidentsInput(
-            incident_id=self.incident.request.incident_id,
-            finding=self.incident.request.finding,
-            raw_packed=self.incident.request.raw_packed,
+            incident_id=self.incident.incident_id,
+            finding=self.incident.finding,
+            raw_packed=self.incident.raw_packed,
             instance_ids=instances,
             task_queue=workflow.info().task_queue,
             reason=f"credentials of role {self.target.role_name} left this instance",
         )
-        opened = await self.incident.try_act("open_instance_incidents", request, list[RelatedIncident], QUICK)
+        opened = await self.incident.try_act(open_instance_incidents, request, QUICK)
         for related in opened or []:
             verb = "joined" if related.joined else "opened"
             self.incident.note(f"{verb} incident {related.incident_id} for instance {related.instance_id}")
-            self.incident.state.related_incidents.append(related.workflow_id)
+            self.incident.keep_related_incident(related.workflow_id)
 
     async def eradicate(self, choice: Eradication) -> None:
         self.incident.note(

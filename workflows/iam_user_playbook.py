@@ -11,28 +11,38 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.iam_user import (
+        collect_iam_user_evidence,
+        deactivate_access_key,
+        describe_iam_user_context,
+        remove_user_credentials,
+        remove_user_session_revocation,
+        restore_access_key_status,
+        revoke_user_sessions,
+    )
     from irflow.models.iam import IamUserContext, IamUserStepInput, IamUserTarget
-    from irflow.models.incident import Eradication, EvidenceObject, StepResult
+    from irflow.models.incident import Eradication
 
 from workflows.activity_options import QUICK
-from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook
+from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import plan_iam_user_containment
 
 IAM_USER_CONTAINMENT_STEPS = (
-    ContainmentStep("tag_user", "restore_user_tags"),
-    ContainmentStep("deactivate_access_key", "restore_access_key_status"),
-    ContainmentStep("revoke_user_sessions", "remove_user_session_revocation"),
+    TAG_STEP,
+    ContainmentStep(deactivate_access_key, restore_access_key_status),
+    ContainmentStep(revoke_user_sessions, remove_user_session_revocation),
 )
 
 
 class IamUserPlaybook(Playbook):
     name = "iam-user-credentials"
+    containment_steps = IAM_USER_CONTAINMENT_STEPS
 
-    def __init__(self, incident) -> None:
+    def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
-        finding = incident.request.finding
+        finding = incident.finding
         self.target = IamUserTarget(
-            incident_id=incident.request.incident_id,
+            incident_id=incident.incident_id,
             account_id=finding.account_id,
             region=finding.region,
             user_name=finding.resource.user_name or "",
@@ -44,23 +54,20 @@ class IamUserPlaybook(Playbook):
         return IamUserStepInput(target=self.target, prior=self.context, issued_before=issued_before)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act("describe_iam_user_context", self.target, IamUserContext, QUICK)
+        self.context = await self.incident.act(describe_iam_user_context, self.target, QUICK)
         self.target = self.target.model_copy(update={"user_name": self.context.user_name})
-        self.incident.state.resource_context = self.context.model_dump(mode="json")
+        self.incident.keep_context(self.context)
         return plan_iam_user_containment(
-            self.incident.state.findings_absorbed, self.context, self.target.access_key_id, self.incident.request.policy
+            self.incident.findings, self.context, self.target.access_key_id, self.incident.policy
         )
 
-    async def contain(self, saga) -> None:
-        step = self._step(issued_before=workflow.now())  # one cut-off for every retry
-        for containment in IAM_USER_CONTAINMENT_STEPS:
-            saga.register(containment.activity, containment.undo, step)
-            await self.incident.act(containment.activity, step, StepResult, QUICK)
+    def containment_input(self) -> IamUserStepInput:
+        return self._step(issued_before=workflow.now())  # one cut-off for every retry
 
     async def collect_evidence(self) -> None:
-        evidence = await self.incident.try_act("collect_iam_user_evidence", self._step(), EvidenceObject, QUICK)
+        evidence = await self.incident.try_act(collect_iam_user_evidence, self._step(), QUICK)
         if evidence:
             self.incident.add_evidence(evidence)
 
     async def eradicate(self, choice: Eradication) -> None:
-        await self.incident.act("remove_user_credentials", self._step(), StepResult, QUICK)
+        await self.incident.act(remove_user_credentials, self._step(), QUICK)

@@ -26,30 +26,44 @@ import asyncio
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from irflow.models.incident import Eradication, EvidenceObject, StepResult
+    from activities.lambda_function import (
+        collect_lambda_code,
+        collect_lambda_evidence,
+        describe_lambda_context,
+        disable_event_source_mappings,
+        record_lambda_triggers,
+        remove_function_role_revocation,
+        remove_invoke_permissions,
+        restore_function_concurrency,
+        revoke_function_role_sessions,
+        throttle_function,
+    )
+    from irflow.models.incident import Eradication
     from irflow.models.lambda_function import LambdaContext, LambdaStepInput, LambdaTarget
 
 from workflows.activity_options import QUICK, SLOW
-from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook
+from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import approval_reasons
 
 LAMBDA_CONTAINMENT_STEPS = (
-    ContainmentStep("tag_function", "restore_function_tags"),
-    ContainmentStep("throttle_function", "restore_function_concurrency"),
-    ContainmentStep("revoke_function_role_sessions", "remove_function_role_revocation"),
+    TAG_STEP,
+    ContainmentStep(throttle_function, restore_function_concurrency),
+    ContainmentStep(revoke_function_role_sessions, remove_function_role_revocation),
 )
-LAMBDA_ERADICATION_STEPS = ("record_lambda_triggers", "disable_event_source_mappings", "remove_invoke_permissions")
+# In this order: the triggers are saved before anything is removed.
+LAMBDA_ERADICATION_STEPS = (record_lambda_triggers, disable_event_source_mappings, remove_invoke_permissions)
 _NAMED = 5  # functions sharing the role named in the plan; the context lists them all
 
 
 class LambdaPlaybook(Playbook):
     name = "lambda-function"
+    containment_steps = LAMBDA_CONTAINMENT_STEPS
 
-    def __init__(self, incident) -> None:
+    def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
-        finding = incident.request.finding
+        finding = incident.finding
         self.target = LambdaTarget(
-            incident_id=incident.request.incident_id,
+            incident_id=incident.incident_id,
             account_id=finding.account_id,
             region=finding.region,
             function_name=finding.resource.resource_id or "",
@@ -60,11 +74,11 @@ class LambdaPlaybook(Playbook):
         return LambdaStepInput(target=self.target, prior=self.context, issued_before=issued_before)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act("describe_lambda_context", self.target, LambdaContext, QUICK)
+        self.context = await self.incident.act(describe_lambda_context, self.target, QUICK)
         self.target = self.target.model_copy(update={"function_name": self.context.function_name})
-        self.incident.state.resource_context = self.context.model_dump(mode="json")
+        self.incident.keep_context(self.context)
         severity, requires_approval, reasons = approval_reasons(
-            self.incident.state.findings_absorbed, self.context.tags, self.incident.request.policy, "function"
+            self.incident.findings, self.context.tags, self.incident.policy, "function"
         )
         reasons.extend(self._consequences(self.context))
         return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
@@ -98,27 +112,24 @@ class LambdaPlaybook(Playbook):
         )
         return reasons
 
-    async def contain(self, saga) -> None:
-        step = self._step(issued_before=workflow.now())  # one cut-off for every retry
-        for containment in LAMBDA_CONTAINMENT_STEPS:
-            saga.register(containment.activity, containment.undo, step)
-            await self.incident.act(containment.activity, step, StepResult, QUICK)
+    def containment_input(self) -> LambdaStepInput:
+        return self._step(issued_before=workflow.now())  # one cut-off for every retry
 
     async def collect_evidence(self) -> None:
         step = self._step()
         configuration, code = await asyncio.gather(
-            self.incident.try_act("collect_lambda_evidence", step, EvidenceObject, QUICK),
-            self.incident.try_act("collect_lambda_code", step, list[EvidenceObject], SLOW),
+            self.incident.try_act(collect_lambda_evidence, step, QUICK),
+            self.incident.try_act(collect_lambda_code, step, SLOW),
         )
         self.incident.add_evidence(*([configuration] if configuration else []), *(code or []))
 
     async def eradicate(self, choice: Eradication) -> None:
         step = self._step()
         # The triggers are saved before anything is removed: if they cannot be, nothing is removed.
-        triggers = await self.incident.act("record_lambda_triggers", step, EvidenceObject, QUICK)
+        triggers = await self.incident.act(record_lambda_triggers, step, QUICK)
         self.incident.add_evidence(triggers)
-        await self.incident.act("disable_event_source_mappings", step, StepResult, QUICK)
-        await self.incident.act("remove_invoke_permissions", step, StepResult, QUICK)
+        await self.incident.act(disable_event_source_mappings, step, QUICK)
+        await self.incident.act(remove_invoke_permissions, step, QUICK)
         self.incident.note(
             f"function {self.target.function_name} ({choice} requested): triggers detached, reserved concurrency "
             "stays 0; the function and its code are kept as evidence, never deleted"

@@ -1,25 +1,121 @@
-"""What every playbook provides, and the pieces they share."""
+"""What every playbook provides, what it may see of its incident, and the one containment loop.
+
+A playbook is the runbook for one kind of resource. It sees its incident only through `IncidentContext`
+(the finding, the policy, running activities, keeping a record), never the workflow itself; it states its
+containment as steps, each an activity and its undo, and the base class walks them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol, TypeVar, overload
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from irflow.models.finding import Severity
-    from irflow.models.incident import Eradication
+    from activities.tagging import restore_resource_tags, tag_resource
+    from irflow.models.finding import Finding, Severity
+    from irflow.models.incident import (
+        Eradication,
+        EvidenceObject,
+        MemoryCaptureResult,
+        ResponsePolicy,
+        SnapshotEvidence,
+        StepResult,
+    )
+    from irflow.models.tagging import tag_request_for
 
-if TYPE_CHECKING:
-    from workflows.incident import IncidentWorkflow
-    from workflows.saga import Saga
+from workflows.activity_options import QUICK, activity_name
+
+Argument = TypeVar("Argument")
+Result = TypeVar("Result")
+
+
+class IncidentContext(Protocol):
+    """The part of an incident a playbook may see and do. The workflow's record implements it."""
+
+    @property
+    def incident_id(self) -> str: ...
+
+    @property
+    def finding(self) -> Finding:
+        """The finding that opened the incident."""
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Every finding the incident has absorbed so far (the first included)."""
+
+    @property
+    def policy(self) -> ResponsePolicy: ...
+
+    @property
+    def raw_packed(self) -> str | None: ...
+
+    @property
+    def routing_reason(self) -> str: ...
+
+    def note(self, event: str) -> None: ...
+
+    @overload
+    async def act(
+        self, activity: Callable[[Argument], Awaitable[Result]], argument: Argument, options: dict[str, Any]
+    ) -> Result: ...
+
+    @overload
+    async def act(self, activity: Callable[[Argument], Result], argument: Argument, options: dict[str, Any]) -> Result:
+        """Run one activity, recorded as an action; its failure is recorded, then raised."""
+
+    @overload
+    async def try_act(
+        self, activity: Callable[[Argument], Awaitable[Result]], argument: Argument, options: dict[str, Any]
+    ) -> Result | None: ...
+
+    @overload
+    async def try_act(
+        self, activity: Callable[[Argument], Result], argument: Argument, options: dict[str, Any]
+    ) -> Result | None:
+        """Like `act`, for steps whose failure must not stop the incident: None when it failed."""
+
+    def register_undo(self, step: str, undo: Callable[[Any], Any], argument: Any) -> None:
+        """Before acting: how to undo the step, should the incident be undone."""
+
+    def add_evidence(self, *objects: EvidenceObject) -> None: ...
+
+    def keep_context(self, context: Any) -> None:
+        """The resource as it was before any change (the prior state every undo restores)."""
+
+    def keep_snapshots(self, snapshots: list[SnapshotEvidence]) -> None: ...
+
+    def keep_memory_capture(self, capture: MemoryCaptureResult) -> None: ...
+
+    def keep_related_incident(self, workflow_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
 class ContainmentStep:
-    activity: str
-    undo: str
+    """One containment step: an activity and the activity that undoes it (None: nothing to undo, such as a
+    snapshot that stays as evidence). `takes` makes the step's argument from the playbook's step input."""
+
+    activity: Callable[[Any], Any]
+    undo: Callable[[Any], Any] | None
+    takes: Callable[[Any], Any] = field(default=lambda step_input: step_input)
+
+    @property
+    def name(self) -> str:
+        return activity_name(self.activity)
+
+    @property
+    def undo_name(self) -> str | None:
+        return activity_name(self.undo) if self.undo else None
+
+    def argument(self, step_input: Any) -> Any:
+        return self.takes(step_input)
+
+
+# Every playbook's first step: the incident tags, the same way on every kind of resource.
+TAG_STEP = ContainmentStep(tag_resource, restore_resource_tags, takes=tag_request_for)
 
 
 @dataclass(frozen=True)
@@ -35,15 +131,40 @@ class Playbook:
 
     name = "abstract"
     contains = True
+    containment_steps: tuple[ContainmentStep, ...] = ()
+    containment_options: dict[str, Any] = QUICK
 
-    def __init__(self, incident: IncidentWorkflow) -> None:
+    def __init__(self, incident: IncidentContext) -> None:
         self.incident = incident
 
     async def analyse(self) -> ContainmentPlan:
         raise NotImplementedError
 
-    async def contain(self, saga: Saga) -> None:
+    def containment_input(self) -> Any:
+        """What every step (and its undo) takes: the target and its prior state. Made once per
+        containment, so every retry of a step sees the identical input."""
         raise NotImplementedError
+
+    async def contain(self) -> None:
+        """Each step in order, its undo registered before it acts (a step that fails half-way is undone
+        too: every undo restores the recorded prior state and is idempotent)."""
+        step_input = self.containment_input()
+        for step in self.containment_steps:
+            argument = step.argument(step_input)
+            if step.undo is not None:
+                self.incident.register_undo(step.name, step.undo, argument)
+            try:
+                result = await self.incident.act(step.activity, argument, self.containment_options)
+            except ActivityError:
+                self.step_failed(step)
+                raise
+            self.step_done(step, result)
+
+    def step_done(self, step: ContainmentStep, result: StepResult) -> None:
+        """A step succeeded (a playbook that records something of a step's result says so here)."""
+
+    def step_failed(self, step: ContainmentStep) -> None:
+        """A step failed, and the incident is about to be undone."""
 
     async def collect_evidence(self) -> None:
         raise NotImplementedError

@@ -17,10 +17,19 @@ and security groups exactly.
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from irflow.models.incident import Eradication, EvidenceObject, SnapshotEvidence, StepResult
+    from activities.rds import (
+        collect_db_instance_evidence,
+        describe_db_instance_context,
+        disable_db_public_access,
+        quarantine_db_security_groups,
+        restore_db_public_access,
+        restore_db_security_groups,
+        snapshot_db_instance,
+        stop_db_instance,
+    )
+    from irflow.models.incident import Eradication, SnapshotEvidence, StepResult
     from irflow.models.rds import (
         DbInstanceContext,
         DbStepInput,
@@ -30,16 +39,16 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.activity_options import QUICK, SLOW
-from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook
+from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import approval_reasons
 
-SNAPSHOT_STEP = "snapshot_db_instance"
+# Evidence, not a change to undo: no undo is registered, the snapshot stays on rejection or failure.
+SNAPSHOT_STEP = ContainmentStep(snapshot_db_instance, None)
 RDS_CONTAINMENT_STEPS = (
-    ContainmentStep("tag_db_instance", "restore_db_instance_tags"),
-    ContainmentStep("disable_db_public_access", "restore_db_public_access"),
-    ContainmentStep("quarantine_db_security_groups", "restore_db_security_groups"),
-    # Evidence, not a change to undo: no undo is registered, the snapshot stays on rejection or failure.
-    ContainmentStep(SNAPSHOT_STEP, ""),
+    TAG_STEP,
+    ContainmentStep(disable_db_public_access, restore_db_public_access),
+    ContainmentStep(quarantine_db_security_groups, restore_db_security_groups),
+    SNAPSHOT_STEP,
 )
 
 
@@ -90,13 +99,14 @@ def plan_rds_containment(findings, context: DbInstanceContext, target: DbTarget,
 
 class RdsPlaybook(Playbook):
     name = "rds-instance"
+    containment_steps = RDS_CONTAINMENT_STEPS
+    containment_options = SLOW  # RDS refuses changes while the database is busy: steps wait for it
 
-    def __init__(self, incident) -> None:
+    def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
-        request = incident.request
-        finding = request.finding
+        finding = incident.finding
         self.target = DbTarget(
-            incident_id=request.incident_id,
+            incident_id=incident.incident_id,
             account_id=finding.account_id,
             region=finding.region,
             db_instance_identifier=db_instance_name(finding.resource.resource_id or ""),
@@ -109,30 +119,23 @@ class RdsPlaybook(Playbook):
         return DbStepInput(target=self.target, prior=self.context)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act("describe_db_instance_context", self.target, DbInstanceContext, QUICK)
+        self.context = await self.incident.act(describe_db_instance_context, self.target, QUICK)
         self.target = self.target.model_copy(update={"db_instance_identifier": self.context.db_instance_identifier})
-        self.incident.state.resource_context = self.context.model_dump(mode="json")
-        return plan_rds_containment(
-            self.incident.state.findings_absorbed, self.context, self.target, self.incident.request.policy
-        )
+        self.incident.keep_context(self.context)
+        return plan_rds_containment(self.incident.findings, self.context, self.target, self.incident.policy)
 
-    async def contain(self, saga) -> None:
-        step = self._step()
-        for containment in RDS_CONTAINMENT_STEPS:
-            if containment.undo:
-                saga.register(containment.activity, containment.undo, step)
-            try:
-                result = await self.incident.act(containment.activity, step, StepResult, SLOW)
-            except ActivityError:
-                if containment.activity == SNAPSHOT_STEP:
-                    self.incident.note(
-                        f"snapshot {snapshot_identifier(self.target.incident_id)} may exist: it is evidence and is kept"
-                    )
-                raise
-            if containment.activity == SNAPSHOT_STEP:
-                self._record_snapshot(result)
+    def containment_input(self) -> DbStepInput:
+        return self._step()
 
-    def _record_snapshot(self, result: StepResult) -> None:
+    def step_failed(self, step: ContainmentStep) -> None:
+        if step is SNAPSHOT_STEP:
+            self.incident.note(
+                f"snapshot {snapshot_identifier(self.target.incident_id)} may exist: it is evidence and is kept"
+            )
+
+    def step_done(self, step: ContainmentStep, result: StepResult) -> None:
+        if step is not SNAPSHOT_STEP:
+            return
         detail = result.detail
         snapshot = SnapshotEvidence(
             snapshot_id=detail["snapshot_id"],
@@ -140,12 +143,11 @@ class RdsPlaybook(Playbook):
             state=detail.get("status") or "creating",
             started_at=detail.get("created"),
         )
-        state = self.incident.state
-        state.snapshots = [s for s in state.snapshots if s.snapshot_id != snapshot.snapshot_id] + [snapshot]
+        self.incident.keep_snapshots([snapshot])
         self.incident.note(f"{detail['kind']} {snapshot.snapshot_id} of {snapshot.volume_id} ({snapshot.state})")
 
     async def collect_evidence(self) -> None:
-        evidence = await self.incident.try_act("collect_db_instance_evidence", self._step(), EvidenceObject, QUICK)
+        evidence = await self.incident.try_act(collect_db_instance_evidence, self._step(), QUICK)
         if evidence:
             self.incident.add_evidence(evidence)
 
@@ -161,7 +163,7 @@ class RdsPlaybook(Playbook):
                 f"irflow never deletes a database: 'terminate' stops {what}; delete it yourself once forensics "
                 f"are done (snapshot {snapshot} is kept)"
             )
-        stopped = await self.incident.try_act("stop_db_instance", self._step(), StepResult, SLOW)
+        stopped = await self.incident.try_act(stop_db_instance, self._step(), SLOW)
         if stopped:
             self.incident.note(
                 f"{what} is {stopped.detail.get('status')}: open sessions ended; RDS starts a stopped database "

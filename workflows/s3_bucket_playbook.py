@@ -11,31 +11,40 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from irflow.models.incident import Eradication, EvidenceObject, StepResult
+    from activities.s3_bucket import (
+        block_bucket_public_access,
+        collect_bucket_evidence,
+        describe_bucket_context,
+        remove_public_policy_statements,
+        restore_bucket_policy,
+        restore_bucket_public_access,
+    )
+    from irflow.models.incident import Eradication
     from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
 
 from workflows.activity_options import QUICK
-from workflows.playbook import ContainmentPlan, ContainmentStep, Playbook
+from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import approval_reasons
 
 S3_CONTAINMENT_STEPS = (
-    ContainmentStep("tag_bucket", "restore_bucket_tags"),
+    TAG_STEP,
     # The policy is rewritten before public access is blocked so that the undos run the other way
     # round: public access is unblocked first, else S3 refuses to put a public policy back.
-    ContainmentStep("remove_public_policy_statements", "restore_bucket_policy"),
-    ContainmentStep("block_bucket_public_access", "restore_bucket_public_access"),
+    ContainmentStep(remove_public_policy_statements, restore_bucket_policy),
+    ContainmentStep(block_bucket_public_access, restore_bucket_public_access),
 )
 
 
 class S3BucketPlaybook(Playbook):
     name = "s3-bucket"
+    containment_steps = S3_CONTAINMENT_STEPS
 
-    def __init__(self, incident) -> None:
+    def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
-        finding = incident.request.finding
+        finding = incident.finding
         buckets = finding.resource.bucket_names
         self.target = BucketTarget(
-            incident_id=incident.request.incident_id,
+            incident_id=incident.incident_id,
             account_id=finding.account_id,
             region=finding.region,
             bucket=buckets[0] if buckets else finding.resource.resource_id or "",
@@ -46,11 +55,10 @@ class S3BucketPlaybook(Playbook):
         return BucketStepInput(target=self.target, prior=self.context)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act("describe_bucket_context", self.target, BucketContext, QUICK)
-        self.incident.state.resource_context = self.context.model_dump(mode="json")
-        findings = self.incident.state.findings_absorbed
+        self.context = await self.incident.act(describe_bucket_context, self.target, QUICK)
+        self.incident.keep_context(self.context)
         severity, requires_approval, reasons = approval_reasons(
-            findings, self.context.tags, self.incident.request.policy, "bucket"
+            self.incident.findings, self.context.tags, self.incident.policy, "bucket"
         )
         reasons.append(
             f"bucket {self.target.bucket}: statements granting access to everyone are removed and all four "
@@ -58,14 +66,11 @@ class S3BucketPlaybook(Playbook):
         )
         return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
 
-    async def contain(self, saga) -> None:
-        step = self._step()
-        for containment in S3_CONTAINMENT_STEPS:
-            saga.register(containment.activity, containment.undo, step)
-            await self.incident.act(containment.activity, step, StepResult, QUICK)
+    def containment_input(self) -> BucketStepInput:
+        return self._step()
 
     async def collect_evidence(self) -> None:
-        evidence = await self.incident.try_act("collect_bucket_evidence", self._step(), EvidenceObject, QUICK)
+        evidence = await self.incident.try_act(collect_bucket_evidence, self._step(), QUICK)
         if evidence:
             self.incident.add_evidence(evidence)
 

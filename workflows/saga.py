@@ -9,8 +9,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Undo:
-    step: str
-    activity: str
+    step: str  # the name of the step it undoes
+    activity: Callable[[Any], Any]  # the undo activity
     argument: Any
 
 
@@ -21,7 +21,7 @@ class Saga:
     def __init__(self) -> None:
         self._undos: list[Undo] = []
 
-    def register(self, step: str, activity: str, argument: Any) -> None:
+    def register(self, step: str, activity: Callable[[Any], Any], argument: Any) -> None:
         self._undos.append(Undo(step, activity, argument))
 
     def __len__(self) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from irflow.models.incident import EvidenceObject, TriageInput
+    from activities.triage import describe_related_resources
+    from irflow.models.incident import TriageInput
 
 from workflows.activity_options import QUICK
 from workflows.playbook import ContainmentPlan, Playbook
@@ -22,18 +23,17 @@ class TriagePlaybook(Playbook):
     contains = False
 
     async def analyse(self) -> ContainmentPlan:
-        request, state = self.incident.request, self.incident.state
+        incident = self.incident
+        finding = incident.finding
         reasons = [
-            f"{request.finding.type}: severity {request.finding.severity_score} ({request.finding.severity})",
-            f"triage only: {request.routing_reason or 'no containment playbook for this resource'}",
+            f"{finding.type}: severity {finding.severity_score} ({finding.severity})",
+            f"triage only: {incident.routing_reason or 'no containment playbook for this resource'}",
             "irflow collects evidence and waits for an analyst; nothing in the account is changed",
         ]
-        return ContainmentPlan(
-            severity=incident_severity(state.findings_absorbed), requires_approval=False, reasons=reasons
-        )
+        return ContainmentPlan(severity=incident_severity(incident.findings), requires_approval=False, reasons=reasons)
 
     async def collect_evidence(self) -> None:
-        request = TriageInput(incident_id=self.incident.request.incident_id, finding=self.incident.request.finding)
-        described = await self.incident.try_act("describe_related_resources", request, EvidenceObject, QUICK)
+        request = TriageInput(incident_id=self.incident.incident_id, finding=self.incident.finding)
+        described = await self.incident.try_act(describe_related_resources, request, QUICK)
         if described:
             self.incident.add_evidence(described)

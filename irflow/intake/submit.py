@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy
 
 from irflow.intake.router import incident_id, route
 from irflow.models.finding import ParsedFinding, pack_raw
-from irflow.models.incident import FindingDelivery, IncidentInput, Phase, Status
+from irflow.models.incident import INCIDENT_WORKFLOW, FindingDelivery, IncidentInput, IncidentState, Phase, Status
 from irflow.models.settings import IrflowSettings
 from irflow.telemetry import tracer
 from workflows import search_attributes as sa
-from workflows.incident import IncidentWorkflow
 
 # Temporal refuses payloads over 2 MB. Packed findings are a tenth of their JSON; one that is still
 # too big travels without its original (its SHA-256 is in the finding) and the incident notes it.
@@ -87,23 +86,22 @@ async def submit(
     # The parent of the incident's workflow and activity spans (Temporal's TracingInterceptor carries it).
     with tracer.start_as_current_span("irflow.submit_finding", attributes=attributes) as span:
         await client.start_workflow(
-            IncidentWorkflow.run,
+            INCIDENT_WORKFLOW,
             request,
+            result_type=IncidentState,
             id=destination.incident_key,
             task_queue=settings.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             start_signal="add_finding",
             start_signal_args=[delivery],
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.STATUS, str(Status.ACTIVE)),
-                    SearchAttributePair(sa.PHASE, str(Phase.DETECTION)),
-                    SearchAttributePair(sa.SEVERITY, str(finding.severity)),
-                    SearchAttributePair(sa.FINDING_TYPE, finding.type),
-                    SearchAttributePair(sa.RESOURCE_ID, destination.resource_id),
-                    SearchAttributePair(sa.RESOURCE_TYPE, finding.resource.resource_type),
-                    SearchAttributePair(sa.ACCOUNT, finding.account_id),
-                ]
+            search_attributes=sa.incident_attributes(
+                status=str(Status.ACTIVE),
+                phase=str(Phase.DETECTION),
+                severity=str(finding.severity),
+                finding_type=finding.type,
+                resource_id=destination.resource_id,
+                resource_type=finding.resource.resource_type,
+                account=finding.account_id,
             ),
             memo={"incident_id": new_incident_id, "opened_by": nonce},
             static_summary=f"{finding.severity} {finding.type} on {destination.resource_id} ({destination.playbook})",

@@ -7,6 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from irflow.models.tagging import TaggableKind, TaggedResource
+
 
 class Ec2Target(BaseModel):
     """The instance an activity works on, and the incident it works for (tags, names, idempotency)."""
@@ -82,6 +84,9 @@ class InstanceContext(BaseModel):
     @property
     def vpc_ids(self) -> list[str]:
         return sorted({eni.vpc_id for eni in self.network_interfaces})
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        return [TaggedResource(kind=TaggableKind.EC2_INSTANCE, name=self.instance_id, prior=self.tags)]
 
 
 class Ec2StepInput(BaseModel):

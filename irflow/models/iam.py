@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from irflow.models.tagging import TaggableKind, TaggedResource
+
 
 class IamUserTarget(BaseModel):
     incident_id: str
@@ -42,6 +44,9 @@ class IamUserContext(BaseModel):
 
     def key(self, access_key_id: str | None) -> AccessKeyState | None:
         return next((k for k in self.access_keys if k.access_key_id == access_key_id), None)
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        return [TaggedResource(kind=TaggableKind.IAM_USER, name=self.user_name, prior=self.tags)]
 
 
 class IamUserStepInput(BaseModel):
@@ -91,6 +96,9 @@ class IamRoleContext(BaseModel):
         default=None, description="why irflow may not change this role (service-linked, IAM Identity Center)"
     )
     captured_at: datetime
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        return [TaggedResource(kind=TaggableKind.IAM_ROLE, name=self.role_name, prior=self.tags)]
 
 
 class IamRoleStepInput(BaseModel):

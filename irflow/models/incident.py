@@ -11,6 +11,10 @@ from pydantic import BaseModel, Field
 from irflow.models.ec2 import InstanceContext
 from irflow.models.finding import Finding, Severity
 
+# The incident workflow's type name: what clients start and list (`WorkflowType = 'IncidentWorkflow'`),
+# so the listener and the CLI need not import the workflow's code.
+INCIDENT_WORKFLOW = "IncidentWorkflow"
+
 
 class Phase(StrEnum):
     """NIST SP 800-61 lifecycle, as the workflow walks it."""

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from irflow.models.tagging import TaggableKind, TaggedResource
+
 
 class LambdaTarget(BaseModel):
     incident_id: str
@@ -53,6 +55,13 @@ class LambdaContext(BaseModel):
         default_factory=list, description="other functions in the region running under the same execution role"
     )
     captured_at: datetime
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        return [
+            TaggedResource(
+                kind=TaggableKind.LAMBDA_FUNCTION, name=self.function_arn, label=self.function_name, prior=self.tags
+            )
+        ]
 
 
 class LambdaStepInput(BaseModel):

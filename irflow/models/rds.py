@@ -9,6 +9,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from irflow.models.tagging import TaggableKind, TaggedResource
+
 _NOT_IN_IDENTIFIER = re.compile(r"[^a-z0-9]+")
 _DB_ARN = re.compile(r"^arn:[^:]+:rds:[^:]*:[^:]*:db:(?P<name>.+)$")
 # The fields of GuardDuty's rdsDbUserDetails, kept as evidence (the password is never in a finding).
@@ -92,6 +94,18 @@ class DbInstanceContext(BaseModel):
     @property
     def all_tags(self) -> dict[str, str]:
         return {**(self.cluster.tags if self.cluster else {}), **self.tags}
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        """Every instance containment changes (each member, for Aurora), then the cluster itself."""
+        resources = [
+            TaggedResource(kind=TaggableKind.RDS, name=m.arn, label=m.identifier, prior=m.tags) for m in self.instances
+        ]
+        if self.cluster:
+            cluster = self.cluster
+            resources.append(
+                TaggedResource(kind=TaggableKind.RDS, name=cluster.arn, label=cluster.identifier, prior=cluster.tags)
+            )
+        return resources
 
 
 class DbStepInput(BaseModel):

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from irflow.models.tagging import TaggableKind, TaggedResource
+
 
 class BucketTarget(BaseModel):
     incident_id: str
@@ -24,6 +26,9 @@ class BucketContext(BaseModel):
     acl: dict[str, Any] = Field(default_factory=dict)
     tags: dict[str, str] = Field(default_factory=dict)
     captured_at: datetime
+
+    def tagged_resources(self) -> list[TaggedResource]:
+        return [TaggedResource(kind=TaggableKind.S3_BUCKET, name=self.bucket, prior=self.tags)]
 
 
 class BucketStepInput(BaseModel):

@@ -33,9 +33,14 @@ from irflow.models.rds import DbStepInput, DbTarget
 from irflow.models.s3 import BucketStepInput, BucketTarget
 from irflow.models.settings import get_settings
 from tests.support import REPO
+from workflows.activity_options import activity_name
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
+from workflows.iam_role_playbook import IAM_ROLE_CONTAINMENT_STEPS
+from workflows.iam_user_playbook import IAM_USER_CONTAINMENT_STEPS
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS, LAMBDA_ERADICATION_STEPS
+from workflows.playbook import ContainmentStep
 from workflows.rds_playbook import RDS_CONTAINMENT_STEPS
+from workflows.s3_bucket_playbook import S3_CONTAINMENT_STEPS
 
 INCIDENT_ID = "inc-iam-0001"
 ALLOW_S3_READ = {
@@ -145,6 +150,11 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
         with recorder.during(name):
             return by_name[name](argument)
 
+    def run_steps(steps: list[ContainmentStep], step_input: Any, undo: bool = False) -> None:
+        """Containment steps (or their undos) as the playbook runs them: each on the argument it makes."""
+        for containment in steps:
+            run(containment.undo_name if undo else containment.name, containment.argument(step_input))
+
     target = Ec2Target(
         incident_id=INCIDENT_ID,
         account_id=workload.account_id,
@@ -153,18 +163,16 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     )
     prior = run("describe_instance_context", target)
     step = Ec2StepInput(target=target, prior=prior, issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC))
-    steps = [c.activity for c in EC2_CONTAINMENT_STEPS]
-    undos = [c.undo for c in reversed(EC2_CONTAINMENT_STEPS)]
-    for name in steps:
-        run(name, step)
+    steps, undos = list(EC2_CONTAINMENT_STEPS), list(reversed(EC2_CONTAINMENT_STEPS))
+    run_steps(steps, step)
     # Someone loosens the quarantine group: isolating again must tighten it (revoking ingress).
     ec2 = boto3.client("ec2", region_name=workload.region)
     quarantine = run("isolate_network", step).detail["quarantine_groups"][workload.vpc_id]
     ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
     ec2.authorize_security_group_ingress(GroupId=quarantine, IpPermissions=[ssh])
-    for sequence in (steps, undos, undos):  # the look-and-do-nothing branches, then the undos
-        for name in sequence:
-            run(name, step)
+    run_steps(steps, step)  # the look-and-do-nothing branches, then the undos
+    run_steps(undos, step, undo=True)
+    run_steps(undos, step, undo=True)
 
     # With a quarantine profile the profile is swapped (and swapped back) rather than removed.
     iam = boto3.client("iam", region_name=workload.region)
@@ -219,10 +227,9 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
         prior=user_prior,
         issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC),
     )
-    user_steps = ["tag_user", "deactivate_access_key", "revoke_user_sessions"]
-    user_undos = ["remove_user_session_revocation", "restore_access_key_status", "restore_user_tags"]
-    for name in user_steps + user_steps + user_undos + user_undos:
-        run(name, user_step)
+    user_steps = list(IAM_USER_CONTAINMENT_STEPS)
+    run_steps(user_steps + user_steps, user_step)
+    run_steps(list(reversed(user_steps)) * 2, user_step, undo=True)
     run("collect_iam_user_evidence", user_step)
     run("remove_user_credentials", user_step)
     run("remove_user_credentials", user_step)
@@ -232,10 +239,9 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
         incident_id=INCIDENT_ID, account_id=workload.account_id, region=workload.region, bucket=workload.public_bucket
     )
     bucket_step = BucketStepInput(target=bucket_target, prior=run("describe_bucket_context", bucket_target))
-    bucket_steps = ["tag_bucket", "remove_public_policy_statements", "block_bucket_public_access"]
-    bucket_undos = ["restore_bucket_public_access", "restore_bucket_policy", "restore_bucket_tags"]
-    for name in bucket_steps + bucket_steps + bucket_undos + bucket_undos:
-        run(name, bucket_step)
+    bucket_steps = list(S3_CONTAINMENT_STEPS)
+    run_steps(bucket_steps + bucket_steps, bucket_step)
+    run_steps(list(reversed(bucket_steps)) * 2, bucket_step, undo=True)
     run("collect_bucket_evidence", bucket_step)
 
     # IAM role sessions: found by the principal's role id, each step twice, each undo twice, evidence.
@@ -254,17 +260,15 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     )
     iam.put_role_policy(RoleName=workload.role_name, PolicyName="app", PolicyDocument=json.dumps(ALLOW_S3_READ))
     role_step = role_step.model_copy(update={"prior": run("describe_iam_role_context", role_step.target)})
-    role_steps = ["tag_role", "revoke_iam_role_sessions"]
-    role_undos = ["remove_iam_role_session_revocation", "restore_role_tags"]
-    for name in role_steps + role_steps + role_undos + role_undos:
-        run(name, role_step)
+    role_steps = list(IAM_ROLE_CONTAINMENT_STEPS)
+    run_steps(role_steps + role_steps, role_step)
+    run_steps(list(reversed(role_steps)) * 2, role_step, undo=True)
     run("collect_iam_role_evidence", role_step)
 
     # Lambda function: described, each step twice, each undo twice (with and without reserved concurrency
     # to restore), evidence with the code package, then eradication twice (the second finds nothing to do).
     moto_fidelity_lambda.apply()
-    function_steps = [c.activity for c in LAMBDA_CONTAINMENT_STEPS]
-    function_undos = [c.undo for c in reversed(LAMBDA_CONTAINMENT_STEPS)]
+    function_steps, function_undos = list(LAMBDA_CONTAINMENT_STEPS), list(reversed(LAMBDA_CONTAINMENT_STEPS))
     for reserved, name in ((25, "demo"), (None, "plain")):
         demo = seed_lambda_function(workload.account_id, workload.region, name=name, reserved_concurrency=reserved)
         function_target = LambdaTarget(
@@ -278,18 +282,19 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
             prior=run("describe_lambda_context", function_target),
             issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC),
         )
-        for step_name in function_steps + function_steps + function_undos + function_undos + function_steps:
-            run(step_name, function_step)
+        run_steps(function_steps + function_steps, function_step)
+        run_steps(function_undos + function_undos, function_step, undo=True)
+        run_steps(function_steps, function_step)
     run("collect_lambda_evidence", function_step)
     run("collect_lambda_code", function_step)
-    for step_name in LAMBDA_ERADICATION_STEPS + LAMBDA_ERADICATION_STEPS:
-        run(step_name, function_step)
+    for eradication in LAMBDA_ERADICATION_STEPS + LAMBDA_ERADICATION_STEPS:
+        run(activity_name(eradication), function_step)
 
     # RDS: a lone instance and an Aurora cluster, each described, each step twice, each undo twice, evidence,
     # then stopped twice (the second finds it stopped).
     moto_fidelity_rds.apply()
-    db_steps = [c.activity for c in RDS_CONTAINMENT_STEPS]
-    db_undos = [c.undo for c in reversed(RDS_CONTAINMENT_STEPS) if c.undo]
+    db_steps = list(RDS_CONTAINMENT_STEPS)
+    db_undos = [c for c in reversed(RDS_CONTAINMENT_STEPS) if c.undo]
     for seed in (seed_rds_instance, seed_aurora_cluster):
         database = seed(workload.account_id, workload.region, workload.vpc_id, workload.subnet_ids)
         db_target = DbTarget(
@@ -300,8 +305,8 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
             db_user={"user": "orders_app"},
         )
         db_step = DbStepInput(target=db_target, prior=run("describe_db_instance_context", db_target))
-        for name in db_steps + db_steps + db_undos + db_undos:
-            run(name, db_step)
+        run_steps(db_steps + db_steps, db_step)
+        run_steps(db_undos + db_undos, db_step, undo=True)
         run("collect_db_instance_evidence", db_step)
         run("stop_db_instance", db_step)
         run("stop_db_instance", db_step)

@@ -14,9 +14,7 @@ from activities.ec2_containment import (
     isolate_network,
     protect_instance,
     restore_instance_protection,
-    restore_instance_tags,
     restore_network,
-    tag_instance,
 )
 from activities.ec2_context import describe_instance_context
 from activities.iam import (
@@ -26,18 +24,21 @@ from activities.iam import (
     revoke_role_sessions,
 )
 from activities.load_balancing import deregister_from_target_groups, register_with_target_groups
+from activities.tagging import restore_resource_tags, tag_resource
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.settings import get_settings
+from irflow.models.tagging import tag_request_for
 from tests.support import observed_instance, quarantine_groups
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
+from workflows.playbook import ContainmentStep
 
 INCIDENT_ID = "inc-ec2-0001"
 ISSUED_BEFORE = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 EVERYONE = ("0.0.0.0/0", "::/0")
 SSH_FROM_ANYWHERE = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
 
-STEPS = [
-    (tag_instance, restore_instance_tags),
+PAIRS = [
+    (tag_resource, restore_resource_tags),
     (protect_instance, restore_instance_protection),
     (detach_from_auto_scaling, reattach_to_auto_scaling),
     (deregister_from_target_groups, register_with_target_groups),
@@ -45,7 +46,17 @@ STEPS = [
     (replace_instance_profile, restore_instance_profile),
     (revoke_role_sessions, remove_session_revocation),
 ]
-STEP_IDS = [step.__name__ for step, _ in STEPS]
+STEPS = list(EC2_CONTAINMENT_STEPS)
+STEP_IDS = [step.name for step in STEPS]
+
+
+def act(containment: ContainmentStep, step: Ec2StepInput):
+    """Run a containment step as the playbook does: on the argument it makes from the step input."""
+    return containment.activity(containment.argument(step))
+
+
+def undo(containment: ContainmentStep, step: Ec2StepInput):
+    return containment.undo(containment.argument(step))
 
 
 @pytest.fixture
@@ -102,7 +113,7 @@ def asg_members(workload) -> set[str]:
 
 
 def test_step_pairs_are_the_playbooks():
-    assert [(s.__name__, u.__name__) for s, u in STEPS] == [(c.activity, c.undo) for c in EC2_CONTAINMENT_STEPS]
+    assert [(c.activity, c.undo) for c in EC2_CONTAINMENT_STEPS] == PAIRS
 
 
 # --- each step's effect, as seen in AWS ---
@@ -110,7 +121,7 @@ def test_step_pairs_are_the_playbooks():
 
 def test_tag_instance_marks_the_instance_and_keeps_its_tags(workload, target):
     before = observed_instance(workload)
-    assert tag_instance(step_input(target)).changed is True
+    assert tag_resource(tag_request_for(step_input(target))).changed is True
     tags = observed_instance(workload)["tags"]
     assert tags == {**before["tags"], "irflow:incident-id": INCIDENT_ID, "irflow:status": "contained"}
 
@@ -237,23 +248,23 @@ def test_unknown_instance_is_a_non_retryable_not_found(workload):
 # --- idempotency ---
 
 
-@pytest.mark.parametrize("step_fn, undo_fn", STEPS, ids=STEP_IDS)
-def test_each_step_changes_nothing_the_second_time(workload, target, step_fn, undo_fn):
+@pytest.mark.parametrize("containment", STEPS, ids=STEP_IDS)
+def test_each_step_changes_nothing_the_second_time(workload, target, containment):
     step = step_input(target)
-    assert step_fn(step).changed is True
+    assert act(containment, step).changed is True
     once = observed_instance(workload)
-    assert step_fn(step).changed is False
+    assert act(containment, step).changed is False
     assert observed_instance(workload) == once
-    assert len(quarantine_groups(workload)) == (1 if step_fn is isolate_network else 0)
-    assert len(once["role_policies"]) == (1 if step_fn is revoke_role_sessions else 0)
+    assert len(quarantine_groups(workload)) == (1 if containment.activity is isolate_network else 0)
+    assert len(once["role_policies"]) == (1 if containment.activity is revoke_role_sessions else 0)
 
 
 def test_all_steps_twice_leave_the_state_of_once(workload, target):
     step = step_input(target)
-    for step_fn, _ in STEPS:
-        step_fn(step)
+    for containment in STEPS:
+        act(containment, step)
     once = observed_instance(workload)
-    assert [step_fn(step).changed for step_fn, _ in STEPS] == [False] * len(STEPS)
+    assert [act(containment, step).changed for containment in STEPS] == [False] * len(STEPS)
     assert observed_instance(workload) == once
     assert len(quarantine_groups(workload)) == 1 and len(groups_with_role(workload, "untrack")) == 1
     assert once["role_policies"] == [f"irflow-revoke-sessions-{INCIDENT_ID}"]
@@ -262,35 +273,35 @@ def test_all_steps_twice_leave_the_state_of_once(workload, target):
 # --- exact undo ---
 
 
-@pytest.mark.parametrize("step_fn, undo_fn", STEPS, ids=STEP_IDS)
-def test_each_undo_restores_exactly_and_twice_is_harmless(workload, target, step_fn, undo_fn):
+@pytest.mark.parametrize("containment", STEPS, ids=STEP_IDS)
+def test_each_undo_restores_exactly_and_twice_is_harmless(workload, target, containment):
     step = step_input(target)
     before = observed_instance(workload)
-    assert step_fn(step).changed is True
+    assert act(containment, step).changed is True
     assert observed_instance(workload) != before
-    assert undo_fn(step).changed is True
+    assert undo(containment, step).changed is True
     assert observed_instance(workload) == before
-    assert undo_fn(step).changed is False
+    assert undo(containment, step).changed is False
     assert observed_instance(workload) == before
 
 
-@pytest.mark.parametrize("step_fn, undo_fn", STEPS, ids=STEP_IDS)
-def test_undo_without_the_step_changes_nothing(workload, target, step_fn, undo_fn):
+@pytest.mark.parametrize("containment", STEPS, ids=STEP_IDS)
+def test_undo_without_the_step_changes_nothing(workload, target, containment):
     step = step_input(target)
     before = observed_instance(workload)
-    assert undo_fn(step).changed is False
+    assert undo(containment, step).changed is False
     assert observed_instance(workload) == before
 
 
 def test_all_steps_then_all_undos_in_reverse_restore_exactly(workload, target):
     step = step_input(target)
     before = observed_instance(workload)
-    for step_fn, _ in STEPS:
-        step_fn(step)
+    for containment in STEPS:
+        act(containment, step)
     contained = observed_instance(workload)
     assert contained["asg_member"] == [] and contained["target_groups"] == [] and contained["profiles"] == []
-    for _, undo_fn in reversed(STEPS):
-        undo_fn(step)
+    for containment in reversed(STEPS):
+        undo(containment, step)
     assert observed_instance(workload) == before
     assert asg_members(workload) == {workload.instance_id, workload.other_instance_id}
 
@@ -300,9 +311,9 @@ def test_existing_irflow_status_tag_is_restored_to_its_old_value(workload, targe
     ec2.create_tags(Resources=[workload.instance_id], Tags=[{"Key": "irflow:status", "Value": "released"}])
     step = step_input(target)
     before = observed_instance(workload)
-    tag_instance(step)
+    tag_resource(tag_request_for(step))
     assert observed_instance(workload)["tags"]["irflow:status"] == "contained"
-    restore_instance_tags(step)
+    restore_resource_tags(tag_request_for(step))
     assert observed_instance(workload) == before
 
 

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import lambda_function as steps
 from activities.iam import revocation_policy_name
+from activities.tagging import restore_resource_tags, tag_resource
 from irflow.devstack import moto_fidelity_lambda
 from irflow.devstack.demo_lambda import (
     HANDLER_SOURCE,
@@ -26,6 +27,7 @@ from irflow.devstack.demo_lambda import (
 )
 from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
 from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
+from irflow.models.tagging import tag_request_for
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS
 
 INCIDENT_ID = "inc-lambda-0001"
@@ -98,28 +100,34 @@ def test_a_missing_function_is_not_found_and_a_nameless_one_is_refused(demo):
     assert nameless.value.type == INVALID_REQUEST
 
 
-@pytest.mark.parametrize("containment", LAMBDA_CONTAINMENT_STEPS, ids=lambda c: c.activity)
+@pytest.mark.parametrize("containment", LAMBDA_CONTAINMENT_STEPS, ids=lambda c: c.name)
 def test_each_step_twice_changes_the_function_once_and_its_undo_restores_it_exactly(demo, containment):
     step, before = _step(demo), observed_function(demo)
-    act, undo = getattr(steps, containment.activity), getattr(steps, containment.undo)
-    assert act(step).changed is True
+    argument = containment.argument(step)
+    act, undo = containment.activity, containment.undo
+    assert act(argument).changed is True
     contained = observed_function(demo)
     assert contained != before
-    assert act(step).changed is False
+    assert act(argument).changed is False
     assert observed_function(demo) == contained
-    assert undo(step).changed is True
+    assert undo(argument).changed is True
     assert observed_function(demo) == before
-    assert undo(step).changed is False
+    assert undo(argument).changed is False
     assert observed_function(demo) == before
 
 
 def test_containment_is_observable(demo):
     step = _step(demo)
     for containment in LAMBDA_CONTAINMENT_STEPS:
-        getattr(steps, containment.activity)(step)
+        containment.activity(containment.argument(step))
     seen = observed_function(demo)
     assert seen["reserved_concurrency"] == 0
-    assert seen["tags"] == {"app": "shop", "team": "media", "irflow:incident-id": INCIDENT_ID}
+    assert seen["tags"] == {
+        "app": "shop",
+        "team": "media",
+        "irflow:incident-id": INCIDENT_ID,
+        "irflow:status": "contained",
+    }
     assert seen["role_policies"] == [revocation_policy_name(INCIDENT_ID)]
     document = boto3.client("iam").get_role_policy(
         RoleName=demo.role_name, PolicyName=revocation_policy_name(INCIDENT_ID)
@@ -147,9 +155,9 @@ def test_an_earlier_incidents_tag_is_put_back(demo):
     lam = boto3.client("lambda", region_name=demo.region)
     lam.tag_resource(Resource=demo.function_arn, Tags={"irflow:incident-id": "inc-earlier"})
     step, before = _step(demo), observed_function(demo)
-    steps.tag_function(step)
+    tag_resource(tag_request_for(step))
     assert observed_function(demo)["tags"]["irflow:incident-id"] == INCIDENT_ID
-    steps.restore_function_tags(step)
+    restore_resource_tags(tag_request_for(step))
     assert observed_function(demo) == before
 
 
@@ -272,7 +280,7 @@ def test_deny_statements_are_never_outside_grants():
 def test_eradication_records_the_triggers_then_detaches_exactly_the_outside_ones(demo):
     step = _step(demo)
     for containment in LAMBDA_CONTAINMENT_STEPS:
-        getattr(steps, containment.activity)(step)
+        containment.activity(containment.argument(step))
     evidence = steps.record_lambda_triggers(step)
     raw = _evidence_body(evidence)
     assert hashlib.sha256(raw).hexdigest() == evidence.sha256

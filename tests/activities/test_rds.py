@@ -26,11 +26,18 @@ from tests.support import CORPORA
 from workflows.rds_playbook import RDS_CONTAINMENT_STEPS
 
 INCIDENT_ID = "rds-123456789012-us-east-1-demo-orders-db-20250314T092653Z"
-STEPS = [s.activity for s in RDS_CONTAINMENT_STEPS]
-UNDOS = [s.undo for s in reversed(RDS_CONTAINMENT_STEPS) if s.undo]
+STEPS = [s.name for s in RDS_CONTAINMENT_STEPS]
+UNDOS = [s.undo_name for s in reversed(RDS_CONTAINMENT_STEPS) if s.undo]
 
 
 def run(name: str, argument):
+    """Run an activity by name; a containment step or its undo gets the argument the playbook makes for it
+    from the step input (the incident tags take a tag request)."""
+    for containment in RDS_CONTAINMENT_STEPS:
+        if name == containment.name:
+            return containment.activity(containment.argument(argument))
+        if name == containment.undo_name:
+            return containment.undo(containment.argument(argument))
     return getattr(rds_activities, name)(argument)
 
 
@@ -118,7 +125,7 @@ def test_each_step_twice_is_once_and_the_undos_restore_exactly(workload, databas
     assert contained["public"] is False
     quarantine = first[2].detail["quarantine_group"]
     assert contained["groups"] == [quarantine]
-    assert contained["tags"] == {**before["tags"], "irflow:incident-id": INCIDENT_ID}
+    assert contained["tags"] == {**before["tags"], "irflow:incident-id": INCIDENT_ID, "irflow:status": "contained"}
     assert contained["parameter_groups"] == before["parameter_groups"]
     ec2 = boto3.client("ec2", region_name=workload.region)
     group = ec2.describe_security_groups(GroupIds=[quarantine])["SecurityGroups"][0]
@@ -147,9 +154,9 @@ def test_a_tag_of_ours_that_was_there_before_gets_its_old_value_back(database):
     )
     before = observed_db(database.region, database.db_instance_id)
     step = _step(database)
-    run("tag_db_instance", step)
+    run("tag_resource", step)
     assert observed_db(database.region, database.db_instance_id)["tags"]["irflow:incident-id"] == INCIDENT_ID
-    run("restore_db_instance_tags", step)
+    run("restore_resource_tags", step)
     assert observed_db(database.region, database.db_instance_id) == before
 
 
@@ -184,6 +191,8 @@ def test_a_member_deleted_meanwhile_is_skipped_not_fatal(aurora):
     boto3.client("rds", region_name=aurora.region).delete_db_instance(
         DBInstanceIdentifier=aurora.member_ids[1], SkipFinalSnapshot=True
     )
+    assert run("tag_resource", step).detail["gone"] == [aurora.member_ids[1]]
+    assert run("restore_resource_tags", step).detail["gone"] == [aurora.member_ids[1]]
     result = run("disable_db_public_access", step)
     assert result.detail["gone"] == [aurora.member_ids[1]]
     assert result.detail["publicly_accessible"] == {aurora.member_ids[0]: False}

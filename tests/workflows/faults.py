@@ -1,7 +1,9 @@
-"""Fault injection: activities that stand in for a real one (same name) and fail in a chosen way."""
+"""Fault injection: activities that stand in for a real one (same name, same argument type) and fail in a
+chosen way."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 
 from temporalio import activity
@@ -9,36 +11,35 @@ from temporalio.exceptions import ApplicationError
 
 from activities import all_activities
 from irflow.models.ec2 import Ec2StepInput
-from irflow.models.iam import IamRoleStepInput, IamUserStepInput
 from irflow.models.incident import StepResult
-from irflow.models.lambda_function import LambdaStepInput
-from irflow.models.rds import DbStepInput
-from irflow.models.s3 import BucketStepInput
 
-INPUT_TYPES = {
-    "ec2": Ec2StepInput,
-    "iam": IamUserStepInput,
-    "iam-role": IamRoleStepInput,
-    "s3": BucketStepInput,
-    "lambda": LambdaStepInput,
-    "rds": DbStepInput,
-}
+
+def _name(candidate: Callable) -> str:
+    return activity._Definition.must_from_callable(candidate).name
 
 
 def _replace(name: str, stand_in) -> list:
-    activities = [a for a in all_activities() if activity._Definition.must_from_callable(a).name != name]
+    activities = [a for a in all_activities() if _name(a) != name]
     assert len(activities) == len(all_activities()) - 1, f"no activity named {name}"
     return [*activities, stand_in]
 
 
 def real(name: str) -> Callable:
     for candidate in all_activities():
-        if activity._Definition.must_from_callable(candidate).name == name:
+        if _name(candidate) == name:
             return candidate
     raise KeyError(name)
 
 
-def failing_after_acting(name: str, input_type: str = "ec2") -> list:
+def _takes_what(act: Callable, stand_in: Callable) -> Callable:
+    """The stand-in takes what the real activity takes, so the payload converter builds the same model."""
+    hints = typing.get_type_hints(act)
+    argument = next(key for key in hints if key != "return")
+    stand_in.__annotations__["step"] = hints[argument]
+    return stand_in
+
+
+def failing_after_acting(name: str) -> list:
     """The step does its work, then fails for good: the worst case for compensation."""
     act = real(name)
 
@@ -46,11 +47,10 @@ def failing_after_acting(name: str, input_type: str = "ec2") -> list:
         act(step)
         raise ApplicationError(f"injected failure after {name} acted", type="InjectedFailure", non_retryable=True)
 
-    stand_in.__annotations__["step"] = INPUT_TYPES[input_type]
-    return _replace(name, activity.defn(name=name)(stand_in))
+    return _replace(name, activity.defn(name=name)(_takes_what(act, stand_in)))
 
 
-def flaky_after_acting(names: list[str], input_type: str = "ec2") -> list:
+def flaky_after_acting(names: list[str]) -> list:
     """Each named step does its work and then fails once with a retryable error (a lost response)."""
     activities = all_activities()
     for name in names:
@@ -63,10 +63,9 @@ def flaky_after_acting(names: list[str], input_type: str = "ec2") -> list:
                     raise ApplicationError(f"injected: response of {name} lost", type="InjectedTransient")
                 return result
 
-            stand_in.__annotations__["step"] = INPUT_TYPES[input_type]
-            return activity.defn(name=name)(stand_in)
+            return activity.defn(name=name)(_takes_what(act, stand_in))
 
-        activities = [a for a in activities if activity._Definition.must_from_callable(a).name != name] + [make()]
+        activities = [a for a in activities if _name(a) != name] + [make()]
     return activities
 
 

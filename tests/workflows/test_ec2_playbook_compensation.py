@@ -12,7 +12,7 @@ from tests.support import observed_instance, open_incident, running_worker, wait
 from tests.workflows.faults import failing_after_acting, with_side_effect
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
 
-STEPS = [step.activity for step in EC2_CONTAINMENT_STEPS]
+STEPS = [step.name for step in EC2_CONTAINMENT_STEPS]
 
 
 @pytest.mark.parametrize("failing_step", STEPS)

@@ -20,7 +20,7 @@ from tests.workflows.faults import failing_after_acting, flaky_after_acting
 from workflows.iam_role_playbook import IAM_ROLE_CONTAINMENT_STEPS
 from workflows.incident import IncidentWorkflow
 
-STEPS = [step.activity for step in IAM_ROLE_CONTAINMENT_STEPS]
+STEPS = [step.name for step in IAM_ROLE_CONTAINMENT_STEPS]
 MALICIOUS_IP = "UnauthorizedAccess:IAMUser/MaliciousIPCaller.Custom"
 
 
@@ -179,7 +179,7 @@ async def test_a_service_linked_role_is_triaged_not_changed(dev_env, workload):
 async def test_a_failure_at_any_step_restores_the_role_exactly(dev_env, workload, failing_step):
     before = observed_role(workload.role_name)
     client = dev_env.client
-    async with running_worker(client, activities=failing_after_acting(failing_step, input_type="iam-role")) as settings:
+    async with running_worker(client, activities=failing_after_acting(failing_step)) as settings:
         _, handle = await _open(client, settings, workload)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -191,7 +191,7 @@ async def test_a_failure_at_any_step_restores_the_role_exactly(dev_env, workload
 
 async def test_retried_steps_change_nothing_twice(dev_env, workload):
     client = dev_env.client
-    async with running_worker(client, activities=flaky_after_acting(STEPS, input_type="iam-role")) as settings:
+    async with running_worker(client, activities=flaky_after_acting(STEPS)) as settings:
         submission, handle = await _open(
             client, settings, workload, instance_id=None, session_name="ci", finding_type=MALICIOUS_IP
         )

@@ -19,7 +19,7 @@ from tests.workflows.faults import failing_after_acting, flaky_after_acting
 from workflows.iam_user_playbook import IAM_USER_CONTAINMENT_STEPS
 from workflows.incident import IncidentWorkflow
 
-STEPS = [step.activity for step in IAM_USER_CONTAINMENT_STEPS]
+STEPS = [step.name for step in IAM_USER_CONTAINMENT_STEPS]
 
 
 def observed_user(workload) -> dict:
@@ -96,7 +96,7 @@ async def test_rejection_restores_the_user_exactly(dev_env, workload):
 async def test_a_failure_at_any_step_restores_the_user_exactly(dev_env, workload, failing_step):
     before = observed_user(workload)
     client = dev_env.client
-    async with running_worker(client, activities=failing_after_acting(failing_step, input_type="iam")) as settings:
+    async with running_worker(client, activities=failing_after_acting(failing_step)) as settings:
         _, handle = await _open(client, settings, workload)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -107,7 +107,7 @@ async def test_a_failure_at_any_step_restores_the_user_exactly(dev_env, workload
 
 async def test_retried_steps_change_nothing_twice(dev_env, workload):
     client = dev_env.client
-    async with running_worker(client, activities=flaky_after_acting(STEPS, input_type="iam")) as settings:
+    async with running_worker(client, activities=flaky_after_acting(STEPS)) as settings:
         submission, handle = await _open(client, settings, workload)
         await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=60)
         user = observed_user(workload)

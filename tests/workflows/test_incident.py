@@ -170,7 +170,7 @@ async def test_repeated_findings_join_the_running_incident(dev_env, workload):
 async def test_retried_steps_and_replay_change_nothing_twice(dev_env, workload):
     """Every containment step and the snapshots lose their first response: Temporal retries them."""
     client = dev_env.client
-    flaky = [step.activity for step in EC2_CONTAINMENT_STEPS] + ["snapshot_volumes"]
+    flaky = [step.name for step in EC2_CONTAINMENT_STEPS] + ["snapshot_volumes"]
     async with running_worker(client, activities=flaky_after_acting(flaky)) as settings:
         submission, handle = await open_incident(client, settings, workload)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=90)

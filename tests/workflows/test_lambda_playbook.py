@@ -26,10 +26,12 @@ from irflow.models.finding import parse_guardduty
 from irflow.models.incident import Phase, Status
 from tests.support import member_session, read_evidence, running_worker, wait_for
 from tests.workflows.faults import failing_after_acting, flaky_after_acting
+from workflows.activity_options import activity_name
 from workflows.incident import IncidentWorkflow
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS, LAMBDA_ERADICATION_STEPS
 
-STEPS = [step.activity for step in LAMBDA_CONTAINMENT_STEPS]
+STEPS = [step.name for step in LAMBDA_CONTAINMENT_STEPS]
+ERADICATION = [activity_name(a) for a in LAMBDA_ERADICATION_STEPS]
 MEMBER = "210987654321"
 
 
@@ -56,7 +58,12 @@ async def test_the_function_is_throttled_its_sessions_revoked_and_evidence_locke
         assert state.playbook == "lambda-function" and state.contained_at is not None
         seen = observed_function(demo)
         assert seen["reserved_concurrency"] == 0
-        assert seen["tags"] == {"app": "shop", "team": "media", "irflow:incident-id": submission.incident_id}
+        assert seen["tags"] == {
+            "app": "shop",
+            "team": "media",
+            "irflow:incident-id": submission.incident_id,
+            "irflow:status": "contained",
+        }
         assert seen["role_policies"] == [revocation_policy_name(submission.incident_id)]
         assert seen["mappings"] == {demo.mapping_uuid: "Enabled"}, "triggers are detached only after approval"
         assert any("reserved concurrency set to 0 (it had 25)" in r for r in state.plan_reasons)
@@ -86,7 +93,7 @@ async def test_the_function_is_throttled_its_sessions_revoked_and_evidence_locke
     saved = {s["Sid"] for s in json.loads(raw)["resource_policies"]["$function"]["Statement"]}
     assert saved == set(demo.outside_statement_ids + demo.own_statement_ids), "saved before they were removed"
     eradication = [a.name for a in final.actions if a.phase == Phase.ERADICATION and a.name != "publish_notification"]
-    assert eradication == list(LAMBDA_ERADICATION_STEPS)
+    assert eradication == ERADICATION
 
 
 async def test_rejection_restores_the_function_exactly(dev_env, demo):
@@ -100,14 +107,14 @@ async def test_rejection_restores_the_function_exactly(dev_env, demo):
         final = await handle.result()
     assert final.status == Status.ROLLED_BACK
     assert observed_function(demo) == before
-    assert {c.name for c in final.compensations} == {step.undo for step in LAMBDA_CONTAINMENT_STEPS}
+    assert {c.name for c in final.compensations} == {step.undo_name for step in LAMBDA_CONTAINMENT_STEPS}
 
 
 @pytest.mark.parametrize("failing_step", STEPS)
 async def test_a_failure_at_any_step_restores_the_function_exactly(dev_env, demo, failing_step):
     before = observed_function(demo)
     client = dev_env.client
-    async with running_worker(client, activities=failing_after_acting(failing_step, input_type="lambda")) as settings:
+    async with running_worker(client, activities=failing_after_acting(failing_step)) as settings:
         _, handle = await _open(client, settings, demo)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -118,7 +125,7 @@ async def test_a_failure_at_any_step_restores_the_function_exactly(dev_env, demo
 
 async def test_retried_steps_change_nothing_twice(dev_env, demo):
     client = dev_env.client
-    flaky = flaky_after_acting(STEPS + list(LAMBDA_ERADICATION_STEPS), input_type="lambda")
+    flaky = flaky_after_acting(STEPS + ERADICATION)
     async with running_worker(client, activities=flaky) as settings:
         submission, handle = await _open(client, settings, demo)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=90)
@@ -136,7 +143,7 @@ async def test_retried_steps_change_nothing_twice(dev_env, demo):
     assert seen["mappings"] == {demo.mapping_uuid: "Disabled"}
     assert seen["policy_statements"] == sorted(demo.own_statement_ids)
     # The second (retried) run of each eradication step found the work done.
-    detached = [a for a in final.actions if a.phase == Phase.ERADICATION and a.name in LAMBDA_ERADICATION_STEPS[1:]]
+    detached = [a for a in final.actions if a.phase == Phase.ERADICATION and a.name in ERADICATION[1:]]
     assert [a.result["changed"] for a in detached] == [False, False]
     assert len([e for e in final.evidence if e.kind == "lambda-triggers"]) == 1
 

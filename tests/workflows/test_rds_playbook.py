@@ -23,7 +23,7 @@ from tests.workflows.faults import failing_after_acting, flaky_after_acting
 from workflows.incident import IncidentWorkflow
 from workflows.rds_playbook import RDS_CONTAINMENT_STEPS
 
-STEPS = [step.activity for step in RDS_CONTAINMENT_STEPS]
+STEPS = [step.name for step in RDS_CONTAINMENT_STEPS]
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +85,7 @@ async def test_the_database_is_made_private_quarantined_snapshotted_and_stopped_
         contained = observed_db(database.region, database.db_instance_id)
         assert contained["public"] is False
         assert contained["groups"] == [quarantine_group(workload)]
-        assert contained["tags"] == {**before["tags"], "irflow:incident-id": incident}
+        assert contained["tags"] == {**before["tags"], "irflow:incident-id": incident, "irflow:status": "contained"}
         assert contained["parameter_groups"] == before["parameter_groups"]
 
         snapshots = db_snapshots(database.region, incident)
@@ -136,14 +136,14 @@ async def test_rejection_restores_the_database_exactly_and_the_snapshot_stays(de
     assert final.status == Status.ROLLED_BACK
     assert observed_db(database.region, database.db_instance_id) == before
     assert len(db_snapshots(database.region, submission.incident_id)) == 1
-    assert [c.name for c in final.compensations] == [s.undo for s in reversed(RDS_CONTAINMENT_STEPS) if s.undo]
+    assert [c.name for c in final.compensations] == [s.undo_name for s in reversed(RDS_CONTAINMENT_STEPS) if s.undo]
 
 
 @pytest.mark.parametrize("failing_step", STEPS)
 async def test_a_failure_at_any_step_restores_the_database_exactly(dev_env, workload, database, failing_step):
     before = observed_db(database.region, database.db_instance_id)
     client = dev_env.client
-    async with running_worker(client, activities=failing_after_acting(failing_step, input_type="rds")) as settings:
+    async with running_worker(client, activities=failing_after_acting(failing_step)) as settings:
         submission, handle = await _open(client, settings, database)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -157,7 +157,7 @@ async def test_a_failure_at_any_step_restores_the_database_exactly(dev_env, work
 
 async def test_retried_steps_change_nothing_twice(dev_env, workload, database):
     client = dev_env.client
-    async with running_worker(client, activities=flaky_after_acting(STEPS, input_type="rds")) as settings:
+    async with running_worker(client, activities=flaky_after_acting(STEPS)) as settings:
         submission, handle = await _open(client, settings, database)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=60)
         assert len(db_snapshots(database.region, submission.incident_id)) == 1, "one snapshot, not two"

@@ -19,7 +19,7 @@ from tests.workflows.faults import failing_after_acting, flaky_after_acting
 from workflows.incident import IncidentWorkflow
 from workflows.s3_bucket_playbook import S3_CONTAINMENT_STEPS
 
-STEPS = [step.activity for step in S3_CONTAINMENT_STEPS]
+STEPS = [step.name for step in S3_CONTAINMENT_STEPS]
 
 
 def observed_bucket(workload) -> dict:
@@ -61,7 +61,11 @@ async def test_public_statements_go_public_access_is_blocked_and_evidence_is_kep
         )
         statements = json.loads(bucket["policy"])["Statement"]
         assert [s["Sid"] for s in statements] == ["AppRole"], "only the statement for everyone is removed"
-        assert bucket["tags"] == {"app": "shop", "irflow:incident-id": submission.incident_id}
+        assert bucket["tags"] == {
+            "app": "shop",
+            "irflow:incident-id": submission.incident_id,
+            "irflow:status": "contained",
+        }
         evidence = next(e for e in state.evidence if e.kind == "s3-bucket")
         raw = (
             boto3.client("s3")
@@ -90,7 +94,7 @@ async def test_rejection_restores_the_bucket_exactly(dev_env, workload):
 async def test_a_failure_at_any_step_restores_the_bucket_exactly(dev_env, workload, failing_step):
     before = observed_bucket(workload)
     client = dev_env.client
-    async with running_worker(client, activities=failing_after_acting(failing_step, input_type="s3")) as settings:
+    async with running_worker(client, activities=failing_after_acting(failing_step)) as settings:
         _, handle = await _open(client, settings, workload)
         with pytest.raises(WorkflowFailureError):
             await handle.result()
@@ -101,7 +105,7 @@ async def test_a_failure_at_any_step_restores_the_bucket_exactly(dev_env, worklo
 
 async def test_retried_steps_change_nothing_twice(dev_env, workload):
     client = dev_env.client
-    async with running_worker(client, activities=flaky_after_acting(STEPS, input_type="s3")) as settings:
+    async with running_worker(client, activities=flaky_after_acting(STEPS)) as settings:
         submission, handle = await _open(client, settings, workload)
         await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=60)
         bucket = observed_bucket(workload)

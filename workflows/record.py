@@ -1,0 +1,261 @@
+"""The incident's record: what it did (actions, compensations), what it noted, the evidence it holds, the
+findings it absorbed, and how it shows itself (search attributes, the Temporal UI's current details).
+
+`IncidentRecord` is what a playbook sees of its incident (`workflows.playbook.IncidentContext`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.evidence import store_raw_finding, write_manifest
+    from irflow.models.ec2 import InstanceContext
+    from irflow.models.finding import Finding
+    from irflow.models.incident import (
+        ActionRecord,
+        ActionStatus,
+        EvidenceObject,
+        FindingDelivery,
+        IncidentInput,
+        IncidentState,
+        ManifestInput,
+        MemoryCaptureResult,
+        RawFindingInput,
+        ResponsePolicy,
+        SnapshotEvidence,
+        StepResult,
+        TimelineEntry,
+    )
+
+from workflows import search_attributes as sa
+from workflows.activity_options import QUICK, activity_name
+from workflows.policy import incident_severity
+from workflows.saga import Saga
+
+# Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
+MAX_REMEMBERED_DELIVERIES = 10_000
+
+
+def error_type(error: BaseException) -> str | None:
+    cause = error.cause if isinstance(error, ActivityError) else error
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def error_text(error: BaseException) -> str:
+    cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+    return str(cause) or type(cause).__name__
+
+
+def summarise(result: Any) -> dict[str, Any]:
+    """An activity's result as the action record keeps it."""
+    if isinstance(result, StepResult):
+        return {"changed": result.changed, **result.detail}
+    if isinstance(result, list):
+        return {"items": [summarise(r) for r in result]}
+    if hasattr(result, "model_dump"):
+        return result.model_dump(mode="json")
+    return {"value": result}
+
+
+class IncidentRecord:
+    def __init__(self, request: IncidentInput) -> None:
+        self.request = request
+        self.state = IncidentState(
+            incident_id=request.incident_id,
+            playbook=request.playbook,
+            severity=request.finding.severity,
+            finding=request.finding,
+            findings_absorbed=[request.finding],
+            # The router's name for the subject (a user, not one of their keys), so the search attribute
+            # set at start and the one the workflow keeps up to date agree.
+            resource_id=request.resource_id or request.finding.resource.resource_id or "",
+            received_at=request.received_at,
+        )
+        self.saga = Saga()
+        self._published: tuple[str, ...] = ()
+        self._raw_pending: dict[str, tuple[str, str]] = {}
+        self._raw_stored: set[str] = set()
+        self._keep_raw(request.finding, request.raw_packed)
+        self._delivery_ids: set[str] = {request.delivery_id}
+
+    # --- what a playbook reads ---
+
+    @property
+    def incident_id(self) -> str:
+        return self.request.incident_id
+
+    @property
+    def finding(self) -> Finding:
+        return self.request.finding
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.state.findings_absorbed
+
+    @property
+    def policy(self) -> ResponsePolicy:
+        return self.request.policy
+
+    @property
+    def raw_packed(self) -> str | None:
+        return self.request.raw_packed
+
+    @property
+    def routing_reason(self) -> str:
+        return self.request.routing_reason
+
+    # --- notes and actions ---
+
+    def note(self, event: str) -> None:
+        self.state.timeline.append(TimelineEntry(at=workflow.now(), phase=self.state.phase, event=event))
+
+    async def act(self, activity: Callable[..., Any], argument: Any, options: dict[str, Any]) -> Any:
+        name, started = activity_name(activity), workflow.now()
+        try:
+            result = await workflow.execute_activity(activity, argument, **options)
+        except ActivityError as error:
+            self.state.actions.append(self.action(name, ActionStatus.FAILED, started, error=error_text(error)))
+            self.note(f"{name} failed: {error_text(error)}")
+            self.publish()
+            raise
+        self.state.actions.append(self.action(name, ActionStatus.DONE, started, result=summarise(result)))
+        self.publish()
+        return result
+
+    async def try_act(self, activity: Callable[..., Any], argument: Any, options: dict[str, Any]) -> Any | None:
+        try:
+            return await self.act(activity, argument, options)
+        except ActivityError:
+            return None
+
+    def action(
+        self,
+        name: str,
+        status: ActionStatus,
+        started: datetime,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> ActionRecord:
+        return ActionRecord(
+            name=name,
+            phase=self.state.phase,
+            status=status,
+            started_at=started,
+            finished_at=workflow.now(),
+            result=result or {},
+            error=error,
+        )
+
+    def register_undo(self, step: str, undo: Callable[[Any], Any], argument: Any) -> None:
+        self.saga.register(step, undo, argument)
+
+    # --- what the incident learned and kept ---
+
+    def keep_context(self, context: Any) -> None:
+        if isinstance(context, InstanceContext):
+            self.state.context = context
+        else:
+            self.state.resource_context = context.model_dump(mode="json")
+
+    def keep_snapshots(self, snapshots: list[SnapshotEvidence]) -> None:
+        kept = {s.snapshot_id for s in snapshots}
+        self.state.snapshots = [s for s in self.state.snapshots if s.snapshot_id not in kept] + list(snapshots)
+
+    def keep_memory_capture(self, capture: MemoryCaptureResult) -> None:
+        self.state.memory_capture = capture
+
+    def keep_related_incident(self, workflow_id: str) -> None:
+        self.state.related_incidents.append(workflow_id)
+
+    def add_evidence(self, *objects: EvidenceObject) -> None:
+        known = {(e.key, e.version_id) for e in self.state.evidence}
+        self.state.evidence.extend(o for o in objects if (o.key, o.version_id) not in known)
+
+    # --- findings ---
+
+    def absorb(self, delivery: FindingDelivery) -> bool:
+        """A finding delivered to the running incident; whether it is new (not a redelivery or a repeat)."""
+        if delivery.delivery_id in self._delivery_ids:
+            return False  # the same message delivered again (SQS is at-least-once): already counted
+        if len(self._delivery_ids) < MAX_REMEMBERED_DELIVERIES:
+            self._delivery_ids.add(delivery.delivery_id)
+        self.state.finding_deliveries += 1
+        finding = delivery.finding
+        self._keep_raw(finding, delivery.raw_packed)
+        seen = {(f.id, f.updated_at, f.count) for f in self.state.findings_absorbed}
+        if (finding.id, finding.updated_at, finding.count) in seen:
+            return False
+        self.state.findings_absorbed.append(finding)
+        self.state.severity = incident_severity(self.state.findings_absorbed)
+        self.note(f"finding joined: {finding.type} ({finding.id}, count {finding.count}, {finding.severity})")
+        self.publish()
+        return True
+
+    def _keep_raw(self, finding: Finding, packed: str | None) -> None:
+        if packed and finding.raw_sha256 not in self._raw_stored and finding.raw_sha256 not in self._raw_pending:
+            self._raw_pending[finding.raw_sha256] = (finding.id, packed)
+
+    async def store_raw_findings(self) -> None:
+        """Each distinct original record becomes an exhibit (first at the evidence phase, then at closing)."""
+        pending, self._raw_pending = self._raw_pending, {}
+        requests = [
+            RawFindingInput(incident_id=self.incident_id, finding_id=finding_id, raw_packed=packed, raw_sha256=sha)
+            for sha, (finding_id, packed) in pending.items()
+        ]
+        stored = await asyncio.gather(*(self.try_act(store_raw_finding, r, QUICK) for r in requests))
+        for request, evidence in zip(requests, stored, strict=True):
+            if evidence is not None:
+                self._raw_stored.add(request.raw_sha256)
+                self.add_evidence(evidence)
+
+    async def write_manifest(self) -> None:
+        if not self.state.evidence:
+            return
+        request = ManifestInput(
+            incident_id=self.incident_id,
+            evidence=[e for e in self.state.evidence if e.kind != "manifest"],
+            snapshots=self.state.snapshots,
+        )
+        manifest = await self.try_act(write_manifest, request, QUICK)
+        if manifest:
+            self.add_evidence(manifest)
+
+    # --- how the incident shows itself ---
+
+    def publish(self) -> None:
+        """Keep search attributes and the UI's current details in step with the state."""
+        s = self.state
+        published = (str(s.status), str(s.phase), str(s.severity))
+        if published != self._published:  # each upsert is a history event: only when something changed
+            self._published = published
+            attributes = sa.incident_attributes(
+                status=str(s.status),
+                phase=str(s.phase),
+                severity=str(s.severity),
+                finding_type=s.finding.type,
+                resource_id=s.resource_id,
+                resource_type=s.finding.resource.resource_type,
+                account=s.finding.account_id,
+            )
+            workflow.upsert_search_attributes(sa.as_updates(attributes))
+        waiting = f"**Waiting for:** {s.pending_decision.question}" if s.pending_decision else ""
+        last = next((a for a in reversed(s.actions) if a.name != "publish_notification"), None)
+        workflow.set_current_details(
+            "\n".join(
+                line
+                for line in (
+                    f"**Phase:** {s.phase} · **Status:** {s.status} · **Severity:** {s.severity}",
+                    waiting,
+                    f"**Last action:** {last.name} ({last.status})" if last else "",
+                    f"**Failure:** {s.failure_reason}" if s.failure_reason else "",
+                )
+                if line
+            )
+        )
