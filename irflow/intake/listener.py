@@ -11,6 +11,10 @@ Guarantees, in order of importance:
 * Bad input never stops the listener. SIGTERM finishes the messages in hand, then exits.
 * Two findings about one resource never make two incidents: the workflow id is the incident key and
   every submission is a signal-with-start with USE_EXISTING.
+
+This module receives, hands findings to Temporal, holds messages through outages and deletes in batches;
+`dead_letters` sends bad messages to the dead-letter queue, `log_files` reads the CloudTrail log files S3
+announces, `listener_stats` counts what happened.
 """
 
 from __future__ import annotations
@@ -20,9 +24,7 @@ import contextlib
 import json
 import logging
 import time
-from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,11 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from irflow.intake.envelopes import LogFileReference, Unwrapped, unwrap_text
+from irflow.intake.dead_letters import DeadLetters
+from irflow.intake.envelopes import unwrap_text
 from irflow.intake.filters import suppression_reason
+from irflow.intake.listener_stats import ListenerStats
+from irflow.intake.log_files import LogFileReader
 from irflow.intake.submit import submit
 from irflow.models.finding import FindingRejected, ParsedFinding
 from irflow.models.settings import IrflowSettings
@@ -57,54 +62,6 @@ _TRANSIENT = {
 
 class ListenerConfigurationError(RuntimeError):
     pass
-
-
-@dataclass
-class ListenerStats:
-    """What the listener did; printed on shutdown and readable while it runs."""
-
-    received: int = 0
-    findings: int = 0
-    started: int = 0
-    joined: int = 0
-    suppressed: int = 0
-    rejected: int = 0
-    dead_lettered: int = 0
-    dead_letter_repeats: int = 0  # a message already dead-lettered, delivered again: deleted, not sent twice
-    held: int = 0
-    deleted: int = 0
-    outages: int = 0
-    errors: int = 0
-    log_files: int = 0  # CloudTrail log files read from S3
-    log_records: int = 0  # records in them, each evaluated by the detection rules
-    suppressed_by_reason: Counter = field(default_factory=Counter)
-    rejected_by_code: Counter = field(default_factory=Counter)
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "received": self.received,
-            "findings": self.findings,
-            "started": self.started,
-            "joined": self.joined,
-            "suppressed": self.suppressed,
-            "rejected": self.rejected,
-            "dead_lettered": self.dead_lettered,
-            "dead_letter_repeats": self.dead_letter_repeats,
-            "held": self.held,
-            "deleted": self.deleted,
-            "outages": self.outages,
-            "errors": self.errors,
-            "log_files": self.log_files,
-            "log_records": self.log_records,
-            "suppressed_by_reason": dict(self.suppressed_by_reason),
-            "rejected_by_code": dict(self.rejected_by_code),
-        }
-
-
-_REMEMBERED_DEAD_LETTERS = 10_000
-
-# S3 answers that waiting will not change: the message is dead-lettered with the reason.
-_UNREADABLE = frozenset({"NoSuchKey", "NoSuchBucket", "AccessDenied", "403", "404", "InvalidObjectState"})
 
 
 class _TemporalDown(Exception):
@@ -144,11 +101,7 @@ class FindingListener:
         self._sqs = sqs or boto3.session.Session().client(
             "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pollers + 16)
         )
-        self._s3 = s3  # created on the first log file: most deployments never read one
-        self._dead_letter: dict[str, str] = {}
-        # Message ids this process dead-lettered lately: SQS may deliver a message twice (at once, to two
-        # pollers, or again after a failed delete), and the dead-letter queue should hold it once.
-        self._dead_lettered_ids: OrderedDict[str, asyncio.Future[bool]] = OrderedDict()
+        self._dead_letters = DeadLetters(self._sqs_call, self.stats)
         self._healthy = asyncio.Event()
         self._healthy.set()
         self._outage_started: float | None = None
@@ -169,12 +122,13 @@ class FindingListener:
                 log.warning("detection rule not loaded: %s: %s", item.source, item.reason)
             if self.detector.disabled:
                 log.info("detection rules disabled by configuration: %s", ", ".join(self.detector.disabled))
+        self._log_files = LogFileReader(settings, self._executor, self.stats, self.detector, s3)
 
     # --- running ---
 
     async def run(self, stop: asyncio.Event) -> ListenerStats:
         for queue in self.queue_urls:
-            self._dead_letter[queue] = await self._resolve_dead_letter_queue(queue)
+            self._dead_letters.targets[queue] = await self._resolve_dead_letter_queue(queue)
         log.info(
             "listening to %s (%d batch(es) of 10 in flight per queue, %ds long polls)",
             ", ".join(self.queue_urls),
@@ -291,7 +245,7 @@ class FindingListener:
     async def _handle(self, queue: str, message: dict) -> dict | None:
         self.stats.received += 1
         received_at = datetime.now(UTC)
-        results = await self._read_log_files(unwrap_text(message.get("Body", ""), self.detector))
+        results = await self._log_files.expand(unwrap_text(message.get("Body", ""), self.detector))
         self.stats.findings += sum(1 for r in results if isinstance(r, ParsedFinding))
         problems = [r for r in results if isinstance(r, FindingRejected)]
         try:
@@ -304,71 +258,9 @@ class FindingListener:
         except _TemporalDown:
             await self._hold(queue, message)
             return None
-        if problems and not await self._dead_letter_once(queue, message, problems):
+        if problems and not await self._dead_letters.send_once(queue, message, problems):
             return None
         return message
-
-    async def _read_log_files(self, results: Unwrapped) -> list[ParsedFinding | FindingRejected]:
-        """Replace each S3 log-file reference by the findings its records raise (or why it could not be read).
-        A transient S3 error propagates: the message is not deleted and comes back."""
-        expanded: list[ParsedFinding | FindingRejected] = []
-        for result in results:
-            if isinstance(result, LogFileReference):
-                expanded += await self._read_log_file(result)
-            else:
-                expanded.append(result)
-        return expanded
-
-    async def _read_log_file(self, ref: LogFileReference) -> list[ParsedFinding | FindingRejected]:
-        from irflow.detection.events import read_bytes
-
-        where = f"s3://{ref.bucket}/{ref.key}"
-        limit = self.settings.log_file_max_bytes
-        if ref.size is not None and ref.size > limit:
-            return [
-                FindingRejected(
-                    "log_file_too_large", f"{where} is {ref.size} bytes (IRFLOW_LOG_FILE_MAX_BYTES={limit})"
-                )
-            ]
-        if self._s3 is None:
-            self._s3 = boto3.session.Session().client(
-                "s3", config=Config(retries={"mode": "standard", "max_attempts": 5})
-            )
-
-        def fetch() -> bytes | FindingRejected:
-            response = self._s3.get_object(Bucket=ref.bucket, Key=ref.key)
-            if response.get("ContentLength", 0) > limit:
-                response["Body"].close()
-                return FindingRejected(
-                    "log_file_too_large",
-                    f"{where} is {response['ContentLength']} bytes (IRFLOW_LOG_FILE_MAX_BYTES={limit})",
-                )
-            return response["Body"].read()
-
-        loop = asyncio.get_running_loop()
-        try:
-            data = await loop.run_in_executor(self._executor, fetch)
-        except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in _UNREADABLE:  # it will not get better by waiting: the reason goes to the dead-letter queue
-                return [FindingRejected("log_file_unreadable", f"{where}: {code}: {error}")]
-            raise
-        if isinstance(data, FindingRejected):
-            return [data]
-        try:
-            records = list(read_bytes(data))
-        except (OSError, EOFError, ValueError) as error:  # bad gzip, not UTF-8, not JSON
-            return [FindingRejected("log_file_invalid", f"{where} is not a CloudTrail log file: {error}")]
-        found: list[ParsedFinding | FindingRejected] = []
-        assert self.detector is not None  # references are only made with detection on
-        for number, record in enumerate(records, 1):
-            found += self.detector(record)
-            if number % 500 == 0:
-                await asyncio.sleep(0)  # a big file must not hold up the other messages' deliveries
-        self.stats.log_files += 1
-        self.stats.log_records += len(records)
-        log.info("read %s: %d record(s), %d finding(s)", where, len(records), len(found))
-        return found
 
     async def _deliver(
         self, parsed: ParsedFinding, received_at: datetime, queue: str, delivery_id: str
@@ -406,57 +298,6 @@ class FindingListener:
             finding.id,
         )
         return None
-
-    async def _dead_letter_once(self, queue: str, message: dict, problems: list[FindingRejected]) -> bool:
-        """True once the message is in the dead-letter queue (sent now, or by an earlier delivery of it)."""
-        message_id = message.get("MessageId") or ""
-        earlier = self._dead_lettered_ids.get(message_id) if message_id else None
-        if earlier is not None:
-            if await asyncio.shield(earlier):  # the first delivery's send, maybe still in flight
-                self.stats.dead_letter_repeats += 1
-                log.info("message %s was already dead-lettered; deleting this repeat delivery", message_id)
-                return True
-            return False  # the first delivery's send failed: this one comes back too
-        sent: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if message_id:  # claimed before any await: a concurrent repeat waits on this send
-            self._dead_lettered_ids[message_id] = sent
-            while len(self._dead_lettered_ids) > _REMEMBERED_DEAD_LETTERS:
-                self._dead_lettered_ids.popitem(last=False)
-        sent_ok = False
-        try:
-            await self._send_to_dead_letter(queue, message, problems)
-            sent_ok = True
-        except (BotoCoreError, ClientError) as error:
-            # Not deleted: the message comes back after its visibility timeout and is handled again;
-            # findings already delivered are recognised as repeats by their incident.
-            log.warning("could not dead-letter message %s: %s", message_id, error)
-        finally:
-            if not sent_ok:
-                self._dead_lettered_ids.pop(message_id, None)
-            sent.set_result(sent_ok)
-        return sent_ok
-
-    async def _send_to_dead_letter(self, queue: str, message: dict, problems: list[FindingRejected]) -> None:
-        for problem in problems:
-            self.stats.rejected += 1
-            self.stats.rejected_by_code[problem.code] += 1
-        reason = "; ".join(p.reason for p in problems)
-        codes = ",".join(sorted({p.code for p in problems}))
-        count = message.get("Attributes", {}).get("ApproximateReceiveCount", "1")
-        await self._sqs_call(
-            "send_message",
-            QueueUrl=self._dead_letter[queue],
-            MessageBody=message.get("Body") or "(empty message)",
-            MessageAttributes={
-                "irflow-reason": {"DataType": "String", "StringValue": reason[:4000]},
-                "irflow-code": {"DataType": "String", "StringValue": codes},
-                "irflow-source-queue": {"DataType": "String", "StringValue": queue},
-                "irflow-source-message-id": {"DataType": "String", "StringValue": message.get("MessageId", "?")},
-                "irflow-receive-count": {"DataType": "Number", "StringValue": str(count)},
-            },
-        )
-        self.stats.dead_lettered += 1
-        log.warning("dead-lettered message %s: %s", message.get("MessageId"), reason[:500])
 
     # --- Temporal outages ---
 

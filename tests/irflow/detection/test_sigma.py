@@ -1,4 +1,4 @@
-"""Sigma rules for CloudTrail: loading the corpus, the native evaluator, and real events."""
+"""Sigma rules for CloudTrail: loading the corpus, reporting what cannot load, and real events."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from irflow.detection.engine import Engine
-from irflow.detection.sigma import SigmaDetectionRule, load_sigma_file, load_sigma_rules, required_literal
+from irflow.detection.sigma import SigmaDetectionRule, load_sigma_rules
 from irflow.models.finding import Severity
+from tests.irflow.detection.sigma_support import make_rule
 from tests.support import CORPORA
 
 RULES = CORPORA / "sigma" / "rules"
@@ -29,28 +30,6 @@ def engine(corpus) -> Engine:
 
 def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def make_rule(tmp_path: Path, detection: str, *, logsource: str = "product: aws\n    service: cloudtrail") -> object:
-    text = f"""
-title: Test rule
-id: 11111111-2222-3333-4444-555555555555
-status: test
-author: Tester
-description: A rule for tests.
-tags:
-    - attack.persistence
-logsource:
-    {logsource}
-detection:
-{detection}
-level: high
-"""
-    path = tmp_path / "rule.yml"
-    path.write_text(text)
-    loaded, unsupported = load_sigma_file(path)
-    assert len(loaded) + len(unsupported) == 1
-    return loaded[0] if loaded else unsupported[0]
 
 
 # ------------------------------------------------------------------------------------------- corpus
@@ -112,180 +91,7 @@ def test_rule_metadata(corpus):
     assert isinstance(root, SigmaDetectionRule) and root.severity in Severity
 
 
-# ---------------------------------------------------------------------------------------- evaluator
-
-EVENT = {
-    "eventSource": "iam.amazonaws.com",
-    "eventName": "CreateAccessKey",
-    "userAgent": "S3 Browser 9.5.5 https://s3browser.com",
-    "sourceIPAddress": "10.1.2.3",
-    "errorCode": None,
-    "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::123456789012:user/alice", "userName": "alice"},
-    "requestParameters": {"userName": "alice", "enable": False, "layers": ["arn:aws:lambda:layer:evil:1"]},
-    "responseElements": {"items": [{"id": "a", "tags": ["x", "Secret"]}, {"id": "b"}]},
-    "readOnly": False,
-}
-
-
-@pytest.mark.parametrize(
-    ("detection", "expected"),
-    [
-        ("eventName: CreateAccessKey", True),
-        ("eventName: createaccesskey", True),  # case-insensitive
-        ("eventName: CreateAccessKeys", False),
-        ("eventName: Create*", True),
-        ("eventName: '*access*'", True),
-        ("eventName: Create?ccessKey", True),
-        ("eventName: Create?Key", False),
-        ("eventName|startswith: CREATE", True),
-        ("eventName|endswith: key", True),
-        ("eventName|endswith: Create", False),
-        ("userAgent|contains: 's3 browser'", True),
-        ("userAgent|contains: TruffleHog", False),
-        ("userAgent|contains|all: ['S3', 'Browser']", True),
-        ("userAgent|contains|all: ['S3', 'Cyberduck']", False),
-        ("userAgent|contains: ['Cyberduck', 'Browser']", True),  # list: OR
-        ("userAgent|re: '^S3 Browser [0-9.]+ '", True),
-        ("userAgent|re: '^s3 browser'", False),  # |re is case-sensitive
-        ("userAgent|re|i: '^s3 browser'", True),
-        ("userAgent|re: '.+Browser 9.+'", True),  # literal prefilter, then the regex
-        ("userAgent|re: '.+Browser 8.+'", False),
-        ("userAgent|re: '.+Browser.+com$'", True),
-        ("userAgent|re: 'S3 Browser$'", False),  # the literal is there, the anchor is not
-        ("userAgent|re|i: '.+BROWSER 9.+'", True),
-        ("userIdentity.arn|re: '.+:user/ali(ce|son)'", True),  # a group: no prefilter, plain search
-        ("sourceIPAddress|cidr: 10.0.0.0/8", True),
-        ("sourceIPAddress|cidr: 192.168.0.0/16", False),
-        ("userIdentity.arn|endswith: user/alice", True),
-        ("userIdentity.arn|fieldref|endswith: requestParameters.userName", True),
-        ("userIdentity.arn|fieldref: requestParameters.userName", False),
-        ("userIdentity.userName|fieldref: requestParameters.userName", True),
-        ("errorCode: null", True),
-        ("errorMessage: null", True),  # missing counts as null
-        ("eventName: null", False),
-        ("userIdentity.type: [Root, IAMUser]", True),
-        ("requestParameters.enable: 'false'", True),  # JSON false compared as text
-        ("requestParameters.enable: false", True),
-        ("readOnly: true", False),
-        ("requestParameters|contains: '\"enable\":false'", True),  # objects as compact JSON
-        ("requestParameters.layers|contains: 'evil'", True),  # arrays: any element
-        ("responseElements.items.tags: secret", True),  # path through arrays
-        ("responseElements.items.id: c", False),
-        ("requestParameters.layers|contains: '*'", True),
-        ("requestParameters.missing|contains: '*'", False),
-        ("eventName|cased: createaccesskey", False),
-    ],
-)
-def test_field_modifiers(tmp_path, detection, expected):
-    rule = make_rule(tmp_path, f"    selection:\n        {detection}\n    condition: selection")
-    assert isinstance(rule, SigmaDetectionRule), rule
-    assert rule.matches(EVENT) is expected
-
-
-@pytest.mark.parametrize(
-    ("pattern", "literal"),
-    [
-        (".+:assumed-role/aws:.+", ":assumed-role/aws:"),
-        ("^foo\\.bar$", "foo.bar"),
-        ("ab*cdef", "cdef"),  # b* may be absent: the run restarts after it
-        ("ab+cd", "ab"),  # b+ keeps one b
-        ("abc?de", "ab"),
-        ("x(y)z", ""),  # groups, classes, alternation, counted repeats, \\d: no prefilter
-        ("[a-z]+admin", ""),
-        ("a|b", ""),
-        ("\\d+abc", ""),
-        ("ab{2}", ""),
-    ],
-)
-def test_required_literal_of_a_regex(pattern, literal):
-    assert required_literal(pattern) == literal
-
-
-ABC = "    a:\n        eventName: Nope\n    b:\n        userIdentity.type: IAMUser\n    c:\n"
-ABC_TRUE = ABC + "        readOnly: true\n"
-ABC_FALSE = ABC + "        readOnly: false\n"
-
-
-@pytest.mark.parametrize(
-    ("detection", "expected"),
-    [
-        # map: AND
-        ("    sel:\n        eventName: CreateAccessKey\n        userIdentity.type: IAMUser\n    condition: sel", True),
-        ("    sel:\n        eventName: CreateAccessKey\n        userIdentity.type: Root\n    condition: sel", False),
-        # list of maps: OR
-        ("    sel:\n        - eventName: Nope\n        - userIdentity.type: IAMUser\n    condition: sel", True),
-        (
-            "    sel:\n        eventName: CreateAccessKey\n    f:\n        userIdentity.type: IAMUser\n"
-            "    condition: sel and not f",
-            False,
-        ),
-        (
-            "    sel:\n        eventName: CreateAccessKey\n    f:\n        userIdentity.type: Root\n"
-            "    condition: sel and not f",
-            True,
-        ),
-        (
-            "    selection_a:\n        eventName: Nope\n    selection_b:\n        userIdentity.type: IAMUser\n"
-            "    condition: 1 of selection_*",
-            True,
-        ),
-        (
-            "    selection_a:\n        eventName: Nope\n    selection_b:\n        userIdentity.type: IAMUser\n"
-            "    condition: all of selection_*",
-            False,
-        ),
-        (
-            "    a:\n        eventName: CreateAccessKey\n    b:\n        userIdentity.type: IAMUser\n"
-            "    condition: all of them",
-            True,
-        ),
-        ("    a:\n        eventName: Nope\n    b:\n        userIdentity.type: IAMUser\n    condition: 1 of them", True),
-        (
-            ABC_TRUE + "    condition: (a or b) and not c",
-            True,
-        ),
-        (
-            ABC_FALSE + "    condition: (a or b) and not c",
-            False,
-        ),
-        (
-            ABC_FALSE + "    condition: a or (b and not c)",
-            False,
-        ),
-        (
-            ABC_FALSE + "    condition: a or b and not c",
-            False,
-        ),
-        ("    a:\n        eventName: Nope\n    condition: 1 of nothing* or a", False),
-    ],
-)
-def test_conditions(tmp_path, detection, expected):
-    rule = make_rule(tmp_path, detection)
-    assert isinstance(rule, SigmaDetectionRule), rule
-    assert rule.matches(EVENT) is expected
-
-
-@pytest.mark.parametrize(
-    ("detection", "sources", "names"),
-    [
-        (
-            "    s:\n        eventSource: iam.amazonaws.com\n        eventName: [A, B]\n    condition: s",
-            {"iam.amazonaws.com"},
-            {"A", "B"},
-        ),
-        ("    s:\n        eventName: A\n    t:\n        eventName: B\n    condition: s or t", set(), {"A", "B"}),
-        ("    s:\n        eventName: A\n    t:\n        userAgent: B\n    condition: s or t", set(), set()),
-        ("    s:\n        eventName: A\n    t:\n        eventName: B\n    condition: s and not t", set(), {"A"}),
-        ("    s:\n        eventName: A*\n    condition: s", set(), set()),
-        ("    s:\n        eventName|contains: A\n    condition: s", set(), set()),
-        ("    s:\n        eventName: A\n    condition: not s", set(), set()),
-        ("    s:\n        - eventName: A\n        - eventSource: x\n    condition: s", set(), set()),
-    ],
-)
-def test_index_hints_only_when_every_path_requires_them(tmp_path, detection, sources, names):
-    rule = make_rule(tmp_path, detection)
-    assert isinstance(rule, SigmaDetectionRule), rule
-    assert rule.event_sources == sources and rule.event_names == names
+# ------------------------------------------------------------------------------- what does not load
 
 
 @pytest.mark.parametrize(
@@ -316,46 +122,6 @@ def test_unparseable_yaml_is_reported(tmp_path):
     rules, unsupported = load_sigma_rules(tmp_path)
     assert rules == [] and all(u.reason for u in unsupported)
     assert {Path(u.source).name for u in unsupported} == {"bad.yml", "nested.yml"}  # every file reported
-
-
-# -------------------------------------------------------------------------------------- engine index
-
-
-def test_engine_only_tests_candidate_rules(corpus):
-    rules, _ = corpus
-    calls: Counter[str] = Counter()
-    originals = {rule.rule_id: rule.predicate for rule in rules}
-    for rule in rules:
-
-        def counting(event, inner=rule.predicate, rule_id=rule.rule_id):
-            calls[rule_id] += 1
-            return inner(event)
-
-        rule.predicate = counting
-    try:
-        engine = Engine(rules)
-        unindexed = {r.rule_id for r in rules if not (r.event_sources or r.event_names or r.identity_types)}
-        event = {"eventSource": "cloudtrail.amazonaws.com", "eventName": "StopLogging", "userIdentity": {}}
-        alerts = engine.evaluate(event)
-        trail = {r.rule_id for r in rules if "StopLogging" in r.event_names}
-        assert set(calls) == unindexed | trail
-        assert len(calls) < len(rules) // 4
-        assert any(a.rule_id in trail for a in alerts)
-        calls.clear()
-        engine.evaluate({"eventSource": "s3.amazonaws.com", "eventName": "GetObject"})
-        assert set(calls) == unindexed
-        assert len(unindexed) <= 2  # IMDS credentials outside AWS (a regex on the ARN) and TruffleHog (userAgent)
-        calls.clear()
-        root = {r.rule_id for r in rules if r.identity_types == {"Root"}}
-        assert root  # "AWS Root Credentials" is indexed by userIdentity.type
-        alerts = engine.evaluate(
-            {"eventSource": "s3.amazonaws.com", "eventName": "PutBucketPolicy", "userIdentity": {"type": "Root"}}
-        )
-        assert set(calls) == unindexed | root
-        assert {a.rule_id for a in alerts} >= root
-    finally:
-        for rule in rules:
-            rule.predicate = originals[rule.rule_id]
 
 
 # ------------------------------------------------------------------------------------------ real events

@@ -8,74 +8,15 @@ import logging
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from irflow.devstack.demo import sample_cloudtrail_event, sample_finding
 from irflow.intake.listener import FindingListener, ListenerConfigurationError
 from irflow.models.incident import Status
 from irflow.models.settings import IrflowSettings
 from irflow.temporal_client import connect
+from tests.irflow.intake.listener_support import _depth, _drain, _findings_queue, _listen_until, _send
 from tests.support import CORPORA, free_port, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
-
-
-def _findings_queue(sqs, dlq: str, name: str = "findings", visibility_timeout: int = 30) -> str:
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    return sqs.create_queue(
-        QueueName=name,
-        Attributes={
-            "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "25"}),
-        },
-    )["QueueUrl"]
-
-
-@pytest.fixture
-def queues(aws):
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    dlq = sqs.create_queue(QueueName="findings-dlq")["QueueUrl"]
-    return sqs, _findings_queue(sqs, dlq), dlq
-
-
-def _send(sqs, queue: str, bodies: list) -> None:
-    for start in range(0, len(bodies), 10):
-        entries = [
-            {"Id": str(i), "MessageBody": b if isinstance(b, str) else json.dumps(b)}
-            for i, b in enumerate(bodies[start : start + 10])
-        ]
-        assert not sqs.send_message_batch(QueueUrl=queue, Entries=entries).get("Failed")
-
-
-def _drain(sqs, queue: str) -> list[dict]:
-    out = []
-    while batch := sqs.receive_message(
-        QueueUrl=queue, MaxNumberOfMessages=10, MessageAttributeNames=["All"], VisibilityTimeout=0
-    ).get("Messages", []):
-        out += batch
-        for m in batch:
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-    return out
-
-
-def _depth(sqs, queue: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
-
-
-async def _listen_until(listener: FindingListener, condition, timeout: float = 30) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(listener.run(stop))
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        while not condition():
-            assert asyncio.get_running_loop().time() < deadline, f"timed out: {listener.stats.snapshot()}"
-            assert not task.done(), task.exception()
-            await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 15)
 
 
 def _asff_instance_finding(instance_id: str) -> dict:
@@ -268,92 +209,6 @@ async def test_without_detection_cloudtrail_events_are_dead_lettered_as_not_find
     assert "AWS API Call via CloudTrail" in dead["MessageAttributes"]["irflow-reason"]["StringValue"]
 
 
-def _log_file_notification(bucket: str, key: str, size: int | None = None) -> dict:
-    """What S3 sends to the queue when CloudTrail delivers a log file (keys arrive URL-encoded)."""
-    obj = {"key": key.replace(" ", "+"), "eTag": "0"}
-    if size is not None:
-        obj["size"] = size
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventName": "ObjectCreated:Put",
-                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": bucket}, "object": obj},
-            }
-        ]
-    }
-
-
-async def test_cloudtrail_log_files_in_s3_are_read_and_a_read_only_burst_contains_the_key(dev_env, workload, queues):
-    """EventBridge never delivers read-only calls; CloudTrail's log files hold them. A burst of secret reads
-    in a log file, announced by S3's notification, deactivates the reader's key; bad notifications are
-    dead-lettered with the reason and nothing else is lost."""
-    import gzip
-
-    sqs, queue, dlq = queues
-    s3 = boto3.client("s3", region_name="us-east-1")
-    bucket = "org-cloudtrail-logs"
-    s3.create_bucket(Bucket=bucket)
-    records = [sample_cloudtrail_event(workload, "DescribeTrails", read_only=True)["detail"]]
-    for n in range(6):
-        read = sample_cloudtrail_event(
-            workload, "GetSecretValue", source="secretsmanager.amazonaws.com", read_only=True
-        )
-        read["detail"].update(eventID=f"secret-read-{n}", requestParameters={"secretId": f"prod/db-{n}"})
-        records.append(read["detail"])
-    prefix = f"AWSLogs/{workload.account_id}/CloudTrail/us-east-1/2026/11/28"
-    key = f"{prefix}/{workload.account_id}_CloudTrail_us-east-1_20261128T0500Z_a b.json.gz"
-    s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(json.dumps({"Records": records}).encode()))
-    s3.put_object(Bucket=bucket, Key=f"{prefix}/garbage.json.gz", Body=b"\x1f\x8bnot really gzip")
-    _send(
-        sqs,
-        queue,
-        [
-            {"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": bucket},
-            _log_file_notification(bucket, key),
-            _log_file_notification(bucket, f"AWSLogs/{workload.account_id}/CloudTrail-Digest/us-east-1/d.json.gz"),
-            _log_file_notification(bucket, f"{prefix}/gone.json.gz"),
-            _log_file_notification(bucket, f"{prefix}/garbage.json.gz"),
-        ],
-    )
-    client = dev_env.client
-    async with running_worker(client) as settings:
-        listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
-        await _listen_until(listener, lambda: listener.stats.deleted >= 5 and _depth(sqs, queue) == 0)
-        assert listener.stats.log_files == 1 and listener.stats.log_records == 7
-        assert listener.detector.alerts["irflow.cloudtrail.secrets-burst"] == 1
-        [incident] = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
-        handle = client.get_workflow_handle_for(IncidentWorkflow.run, incident.id)
-        state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
-        assert state.finding.type == "CredentialAccess:IAMUser/SecretsBurst"
-        keys = boto3.client("iam").list_access_keys(UserName=workload.iam_user)["AccessKeyMetadata"]
-        assert {k["AccessKeyId"]: k["Status"] for k in keys}[workload.access_key_id] == "Inactive"
-        await handle.signal("reject", {"by": "bob", "reason": "test"})
-        await handle.result()
-    reasons = sorted(m["MessageAttributes"]["irflow-reason"]["StringValue"] for m in _drain(sqs, dlq))
-    assert len(reasons) == 2, reasons
-    assert any("gone.json.gz: NoSuchKey" in r for r in reasons)
-    assert any("garbage.json.gz is not a CloudTrail log file" in r for r in reasons)
-
-
-async def test_a_log_file_over_the_size_limit_is_dead_lettered_unread(dev_env, workload, queues):
-    sqs, queue, dlq = queues
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket="trail")
-    s3.put_object(Bucket="trail", Key="AWSLogs/big.json", Body=json.dumps({"Records": []}).encode() * 10)
-    _send(
-        sqs, queue, [_log_file_notification("trail", "AWSLogs/big.json"), _log_file_notification("trail", "x", 10**9)]
-    )
-    settings = IrflowSettings(task_queue="unused", log_file_max_bytes=64)
-    listener = FindingListener(dev_env.client, settings, queue_urls=[queue], wait_seconds=1)
-    await _listen_until(listener, lambda: listener.stats.deleted >= 2 and _depth(sqs, queue) == 0)
-    reasons = sorted(m["MessageAttributes"]["irflow-reason"]["StringValue"] for m in _drain(sqs, dlq))
-    assert len(reasons) == 2 and all("IRFLOW_LOG_FILE_MAX_BYTES=64" in r for r in reasons), reasons
-    assert listener.stats.log_files == 0
-
-
 async def test_messages_whose_batch_delete_failed_come_back_and_are_finished_then(dev_env, workload, queues, caplog):
     """Deletes go out as one DeleteMessageBatch per receive; when it fails nothing is lost: the messages
     reappear after their visibility timeout, are handled again and deleted."""
@@ -379,49 +234,3 @@ async def test_messages_whose_batch_delete_failed_come_back_and_are_finished_the
     assert all(n <= 10 for n in calls) and len(calls) >= 2
     assert "could not delete" in caplog.text
     assert _depth(sqs, dlq) == 0
-
-
-def _deliver_everything_twice(listener: FindingListener) -> None:
-    """SQS is at-least-once: hand each received message to the listener twice, in the same receive."""
-    real_receive = listener._sqs.receive_message
-
-    def twice(**kwargs):
-        response = real_receive(**kwargs)
-        response["Messages"] = [copy for m in response.get("Messages", []) for copy in (m, dict(m))]
-        return response
-
-    listener._sqs.receive_message = twice
-
-
-async def test_a_bad_message_delivered_twice_is_dead_lettered_once(dev_env, workload, queues):
-    sqs, queue, dlq = queues
-    _send(sqs, queue, ["not json {"])
-    listener = FindingListener(dev_env.client, IrflowSettings(task_queue="unused"), queue_urls=[queue], wait_seconds=1)
-    _deliver_everything_twice(listener)
-    await _listen_until(listener, lambda: listener.stats.deleted >= 1 and _depth(sqs, queue) == 0)
-    assert listener.stats.received >= 2 and listener.stats.dead_letter_repeats >= 1
-    assert listener.stats.dead_lettered == 1
-    dead = _drain(sqs, dlq)
-    assert [m["Body"] for m in dead] == ["not json {"], "one copy in the dead-letter queue"
-
-
-async def test_when_dead_lettering_fails_no_delivery_of_the_message_is_deleted(dev_env, workload, queues):
-    sqs, _, dlq = queues
-    queue = _findings_queue(sqs, dlq, name="findings-short", visibility_timeout=1)
-    _send(sqs, queue, ["not json {"])
-    listener = FindingListener(dev_env.client, IrflowSettings(task_queue="unused"), queue_urls=[queue], wait_seconds=1)
-    _deliver_everything_twice(listener)
-    real_send, refused = listener._sqs.send_message, []
-
-    def send_once_refused(**kwargs):
-        if not refused:
-            refused.append(kwargs["QueueUrl"])
-            raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "SendMessage")
-        return real_send(**kwargs)
-
-    listener._sqs.send_message = send_once_refused
-    await _listen_until(listener, lambda: listener.stats.dead_lettered >= 1 and _depth(sqs, queue) == 0)
-    assert refused == [dlq], "the first dead-letter send failed"
-    assert listener.stats.received >= 4, "both deliveries of the first receive came back"
-    dead = _drain(sqs, dlq)
-    assert [m["Body"] for m in dead] == ["not json {"], "kept, and dead-lettered once it could be"
