@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, ParamValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -194,6 +194,8 @@ def typed_aws_errors(doing: str) -> Iterator[None]:
     """Turn AWS errors that retrying cannot fix into non-retryable, typed ApplicationErrors."""
     try:
         yield
+    except ParamValidationError as error:  # botocore refused the request before sending it: it never will
+        raise ApplicationError(f"{doing}: {error}", type=INVALID_REQUEST, non_retryable=True) from error
     except ClientError as error:
         code = error_code(error)
         message = error.response.get("Error", {}).get("Message", str(error))
@@ -205,6 +207,25 @@ def typed_aws_errors(doing: str) -> Iterator[None]:
         if code in _INVALID_CODES:
             raise ApplicationError(text, type=INVALID_REQUEST, non_retryable=True) from error
         raise
+
+
+def without_metadata(response: Any) -> Any:
+    """A response as evidence keeps it: boto3's ResponseMetadata describes the call (request id, retries), not
+    the resource."""
+    if isinstance(response, dict):
+        response.pop("ResponseMetadata", None)
+    return response
+
+
+def best_effort(call: Callable[[], Any]) -> Any:
+    """The response, or the error written down in its place: in evidence, that an API could not be read is a
+    fact too, and one part that cannot be read must not cost the others."""
+    try:
+        return without_metadata(call())
+    except ClientError as error:
+        return {"error": f"{error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"}
+    except ApplicationError as error:  # a helper that already typed the AWS error
+        return {"error": f"{error.type}: {error}"}
 
 
 # --- Every activity declares the IAM actions it uses; infra/worker-policy.json is generated from this. ---

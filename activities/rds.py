@@ -1,10 +1,11 @@
-"""RDS DB instances (and their Aurora clusters): tag, make private, quarantine the network, snapshot.
+"""RDS DB instances (and their Aurora clusters): context, containment (make private, quarantine the network)
+and, after approval, stop. The snapshot and the configuration evidence are `rds_evidence`'s.
 
 Every step looks at the current state before acting and changes nothing twice; every undo restores
 the state captured during detection & analysis. For an instance in an Aurora cluster the unit of
 containment is the cluster: each member instance is made private (public access is set per instance),
 the cluster's security groups are replaced (RDS sets them on the cluster, not on its members) and the
-snapshot is a cluster snapshot (RDS refuses DB snapshots of cluster members).
+whole cluster is stopped.
 
 RDS applies changes asynchronously and refuses a new one (InvalidDBInstanceState) while the instance is
 busy (modifying, backing-up...). Steps then wait, heartbeating, for as long as their patience allows;
@@ -31,19 +32,8 @@ from activities.aws import (
     typed_aws_errors,
 )
 from activities.ec2_containment import ISOLATION_GROUP_ACTIONS, ensure_isolation_groups
-from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
-from irflow.models.incident import EvidenceObject, StepResult
-from irflow.models.rds import (
-    DbClusterContext,
-    DbInstanceContext,
-    DbInstanceMember,
-    DbStepInput,
-    DbTarget,
-    snapshot_identifier,
-)
-from irflow.models.tagging import INCIDENT_TAG
-
-SOURCE_TAG = "irflow:source"
+from irflow.models.incident import StepResult
+from irflow.models.rds import DbClusterContext, DbInstanceContext, DbInstanceMember, DbStepInput, DbTarget
 
 # RDS's "not now" answers: the instance or cluster is busy with something else.
 _BUSY = {"InvalidDBInstanceState", "InvalidDBInstanceStateFault", "InvalidDBClusterStateFault"}
@@ -70,10 +60,10 @@ CONTAIN_PATIENCE_SECONDS = 15 * 60  # containment steps run with a long timeout 
 UNDO_PATIENCE_SECONDS = 60  # undos have a short timeout and are retried by Temporal for long
 STOP_WAIT_SECONDS = 20 * 60
 
-_INSTANCE_ACTIONS = ("rds:DescribeDBInstances", "rds:DescribeDBClusters")
+DESCRIBE_ACTIONS = ("rds:DescribeDBInstances", "rds:DescribeDBClusters")
 
 
-def _rds(target: DbTarget):
+def rds_client(target: DbTarget):
     return client("rds", target.region, target.account_id)
 
 
@@ -85,7 +75,7 @@ def _live_groups(record: dict) -> list[str]:
     return [g["VpcSecurityGroupId"] for g in record.get("VpcSecurityGroups", []) if g.get("Status") not in _LEAVING]
 
 
-def _describe_instance(rds, identifier: str) -> dict:
+def describe_instance(rds, identifier: str) -> dict:
     if not identifier:
         raise ApplicationError("the finding names no DB instance", type=INVALID_REQUEST, non_retryable=True)
     with typed_aws_errors(f"describe DB instance {identifier}"):
@@ -97,7 +87,7 @@ def _describe_instance(rds, identifier: str) -> dict:
     raise not_found(f"DB instance {identifier} does not exist")
 
 
-def _describe_cluster(rds, identifier: str) -> dict:
+def describe_cluster(rds, identifier: str) -> dict:
     with typed_aws_errors(f"describe DB cluster {identifier}"):
         found = rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"]
     if not found:
@@ -105,13 +95,13 @@ def _describe_cluster(rds, identifier: str) -> dict:
     return found[0]
 
 
-def _cluster_instances(rds, cluster_id: str) -> dict[str, dict]:
+def cluster_instances(rds, cluster_id: str) -> dict[str, dict]:
     with typed_aws_errors(f"list the instances of DB cluster {cluster_id}"):
         records = rds.describe_db_instances(Filters=[{"Name": "db-cluster-id", "Values": [cluster_id]}])["DBInstances"]
     return {r["DBInstanceIdentifier"]: r for r in records}
 
 
-def _when_ready(
+def when_ready(
     act: Callable[[], Any],
     status: Callable[[], str],
     doing: str,
@@ -159,17 +149,17 @@ def _member(record: dict, writers: dict[str, bool]) -> DbInstanceMember:
     )
 
 
-@aws_activity(*_INSTANCE_ACTIONS)
+@aws_activity(*DESCRIBE_ACTIONS)
 def describe_db_instance_context(target: DbTarget) -> DbInstanceContext:
     """The instance (and its Aurora cluster) as RDS describes it, before anything changes."""
-    rds = _rds(target)
-    record = _describe_instance(rds, target.db_instance_identifier)
+    rds = rds_client(target)
+    record = describe_instance(rds, target.db_instance_identifier)
     cluster, members = None, [record]
     cluster_id = record.get("DBClusterIdentifier")
     if cluster_id:
-        found = _describe_cluster(rds, cluster_id)
+        found = describe_cluster(rds, cluster_id)
         writers = {m["DBInstanceIdentifier"]: bool(m.get("IsClusterWriter")) for m in found.get("DBClusterMembers", [])}
-        by_id = _cluster_instances(rds, cluster_id)
+        by_id = cluster_instances(rds, cluster_id)
         by_id.setdefault(record["DBInstanceIdentifier"], record)
         members = [by_id[name] for name in sorted(by_id)]
         cluster = DbClusterContext(
@@ -225,9 +215,9 @@ def _live(rds, prior: DbInstanceContext) -> tuple[list[tuple[DbInstanceMember, d
     by Aurora auto scaling), and the cluster's record now. A lone instance or a cluster that is gone
     raises NOT_FOUND."""
     if prior.cluster is None:
-        return [(m, _describe_instance(rds, m.identifier)) for m in prior.instances], None
-    cluster = _describe_cluster(rds, prior.cluster.identifier)
-    now = _cluster_instances(rds, prior.cluster.identifier)
+        return [(m, describe_instance(rds, m.identifier)) for m in prior.instances], None
+    cluster = describe_cluster(rds, prior.cluster.identifier)
+    now = cluster_instances(rds, prior.cluster.identifier)
     return [(m, now.get(m.identifier)) for m in prior.instances], cluster
 
 
@@ -235,7 +225,7 @@ def _live(rds, prior: DbInstanceContext) -> tuple[list[tuple[DbInstanceMember, d
 
 
 def _set_public(step: DbStepInput, wanted: Callable[[DbInstanceMember], bool], patience: float) -> StepResult:
-    rds = _rds(step.target)
+    rds = rds_client(step.target)
     members, _ = _live(rds, step.prior)
     changed, unchanged, gone = {}, [], []
     for member, record in members:
@@ -246,11 +236,11 @@ def _set_public(step: DbStepInput, wanted: Callable[[DbInstanceMember], bool], p
         if bool(record.get("PubliclyAccessible")) == value:
             unchanged.append(member.identifier)
             continue
-        _when_ready(
+        when_ready(
             lambda m=member, v=value: rds.modify_db_instance(
                 DBInstanceIdentifier=m.identifier, PubliclyAccessible=v, ApplyImmediately=True
             ),
-            lambda m=member: _describe_instance(rds, m.identifier).get("DBInstanceStatus", ""),
+            lambda m=member: describe_instance(rds, m.identifier).get("DBInstanceStatus", ""),
             f"set PubliclyAccessible={value} on {member.identifier}",
             patience,
         )
@@ -260,14 +250,14 @@ def _set_public(step: DbStepInput, wanted: Callable[[DbInstanceMember], bool], p
     )
 
 
-@aws_activity(*_INSTANCE_ACTIONS, "rds:ModifyDBInstance")
+@aws_activity(*DESCRIBE_ACTIONS, "rds:ModifyDBInstance")
 def disable_db_public_access(step: DbStepInput) -> StepResult:
     """PubliclyAccessible off, applied immediately: the endpoint resolves to private addresses only and
     the instance can no longer be reached from the internet (for Aurora: every member)."""
     return _set_public(step, lambda _: False, CONTAIN_PATIENCE_SECONDS)
 
 
-@aws_activity(*_INSTANCE_ACTIONS, "rds:ModifyDBInstance")
+@aws_activity(*DESCRIBE_ACTIONS, "rds:ModifyDBInstance")
 def restore_db_public_access(step: DbStepInput) -> StepResult:
     return _set_public(step, lambda m: m.publicly_accessible, UNDO_PATIENCE_SECONDS)
 
@@ -276,28 +266,28 @@ def restore_db_public_access(step: DbStepInput) -> StepResult:
 
 
 def _set_groups(step: DbStepInput, wanted: list[str], patience: float) -> StepResult:
-    rds, prior = _rds(step.target), step.prior
+    rds, prior = rds_client(step.target), step.prior
     if prior.cluster:
         name = prior.cluster.identifier
-        current = _live_groups(_describe_cluster(rds, name))
+        current = _live_groups(describe_cluster(rds, name))
         act = lambda: rds.modify_db_cluster(  # noqa: E731
             DBClusterIdentifier=name, VpcSecurityGroupIds=wanted, ApplyImmediately=True
         )
-        status = lambda: _describe_cluster(rds, name).get("Status", "")  # noqa: E731
+        status = lambda: describe_cluster(rds, name).get("Status", "")  # noqa: E731
     else:
         name = prior.db_instance_identifier
-        current = _live_groups(_describe_instance(rds, name))
+        current = _live_groups(describe_instance(rds, name))
         act = lambda: rds.modify_db_instance(  # noqa: E731
             DBInstanceIdentifier=name, VpcSecurityGroupIds=wanted, ApplyImmediately=True
         )
-        status = lambda: _describe_instance(rds, name).get("DBInstanceStatus", "")  # noqa: E731
+        status = lambda: describe_instance(rds, name).get("DBInstanceStatus", "")  # noqa: E731
     if sorted(current) == sorted(wanted):
         return StepResult(changed=False, detail={"resource": name, "security_groups": current})
-    _when_ready(act, status, f"set the security groups of {name} to {wanted}", patience)
+    when_ready(act, status, f"set the security groups of {name} to {wanted}", patience)
     return StepResult(changed=True, detail={"resource": name, "security_groups": wanted, "replaced": current})
 
 
-@aws_activity(*_INSTANCE_ACTIONS, "rds:ModifyDBInstance", "rds:ModifyDBCluster", *ISOLATION_GROUP_ACTIONS)
+@aws_activity(*DESCRIBE_ACTIONS, "rds:ModifyDBInstance", "rds:ModifyDBCluster", *ISOLATION_GROUP_ACTIONS)
 def quarantine_db_security_groups(step: DbStepInput) -> StepResult:
     """Replace the security groups (the cluster's, for Aurora) with the VPC's quarantine group, which has
     no rules: no new connection from anywhere, the application's included. Connections already open
@@ -310,212 +300,35 @@ def quarantine_db_security_groups(step: DbStepInput) -> StepResult:
     return result.model_copy(update={"detail": {**result.detail, "quarantine_group": quarantine}})
 
 
-@aws_activity(*_INSTANCE_ACTIONS, "rds:ModifyDBInstance", "rds:ModifyDBCluster")
+@aws_activity(*DESCRIBE_ACTIONS, "rds:ModifyDBInstance", "rds:ModifyDBCluster")
 def restore_db_security_groups(step: DbStepInput) -> StepResult:
     if not step.prior.vpc_id or not step.prior.security_groups:
         return StepResult(changed=False, detail={"reason": "no security groups were recorded"})
     return _set_groups(step, step.prior.security_groups, UNDO_PATIENCE_SECONDS)
 
 
-# --- snapshot (evidence: never undone) ---
-
-
-def _snapshot_detail(snapshot: dict, kind: str, source: str) -> dict[str, Any]:
-    identifier = snapshot.get("DBClusterSnapshotIdentifier") or snapshot.get("DBSnapshotIdentifier")
-    created = snapshot.get("SnapshotCreateTime")
-    return {
-        "snapshot_id": identifier,
-        "snapshot_arn": snapshot.get("DBClusterSnapshotArn") or snapshot.get("DBSnapshotArn"),
-        "kind": kind,
-        "source": source,
-        "status": snapshot.get("Status", "creating"),
-        "created": created.isoformat() if isinstance(created, datetime) else created,
-    }
-
-
-def _existing_snapshot(rds, cluster: bool, name: str) -> dict | None:
-    try:
-        if cluster:
-            found = rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier=name)["DBClusterSnapshots"]
-        else:
-            found = rds.describe_db_snapshots(DBSnapshotIdentifier=name)["DBSnapshots"]
-    except ClientError as error:
-        if error_code(error) in ("DBSnapshotNotFound", "DBSnapshotNotFoundFault", "DBClusterSnapshotNotFoundFault"):
-            return None
-        raise
-    return found[0] if found else None
-
-
-@aws_activity(
-    *_INSTANCE_ACTIONS,
-    "rds:DescribeDBSnapshots",
-    "rds:CreateDBSnapshot",
-    "rds:DescribeDBClusterSnapshots",
-    "rds:CreateDBClusterSnapshot",
-    "rds:AddTagsToResource",
-)
-def snapshot_db_instance(step: DbStepInput) -> StepResult:
-    """A manual snapshot named after the incident (a cluster snapshot for Aurora), tagged with it. A retry
-    finds the one already made. Manual snapshots outlive the instance; nothing undoes this step."""
-    rds, prior, incident = _rds(step.target), step.prior, step.target.incident_id
-    name = snapshot_identifier(incident)
-    cluster = prior.cluster is not None
-    source = prior.cluster.identifier if prior.cluster else prior.db_instance_identifier
-    kind = "db-cluster-snapshot" if cluster else "db-snapshot"
-    with typed_aws_errors(f"look for snapshot {name}"):
-        existing = _existing_snapshot(rds, cluster, name)
-    if existing is None:
-        tags = [
-            {"Key": INCIDENT_TAG, "Value": incident},
-            {"Key": SOURCE_TAG, "Value": source},
-            {"Key": "Name", "Value": f"irflow evidence {incident}"},
-        ]
-        if cluster:
-            act = lambda: rds.create_db_cluster_snapshot(  # noqa: E731
-                DBClusterIdentifier=source, DBClusterSnapshotIdentifier=name, Tags=tags
-            )["DBClusterSnapshot"]
-            status = lambda: _describe_cluster(rds, source).get("Status", "")  # noqa: E731
-        else:
-            act = lambda: rds.create_db_snapshot(  # noqa: E731
-                DBInstanceIdentifier=source, DBSnapshotIdentifier=name, Tags=tags
-            )["DBSnapshot"]
-            status = lambda: _describe_instance(rds, source).get("DBInstanceStatus", "")  # noqa: E731
-        try:
-            snapshot = _when_ready(act, status, f"snapshot {source} as {name}", CONTAIN_PATIENCE_SECONDS)
-            return StepResult(changed=True, detail=_snapshot_detail(snapshot, kind, source))
-        except ClientError as error:
-            if error_code(error) not in ("DBSnapshotAlreadyExists", "DBClusterSnapshotAlreadyExistsFault"):
-                raise
-            existing = _existing_snapshot(rds, cluster, name)  # made by an attempt racing this one
-    made_from = existing.get("DBClusterIdentifier") or existing.get("DBInstanceIdentifier") or ""
-    if made_from.lower() != source.lower():
-        raise ApplicationError(
-            f"snapshot {name} exists but was made from {made_from}, not {source}",
-            type=INVALID_REQUEST,
-            non_retryable=True,
-        )
-    return StepResult(changed=False, detail=_snapshot_detail(existing, kind, source))
-
-
-# --- evidence ---
-
-
-def _best_effort(call: Callable[[], Any]) -> Any:
-    try:
-        value = call()
-    except ClientError as error:
-        return {"error": f"{error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"}
-    except ApplicationError as error:
-        return {"error": f"{error.type}: {error}"}
-    if isinstance(value, dict):
-        value.pop("ResponseMetadata", None)
-    return value
-
-
-def _user_parameters(rds, group: str, cluster: bool) -> Any:
-    """The parameters someone set in a custom group (Source=user); a default group has none by definition."""
-    if group.startswith("default."):
-        return {"default_group": True, "user_parameters": []}
-    parameters, marker = [], None
-    while True:
-        arguments: dict[str, Any] = {"Source": "user", **({"Marker": marker} if marker else {})}
-        if cluster:
-            page = rds.describe_db_cluster_parameters(DBClusterParameterGroupName=group, **arguments)
-        else:
-            page = rds.describe_db_parameters(DBParameterGroupName=group, **arguments)
-        keep = ("ParameterName", "ParameterValue", "ApplyType", "ApplyMethod", "DataType", "IsModifiable")
-        parameters += [{k: p[k] for k in keep if k in p} for p in page.get("Parameters", [])]
-        marker = page.get("Marker")
-        if not marker:
-            return {"default_group": False, "user_parameters": parameters}
-
-
-@aws_activity(
-    *_INSTANCE_ACTIONS,
-    "rds:DescribeDBParameters",
-    "rds:DescribeDBClusterParameters",
-    "rds:DescribeDBSnapshots",
-    "rds:DescribeDBClusterSnapshots",
-    "ec2:DescribeSecurityGroups",
-    *EVIDENCE_WRITE_ACTIONS,
-)
-def collect_db_instance_evidence(step: DbStepInput) -> EvidenceObject:
-    """The configuration before containment and now (endpoint, security groups with their rules,
-    parameter groups with the parameters set in them, subnet group, public accessibility, IAM database
-    authentication, enhanced monitoring, log exports, tags), the incident's snapshot, and the database
-    user the finding names. Each part is best effort: an error is written down instead."""
-    rds, prior, target = _rds(step.target), step.prior, step.target
-    cluster_id = prior.cluster.identifier if prior.cluster else None
-    ec2 = client("ec2", target.region, target.account_id)
-    groups = sorted(set(prior.security_groups))
-    name = snapshot_identifier(target.incident_id)
-    document = {
-        "collected_at": datetime.now(UTC).isoformat(),
-        "incident_id": target.incident_id,
-        "database_user": target.db_user or None,
-        "db_instance": _best_effort(lambda: _describe_instance(rds, prior.db_instance_identifier)),
-        "db_cluster": _best_effort(lambda: _describe_cluster(rds, cluster_id)) if cluster_id else None,
-        "cluster_members": (
-            _best_effort(
-                lambda: sorted(_cluster_instances(rds, cluster_id).values(), key=lambda r: r["DBInstanceIdentifier"])
-            )
-            if cluster_id
-            else None
-        ),
-        "parameter_groups": {
-            g: _best_effort(lambda g=g: _user_parameters(rds, g, False)) for g in prior.parameter_groups
-        },
-        "cluster_parameter_group": (
-            {
-                prior.cluster.parameter_group: _best_effort(
-                    lambda: _user_parameters(rds, prior.cluster.parameter_group, True)
-                )
-            }
-            if prior.cluster and prior.cluster.parameter_group
-            else None
-        ),
-        "security_groups": (
-            _best_effort(lambda: ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]) if groups else []
-        ),
-        "snapshot": _best_effort(
-            lambda: _snapshot_detail(
-                _existing_snapshot(rds, cluster_id is not None, name) or {"Status": "not found"},
-                "db-cluster-snapshot" if cluster_id else "db-snapshot",
-                cluster_id or prior.db_instance_identifier,
-            )
-        ),
-        "prior": prior.model_dump(mode="json"),
-    }
-    return store_evidence(
-        target.incident_id,
-        f"rds/{prior.db_instance_identifier}/configuration.json",
-        to_json_bytes(document),
-        "rds-instance",
-    )
-
-
 # --- eradication ---
 
 
-@aws_activity(*_INSTANCE_ACTIONS, "rds:StopDBInstance", "rds:StopDBCluster")
+@aws_activity(*DESCRIBE_ACTIONS, "rds:StopDBInstance", "rds:StopDBCluster")
 def stop_db_instance(step: DbStepInput) -> StepResult:
     """Stop the instance (the whole cluster, for Aurora): every open session ends, the storage and the
     snapshot stay. RDS starts a stopped database again by itself after seven days; it comes back still
     private and quarantined. RDS refuses to stop some (a source of read replicas, for one): the step
     fails, typed, and the database stays contained and running."""
-    rds, prior = _rds(step.target), step.prior
+    rds, prior = rds_client(step.target), step.prior
     if prior.cluster:
         name = prior.cluster.identifier
-        status = lambda: _describe_cluster(rds, name).get("Status", "")  # noqa: E731
+        status = lambda: describe_cluster(rds, name).get("Status", "")  # noqa: E731
         act = lambda: rds.stop_db_cluster(DBClusterIdentifier=name)  # noqa: E731
     else:
         name = prior.db_instance_identifier
-        status = lambda: _describe_instance(rds, name).get("DBInstanceStatus", "")  # noqa: E731
+        status = lambda: describe_instance(rds, name).get("DBInstanceStatus", "")  # noqa: E731
         act = lambda: rds.stop_db_instance(DBInstanceIdentifier=name)  # noqa: E731
     before = status()
     if before in ("stopped", "stopping"):
         return StepResult(changed=False, detail={"resource": name, "status": before})
-    _when_ready(act, status, f"stop {name}", STOP_WAIT_SECONDS, refusing=_REFUSING | {"available"})
+    when_ready(act, status, f"stop {name}", STOP_WAIT_SECONDS, refusing=_REFUSING | {"available"})
     deadline = time.monotonic() + STOP_WAIT_SECONDS
     now = status()
     while now != "stopped" and time.monotonic() < deadline:

@@ -4,12 +4,14 @@ access, and restore the saved configuration exactly on undo."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
+from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_activity, client, error_code, not_found, typed_aws_errors
+from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, not_found, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
 from irflow.models.incident import EvidenceObject, StepResult
 from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
@@ -28,7 +30,14 @@ _ALL_BLOCKED = {
 }
 
 
+# What S3 has ever accepted as a bucket name (legacy us-east-1 names allowed capitals and underscores): anything
+# else can never succeed, so it is refused at once rather than retried.
+_BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
+
+
 def _s3(target: BucketTarget):
+    if not _BUCKET_NAME.fullmatch(target.bucket):
+        raise ApplicationError(f"not a bucket name: {target.bucket!r}", type=INVALID_REQUEST, non_retryable=True)
     return client("s3", target.region, target.account_id)
 
 

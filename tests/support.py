@@ -175,3 +175,13 @@ def read_evidence(evidence) -> bytes:
     raw = body["Body"].read()
     assert hashlib.sha256(raw).hexdigest() == evidence.sha256, f"{evidence.key}: bytes do not match their hash"
     return raw
+
+
+def act(containment, step_input):
+    """Run a containment step exactly as the playbook does: on the argument it makes from the step input."""
+    return containment.activity(containment.argument(step_input))
+
+
+def undo(containment, step_input):
+    """Run a containment step's undo as the incident would: on the same argument the step took."""
+    return containment.undo(containment.argument(step_input))

@@ -26,17 +26,18 @@ import asyncio
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.lambda_evidence import collect_lambda_code, collect_lambda_evidence
     from activities.lambda_function import (
-        collect_lambda_code,
-        collect_lambda_evidence,
         describe_lambda_context,
-        disable_event_source_mappings,
-        record_lambda_triggers,
         remove_function_role_revocation,
-        remove_invoke_permissions,
         restore_function_concurrency,
         revoke_function_role_sessions,
         throttle_function,
+    )
+    from activities.lambda_triggers import (
+        disable_event_source_mappings,
+        record_lambda_triggers,
+        remove_invoke_permissions,
     )
     from irflow.models.incident import Eradication
     from irflow.models.lambda_function import LambdaContext, LambdaStepInput, LambdaTarget

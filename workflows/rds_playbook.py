@@ -20,15 +20,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.rds import (
-        collect_db_instance_evidence,
         describe_db_instance_context,
         disable_db_public_access,
         quarantine_db_security_groups,
         restore_db_public_access,
         restore_db_security_groups,
-        snapshot_db_instance,
         stop_db_instance,
     )
+    from activities.rds_evidence import collect_db_instance_evidence, snapshot_db_instance
     from irflow.models.incident import Eradication, SnapshotEvidence, StepResult
     from irflow.models.rds import (
         DbInstanceContext,

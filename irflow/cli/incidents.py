@@ -303,7 +303,8 @@ def report(
     ] = False,
 ) -> None:
     """Print the post-incident report (built from the incident's own record)."""
-    from activities.report import render_html, render_markdown, report_document
+    from activities.report import render_markdown, report_document
+    from activities.report_html import render_html
 
     if as_json and as_html:
         raise typer.BadParameter("choose one of --json and --html")

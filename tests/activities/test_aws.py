@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 import re
 
+import pytest
+from botocore.exceptions import ClientError, ParamValidationError
+from temporalio.exceptions import ApplicationError
+
 from activities import aws
+from irflow.models import errors
 from tests.support import REPO
 
 
@@ -52,3 +57,41 @@ def test_a_service_that_cannot_be_made_is_skipped_with_a_warning(caplog):
         assert aws.client("sns", "us-east-1") is aws.client("sns", "us-east-1")
     finally:
         aws.reset_clients()
+
+
+# --- typed failures (irflow.models.errors): what retrying cannot fix stops retries at once ---
+
+
+def _client_error(code: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": f"{code} said AWS"}}, "SomeOperation")
+
+
+@pytest.mark.parametrize(
+    "code, failure",
+    [
+        ("NoSuchEntity", errors.NOT_FOUND),
+        ("InvalidInstanceID.NotFound", errors.NOT_FOUND),
+        ("AccessDenied", errors.ACCESS_DENIED),
+        ("UnauthorizedOperation", errors.ACCESS_DENIED),
+        ("InvalidParameterValue", errors.INVALID_REQUEST),
+        ("MalformedPolicyDocument", errors.INVALID_REQUEST),
+    ],
+)
+def test_aws_errors_retrying_cannot_fix_are_typed_and_not_retried(code, failure):
+    with pytest.raises(ApplicationError) as raised, aws.typed_aws_errors("isolate i-0a"):
+        raise _client_error(code)
+    assert raised.value.type == failure and raised.value.non_retryable
+    assert raised.value.message == f"isolate i-0a: {code}: {code} said AWS"
+    assert failure in errors.NON_RETRYABLE_TYPES
+
+
+@pytest.mark.parametrize("code", ["Throttling", "RequestLimitExceeded", "InternalError", "ServiceUnavailable"])
+def test_transient_aws_errors_are_left_for_temporal_to_retry(code):
+    with pytest.raises(ClientError), aws.typed_aws_errors("isolate i-0a"):
+        raise _client_error(code)
+
+
+def test_a_request_botocore_refuses_to_send_is_invalid_and_not_retried():
+    with pytest.raises(ApplicationError) as raised, aws.typed_aws_errors("describe bucket ''"):
+        raise ParamValidationError(report='Invalid bucket name ""')
+    assert raised.value.type == errors.INVALID_REQUEST and raised.value.non_retryable

@@ -23,7 +23,6 @@ from irflow.devstack import moto_fidelity_lambda, moto_fidelity_rds
 from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.devstack.demo_lambda import seed_lambda_function
 from irflow.devstack.demo_rds import seed_aurora_cluster, seed_rds_instance
-from irflow.iam_policy import member_policy, member_role_template, worker_policy
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.finding import parse_guardduty
 from irflow.models.iam import IamRoleStepInput, IamRoleTarget, IamUserStepInput, IamUserTarget
@@ -32,7 +31,6 @@ from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
 from irflow.models.rds import DbStepInput, DbTarget
 from irflow.models.s3 import BucketStepInput, BucketTarget
 from irflow.models.settings import get_settings
-from tests.support import REPO
 from workflows.activity_options import activity_name
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
 from workflows.iam_role_playbook import IAM_ROLE_CONTAINMENT_STEPS
@@ -393,34 +391,3 @@ def test_declared_actions_are_well_formed():
     }
     assert {name: bad for name, bad in malformed.items() if bad} == {}
     assert all(actions for actions in activities.required_iam_actions().values())
-
-
-def test_committed_worker_policy_is_generated_from_the_code():
-    committed = json.loads((REPO / "infra" / "worker-policy.json").read_text())
-    assert committed == worker_policy()
-
-
-def test_worker_policy_grants_exactly_the_declared_actions():
-    *declared_statements, assume = worker_policy()["Statement"]
-    granted = {a for statement in declared_statements for a in statement["Action"]}
-    declared = {a for actions in activities.required_iam_actions().values() for a in actions}
-    assert granted == declared
-    assert all(s["Effect"] == "Allow" for s in worker_policy()["Statement"])
-    # Beyond its own account, the worker can only become the responder role.
-    assert assume["Action"] == ["sts:AssumeRole"]
-    assert assume["Resource"] == "arn:aws:iam::*:role/irflow-responder"
-
-
-def test_member_accounts_get_the_resource_actions_without_evidence_or_notification_writes():
-    granted = {a for statement in member_policy()["Statement"] for a in statement["Action"]}
-    assert {"iam:PutRolePolicy", "ec2:ModifyNetworkInterfaceAttribute", "s3:PutBucketPublicAccessBlock"} <= granted
-    assert not granted & {"s3:PutObject", "s3:PutObjectRetention", "sns:Publish", "sts:AssumeRole"}
-    assert len(json.dumps(member_policy(), separators=(",", ":"))) < 10_240, "IAM's inline role policy size limit"
-
-
-def test_committed_member_role_template_is_generated_from_the_code():
-    committed = json.loads((REPO / "infra" / "member-role.json").read_text())
-    assert committed == member_role_template()
-    role = committed["Resources"]["ResponderRole"]["Properties"]
-    assert role["RoleName"] == "irflow-responder"
-    assert role["Policies"][0]["PolicyDocument"] == member_policy()

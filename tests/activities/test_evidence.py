@@ -1,18 +1,15 @@
-"""Evidence capture: snapshots, locked and hashed objects in the evidence bucket, memory, notifications."""
+"""Evidence capture: snapshots, locked and hashed objects in the evidence bucket, the manifest, and nothing
+captured without a bucket to lock it in (memory, notifications and the stored report have their own tests)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
-from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.ec2_context import describe_instance_context
 from activities.evidence import (
     collect_console_output,
     collect_instance_metadata,
@@ -21,92 +18,24 @@ from activities.evidence import (
     write_manifest,
 )
 from activities.memory import acquire_memory
-from activities.notify import publish_notification
 from activities.report import write_report
-from irflow.devstack.demo import sample_finding
-from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.finding import pack_raw, parse_guardduty
-from irflow.models.incident import EvidenceObject, IncidentState, ManifestInput, NotifyInput, RawFindingInput
+from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput
 from irflow.models.settings import get_settings
-from tests.support import incident_snapshots, notifications
-
-INCIDENT_ID = "inc-evidence-0001"
-RETENTION = timedelta(days=365)
-
-
-@pytest.fixture
-def target(workload) -> Ec2Target:
-    return Ec2Target(
-        incident_id=INCIDENT_ID,
-        account_id=workload.account_id,
-        region=workload.region,
-        instance_id=workload.instance_id,
-    )
-
-
-@pytest.fixture
-def step(target) -> Ec2StepInput:
-    return Ec2StepInput(target=target, prior=describe_instance_context(target))
-
-
-@pytest.fixture
-def raw_finding(workload) -> dict:
-    return sample_finding(workload.instance_id, workload.account_id, workload.region)
-
-
-@pytest.fixture
-def raw_request(raw_finding) -> RawFindingInput:
-    return RawFindingInput(incident_id=INCIDENT_ID, finding_id=raw_finding["detail"]["id"], raw=raw_finding)
-
-
-@pytest.fixture
-def incident_state(raw_finding, step) -> IncidentState:
-    finding = parse_guardduty(raw_finding).finding
-    return IncidentState(
-        incident_id=INCIDENT_ID,
-        playbook="ec2-instance",
-        severity=finding.severity,
-        finding=finding,
-        resource_id=step.target.instance_id,
-        context=step.prior,
-        received_at=datetime.now(UTC),
-    )
-
-
-def s3(workload):
-    return boto3.client("s3", region_name=workload.region)
-
-
-def stored_bytes(workload, record: EvidenceObject) -> bytes:
-    return s3(workload).get_object(Bucket=record.bucket, Key=record.key, VersionId=record.version_id)["Body"].read()
-
-
-def versions_of(workload, record: EvidenceObject) -> list[str]:
-    listed = s3(workload).list_object_versions(Bucket=record.bucket, Prefix=record.key).get("Versions", [])
-    return [v["VersionId"] for v in listed if v["Key"] == record.key]
-
-
-def assert_locked_evidence(workload, record: EvidenceObject) -> None:
-    """What an auditor checks: right place, bytes match the recorded hash, encrypted, locked, undeletable."""
-    assert record.bucket == workload.evidence_bucket
-    assert record.key.startswith(f"incidents/{INCIDENT_ID}/")
-    assert record.version_id
-    body = stored_bytes(workload, record)
-    assert hashlib.sha256(body).hexdigest() == record.sha256
-    assert len(body) == record.size
-    head = s3(workload).head_object(Bucket=record.bucket, Key=record.key, VersionId=record.version_id)
-    assert head["Metadata"]["sha256"] == record.sha256
-    assert head["ServerSideEncryption"] == "aws:kms"
-    key_id = head["SSEKMSKeyId"]  # AWS answers with the key's ARN, moto with the id it was given
-    assert key_id == workload.kms_key_id or key_id.endswith(f":key/{workload.kms_key_id}")
-    assert head["ObjectLockMode"] == "COMPLIANCE"
-    ahead = head["ObjectLockRetainUntilDate"] - datetime.now(UTC)
-    assert RETENTION - timedelta(hours=1) < ahead <= RETENTION
-    with pytest.raises(ClientError) as refused:
-        s3(workload).delete_object(Bucket=record.bucket, Key=record.key, VersionId=record.version_id)
-    assert refused.value.response["Error"]["Code"] == "AccessDenied"
-    assert hashlib.sha256(stored_bytes(workload, record)).hexdigest() == record.sha256
-
+from tests.activities.evidence_support import (
+    INCIDENT_ID,
+    assert_locked_evidence,
+    incident_state_fixture,  # noqa: F401  (fixtures: pytest finds them in the module)
+    instance_commands,
+    raw_finding_fixture,  # noqa: F401
+    raw_request_fixture,  # noqa: F401
+    s3,
+    step_fixture,  # noqa: F401
+    stored_bytes,
+    target_fixture,  # noqa: F401
+    versions_of,
+)
+from tests.support import incident_snapshots
 
 # --- snapshots ---
 
@@ -220,35 +149,7 @@ def test_first_capture_wins(workload, capture, raw_request, step, target):
     assert versions_of(workload, first) == [first.version_id]
 
 
-# --- memory ---
-
-
-def instance_commands(workload) -> list[dict]:
-    ssm = boto3.client("ssm", region_name=workload.region)
-    return ssm.list_commands(InstanceId=workload.instance_id)["Commands"]
-
-
-def test_acquire_memory_records_the_ssm_command_and_how_it_ended(workload, target):
-    result = acquire_memory(target)
-    [command] = instance_commands(workload)
-    assert result.command_id == command["CommandId"]
-    assert result.status == "Success"  # moto's SSM reports success at once
-    record = json.loads(stored_bytes(workload, result.evidence))
-    assert record["command_id"] == command["CommandId"] and record["status"] == "Success"
-    assert any(
-        f"s3://{workload.evidence_bucket}/incidents/{INCIDENT_ID}/" in c for c in command["Parameters"]["commands"]
-    )
-    assert_locked_evidence(workload, result.evidence)
-
-
-def test_acquire_memory_twice_sends_one_command(workload, target):
-    first = acquire_memory(target)
-    second = acquire_memory(target)
-    assert second.command_id == first.command_id
-    assert [c["CommandId"] for c in instance_commands(workload)] == [first.command_id]
-
-
-# --- manifest and report ---
+# --- manifest ---
 
 
 def test_manifest_lists_every_object_with_its_hash(workload, step, target, raw_request):
@@ -284,30 +185,6 @@ def test_manifest_is_rewritten_only_when_the_evidence_grows(workload, step, targ
     assert_locked_evidence(workload, grown)
 
 
-def test_report_is_stored_as_markdown_json_and_html_and_locked(workload, incident_state):
-    records = write_report(incident_state)
-    assert sorted(r.key for r in records) == [
-        f"incidents/{INCIDENT_ID}/report/report.html",
-        f"incidents/{INCIDENT_ID}/report/report.json",
-        f"incidents/{INCIDENT_ID}/report/report.md",
-    ]
-    by_key = {r.key.rsplit("/", 1)[-1]: r for r in records}
-    assert json.loads(stored_bytes(workload, by_key["report.json"]))["incident_id"] == INCIDENT_ID
-    assert stored_bytes(workload, by_key["report.md"]).decode().startswith(f"# Incident {INCIDENT_ID}")
-    assert stored_bytes(workload, by_key["report.html"]).decode().startswith("<!DOCTYPE html>")
-    content_types = {
-        name: s3(workload).head_object(Bucket=r.bucket, Key=r.key, VersionId=r.version_id)["ContentType"]
-        for name, r in by_key.items()
-    }
-    assert content_types == {
-        "report.md": "text/markdown",
-        "report.json": "application/json",
-        "report.html": "text/html; charset=utf-8",
-    }
-    for record in records:
-        assert_locked_evidence(workload, record)
-
-
 # --- without an evidence bucket, nothing is captured that could not be locked ---
 
 
@@ -338,19 +215,3 @@ def test_without_evidence_bucket_is_not_configured(
     assert raised.value.non_retryable is True
     # Nothing was sent to the instance whose output could not be kept.
     assert instance_commands(workload) == []
-
-
-# --- notifications ---
-
-
-@pytest.mark.parametrize("channel, topic_attr", [("team", "notify_topic_arn"), ("escalation", "escalation_topic_arn")])
-def test_publish_notification_delivers_json_to_the_channel_topic(workload, channel, topic_attr):
-    request = NotifyInput(
-        incident_id=INCIDENT_ID, channel=channel, subject="Instance contained", body={"phase": "containment"}
-    )
-    result = publish_notification(request)
-    assert result.changed is True
-    [message] = notifications(workload)
-    assert message["topic"] == getattr(workload, topic_attr)
-    assert message["subject"] == "Instance contained"
-    assert message["incident_id"] == INCIDENT_ID and message["phase"] == "containment"

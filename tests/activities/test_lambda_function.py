@@ -1,14 +1,7 @@
-"""Lambda activities against in-process moto: each step twice changes the function once, each undo
-restores it exactly, evidence hashes match, eradication detaches exactly the outside triggers."""
+"""Lambda context and containment against in-process moto: each step twice changes the function once, each
+undo restores it exactly (evidence and eradication have their own test files)."""
 
 from __future__ import annotations
-
-import base64
-import hashlib
-import io
-import json
-import zipfile
-from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -18,49 +11,16 @@ from activities import lambda_function as steps
 from activities.iam import revocation_policy_name
 from activities.tagging import restore_resource_tags, tag_resource
 from irflow.devstack import moto_fidelity_lambda
-from irflow.devstack.demo_lambda import (
-    HANDLER_SOURCE,
-    DemoLambda,
-    deployment_package,
-    observed_function,
-    seed_lambda_function,
-)
+from irflow.devstack.demo_lambda import deployment_package, observed_function, seed_lambda_function
 from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
-from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
 from irflow.models.tagging import tag_request_for
+from tests.activities.lambda_support import (
+    INCIDENT_ID,
+    _step,
+    _target,
+    demo_fixture,  # noqa: F401  (a fixture: pytest finds it in the module)
+)
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS
-
-INCIDENT_ID = "inc-lambda-0001"
-CUTOFF = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
-
-
-@pytest.fixture
-def demo(workload) -> DemoLambda:
-    moto_fidelity_lambda.apply()
-    return seed_lambda_function(workload.account_id, workload.region)
-
-
-def _target(demo: DemoLambda, name: str | None = None) -> LambdaTarget:
-    return LambdaTarget(
-        incident_id=INCIDENT_ID,
-        account_id=demo.account_id,
-        region=demo.region,
-        function_name=demo.function_name if name is None else name,
-    )
-
-
-def _step(demo: DemoLambda) -> LambdaStepInput:
-    return LambdaStepInput(
-        target=_target(demo), prior=steps.describe_lambda_context(_target(demo)), issued_before=CUTOFF
-    )
-
-
-def _evidence_body(evidence) -> bytes:
-    return (
-        boto3.client("s3")
-        .get_object(Bucket=evidence.bucket, Key=evidence.key, VersionId=evidence.version_id)["Body"]
-        .read()
-    )
 
 
 def test_the_context_is_what_the_function_was(demo):
@@ -174,139 +134,3 @@ def test_revocation_needs_a_cutoff(demo):
     with pytest.raises(ApplicationError) as refused:
         steps.revoke_function_role_sessions(step)
     assert refused.value.type == INVALID_REQUEST
-
-
-def test_the_configuration_evidence_has_what_an_investigator_asks_for(demo):
-    step = _step(demo)
-    steps.throttle_function(step)
-    evidence = steps.collect_lambda_evidence(step)
-    raw = _evidence_body(evidence)
-    assert hashlib.sha256(raw).hexdigest() == evidence.sha256
-    assert evidence.kind == "lambda-function" and evidence.key.endswith(
-        f"lambda/{demo.function_name}/configuration.json"
-    )
-    document = json.loads(raw)
-    function = document["function"]
-    assert function["Code"]["RepositoryType"] == "S3" and function["Code"]["Location"]
-    assert function["Configuration"]["CodeSha256"] == demo.code_sha256
-    assert function["Configuration"]["Environment"]["Variables"]["LOG_LEVEL"] == "info"
-    assert document["prior"]["reserved_concurrency"] == 25 and document["reserved_concurrency"] == 0
-    sids = {s["Sid"] for s in document["resource_policies"]["$function"]["Statement"]}
-    assert sids == set(demo.outside_statement_ids + demo.own_statement_ids)
-    assert "live" in document["resource_policies"]
-    assert [m["UUID"] for m in document["event_source_mappings"]] == [demo.mapping_uuid]
-    assert document["function_url"]["AuthType"] == "NONE"
-    assert [a["Name"] for a in document["aliases"]] == ["live"]
-    assert {v["Version"] for v in document["versions"]} == {"$LATEST", "1"}
-    assert document["tags"] == {"app": "shop", "team": "media"}
-    # moto does not implement provisioned concurrency: the error is recorded, the evidence still stored.
-    assert "provisioned_concurrency" in document
-
-
-def test_the_code_package_is_kept_and_matches_the_functions_code_sha256(demo):
-    record, package = steps.collect_lambda_code(_step(demo))
-    assert (record.kind, package.kind) == ("lambda-code", "lambda-code-package")
-    body = _evidence_body(package)
-    assert hashlib.sha256(body).hexdigest() == package.sha256
-    assert base64.b64encode(hashlib.sha256(body).digest()).decode() == demo.code_sha256
-    assert body == deployment_package()
-    with zipfile.ZipFile(io.BytesIO(body)) as archive:
-        assert archive.read("index.py").decode() == HANDLER_SOURCE
-    summary = json.loads(_evidence_body(record))
-    assert hashlib.sha256(_evidence_body(record)).hexdigest() == record.sha256
-    assert summary["captured"] is True and summary["package_sha256"] == package.sha256
-    assert summary["code_sha256"] == demo.code_sha256 and summary["repository_type"] == "S3"
-    again = steps.collect_lambda_code(_step(demo))
-    assert [(e.key, e.version_id) for e in again] == [
-        (record.key, record.version_id),
-        (package.key, package.version_id),
-    ]
-
-
-def test_a_package_that_cannot_be_fetched_is_recorded_with_the_reason(demo):
-    with moto_fidelity_lambda.code_location_answers(403):
-        stored = steps.collect_lambda_code(_step(demo))
-    assert len(stored) == 1
-    summary = json.loads(_evidence_body(stored[0]))
-    assert summary["captured"] is False
-    assert "HTTP 403" in summary["reason"]
-    assert summary["location"] and summary["code_sha256"] == demo.code_sha256
-
-
-def test_an_image_functions_code_is_named_by_its_digest(demo):
-    image = f"{demo.account_id}.dkr.ecr.{demo.region}.amazonaws.com/resizer:latest"
-    boto3.client("lambda", region_name=demo.region).create_function(
-        FunctionName="resizer-image", Role=demo.role_arn, PackageType="Image", Code={"ImageUri": image}
-    )
-    target = _target(demo, "resizer-image")
-    stored = steps.collect_lambda_code(LambdaStepInput(target=target, prior=steps.describe_lambda_context(target)))
-    assert [e.kind for e in stored] == ["lambda-code"]
-    summary = json.loads(_evidence_body(stored[0]))
-    assert summary["captured"] is False and summary["repository_type"] == "ECR"
-    assert "@sha256:" in summary["resolved_image_uri"] and summary["resolved_image_uri"] in summary["reason"]
-
-
-def test_a_location_that_is_not_http_is_not_fetched():
-    with pytest.raises(steps.CodeUnavailable, match="not an HTTP"):
-        steps._download("file:///etc/passwd")
-
-
-@pytest.mark.parametrize(
-    ("principal", "outside"),
-    [
-        ({"Service": "s3.amazonaws.com"}, ["Service:s3.amazonaws.com"]),
-        ("*", ["*"]),
-        ({"AWS": "*"}, ["*"]),
-        ({"AWS": "arn:aws:iam::111122223333:root"}, ["arn:aws:iam::111122223333:root"]),
-        ({"AWS": "111122223333"}, ["111122223333"]),
-        ({"AWS": "arn:aws:iam::123456789012:role/ops"}, []),
-        ({"AWS": "123456789012"}, []),
-        (
-            {"AWS": ["arn:aws:iam::123456789012:root", "arn:aws:iam::444455556666:user/x"]},
-            ["arn:aws:iam::444455556666:user/x"],
-        ),
-    ],
-)
-def test_who_is_outside_the_account(principal, outside):
-    statement = {"Sid": "s", "Effect": "Allow", "Principal": principal, "Action": "lambda:InvokeFunction"}
-    assert steps._outside_principals(statement, "123456789012") == outside
-
-
-def test_deny_statements_are_never_outside_grants():
-    assert steps._outside_principals({"Effect": "Deny", "Principal": "*"}, "123456789012") == []
-    assert steps._outside_principals({"Effect": "Allow", "NotPrincipal": {"AWS": "x"}}, "123456789012")
-
-
-def test_eradication_records_the_triggers_then_detaches_exactly_the_outside_ones(demo):
-    step = _step(demo)
-    for containment in LAMBDA_CONTAINMENT_STEPS:
-        containment.activity(containment.argument(step))
-    evidence = steps.record_lambda_triggers(step)
-    raw = _evidence_body(evidence)
-    assert hashlib.sha256(raw).hexdigest() == evidence.sha256
-    document = json.loads(raw)
-    assert document["mappings_to_disable"] == [demo.mapping_uuid]
-    assert {s["sid"] for s in document["statements_to_remove"] if s["qualifier"] is None} == set(
-        demo.outside_statement_ids
-    )
-
-    disabled = steps.disable_event_source_mappings(step)
-    assert disabled.changed is True
-    assert disabled.detail["disabled"] == [
-        {"uuid": demo.mapping_uuid, "event_source_arn": demo.queue_arn, "prior_state": "Enabled"}
-    ]
-    assert steps.disable_event_source_mappings(step).changed is False
-
-    removed = steps.remove_invoke_permissions(step)
-    assert removed.changed is True
-    assert {r["sid"] for r in removed.detail["removed"]} == set(demo.outside_statement_ids)
-    assert steps.remove_invoke_permissions(step).changed is False
-
-    seen = observed_function(demo)
-    assert seen["mappings"] == {demo.mapping_uuid: "Disabled"}
-    assert seen["policy_statements"] == sorted(demo.own_statement_ids)
-    assert seen["reserved_concurrency"] == 0, "the function stays throttled"
-    assert seen["code_sha256"] == demo.code_sha256, "the function and its code are kept"
-    # First capture wins: recording again after the removal keeps what was there before it.
-    again = steps.record_lambda_triggers(step)
-    assert (again.key, again.version_id, again.sha256) == (evidence.key, evidence.version_id, evidence.sha256)

@@ -17,7 +17,7 @@ from irflow.intake.submit import submit
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import Eradication, Status
 from irflow.models.rds import snapshot_identifier
-from tests.activities.test_rds import observed_db
+from tests.activities.rds_support import observed_db
 from tests.support import read_evidence, running_worker, wait_for
 from tests.workflows.faults import failing_after_acting, flaky_after_acting
 from workflows.incident import IncidentWorkflow

@@ -1,0 +1,52 @@
+"""The wording the Markdown and the HTML report share: durations a person reads at a glance, times, what an
+action came to, and a label for every milestone the record has."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from activities.report_wording import MILESTONE_LABELS, duration_text, outcome_text, time_text
+from irflow.models.incident import ActionRecord, ActionStatus, Phase
+from tests.activities.report_support import _state
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (None, "—"),
+        (0.25, "0.25s"),
+        (42.5, "42.5s"),
+        (390.0, "6m 30s"),
+        (14400.0, "4h 0m"),
+        (183600.0, "2d 3h"),
+        (-390.0, "-6m 30s"),
+    ],
+)
+def test_a_duration_reads_in_the_largest_units_that_matter(seconds, text):
+    assert duration_text(seconds) == text
+
+
+def test_a_missing_time_is_a_dash_and_a_time_is_iso_8601():
+    assert time_text(None) == "—"
+    assert time_text(datetime(2026, 3, 1, 9, 0, tzinfo=UTC)) == "2026-03-01T09:00:00+00:00"
+
+
+def test_an_action_comes_to_its_error_or_to_its_result_as_stable_json():
+    at = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    done = ActionRecord(
+        name="a",
+        phase=Phase.CONTAINMENT,
+        status=ActionStatus.DONE,
+        started_at=at,
+        finished_at=at,
+        result={"b": 2, "a": at},
+    )
+    assert outcome_text(done) == '{"a": "2026-03-01 09:00:00+00:00", "b": 2}'
+    failed = done.model_copy(update={"status": ActionStatus.FAILED, "error": "AccessDenied"})
+    assert outcome_text(failed) == "AccessDenied"
+
+
+def test_every_milestone_of_the_record_has_a_label():
+    assert set(MILESTONE_LABELS) == set(_state().milestones())
