@@ -117,7 +117,7 @@ def detect(
     engine = _catalogue(sigma, python_dirs).engine()
     try:
         events = list(read_bytes(sys.stdin.buffer.read() if str(replay) == "-" else replay.read_bytes()))
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:  # EOFError: a truncated gzip file
         fail(f"cannot read {replay}: {error}", EXIT_REFUSED)
     alerts = 0
     for event in events:

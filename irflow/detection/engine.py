@@ -59,14 +59,18 @@ class Engine:
     @staticmethod
     def _key(event: Event) -> tuple[Any, Any, Any]:
         identity = event.get("userIdentity")
+        source, name = event.get("eventSource"), event.get("eventName")
+        kind = identity.get("type") if identity.__class__ is dict else None
+        # CloudTrail writes strings here. Anything else (a broken or forged record) can only reach the rules that
+        # declare nothing, and must not stop the other records of its file from being evaluated.
         return (
-            event.get("eventSource"),
-            event.get("eventName"),
-            identity.get("type") if identity.__class__ is dict else None,
+            source if source.__class__ is str else None,
+            name if name.__class__ is str else None,
+            kind if kind.__class__ is str else None,
         )
 
     def candidates(self, event: Event) -> tuple[Rule, ...]:
-        """The rules this event is tested against, in evaluation order."""
+        """The rules this event is tested against: the stateless ones, then the stateful ones."""
         key = self._key(event)
         return tuple(self._candidates(*key))
 

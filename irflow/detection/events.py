@@ -44,10 +44,15 @@ def read_bytes(data: bytes) -> Iterator[dict[str, Any]]:
 
 
 def read_lines(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         line = line.strip()
-        if line:
-            yield from records(json.loads(line))
+        if not line:
+            continue
+        try:
+            document = json.loads(line)
+        except json.JSONDecodeError as error:  # say which line of the file, not "line 1" of the line
+            raise json.JSONDecodeError(f"line {number}: {error.msg}", error.doc, error.pos) from None
+        yield from records(document)
 
 
 def get_path(event: Any, dotted: str) -> Any:

@@ -49,13 +49,14 @@ class Rule:
 
     def admits(self, source: Any, name: Any, identity_type: Any) -> bool:
         """Whether an event with this eventSource, eventName and userIdentity.type can match at all."""
-        if self.event_sources and source not in self.event_sources:
+        # A value that is not a string (a broken or forged record) matches no declaration, and never raises.
+        if self.event_sources and not (source.__class__ is str and source in self.event_sources):
             return False
-        if self.event_names and name not in self.event_names:
+        if self.event_names and not (name.__class__ is str and name in self.event_names):
             return False
         if self.name_prefixes and not (name.__class__ is str and name.startswith(self.name_prefixes)):
             return False
-        return not self.identity_types or identity_type in self.identity_types
+        return not self.identity_types or (identity_type.__class__ is str and identity_type in self.identity_types)
 
     def admits_event(self, event: Event) -> bool:
         identity = event.get("userIdentity")

@@ -131,3 +131,18 @@ def test_the_listener_setting_brings_a_teams_rules_into_rules_list(tmp_path):
     assert result.exit_code == 0, result.output
     ids = {rule["id"] for rule in json.loads(result.stdout)["rules"]}
     assert {"team.ec2.key-pair-imported", "acme.sts.break-glass-assumed"} <= ids
+
+
+def test_detect_replay_of_a_truncated_gzip_file_is_one_clear_error(tmp_path):
+    truncated = tmp_path / "cloudtrail.json.gz"
+    truncated.write_bytes(gzip.compress(json.dumps({"Records": [{"eventName": "CreateUser"}]}).encode())[:-12])
+    result = RUNNER.invoke(app, ["detect", "--replay", str(truncated)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: cannot read {truncated}: ") and result.stderr.count("\n") == 1
+
+
+def test_detect_replay_names_the_line_that_is_not_json(tmp_path):
+    lines = tmp_path / "events.jsonl"
+    lines.write_text('{"eventName": "CreateUser"}\n{"eventName": "DeleteUser"}\n{ bad\n')
+    result = RUNNER.invoke(app, ["detect", "--replay", str(lines)])
+    assert result.exit_code == 1 and "line 3:" in result.stderr, result.stderr
