@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         SnapshotEvidence,
         StepResult,
         TimelineEntry,
+        incident_hash,
     )
 
 from workflows import search_attributes as sa
@@ -236,6 +237,7 @@ class IncidentRecord:
         if published != self._published:  # each upsert is a history event: only when something changed
             self._published = published
             attributes = sa.incident_attributes(
+                incident_hash=incident_hash(s.incident_id),
                 status=str(s.status),
                 phase=str(s.phase),
                 severity=str(s.severity),

@@ -12,15 +12,26 @@ FINDING_TYPE = SearchAttributeKey.for_keyword("IrflowFindingType")
 RESOURCE_ID = SearchAttributeKey.for_keyword("IrflowResourceId")
 RESOURCE_TYPE = SearchAttributeKey.for_keyword("IrflowResourceType")
 ACCOUNT = SearchAttributeKey.for_keyword("IrflowAccount")
+# The SHA-256 of the incident id: a short id (its first characters) is found with one STARTS_WITH query.
+INCIDENT_HASH = SearchAttributeKey.for_keyword("IrflowIncidentHash")
 
-ALL = (STATUS, PHASE, SEVERITY, FINDING_TYPE, RESOURCE_ID, RESOURCE_TYPE, ACCOUNT)
+ALL = (STATUS, PHASE, SEVERITY, FINDING_TYPE, RESOURCE_ID, RESOURCE_TYPE, ACCOUNT, INCIDENT_HASH)
 
 
 def incident_attributes(
-    *, status: str, phase: str, severity: str, finding_type: str, resource_id: str, resource_type: str, account: str
+    *,
+    incident_hash: str,
+    status: str,
+    phase: str,
+    severity: str,
+    finding_type: str,
+    resource_id: str,
+    resource_type: str,
+    account: str,
 ) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
+            SearchAttributePair(INCIDENT_HASH, incident_hash),
             SearchAttributePair(STATUS, status),
             SearchAttributePair(PHASE, phase),
             SearchAttributePair(SEVERITY, severity),

@@ -17,7 +17,6 @@ Exit codes: 0 done; 1 bad input (an ambiguous short id too) or the incident refu
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import sys
@@ -29,8 +28,9 @@ from rich.console import Console
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from irflow.models.incident import IncidentState
+from irflow.models.incident import INCIDENT_WORKFLOW, IncidentState, incident_hash, short_id
 from irflow.temporal_client import TemporalUnreachable, connect
+from workflows import search_attributes as sa
 
 app = typer.Typer(
     help="irflow: automated incident response for AWS, on Temporal. Commands that take an ID accept the incident id, "
@@ -43,7 +43,6 @@ EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_NOT_FOUND, EXIT_TIMEOUT = 1, 2, 3, 4
 T = TypeVar("T")
 
 _INCIDENT_SUFFIX = re.compile(r"-(\d{8}T\d{6}Z)$")
-SHORT_ID_LENGTH = 8
 # Incident keys always hold a '-' (kind-account-region-...), so a bare run of hex digits is a short id.
 _SHORT_ID = re.compile(r"[0-9a-fA-F]{4,64}")
 _CANDIDATES_SHOWN = 10
@@ -85,19 +84,10 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def short_id(incident_id: str) -> str:
-    """The incident's name where 80 columns leave no room for its whole id (see the module's docstring)."""
-    return _digest(incident_id)[:SHORT_ID_LENGTH]
-
-
-def _digest(incident_id: str) -> str:
-    return hashlib.sha256(incident_id.encode()).hexdigest()
-
-
 def match_short_id(prefix: str, incident_ids: list[str]) -> str:
     """The one incident id whose short id starts with `prefix`; NotFound or Ambiguous (naming them) otherwise."""
     wanted = prefix.lower()
-    matches = sorted({i for i in incident_ids if _digest(i).startswith(wanted)})
+    matches = sorted({i for i in incident_ids if incident_hash(i).startswith(wanted)})
     if not matches:
         raise NotFound(f"no incident with short id {prefix}")
     if len(matches) > 1:
@@ -111,10 +101,11 @@ def match_short_id(prefix: str, incident_ids: list[str]) -> str:
 
 
 async def _by_short_id(client: Client, prefix: str) -> WorkflowHandle:
-    # A hash cannot be searched for in Temporal's visibility store: go through the incidents it still keeps
-    # (the namespace's retention), the same ones `irflow list` shows short ids for.
+    # Every incident carries its hash as a search attribute: one prefix query finds the candidates among the
+    # incidents Temporal still keeps (the namespace's retention), the same ones `irflow list` shows.
     runs: dict[str, tuple[str, str | None]] = {}
-    async for execution in client.list_workflows("WorkflowType = 'IncidentWorkflow'"):
+    query = f"WorkflowType = '{INCIDENT_WORKFLOW}' AND {sa.INCIDENT_HASH.name} STARTS_WITH '{prefix.lower()}'"
+    async for execution in client.list_workflows(query):
         memo = await execution.memo()
         runs.setdefault(memo.get("incident_id") or execution.id, (execution.id, execution.run_id))
     workflow_id, run_id = runs[match_short_id(prefix, list(runs))]

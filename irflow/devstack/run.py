@@ -24,14 +24,14 @@ from pathlib import Path
 import boto3
 
 from activities.aws import reset_clients
-from irflow.cli.common import NotFound, incident_handle, short_id
+from irflow.cli.common import NotFound, incident_handle
 from irflow.devstack.demo import sample_finding, sample_port_probe_finding
 from irflow.devstack.intake_stack import publish_findings
 from irflow.devstack.processes import REPO, ProcessGroup, aws_environment, free_port, start_moto, start_temporal
 from irflow.devstack.seed import prepare_account, write_settings
 from irflow.intake.router import route
 from irflow.models.finding import parse_guardduty
-from irflow.models.incident import IncidentState, Status
+from irflow.models.incident import IncidentState, Status, short_id
 from irflow.temporal_client import connect, ensure_search_attributes
 
 

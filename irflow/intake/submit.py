@@ -11,7 +11,15 @@ from temporalio.common import WorkflowIDConflictPolicy
 
 from irflow.intake.router import incident_id, route
 from irflow.models.finding import ParsedFinding, pack_raw
-from irflow.models.incident import INCIDENT_WORKFLOW, FindingDelivery, IncidentInput, IncidentState, Phase, Status
+from irflow.models.incident import (
+    INCIDENT_WORKFLOW,
+    FindingDelivery,
+    IncidentInput,
+    IncidentState,
+    Phase,
+    Status,
+    incident_hash,
+)
 from irflow.models.settings import IrflowSettings
 from irflow.telemetry import tracer
 from workflows import search_attributes as sa
@@ -95,6 +103,7 @@ async def submit(
             start_signal="add_finding",
             start_signal_args=[delivery],
             search_attributes=sa.incident_attributes(
+                incident_hash=incident_hash(new_incident_id),
                 status=str(Status.ACTIVE),
                 phase=str(Phase.DETECTION),
                 severity=str(finding.severity),

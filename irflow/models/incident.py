@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
@@ -14,6 +15,19 @@ from irflow.models.finding import Finding, Severity
 # The incident workflow's type name: what clients start and list (`WorkflowType = 'IncidentWorkflow'`),
 # so the listener and the CLI need not import the workflow's code.
 INCIDENT_WORKFLOW = "IncidentWorkflow"
+SHORT_ID_LENGTH = 8
+
+
+def incident_hash(incident_id: str) -> str:
+    """The SHA-256 of the incident id: searchable (the IrflowIncidentHash search attribute), and the source of
+    the short id."""
+    return hashlib.sha256(incident_id.encode()).hexdigest()
+
+
+def short_id(incident_id: str) -> str:
+    """The incident's name where 80 columns leave no room for its whole id: the start of its hash, so it never
+    changes, and the same resource's next incident gets another."""
+    return incident_hash(incident_id)[:SHORT_ID_LENGTH]
 
 
 class Phase(StrEnum):

@@ -17,7 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from irflow.cli.common import short_id
+from irflow.models.incident import short_id
 from tests.support import REPO, free_port
 
 pytestmark = pytest.mark.e2e

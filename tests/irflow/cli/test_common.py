@@ -9,10 +9,13 @@ import itertools
 import uuid
 
 import pytest
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from typer.testing import CliRunner
 
 from irflow.cli import app
-from irflow.cli.common import Ambiguous, NotFound, incident_handle, match_short_id, short_id
+from irflow.cli.common import Ambiguous, NotFound, incident_handle, match_short_id
+from irflow.models.incident import incident_hash, short_id
+from workflows import search_attributes as sa
 
 RUNNER = CliRunner()
 KEY = "ec2-123456789012-us-east-1-i-0123456789abcdef0"
@@ -74,10 +77,15 @@ def test_every_command_that_takes_an_incident_documents_the_short_id(command):
 
 
 async def _open_without_worker(client, incident_id: str) -> tuple[str, str]:
-    """An IncidentWorkflow run nobody works on: enough for visibility (how ids are resolved), cheap to end."""
+    """An IncidentWorkflow run nobody works on, started with the memo and the hash the listener gives every
+    incident: enough for visibility (how ids are resolved), cheap to end."""
     workflow_id = incident_id.rsplit("-", 1)[0]
     handle = await client.start_workflow(
-        "IncidentWorkflow", id=workflow_id, task_queue=f"nobody-{uuid.uuid4().hex}", memo={"incident_id": incident_id}
+        "IncidentWorkflow",
+        id=workflow_id,
+        task_queue=f"nobody-{uuid.uuid4().hex}",
+        memo={"incident_id": incident_id},
+        search_attributes=TypedSearchAttributes([SearchAttributePair(sa.INCIDENT_HASH, incident_hash(incident_id))]),
     )
     return workflow_id, handle.result_run_id
 

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from irflow.cli import app, incidents
-from irflow.cli.common import match_short_id, short_id
+from irflow.cli.common import match_short_id
 from irflow.devstack.demo import sample_finding
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import (
@@ -22,6 +22,7 @@ from irflow.models.incident import (
     Phase,
     Status,
     TimelineEntry,
+    short_id,
 )
 
 RUNNER = CliRunner()
