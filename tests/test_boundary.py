@@ -24,7 +24,7 @@ def test_the_guard_records_a_read_beside_the_repository():
         beside.read_text()
     crossed = boundary.take()
     assert [v.path for v in crossed] == [str(beside)]
-    assert "test_repository_boundary.py" in crossed[0].opened_by
+    assert "test_boundary.py" in crossed[0].opened_by
 
 
 def test_the_guard_lets_the_repository_and_temporary_files_through(tmp_path):

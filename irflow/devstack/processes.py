@@ -107,7 +107,24 @@ def start_temporal(group: ProcessGroup, port: int, ui_port: int, db_file: Path |
         argv += ["--db-filename", str(db_file)]
     process = group.start("temporal", argv)
     wait_for_port(port, 60, process)
+    wait_until_serving(port, 60, process)
     return process
+
+
+def wait_until_serving(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    """The frontend listens before it serves: a restarted server answers "Frontend is not healthy yet" for a
+    while. Wait for its gRPC health check to say SERVING."""
+    deadline = time.monotonic() + timeout
+    check = [binary("temporal"), "operator", "cluster", "health", "--address", f"127.0.0.1:{port}"]
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} before serving on {port}")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            answer = subprocess.run([*check, "--command-timeout", "2s"], capture_output=True, text=True, timeout=5)
+            if answer.returncode == 0 and "SERVING" in answer.stdout.split():
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"Temporal on 127.0.0.1:{port} is not serving after {timeout}s")
 
 
 def start_moto(group: ProcessGroup, port: int) -> subprocess.Popen:
