@@ -54,10 +54,25 @@ _installed = False
 _report_at_once = False  # a module run under the guard may leave through os._exit: say it when it happens
 
 
-def outside(path: str | os.PathLike[str]) -> bool:
-    """Whether reading `path` crosses the boundary."""
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def outside(path: str | os.PathLike[str], repo: Path = REPO, roots: tuple[str, ...] = _ROOTS) -> bool:
+    """Whether reading `path` crosses the boundary.
+
+    A folder beside the repository (a corpus next to the clone) is outside even when an allowed root holds
+    the repository's folder (a clone in /tmp/ci/irflow: /tmp holds temporary files, /tmp/ci/shared is still
+    beside it). Only a root inside that folder vouches for its contents (~/.aws beside ~/irflow). Where the
+    repository's folder is itself an allowed root (a clone straight in /tmp), its neighbours cannot be told
+    from temporary files."""
     resolved = os.path.realpath(os.path.abspath(os.fspath(path)))
-    return not any(resolved == root or resolved.startswith(root + os.sep) for root in _ROOTS)
+    if _under(resolved, str(repo)):
+        return False
+    folder = os.path.realpath(repo.parent)
+    if _under(resolved, folder) and folder not in roots:
+        return not any(_under(resolved, root) and _under(root, folder) and root != folder for root in roots)
+    return not any(_under(resolved, root) for root in roots)
 
 
 def _opener() -> str:
