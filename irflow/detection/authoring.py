@@ -13,11 +13,11 @@ list would be, policy documents come as JSON text or as objects.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from irflow.detection.events import get_path
-from irflow.detection.rule_files import rule
+from irflow.detection.rule_files import PythonRule, rule
 from irflow.detection.rule_tests import RuleTest, fires_on, stays_quiet_on
 from irflow.detection.rules import Event
 from irflow.models.finding import Severity
@@ -42,6 +42,7 @@ __all__ = [
     "Severity",
     "allows_everyone",
     "as_list",
+    "call_rule",
     "caller_name",
     "caller_type",
     "cloudtrail_event",
@@ -150,6 +151,43 @@ def made_by_infrastructure_as_code(event: Event) -> bool:
     about logging, exposure and credentials."""
     agent = (event.get("userAgent") or "").lower()
     return any(tool in agent for tool in _IAC_USER_AGENTS)
+
+
+def call_rule(
+    *,
+    id: str,  # noqa: A002 - the same word as in @rule
+    title: str,
+    severity: Severity,
+    finding_type: str,
+    sources: Iterable[str],
+    names: Iterable[str],
+    by_aws_services: bool = True,
+    description: str = "",
+    tests: Iterable[RuleTest] = (),
+    references: Iterable[str] = (),
+    tags: Iterable[str] = (),
+) -> PythonRule:
+    """A rule that needs no function: it fires on every successful call of `names` to `sources`, and, with
+    `by_aws_services=False`, not on those an AWS service makes on the account's behalf. Declared like `@rule`,
+    its test events too; the file that calls it declares it."""
+
+    def successful_call(event: Event) -> bool:
+        return succeeded(event) and (by_aws_services or not made_by_aws_service(event))
+
+    successful_call.__name__ = id.rsplit(".", 1)[-1].replace("-", "_")
+    declared = rule(
+        id=id,
+        title=title,
+        severity=severity,
+        finding_type=finding_type,
+        sources=sources,
+        names=names,
+        tests=tests,
+        description=description,
+        references=references,
+        tags=tags,
+    )(successful_call)
+    return declared.rule  # type: ignore[attr-defined]
 
 
 def as_list(value: Any) -> list[Any]:

@@ -13,6 +13,7 @@ from irflow.detection.authoring import (
     SECRETS_MANAGER_SERVICE,
     Event,
     Severity,
+    call_rule,
     made_by_aws_service,
     request_parameter,
     rule,
@@ -47,16 +48,15 @@ def get_password_data(event: Event) -> bool:
     return not made_by_aws_service(event)
 
 
-@rule(
+call_rule(
     id="irflow.secretsmanager.batch-get",
     title="Secrets Manager batch secret retrieval",
     severity=Severity.MEDIUM,
     finding_type="CredentialAccess:IAMUser/SecretsBatchRetrieval",
     sources={SECRETS_MANAGER_SERVICE},
     names={"BatchGetSecretValue"},
+    by_aws_services=False,
 )
-def secretsmanager_batch_get(event: Event) -> bool:
-    return succeeded(event) and not made_by_aws_service(event)
 
 
 @rule(

@@ -19,6 +19,7 @@ from irflow.detection.authoring import (
     Event,
     Severity,
     as_list,
+    call_rule,
     made_by_infrastructure_as_code,
     request_parameter,
     rule,
@@ -96,7 +97,7 @@ def guardduty_disabled(event: Event) -> bool:
     return True
 
 
-@rule(
+call_rule(
     id="irflow.guardduty.ipset-changed",
     title="GuardDuty trusted IP list created or updated",
     severity=Severity.MEDIUM,
@@ -104,11 +105,9 @@ def guardduty_disabled(event: Event) -> bool:
     sources={GUARDDUTY_SERVICE},
     names={"CreateIPSet", "UpdateIPSet"},
 )
-def guardduty_ipset_changed(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.ec2.flow-logs-deleted",
     title="VPC flow logs deleted",
     severity=Severity.HIGH,
@@ -116,11 +115,9 @@ def guardduty_ipset_changed(event: Event) -> bool:
     sources={EC2_SERVICE},
     names={"DeleteFlowLogs"},
 )
-def ec2_flow_logs_deleted(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.route53resolver.query-logs-deleted",
     title="Route 53 Resolver query logging deleted",
     severity=Severity.HIGH,
@@ -128,11 +125,9 @@ def ec2_flow_logs_deleted(event: Event) -> bool:
     sources={"route53resolver.amazonaws.com"},
     names={"DeleteResolverQueryLogConfig", "DisassociateResolverQueryLogConfig"},
 )
-def route53resolver_query_logs_deleted(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.config.recorder-stopped",
     title="AWS Config recorder stopped or deleted",
     severity=Severity.HIGH,
@@ -140,11 +135,9 @@ def route53resolver_query_logs_deleted(event: Event) -> bool:
     sources={"config.amazonaws.com"},
     names={"StopConfigurationRecorder", "DeleteConfigurationRecorder", "DeleteDeliveryChannel"},
 )
-def config_recorder_stopped(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.ec2.ebs-default-encryption-disabled",
     title="EBS encryption by default disabled",
     severity=Severity.MEDIUM,
@@ -152,8 +145,6 @@ def config_recorder_stopped(event: Event) -> bool:
     sources={EC2_SERVICE},
     names={"DisableEbsEncryptionByDefault"},
 )
-def ec2_ebs_default_encryption_disabled(event: Event) -> bool:
-    return succeeded(event)
 
 
 @rule(
@@ -168,7 +159,7 @@ def organizations_leave(event: Event) -> bool:
     return True  # a denied attempt says as much as a successful one
 
 
-@rule(
+call_rule(
     id="irflow.macie.disabled",
     title="Amazon Macie disabled, paused or reconfigured",
     severity=Severity.MEDIUM,
@@ -183,11 +174,9 @@ def organizations_leave(event: Event) -> bool:
         "DeleteMember",
     },
 )
-def macie_disabled(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.securityhub.disabled",
     title="Security Hub disabled or findings suppressed",
     severity=Severity.MEDIUM,
@@ -195,11 +184,9 @@ def macie_disabled(event: Event) -> bool:
     sources={"securityhub.amazonaws.com"},
     names={"DisableSecurityHub", "BatchDisableStandards", "DeleteInsight", "UpdateFindings", "DeleteActionTarget"},
 )
-def securityhub_disabled(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.waf.disassociated",
     title="WAF web ACL disassociated from a resource",
     severity=Severity.MEDIUM,
@@ -207,11 +194,9 @@ def securityhub_disabled(event: Event) -> bool:
     sources={"wafv2.amazonaws.com"},
     names={"DisassociateWebACL"},
 )
-def waf_disassociated(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.bedrock.logging-deleted",
     title="Bedrock model invocation logging deleted",
     severity=Severity.MEDIUM,
@@ -219,11 +204,9 @@ def waf_disassociated(event: Event) -> bool:
     sources={BEDROCK_SERVICE},
     names={"DeleteModelInvocationLoggingConfiguration"},
 )
-def bedrock_logging_deleted(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.bedrock.guardrail-changed",
     title="Bedrock guardrail updated or deleted",
     severity=Severity.MEDIUM,
@@ -231,11 +214,9 @@ def bedrock_logging_deleted(event: Event) -> bool:
     sources={BEDROCK_SERVICE},
     names={"UpdateGuardrail", "DeleteGuardrail"},
 )
-def bedrock_guardrail_changed(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.rds.activity-stream-stopped",
     title="RDS database activity stream stopped",
     severity=Severity.MEDIUM,
@@ -243,11 +224,9 @@ def bedrock_guardrail_changed(event: Event) -> bool:
     sources={RDS_SERVICE},
     names={"StopActivityStream"},
 )
-def rds_activity_stream_stopped(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.s3.bucket-encryption-deleted",
     title="S3 bucket default encryption removed",
     severity=Severity.MEDIUM,
@@ -255,8 +234,6 @@ def rds_activity_stream_stopped(event: Event) -> bool:
     sources={S3_SERVICE},
     names={"DeleteBucketEncryption"},
 )
-def s3_bucket_encryption_deleted(event: Event) -> bool:
-    return succeeded(event)
 
 
 @rule(
@@ -336,7 +313,7 @@ def network_acl_open(event: Event) -> bool:
     )
 
 
-@rule(
+call_rule(
     id="irflow.rds.security-group-ingress",
     title="RDS DB security group ingress authorized",
     severity=Severity.MEDIUM,
@@ -344,5 +321,3 @@ def network_acl_open(event: Event) -> bool:
     sources={RDS_SERVICE},
     names={"AuthorizeDBSecurityGroupIngress"},
 )
-def rds_security_group_ingress(event: Event) -> bool:
-    return succeeded(event)

@@ -10,7 +10,7 @@ from irflow.detection.authoring import (
     SSM_SERVICE,
     Event,
     Severity,
-    made_by_aws_service,
+    call_rule,
     rule,
     succeeded,
 )
@@ -29,13 +29,12 @@ def user_data_modified(event: Event) -> bool:
     return succeeded(event) and ("userData" in params or params.get("attribute") == "userData")
 
 
-@rule(
+call_rule(
     id="irflow.ssm.command-or-session",
     title="SSM command sent to instances or session started",
     severity=Severity.LOW,
     finding_type="Execution:EC2/SSMCommand",
     sources={SSM_SERVICE},
     names={"SendCommand", "StartSession"},
+    by_aws_services=False,
 )
-def ssm_command_or_session(event: Event) -> bool:
-    return succeeded(event) and not made_by_aws_service(event)

@@ -17,6 +17,7 @@ from irflow.detection.authoring import (
     Severity,
     allows_everyone,
     as_list,
+    call_rule,
     event_account,
     policy_statements,
     request_parameter,
@@ -121,7 +122,7 @@ def rds_public(event: Event) -> bool:
     return succeeded(event) and request_parameter(event, "publiclyAccessible") is True
 
 
-@rule(
+call_rule(
     id="irflow.rds.snapshot-exported",
     title="RDS snapshot export to S3 started",
     severity=Severity.MEDIUM,
@@ -129,8 +130,6 @@ def rds_public(event: Event) -> bool:
     sources={RDS_SERVICE},
     names={"StartExportTask"},
 )
-def rds_snapshot_exported(event: Event) -> bool:
-    return succeeded(event)
 
 
 @rule(

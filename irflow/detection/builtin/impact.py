@@ -15,6 +15,7 @@ from irflow.detection.authoring import (
     S3_SERVICE,
     Event,
     Severity,
+    call_rule,
     made_by_aws_service,
     request_parameter,
     rule,
@@ -25,7 +26,7 @@ from irflow.detection.authoring import (
 _UNUSUAL_FAMILIES = ("p2", "p3", "p4", "p5", "g3", "g4", "g5", "g6", "x1", "x2", "inf", "trn", "dl1", "f1", "u-")
 
 
-@rule(
+call_rule(
     id="irflow.s3.bucket-replication-deleted",
     title="S3 bucket replication removed",
     severity=Severity.LOW,
@@ -33,8 +34,6 @@ _UNUSUAL_FAMILIES = ("p2", "p3", "p4", "p5", "g3", "g4", "g5", "g6", "x1", "x2",
     sources={S3_SERVICE},
     names={"DeleteBucketReplication"},
 )
-def s3_bucket_replication_deleted(event: Event) -> bool:
-    return succeeded(event)
 
 
 @rule(
@@ -65,7 +64,7 @@ def unusual_instance(event: Event) -> bool:
     return instance_type.startswith(_UNUSUAL_FAMILIES) and not made_by_aws_service(event)
 
 
-@rule(
+call_rule(
     id="irflow.bedrock.model-access-enabled",
     title="Bedrock foundation model access enabled or invoked after enabling",
     severity=Severity.MEDIUM,
@@ -73,8 +72,6 @@ def unusual_instance(event: Event) -> bool:
     sources={BEDROCK_SERVICE},
     names={"PutUseCaseForModelAccess", "CreateFoundationModelAgreement", "PutFoundationModelEntitlement"},
 )
-def bedrock_model_access_enabled(event: Event) -> bool:
-    return succeeded(event)
 
 
 @rule(
@@ -89,7 +86,7 @@ def rds_deletion_protection(event: Event) -> bool:
     return succeeded(event) and request_parameter(event, "deletionProtection") is False
 
 
-@rule(
+call_rule(
     id="irflow.rds.automated-backup-deleted",
     title="RDS automated backup deleted",
     severity=Severity.MEDIUM,
@@ -97,23 +94,20 @@ def rds_deletion_protection(event: Event) -> bool:
     sources={RDS_SERVICE},
     names={"DeleteDBInstanceAutomatedBackup", "DeleteDBClusterAutomatedBackup"},
 )
-def rds_automated_backup_deleted(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.kms.key-disabled-or-deleted",
     title="KMS key scheduled for deletion or disabled",
     severity=Severity.HIGH,
     finding_type="Impact:KMS/KeyDeletion",
     sources={KMS_SERVICE},
     names={"ScheduleKeyDeletion", "DisableKey"},
+    by_aws_services=False,
 )
-def kms_key_disabled_or_deleted(event: Event) -> bool:
-    return succeeded(event) and not made_by_aws_service(event)
 
 
-@rule(
+call_rule(
     id="irflow.route53.domain-transfer",
     title="Route 53 domain transferred out or transfer lock removed",
     severity=Severity.HIGH,
@@ -121,8 +115,6 @@ def kms_key_disabled_or_deleted(event: Event) -> bool:
     sources={"route53domains.amazonaws.com"},
     names={"TransferDomainToAnotherAwsAccount", "DisableDomainTransferLock", "TransferDomain"},
 )
-def route53_domain_transfer(event: Event) -> bool:
-    return succeeded(event)
 
 
 @rule(
@@ -152,7 +144,7 @@ def sse_c_copy(event: Event) -> bool:
     return succeeded(event) and bool(request_parameter(event, "x-amz-server-side-encryption-customer-algorithm"))
 
 
-@rule(
+call_rule(
     id="irflow.account.region-enabled",
     title="AWS Region enabled for the account",
     severity=Severity.LOW,
@@ -160,5 +152,3 @@ def sse_c_copy(event: Event) -> bool:
     sources={ACCOUNT_SERVICE},
     names={"EnableRegion"},
 )
-def account_region_enabled(event: Event) -> bool:
-    return succeeded(event)

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 from irflow.detection.authoring import (
     EC2_SERVICE,
-    Event,
     Severity,
-    rule,
-    succeeded,
+    call_rule,
 )
 
-
-@rule(
+call_rule(
     id="irflow.ec2-instance-connect.ssh-key-pushed",
     title="SSH public key pushed through EC2 Instance Connect",
     severity=Severity.MEDIUM,
@@ -23,11 +20,9 @@ from irflow.detection.authoring import (
     sources={"ec2-instance-connect.amazonaws.com"},
     names={"SendSSHPublicKey", "SendSerialConsoleSSHPublicKey"},
 )
-def ec2_instance_connect_ssh_key_pushed(event: Event) -> bool:
-    return succeeded(event)
 
 
-@rule(
+call_rule(
     id="irflow.ec2.serial-console-enabled",
     title="EC2 serial console access enabled",
     severity=Severity.MEDIUM,
@@ -35,5 +30,3 @@ def ec2_instance_connect_ssh_key_pushed(event: Event) -> bool:
     sources={EC2_SERVICE},
     names={"EnableSerialConsoleAccess"},
 )
-def ec2_serial_console_enabled(event: Event) -> bool:
-    return succeeded(event)

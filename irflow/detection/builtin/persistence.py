@@ -14,6 +14,7 @@ from irflow.detection.authoring import (
     STS_SERVICE,
     Event,
     Severity,
+    call_rule,
     caller_name,
     caller_type,
     event_account,
@@ -121,7 +122,7 @@ def saml_provider_changed(event: Event) -> bool:
     return succeeded(event) and not by_identity_center
 
 
-@rule(
+call_rule(
     id="irflow.rolesanywhere.trust-anchor-created",
     title="IAM Roles Anywhere trust anchor or profile created",
     severity=Severity.HIGH,
@@ -129,8 +130,6 @@ def saml_provider_changed(event: Event) -> bool:
     sources={"rolesanywhere.amazonaws.com"},
     names={"CreateTrustAnchor", "CreateProfile"},
 )
-def rolesanywhere_trust_anchor_created(event: Event) -> bool:
-    return succeeded(event)
 
 
 @rule(
@@ -169,19 +168,18 @@ def lambda_changed(event: Event) -> bool:
     return True
 
 
-@rule(
+call_rule(
     id="irflow.lambda.permission-added",
     title="Lambda function resource policy grants invoke permission",
     severity=Severity.MEDIUM,
     finding_type="Persistence:Lambda/BackdoorFunction",
     sources={LAMBDA_SERVICE},
     names={"AddPermission20150331", "AddPermission20150331v2"},
+    by_aws_services=False,
 )
-def lambda_permission_added(event: Event) -> bool:
-    return succeeded(event) and not made_by_aws_service(event)
 
 
-@rule(
+call_rule(
     id="irflow.rds.iam-role-added",
     title="IAM role attached to an RDS instance or cluster",
     severity=Severity.LOW,
@@ -189,5 +187,3 @@ def lambda_permission_added(event: Event) -> bool:
     sources={RDS_SERVICE},
     names={"AddRoleToDBInstance", "AddRoleToDBCluster"},
 )
-def rds_iam_role_added(event: Event) -> bool:
-    return succeeded(event)

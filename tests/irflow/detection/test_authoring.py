@@ -156,3 +156,23 @@ def test_the_events_file_in_docs_rules_md_tests_the_example_rule(tmp_path):
     [night] = [r for r in rules if r.rule_id == "acme.signin.console-login-at-night"]
     assert [(t.name, t.expected) for t in night.tests] == [("Saturday 03:12", True)]
     assert night.matches(night.tests[0].event)
+
+
+def test_a_call_rule_fires_on_every_successful_call_and_can_leave_out_aws_services(tmp_path):
+    (tmp_path / "calls.py").write_text(
+        "from irflow.detection.authoring import KMS_SERVICE, Severity, call_rule\n\n"
+        'call_rule(id="t.kms.any", title="any", severity=Severity.HIGH, finding_type="Impact:KMS/X",\n'
+        '          sources={KMS_SERVICE}, names={"DisableKey"})\n'
+        'call_rule(id="t.kms.people", title="people", severity=Severity.HIGH, finding_type="Impact:KMS/X",\n'
+        '          sources={KMS_SERVICE}, names={"DisableKey"}, by_aws_services=False)\n'
+    )
+    rules, rejected = load_rule_files([tmp_path])
+    assert rejected == []
+    by_id = {r.rule_id: r for r in rules}
+    by_alice = cloudtrail_event("DisableKey", "kms.amazonaws.com")
+    by_aws = cloudtrail_event("DisableKey", "kms.amazonaws.com", eventType="AwsServiceEvent")
+    denied = cloudtrail_event("DisableKey", "kms.amazonaws.com", error="AccessDenied")
+    other = cloudtrail_event("EnableKey", "kms.amazonaws.com")
+    assert [by_id["t.kms.any"].matches(e) for e in (by_alice, by_aws, denied, other)] == [True, True, False, False]
+    assert [by_id["t.kms.people"].matches(e) for e in (by_alice, by_aws, denied, other)] == [True, False, False, False]
+    assert by_id["t.kms.people"].description == "people", "the title, when no description is given"
