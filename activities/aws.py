@@ -252,6 +252,11 @@ def registered_activities() -> dict[str, tuple[Callable[..., Any], tuple[str, ..
     return dict(_registry)
 
 
+def tag_pairs(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    """AWS's `[{"Key": …, "Value": …}]` (Tags, TagList, TagSet) as a dict; an absent list is no tags."""
+    return {t["Key"]: t.get("Value", "") for t in tags or []}
+
+
 def heartbeat(*details: Any) -> None:
     """Heartbeat when running inside an activity; a no-op when a test calls the function directly."""
     if activity.in_activity():

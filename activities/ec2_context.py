@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
-from activities.aws import aws_activity, client, error_code, not_found, typed_aws_errors
+from activities.aws import aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
 from irflow.models.ec2 import (
     AutoScalingMembership,
     Ec2Target,
@@ -174,7 +174,7 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         auto_scaling=auto_scaling_membership(target),
         target_groups=target_group_registrations(target, {e.vpc_id for e in enis}),
         instance_profile=instance_profile_state(target),
-        tags={t["Key"]: t["Value"] for t in instance.get("Tags", [])},
+        tags=tag_pairs(instance.get("Tags")),
         disable_api_termination=bool(termination["DisableApiTermination"]["Value"]),
         shutdown_behavior=shutdown["InstanceInitiatedShutdownBehavior"]["Value"],
         captured_at=datetime.now(UTC),

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, not_found, typed_aws_errors
+from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
 from activities.iam import (
     ROLE_REVOCATION_ACTIONS,
@@ -101,7 +101,7 @@ def describe_iam_role_context(target: IamRoleTarget) -> IamRoleContext:
             path=role.get("Path", "/"),
             created=role.get("CreateDate"),
             max_session_duration=role.get("MaxSessionDuration"),
-            tags={t["Key"]: t["Value"] for t in iam.list_role_tags(RoleName=name).get("Tags", [])},
+            tags=tag_pairs(iam.list_role_tags(RoleName=name).get("Tags")),
             trust_policy=trust,
             attached_policies=sorted(
                 p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]

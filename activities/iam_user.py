@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import NOT_FOUND, aws_activity, client, error_code, not_found, typed_aws_errors
+from activities.aws import NOT_FOUND, aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
 from activities.iam import revocation_policy, revocation_policy_name
 from irflow.models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
@@ -78,7 +78,7 @@ def describe_iam_user_context(target: IamUserTarget) -> IamUserContext:
             user_arn=user["Arn"],
             user_id=user["UserId"],
             created=user.get("CreateDate"),
-            tags={t["Key"]: t["Value"] for t in iam.list_user_tags(UserName=name).get("Tags", [])},
+            tags=tag_pairs(iam.list_user_tags(UserName=name).get("Tags")),
             access_keys=sorted(keys, key=lambda k: k.access_key_id),
             has_login_profile=has_login_profile,
             mfa_devices=sorted(d["SerialNumber"] for d in iam.list_mfa_devices(UserName=name)["MFADevices"]),

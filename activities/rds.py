@@ -29,6 +29,7 @@ from activities.aws import (
     error_code,
     heartbeat,
     not_found,
+    tag_pairs,
     typed_aws_errors,
 )
 from activities.ec2_containment import ISOLATION_GROUP_ACTIONS, ensure_isolation_groups
@@ -65,10 +66,6 @@ DESCRIBE_ACTIONS = ("rds:DescribeDBInstances", "rds:DescribeDBClusters")
 
 def rds_client(target: DbTarget):
     return client("rds", target.region, target.account_id)
-
-
-def _tags(record: dict) -> dict[str, str]:
-    return {t["Key"]: t.get("Value", "") for t in record.get("TagList", [])}
 
 
 def _live_groups(record: dict) -> list[str]:
@@ -144,7 +141,7 @@ def _member(record: dict, writers: dict[str, bool]) -> DbInstanceMember:
         arn=record["DBInstanceArn"],
         status=record.get("DBInstanceStatus", ""),
         publicly_accessible=bool(record.get("PubliclyAccessible")),
-        tags=_tags(record),
+        tags=tag_pairs(record.get("TagList")),
         is_cluster_writer=writers.get(record["DBInstanceIdentifier"]),
     )
 
@@ -173,7 +170,7 @@ def describe_db_instance_context(target: DbTarget) -> DbInstanceContext:
             parameter_group=found.get("DBClusterParameterGroup"),
             iam_database_authentication=bool(found.get("IAMDatabaseAuthenticationEnabled")),
             deletion_protection=bool(found.get("DeletionProtection")),
-            tags=_tags(found),
+            tags=tag_pairs(found.get("TagList")),
             members=sorted(writers),
         )
     else:
@@ -203,7 +200,7 @@ def describe_db_instance_context(target: DbTarget) -> DbInstanceContext:
         storage_encrypted=bool(record.get("StorageEncrypted")),
         read_replicas=list(record.get("ReadReplicaDBInstanceIdentifiers", [])),
         replica_source=record.get("ReadReplicaSourceDBInstanceIdentifier"),
-        tags=_tags(record),
+        tags=tag_pairs(record.get("TagList")),
         cluster=cluster,
         instances=[_member(m, writers) for m in members],
         captured_at=datetime.now(UTC),

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, not_found, typed_aws_errors
+from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
 from irflow.models.incident import EvidenceObject, StepResult
 from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
@@ -63,13 +63,12 @@ def _current(target: BucketTarget) -> dict[str, Any]:
             if error_code(error) in ("404", "NoSuchBucket"):
                 raise not_found(f"bucket {bucket} does not exist") from None
             raise
-        tags = _optional(lambda: s3.get_bucket_tagging(Bucket=bucket), "TagSet") or []
         return {
             "policy": _optional(lambda: s3.get_bucket_policy(Bucket=bucket), "Policy"),
             "public_access_block": _optional(
                 lambda: s3.get_public_access_block(Bucket=bucket), "PublicAccessBlockConfiguration"
             ),
-            "tags": {t["Key"]: t["Value"] for t in tags},
+            "tags": tag_pairs(_optional(lambda: s3.get_bucket_tagging(Bucket=bucket), "TagSet")),
         }
 
 

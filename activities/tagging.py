@@ -2,8 +2,8 @@
 
 Every playbook's first containment step marks what it contains with `irflow:incident-id` and
 `irflow:status=contained`; its undo gives those two keys back exactly the values they had (or removes
-them), and leaves every other tag alone. Each kind differs only in how its API reads, adds and removes
-tags: that is all a `_TagApi` says.
+them), and leaves every other tag alone. The activities decide which keys to put and which to drop; each
+kind differs only in how its API reads tags and applies that change: that is all a `_TagApi` says.
 """
 
 from __future__ import annotations
@@ -14,21 +14,36 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.aws import aws_activity, client, error_code, not_found, typed_aws_errors
-from activities.lambda_function import unqualified_arn
+from activities.aws import aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
+from activities.lambda_function import function_tags, unqualified_arn
 from irflow.models.incident import StepResult
 from irflow.models.tagging import INCIDENT_TAGS, TaggableKind, TaggedResource, TagRequest
 
 Tags = dict[str, str]
 
 
+# apply(client, name, current tags, keys to put, keys to drop): every other tag stays as it is.
+Apply = Callable[[Any, str, Tags, Tags, list[str]], None]
+
+
 @dataclass(frozen=True)
 class _TagApi:
     service: str
     read: Callable[[Any, str], Tags | None]  # None: the resource is gone
-    add: Callable[[Any, str, Tags], None]  # set these keys, keep the others
-    remove: Callable[[Any, str, list[str]], None]
+    apply: Apply
     iam_actions: tuple[str, ...]
+
+
+def _by_key(add: Callable[[Any, str, Tags], Any], remove: Callable[[Any, str, list[str]], Any]) -> Apply:
+    """For the APIs that tag and untag key by key (all but S3's)."""
+
+    def apply(aws: Any, name: str, current: Tags, put: Tags, drop: list[str]) -> None:
+        if put:
+            add(aws, name, put)
+        if drop:
+            remove(aws, name, drop)
+
+    return apply
 
 
 def _absent(codes: set[str], read: Callable[[], Tags | None]) -> Tags | None:
@@ -38,10 +53,6 @@ def _absent(codes: set[str], read: Callable[[], Tags | None]) -> Tags | None:
         if error_code(error) in codes:
             return None
         raise
-
-
-def _pairs(tags: list[dict[str, str]] | None) -> Tags:
-    return {t["Key"]: t.get("Value", "") for t in tags or []}
 
 
 def _listed(tags: Tags) -> list[dict[str, str]]:
@@ -58,7 +69,7 @@ def _ec2_read(ec2, instance_id: str) -> Tags | None:
         # Terminated instances linger in describe calls: there is nothing left to mark.
         if not instances or instances[0]["State"]["Name"] in ("terminated", "shutting-down"):
             return None
-        return _pairs(instances[0].get("Tags"))
+        return tag_pairs(instances[0].get("Tags"))
 
     return _absent({"InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"}, read)
 
@@ -66,8 +77,10 @@ def _ec2_read(ec2, instance_id: str) -> Tags | None:
 _EC2 = _TagApi(
     service="ec2",
     read=_ec2_read,
-    add=lambda ec2, name, tags: ec2.create_tags(Resources=[name], Tags=_listed(tags)),
-    remove=lambda ec2, name, keys: ec2.delete_tags(Resources=[name], Tags=[{"Key": k} for k in keys]),
+    apply=_by_key(
+        lambda ec2, name, tags: ec2.create_tags(Resources=[name], Tags=_listed(tags)),
+        lambda ec2, name, keys: ec2.delete_tags(Resources=[name], Tags=[{"Key": k} for k in keys]),
+    ),
     iam_actions=("ec2:DescribeInstances", "ec2:CreateTags", "ec2:DeleteTags"),
 )
 
@@ -75,26 +88,30 @@ _EC2 = _TagApi(
 
 _IAM_USER = _TagApi(
     service="iam",
-    read=lambda iam, name: _absent({"NoSuchEntity"}, lambda: _pairs(iam.list_user_tags(UserName=name).get("Tags"))),
-    add=lambda iam, name, tags: iam.tag_user(UserName=name, Tags=_listed(tags)),
-    remove=lambda iam, name, keys: iam.untag_user(UserName=name, TagKeys=keys),
+    read=lambda iam, name: _absent({"NoSuchEntity"}, lambda: tag_pairs(iam.list_user_tags(UserName=name).get("Tags"))),
+    apply=_by_key(
+        lambda iam, name, tags: iam.tag_user(UserName=name, Tags=_listed(tags)),
+        lambda iam, name, keys: iam.untag_user(UserName=name, TagKeys=keys),
+    ),
     iam_actions=("iam:ListUserTags", "iam:TagUser", "iam:UntagUser"),
 )
 _IAM_ROLE = _TagApi(
     service="iam",
-    read=lambda iam, name: _absent({"NoSuchEntity"}, lambda: _pairs(iam.list_role_tags(RoleName=name).get("Tags"))),
-    add=lambda iam, name, tags: iam.tag_role(RoleName=name, Tags=_listed(tags)),
-    remove=lambda iam, name, keys: iam.untag_role(RoleName=name, TagKeys=keys),
+    read=lambda iam, name: _absent({"NoSuchEntity"}, lambda: tag_pairs(iam.list_role_tags(RoleName=name).get("Tags"))),
+    apply=_by_key(
+        lambda iam, name, tags: iam.tag_role(RoleName=name, Tags=_listed(tags)),
+        lambda iam, name, keys: iam.untag_role(RoleName=name, TagKeys=keys),
+    ),
     iam_actions=("iam:ListRoleTags", "iam:TagRole", "iam:UntagRole"),
 )
 
-# --- S3 buckets: PutBucketTagging replaces the whole set, so every change is read, merge, write ---
+# --- S3 buckets: PutBucketTagging replaces the whole set, so a change is one write of the merged set ---
 
 
 def _s3_read(s3, bucket: str) -> Tags | None:
     def read() -> Tags | None:
         try:
-            return _pairs(s3.get_bucket_tagging(Bucket=bucket).get("TagSet"))
+            return tag_pairs(s3.get_bucket_tagging(Bucket=bucket).get("TagSet"))
         except ClientError as error:
             if error_code(error) == "NoSuchTagSet":
                 return {}
@@ -103,20 +120,18 @@ def _s3_read(s3, bucket: str) -> Tags | None:
     return _absent({"NoSuchBucket", "404"}, read)
 
 
-def _s3_write(s3, bucket: str, tags: Tags) -> None:
+def _s3_apply(s3, bucket: str, current: Tags, put: Tags, drop: list[str]) -> None:
+    tags = {**{k: v for k, v in current.items() if k not in drop}, **put}
     if tags:
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": _listed(tags)})
     else:
-        s3.delete_bucket_tagging(Bucket=bucket)
+        s3.delete_bucket_tagging(Bucket=bucket)  # an empty TagSet is refused: no tags is no tag set
 
 
 _S3 = _TagApi(
     service="s3",
     read=_s3_read,
-    add=lambda s3, bucket, tags: _s3_write(s3, bucket, {**(_s3_read(s3, bucket) or {}), **tags}),
-    remove=lambda s3, bucket, keys: _s3_write(
-        s3, bucket, {k: v for k, v in (_s3_read(s3, bucket) or {}).items() if k not in keys}
-    ),
+    apply=_s3_apply,
     iam_actions=("s3:GetBucketTagging", "s3:PutBucketTagging"),
 )
 
@@ -125,11 +140,11 @@ _S3 = _TagApi(
 
 _LAMBDA = _TagApi(
     service="lambda",
-    read=lambda lam, arn: _absent(
-        {"ResourceNotFoundException"}, lambda: dict(lam.list_tags(Resource=unqualified_arn(arn)).get("Tags") or {})
+    read=lambda lam, arn: _absent({"ResourceNotFoundException"}, lambda: function_tags(lam, arn)),
+    apply=_by_key(
+        lambda lam, arn, tags: lam.tag_resource(Resource=unqualified_arn(arn), Tags=tags),
+        lambda lam, arn, keys: lam.untag_resource(Resource=unqualified_arn(arn), TagKeys=keys),
     ),
-    add=lambda lam, arn, tags: lam.tag_resource(Resource=unqualified_arn(arn), Tags=tags),
-    remove=lambda lam, arn, keys: lam.untag_resource(Resource=unqualified_arn(arn), TagKeys=keys),
     iam_actions=("lambda:ListTags", "lambda:TagResource", "lambda:UntagResource"),
 )
 
@@ -141,19 +156,21 @@ def _rds_read(rds, arn: str) -> Tags | None:
     if ":cluster:" in arn:
         return _absent(
             {"DBClusterNotFoundFault"},
-            lambda: _pairs(rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0].get("TagList")),
+            lambda: tag_pairs(rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0].get("TagList")),
         )
     return _absent(
         {"DBInstanceNotFound", "DBInstanceNotFoundFault"},
-        lambda: _pairs(rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0].get("TagList")),
+        lambda: tag_pairs(rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0].get("TagList")),
     )
 
 
 _RDS = _TagApi(
     service="rds",
     read=_rds_read,
-    add=lambda rds, arn, tags: rds.add_tags_to_resource(ResourceName=arn, Tags=_listed(tags)),
-    remove=lambda rds, arn, keys: rds.remove_tags_from_resource(ResourceName=arn, TagKeys=keys),
+    apply=_by_key(
+        lambda rds, arn, tags: rds.add_tags_to_resource(ResourceName=arn, Tags=_listed(tags)),
+        lambda rds, arn, keys: rds.remove_tags_from_resource(ResourceName=arn, TagKeys=keys),
+    ),
     iam_actions=(
         "rds:DescribeDBInstances",
         "rds:DescribeDBClusters",
@@ -174,10 +191,11 @@ _EVERY_ACTION = sorted({action for api in TAG_APIS.values() for action in api.ia
 
 
 def _each(
-    request: TagRequest, change: Callable[[_TagApi, Any, TaggedResource, Tags], bool], doing: str
+    request: TagRequest, change: Callable[[TaggedResource, Tags], tuple[Tags, list[str]]], doing: str
 ) -> tuple[list[str], list[str], list[str]]:
-    """Apply `change` to every resource still there: the names changed, already right, and gone. Only when
-    every resource is gone is that a failure (NotFound): a deleted Aurora member is not."""
+    """For every resource still there, `change` says which keys to put and which to drop, given its current
+    tags; the names changed, already right, and gone. Only when every resource is gone is that a failure
+    (NotFound): a deleted Aurora member is not."""
     changed, already, gone = [], [], []
     for resource in request.resources:
         api = TAG_APIS[resource.kind]
@@ -186,7 +204,10 @@ def _each(
             current = api.read(aws, resource.name)
             if current is None:
                 gone.append(resource.shown)
-            elif change(api, aws, resource, current):
+                continue
+            put, drop = change(resource, current)
+            if put or drop:
+                api.apply(aws, resource.name, current, put, drop)
                 changed.append(resource.shown)
             else:
                 already.append(resource.shown)
@@ -200,11 +221,8 @@ def tag_resource(request: TagRequest) -> StepResult:
     """Mark the resources as under incident; their own tags stay as they are."""
     wanted = request.wanted
 
-    def mark(api: _TagApi, aws: Any, resource: TaggedResource, current: Tags) -> bool:
-        missing = {k: v for k, v in wanted.items() if current.get(k) != v}
-        if missing:
-            api.add(aws, resource.name, missing)
-        return bool(missing)
+    def mark(resource: TaggedResource, current: Tags) -> tuple[Tags, list[str]]:
+        return {k: v for k, v in wanted.items() if current.get(k) != v}, []
 
     tagged, already, gone = _each(request, mark, "tag")
     return StepResult(changed=bool(tagged), detail={"tags": wanted, "tagged": tagged, "already": already, "gone": gone})
@@ -214,15 +232,10 @@ def tag_resource(request: TagRequest) -> StepResult:
 def restore_resource_tags(request: TagRequest) -> StepResult:
     """irflow's two keys get back the values they had before containment, or go; nothing else is touched."""
 
-    def restore(api: _TagApi, aws: Any, resource: TaggedResource, current: Tags) -> bool:
+    def restore(resource: TaggedResource, current: Tags) -> tuple[Tags, list[str]]:
         before = {k: resource.prior[k] for k in INCIDENT_TAGS if k in resource.prior}
         put_back = {k: v for k, v in before.items() if current.get(k) != v}
-        removed = [k for k in INCIDENT_TAGS if k not in before and k in current]
-        if put_back:
-            api.add(aws, resource.name, put_back)
-        if removed:
-            api.remove(aws, resource.name, removed)
-        return bool(put_back or removed)
+        return put_back, [k for k in INCIDENT_TAGS if k not in before and k in current]
 
     restored, already, gone = _each(request, restore, "restore tags of")
     return StepResult(changed=bool(restored), detail={"restored": restored, "already": already, "gone": gone})
