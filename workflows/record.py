@@ -32,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         SnapshotEvidence,
         StepResult,
         TimelineEntry,
-        incident_hash,
     )
 
 from workflows import search_attributes as sa
@@ -237,14 +236,12 @@ class IncidentRecord:
         if published != self._published:  # each upsert is a history event: only when something changed
             self._published = published
             attributes = sa.incident_attributes(
-                incident_hash=incident_hash(s.incident_id),
+                incident_id=s.incident_id,
+                finding=s.finding,
+                resource_id=s.resource_id,
                 status=str(s.status),
                 phase=str(s.phase),
                 severity=str(s.severity),
-                finding_type=s.finding.type,
-                resource_id=s.resource_id,
-                resource_type=s.finding.resource.resource_type,
-                account=s.finding.account_id,
             )
             workflow.upsert_search_attributes(sa.as_updates(attributes))
         waiting = f"**Waiting for:** {s.pending_decision.question}" if s.pending_decision else ""

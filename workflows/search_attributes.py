@@ -3,7 +3,16 @@ place their values are computed: at start (the listener) and as the incident mov
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
 from temporalio.common import SearchAttributeKey, SearchAttributePair, SearchAttributeUpdate, TypedSearchAttributes
+
+with workflow.unsafe.imports_passed_through():
+    from irflow.models.incident import incident_hash
+
+if TYPE_CHECKING:
+    from irflow.models.finding import Finding
 
 STATUS = SearchAttributeKey.for_keyword("IrflowStatus")
 PHASE = SearchAttributeKey.for_keyword("IrflowPhase")
@@ -19,26 +28,20 @@ ALL = (STATUS, PHASE, SEVERITY, FINDING_TYPE, RESOURCE_ID, RESOURCE_TYPE, ACCOUN
 
 
 def incident_attributes(
-    *,
-    incident_hash: str,
-    status: str,
-    phase: str,
-    severity: str,
-    finding_type: str,
-    resource_id: str,
-    resource_type: str,
-    account: str,
+    *, incident_id: str, finding: Finding, resource_id: str, status: str, phase: str, severity: str
 ) -> TypedSearchAttributes:
+    """Everything an incident is found by: what is fixed when it opens (its hash, the finding that opened it,
+    the resource as the router named it) and what moves (status, phase, the severity over every finding)."""
     return TypedSearchAttributes(
         [
-            SearchAttributePair(INCIDENT_HASH, incident_hash),
+            SearchAttributePair(INCIDENT_HASH, incident_hash(incident_id)),
             SearchAttributePair(STATUS, status),
             SearchAttributePair(PHASE, phase),
             SearchAttributePair(SEVERITY, severity),
-            SearchAttributePair(FINDING_TYPE, finding_type),
+            SearchAttributePair(FINDING_TYPE, finding.type),
             SearchAttributePair(RESOURCE_ID, resource_id),
-            SearchAttributePair(RESOURCE_TYPE, resource_type),
-            SearchAttributePair(ACCOUNT, account),
+            SearchAttributePair(RESOURCE_TYPE, finding.resource.resource_type),
+            SearchAttributePair(ACCOUNT, finding.account_id),
         ]
     )
 

@@ -18,7 +18,6 @@ from irflow.models.incident import (
     IncidentState,
     Phase,
     Status,
-    incident_hash,
 )
 from irflow.models.settings import IrflowSettings
 from irflow.telemetry import tracer
@@ -103,14 +102,12 @@ async def submit(
             start_signal="add_finding",
             start_signal_args=[delivery],
             search_attributes=sa.incident_attributes(
-                incident_hash=incident_hash(new_incident_id),
+                incident_id=new_incident_id,
+                finding=finding,
+                resource_id=destination.resource_id,
                 status=str(Status.ACTIVE),
                 phase=str(Phase.DETECTION),
                 severity=str(finding.severity),
-                finding_type=finding.type,
-                resource_id=destination.resource_id,
-                resource_type=finding.resource.resource_type,
-                account=finding.account_id,
             ),
             memo={"incident_id": new_incident_id, "opened_by": nonce},
             static_summary=f"{finding.severity} {finding.type} on {destination.resource_id} ({destination.playbook})",
