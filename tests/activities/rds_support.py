@@ -16,6 +16,7 @@ from activities.aws import registered_activities  # the package, imported first,
 from irflow.devstack import moto_fidelity_rds
 from irflow.devstack.demo_rds import seed_aurora_cluster, seed_rds_instance
 from irflow.models.rds import DbStepInput, DbTarget
+from tests.support import act, undo
 from workflows.rds_playbook import RDS_CONTAINMENT_STEPS
 
 INCIDENT_ID = "rds-123456789012-us-east-1-demo-orders-db-20250314T092653Z"
@@ -28,9 +29,9 @@ def run(name: str, argument):
     playbook makes for it from the step input (the incident tags take a tag request)."""
     for containment in RDS_CONTAINMENT_STEPS:
         if name == containment.name:
-            return containment.activity(containment.argument(argument))
+            return act(containment, argument)
         if name == containment.undo_name:
-            return containment.undo(containment.argument(argument))
+            return undo(containment, argument)
     return registered_activities()[name][0](argument)
 
 

@@ -20,6 +20,7 @@ from tests.activities.lambda_support import (
     _target,
     demo_fixture,  # noqa: F401  (a fixture: pytest finds it in the module)
 )
+from tests.support import act, undo
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS
 
 
@@ -63,23 +64,21 @@ def test_a_missing_function_is_not_found_and_a_nameless_one_is_refused(demo):
 @pytest.mark.parametrize("containment", LAMBDA_CONTAINMENT_STEPS, ids=lambda c: c.name)
 def test_each_step_twice_changes_the_function_once_and_its_undo_restores_it_exactly(demo, containment):
     step, before = _step(demo), observed_function(demo)
-    argument = containment.argument(step)
-    act, undo = containment.activity, containment.undo
-    assert act(argument).changed is True
+    assert act(containment, step).changed is True
     contained = observed_function(demo)
     assert contained != before
-    assert act(argument).changed is False
+    assert act(containment, step).changed is False
     assert observed_function(demo) == contained
-    assert undo(argument).changed is True
+    assert undo(containment, step).changed is True
     assert observed_function(demo) == before
-    assert undo(argument).changed is False
+    assert undo(containment, step).changed is False
     assert observed_function(demo) == before
 
 
 def test_containment_is_observable(demo):
     step = _step(demo)
     for containment in LAMBDA_CONTAINMENT_STEPS:
-        containment.activity(containment.argument(step))
+        act(containment, step)
     seen = observed_function(demo)
     assert seen["reserved_concurrency"] == 0
     assert seen["tags"] == {

@@ -15,6 +15,7 @@ from tests.activities.lambda_support import (
     _step,
     demo_fixture,  # noqa: F401  (a fixture: pytest finds it in the module)
 )
+from tests.support import act
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS
 
 
@@ -47,7 +48,7 @@ def test_deny_statements_are_never_outside_grants():
 def test_eradication_records_the_triggers_then_detaches_exactly_the_outside_ones(demo):
     step = _step(demo)
     for containment in LAMBDA_CONTAINMENT_STEPS:
-        containment.activity(containment.argument(step))
+        act(containment, step)
     evidence = steps.record_lambda_triggers(step)
     raw = _evidence_body(evidence)
     assert hashlib.sha256(raw).hexdigest() == evidence.sha256
