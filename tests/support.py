@@ -185,3 +185,21 @@ def act(containment, step_input):
 def undo(containment, step_input):
     """Run a containment step's undo as the incident would: on the same argument the step took."""
     return containment.undo(containment.argument(step_input))
+
+
+def assert_step_contract(containment, step_input, observe) -> None:
+    """What every containment step promises, read back from the account by `observe()`: its undo alone
+    changes nothing; the step changes the resource, and again changes nothing; its undo restores exactly
+    what was there, and again changes nothing."""
+    before = observe()
+    assert undo(containment, step_input).changed is False, "an undo without its step changes nothing"
+    assert observe() == before
+    assert act(containment, step_input).changed is True
+    contained = observe()
+    assert contained != before
+    assert act(containment, step_input).changed is False
+    assert observe() == contained
+    assert undo(containment, step_input).changed is True
+    assert observe() == before
+    assert undo(containment, step_input).changed is False
+    assert observe() == before

@@ -17,7 +17,7 @@ from activities.iam import revocation_policy_name
 from irflow.devstack.demo import DemoWorkload
 from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
 from irflow.models.iam import IamRoleStepInput, IamRoleTarget
-from tests.support import act, read_evidence, undo
+from tests.support import act, assert_step_contract, read_evidence, undo
 from workflows.iam_role_playbook import IAM_ROLE_CONTAINMENT_STEPS
 
 INCIDENT_ID = "inc-iam-role-0001"
@@ -188,21 +188,7 @@ def test_a_role_that_cannot_be_found_is_not_found(workload, role_name, principal
 @pytest.mark.parametrize("containment", IAM_ROLE_CONTAINMENT_STEPS, ids=lambda c: c.name)
 def test_each_step_twice_changes_the_role_once_and_its_undo_restores_it_exactly(workload, containment):
     _give_the_role_policies_and_a_tag(workload)
-    step, before = _step(workload), observed_role(workload.role_name)
-
-    assert undo(containment, step).changed is False, "an undo without its step changes nothing"
-    assert observed_role(workload.role_name) == before
-
-    assert act(containment, step).changed is True
-    contained = observed_role(workload.role_name)
-    assert contained != before
-    assert act(containment, step).changed is False
-    assert observed_role(workload.role_name) == contained
-
-    assert undo(containment, step).changed is True
-    assert observed_role(workload.role_name) == before
-    assert undo(containment, step).changed is False
-    assert observed_role(workload.role_name) == before
+    assert_step_contract(containment, _step(workload), lambda: observed_role(workload.role_name))
 
 
 def test_all_steps_then_all_undos_in_reverse_restore_the_role_exactly(workload):

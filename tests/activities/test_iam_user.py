@@ -17,7 +17,7 @@ from activities.iam import revocation_policy_name
 from irflow.devstack.demo import DemoWorkload
 from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
 from irflow.models.iam import IamUserStepInput, IamUserTarget
-from tests.support import act, read_evidence, undo
+from tests.support import act, assert_step_contract, read_evidence, undo
 from workflows.iam_user_playbook import IAM_USER_CONTAINMENT_STEPS
 
 INCIDENT_ID = "inc-iam-user-0001"
@@ -161,21 +161,7 @@ def test_a_finding_naming_neither_user_nor_key_is_refused(workload):
 
 @pytest.mark.parametrize("containment", IAM_USER_CONTAINMENT_STEPS, ids=lambda c: c.name)
 def test_each_step_twice_changes_the_user_once_and_its_undo_restores_it_exactly(workload, containment):
-    step, before = _step(workload), observed_user(workload)
-
-    assert undo(containment, step).changed is False, "an undo without its step changes nothing"
-    assert observed_user(workload) == before
-
-    assert act(containment, step).changed is True
-    contained = observed_user(workload)
-    assert contained != before
-    assert act(containment, step).changed is False
-    assert observed_user(workload) == contained
-
-    assert undo(containment, step).changed is True
-    assert observed_user(workload) == before
-    assert undo(containment, step).changed is False
-    assert observed_user(workload) == before
+    assert_step_contract(containment, _step(workload), lambda: observed_user(workload))
 
 
 def test_all_steps_then_all_undos_in_reverse_restore_the_user_exactly(workload):

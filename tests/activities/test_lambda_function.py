@@ -20,7 +20,7 @@ from tests.activities.lambda_support import (
     _target,
     demo_fixture,  # noqa: F401  (a fixture: pytest finds it in the module)
 )
-from tests.support import act, undo
+from tests.support import act, assert_step_contract
 from workflows.lambda_playbook import LAMBDA_CONTAINMENT_STEPS
 
 
@@ -63,16 +63,7 @@ def test_a_missing_function_is_not_found_and_a_nameless_one_is_refused(demo):
 
 @pytest.mark.parametrize("containment", LAMBDA_CONTAINMENT_STEPS, ids=lambda c: c.name)
 def test_each_step_twice_changes_the_function_once_and_its_undo_restores_it_exactly(demo, containment):
-    step, before = _step(demo), observed_function(demo)
-    assert act(containment, step).changed is True
-    contained = observed_function(demo)
-    assert contained != before
-    assert act(containment, step).changed is False
-    assert observed_function(demo) == contained
-    assert undo(containment, step).changed is True
-    assert observed_function(demo) == before
-    assert undo(containment, step).changed is False
-    assert observed_function(demo) == before
+    assert_step_contract(containment, _step(demo), lambda: observed_function(demo))
 
 
 def test_containment_is_observable(demo):

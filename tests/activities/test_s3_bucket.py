@@ -14,7 +14,7 @@ from activities import s3_bucket as steps
 from irflow.devstack.demo import DemoWorkload
 from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
 from irflow.models.s3 import BucketStepInput, BucketTarget
-from tests.support import act, read_evidence, undo
+from tests.support import act, assert_step_contract, read_evidence, undo
 from workflows.s3_bucket_playbook import S3_CONTAINMENT_STEPS
 
 INCIDENT_ID = "inc-s3-0001"
@@ -143,21 +143,7 @@ def test_a_nameless_or_invalid_bucket_is_refused_and_not_retried(workload, bucke
 
 @pytest.mark.parametrize("containment", S3_CONTAINMENT_STEPS, ids=lambda c: c.name)
 def test_each_step_twice_changes_the_bucket_once_and_its_undo_restores_it_exactly(workload, containment):
-    step, before = _step(workload), observed_bucket(workload.public_bucket)
-
-    assert undo(containment, step).changed is False, "an undo without its step changes nothing"
-    assert observed_bucket(workload.public_bucket) == before
-
-    assert act(containment, step).changed is True
-    contained = observed_bucket(workload.public_bucket)
-    assert contained != before
-    assert act(containment, step).changed is False
-    assert observed_bucket(workload.public_bucket) == contained
-
-    assert undo(containment, step).changed is True
-    assert observed_bucket(workload.public_bucket) == before
-    assert undo(containment, step).changed is False
-    assert observed_bucket(workload.public_bucket) == before
+    assert_step_contract(containment, _step(workload), lambda: observed_bucket(workload.public_bucket))
 
 
 def test_all_steps_then_all_undos_in_reverse_restore_the_bucket_exactly(workload):
