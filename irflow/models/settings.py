@@ -83,6 +83,56 @@ class IrflowSettings(BaseSettings):
     member_session_seconds: int = Field(default=3600, ge=900, le=43200)
     aws_partition: str = "aws"
 
+    # Trust (docs/threat-model.md): which findings irflow believes, what it never contains on its own, how
+    # much it may contain unasked, and who may decide.
+    trusted_products: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Security Hub ProductArn globs trusted beside the built-in list (GuardDuty, Inspector, Macie, "
+        "IAM Access Analyzer, Security Hub's controls, irflow's own detection)",
+    )
+    trusted_topic_arns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="SNS topics whose envelopes the listener accepts; none: no SNS envelope"
+    )
+    trusted_senders: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="SQS SenderIds (account or principal ids) that may put bare findings (not an EventBridge "
+        "event, not an SNS envelope) on the queue; none: bare findings are refused",
+    )
+    accounts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="account ids irflow answers for; empty: the account of its own credentials (or the "
+        "organization's accounts with IRFLOW_ACCOUNTS_FROM_ORGANIZATION)",
+    )
+    accounts_from_organization: bool = Field(
+        default=False, description="answer for every account of the AWS Organization (organizations:ListAccounts)"
+    )
+    protected: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="ARN globs of principals and resources never contained automatically (two approvers decide)",
+    )
+    own_principals: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="ARN globs of irflow's own principals beside those it finds itself (the worker's identity and "
+        "the member role): the listener's role, for one",
+    )
+    max_auto_containments_per_hour: int = Field(
+        default=10, ge=0, description="automatic containments per account per hour; beyond: approval"
+    )
+    max_auto_containments_fleet_per_hour: int = Field(
+        default=50, ge=0, description="automatic containments across all accounts per hour; beyond: approval"
+    )
+    decisions_require_proof: bool = Field(
+        default=True,
+        description="decisions carry a signed sts:GetCallerIdentity proof; false is for demos only (names are "
+        "taken on trust)",
+    )
+    proof_sts_endpoint_url: str = Field(
+        default="",
+        description="where the worker verifies decision proofs; empty: boto3's STS endpoint for the region "
+        "(AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL when set). Never taken from the proof",
+    )
+    proof_max_age_seconds: int = Field(default=300, ge=1, le=900, description="how long a decision proof is good")
+
     activity_threads: int = Field(default=16, ge=1)
 
     # The finding listener (starter.py): queues to long-poll, and what it lets through.
@@ -149,6 +199,12 @@ class IrflowSettings(BaseSettings):
         "sigma_rules_dirs",
         "python_rules_dirs",
         "detection_disabled_rules",
+        "trusted_products",
+        "trusted_topic_arns",
+        "trusted_senders",
+        "accounts",
+        "protected",
+        "own_principals",
         mode="before",
     )
     @classmethod
