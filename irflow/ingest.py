@@ -12,6 +12,7 @@ from temporalio.service import RPCError
 from irflow.intake.documents import read_findings
 from irflow.intake.router import route
 from irflow.intake.submit import Submission, submit
+from irflow.intake.trust import FILE, AccountsUnknown, TrustPolicy, answered_accounts, refusal
 from irflow.models.finding import FindingRejected, ParsedFinding
 from irflow.models.settings import get_settings
 from irflow.temporal_client import TemporalUnreachable, connect
@@ -38,6 +39,7 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
         return EXIT_BAD_INPUT
     accepted: list[tuple[str, ParsedFinding]] = []
     problems: list[str] = []
+    trust: TrustPolicy | None = None
     for path in paths:
         try:
             results = read_findings(_read(path))
@@ -50,6 +52,17 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
         for result in results:
             if isinstance(result, FindingRejected):
                 problems.append(f"{path}: {result.reason}")
+                continue
+            if trust is None:
+                try:
+                    trust = TrustPolicy.from_settings(get_settings(), *answered_accounts(get_settings()))
+                except AccountsUnknown as error:
+                    print(f"error: {error}", file=sys.stderr)
+                    return EXIT_UNREACHABLE
+            # An operator's file is not a queue: its product and account are checked, not its sender.
+            untrusted = refusal(result, None, FILE, trust)
+            if untrusted:
+                problems.append(f"{path}: {untrusted.reason}")
                 continue
             try:
                 route(result.finding, get_settings().playbook_overrides)

@@ -173,11 +173,13 @@ def deploy_intake_stack(
     guardduty_minimum_severity: float | None = None,
     cloudtrail_log_bucket: str | None = None,
     cloudtrail_log_kms_key_arn: str | None = None,
+    trusted_topic_arns: list[str] | None = None,
     timeout: float = 60,
 ) -> IntakeStack:
     """Create the intake stack from infra/findings-intake.yaml and wait until it is complete.
 
-    ``name_prefix`` and ``guardduty_minimum_severity`` left at None take the template's defaults.
+    ``name_prefix`` and ``guardduty_minimum_severity`` left at None take the template's defaults;
+    ``trusted_topic_arns`` are the SNS topics the queue policy lets send beside the stack's rules.
     """
     template = load_template()
     given = {
@@ -187,6 +189,7 @@ def deploy_intake_stack(
         "GuardDutyMinimumSeverity": guardduty_minimum_severity,
         "CloudTrailLogBucket": cloudtrail_log_bucket,
         "CloudTrailLogKmsKeyArn": cloudtrail_log_kms_key_arn,
+        "TrustedTopicArns": ",".join(trusted_topic_arns) if trusted_topic_arns is not None else None,
     }
     parameters = parameter_values(template, {name: value for name, value in given.items() if value is not None})
     cloudformation = boto3.client("cloudformation", region_name=region)
@@ -268,7 +271,9 @@ def _apply_skipped_queue_policies(
             return node
         if set(node) == {"Ref"}:
             target = node["Ref"]
-            return parameters[target] if target in parameters else created[target]["PhysicalResourceId"]
+            if target in parameters:
+                return _parameter(template, parameters, target)
+            return created[target]["PhysicalResourceId"]
         if set(node) == {"Fn::GetAtt"}:
             return attribute(*node["Fn::GetAtt"])
         if any(key.startswith("Fn::") for key in node):
@@ -285,6 +290,13 @@ def _apply_skipped_queue_policies(
 _NO_VALUE = object()  # AWS::NoValue: the list item or property is left out
 
 
+def _parameter(template: dict[str, Any], parameters: dict[str, str], name: str) -> str | list[str]:
+    """A parameter's value as a Ref gives it: a list for a CommaDelimitedList (empty items left out)."""
+    if template["Parameters"].get(name, {}).get("Type") == "CommaDelimitedList":
+        return [item.strip() for item in parameters[name].split(",") if item.strip()]
+    return parameters[name]
+
+
 def _condition(template: dict[str, Any], parameters: dict[str, str], name: str) -> bool:
     """A template condition made of Fn::Not, Fn::And, Fn::Equals, Condition and parameter Refs."""
 
@@ -299,7 +311,11 @@ def _condition(template: dict[str, Any], parameters: dict[str, str], name: str) 
         if isinstance(node, dict) and set(node) == {"Condition"}:
             return _condition(template, parameters, node["Condition"])
         if isinstance(node, dict) and set(node) == {"Ref"}:
-            return parameters[node["Ref"]]
+            return _parameter(template, parameters, node["Ref"])
+        if isinstance(node, dict) and set(node) == {"Fn::Join"}:
+            separator, items = node["Fn::Join"]
+            items = evaluate(items)
+            return separator.join(evaluate(item) for item in items) if isinstance(items, list) else items
         if isinstance(node, dict):
             raise ValueError(f"cannot evaluate {sorted(node)} in condition {name}")
         return node

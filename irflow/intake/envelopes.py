@@ -8,13 +8,16 @@ finding; GetFindings output of either service; or a list of any of these.
 With detection on, also CloudTrail: EventBridge `AWS API Call via CloudTrail` events, log files inlined as
 `{"Records": [...]}`, and references to log files in S3 (an S3 event notification, or EventBridge's S3
 `Object Created` event) that the listener fetches (`LogFileReference`).
+
+`unwrap_arrivals` also says how each result arrived (`Arrival`: the SNS topics and the EventBridge event
+around it, or neither: bare), which `intake.trust` judges; `unwrap` gives the results alone.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -35,7 +38,24 @@ class LogFileReference:
     size: int | None = None
 
 
-Unwrapped = list[ParsedFinding | FindingRejected | LogFileReference]
+@dataclass(frozen=True)
+class Arrival:
+    """How one result reached irflow: the SNS topics it came through (outermost first) and the EventBridge
+    event around it (its `source` and `detail-type`). Neither: it came bare. These are claims of the message
+    body: they are as good as the queue policy that decides who may send (see docs/listener.md)."""
+
+    topics: tuple[str, ...] = ()
+    event_source: str | None = None
+    detail_type: str | None = None
+
+    @property
+    def bare(self) -> bool:
+        return not self.topics and self.detail_type is None
+
+
+Result = ParsedFinding | FindingRejected | LogFileReference
+Unwrapped = list[Result]
+Arrived = list[tuple[Result, Arrival]]
 # Turns one CloudTrail record into the findings its rules raise (none, mostly): detection.Detector.
 Detect = Callable[[dict[str, Any]], list[ParsedFinding]]
 
@@ -109,43 +129,70 @@ def unwrap(document: Any, depth: int = 0, detect: Detect | None = None) -> Unwra
 
     With `detect`, CloudTrail events and log files (`{"Records": [...]}`) are evaluated by the detection
     rules and become the findings they raise; without it they are not findings and are rejected."""
+    return [result for result, _ in unwrap_arrivals(document, depth, detect)]
+
+
+def unwrap_arrivals(
+    document: Any, depth: int = 0, detect: Detect | None = None, arrival: Arrival = Arrival()
+) -> Arrived:
+    """`unwrap`, each result with how it arrived (the envelopes around it)."""
+
+    def arrived(results: Unwrapped, how: Arrival = arrival) -> Arrived:
+        return [(result, how) for result in results]
+
     if depth > 4:
-        return [FindingRejected("invalid_event", "envelopes nested too deeply")]
+        return arrived([FindingRejected("invalid_event", "envelopes nested too deeply")])
     if isinstance(document, list):
         if not document:
-            return [FindingRejected("empty", "an empty list holds no findings")]
-        return [result for item in document for result in unwrap(item, depth + 1, detect)]
+            return arrived([FindingRejected("empty", "an empty list holds no findings")])
+        return [found for item in document for found in unwrap_arrivals(item, depth + 1, detect, arrival)]
     if not isinstance(document, dict):
-        return [FindingRejected("not_an_object", f"expected a JSON object, got {type(document).__name__}")]
+        return arrived([FindingRejected("not_an_object", f"expected a JSON object, got {type(document).__name__}")])
     if _is_sns_notification(document):
+        through = replace(arrival, topics=(*arrival.topics, str(document["TopicArn"])))
         try:
             inner = json.loads(document["Message"])
         except json.JSONDecodeError as error:
-            return [FindingRejected("not_json", f"SNS notification's Message is not JSON: {error.msg}")]
-        return unwrap(inner, depth + 1, detect)
+            return arrived(
+                [FindingRejected("not_json", f"SNS notification's Message is not JSON: {error.msg}")], through
+            )
+        return unwrap_arrivals(inner, depth + 1, detect, through)
     if "detail-type" in document:
-        return _from_event(document, detect)
+        source = document.get("source")
+        event = replace(
+            arrival, event_source=source if isinstance(source, str) else None, detail_type=str(document["detail-type"])
+        )
+        return arrived(_from_event(document, detect), event)
     if document.get("Event") == "s3:TestEvent" and document.get("Service") == "Amazon S3":
         return []  # S3 checks a new notification configuration with this; nothing to do
     if isinstance(document.get("Records"), list):
         notification = _s3_notification(document["Records"], detect)
         if notification is not None:
-            return notification
+            return arrived(notification)
         if detect is not None:
-            return [found for record in document["Records"] if isinstance(record, dict) for found in detect(record)]
+            return arrived(
+                [found for record in document["Records"] if isinstance(record, dict) for found in detect(record)]
+            )
     if isinstance(document.get("Findings"), list) and "Type" not in document:
         if not document["Findings"]:
-            return [FindingRejected("empty", "GetFindings output with no findings in it")]
-        return [result for item in document["Findings"] for result in unwrap(item, depth + 1, detect)]
+            return arrived([FindingRejected("empty", "GetFindings output with no findings in it")])
+        return [found for item in document["Findings"] for found in unwrap_arrivals(item, depth + 1, detect, arrival)]
     if _is_asff(document):
-        return [_attempt(parse_asff, document)]
-    return [_attempt(parse_guardduty, document)]
+        return arrived([_attempt(parse_asff, document)])
+    return arrived([_attempt(parse_guardduty, document)])
 
 
 def unwrap_text(text: str, detect: Detect | None = None) -> Unwrapped:
     """A queue message body: one JSON document."""
+    return [result for result, _ in unwrap_text_arrivals(text, detect)]
+
+
+def unwrap_text_arrivals(text: str, detect: Detect | None = None) -> Arrived:
+    """`unwrap_text`, each result with how it arrived."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        return [FindingRejected("not_json", f"message body is not JSON: {error.msg} at line {error.lineno}")]
-    return unwrap(document, detect=detect)
+        return [
+            (FindingRejected("not_json", f"message body is not JSON: {error.msg} at line {error.lineno}"), Arrival())
+        ]
+    return unwrap_arrivals(document, detect=detect)

@@ -3,6 +3,7 @@ delivering real GuardDuty and Security Hub events to the findings queue once dep
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import subprocess
@@ -140,16 +141,9 @@ def test_guardduty_severity_filter_accepts_every_finding_by_default(template):
     assert all(isinstance(severity, int | float) and severity >= 0 for severity in severities)
 
 
-def test_queue_policy_lets_only_eventbridge_send_and_only_for_the_intake_rules(template):
-    policies = resources_of_type(template, "AWS::SQS::QueuePolicy")
-    assert len(policies) == 1
-    (policy,) = policies.values()
-    assert policy["Properties"]["Queues"] == [{"Ref": "FindingsQueue"}]
-    statements = policy["Properties"]["PolicyDocument"]["Statement"]
-    allows = [statement for statement in statements if statement["Effect"] == "Allow"]
-    assert allows
-    # Every rule may send, and only while it exists: a conditional rule appears under its own condition.
-    rule_arns = sorted(
+def _rule_arns(template: dict[str, Any]) -> list[Any]:
+    """Every rule's ARN, a conditional rule's under its own condition."""
+    return sorted(
         (
             {"Fn::If": [rule["Condition"], {"Fn::GetAtt": [name, "Arn"]}, {"Ref": "AWS::NoValue"}]}
             if "Condition" in rule
@@ -158,14 +152,55 @@ def test_queue_policy_lets_only_eventbridge_send_and_only_for_the_intake_rules(t
         ),
         key=json.dumps,
     )
+
+
+def _queue_policy_statements(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    policies = resources_of_type(template, "AWS::SQS::QueuePolicy")
+    assert len(policies) == 1
+    (policy,) = policies.values()
+    assert policy["Properties"]["Queues"] == [{"Ref": "FindingsQueue"}]
+    statements = {}
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        if set(statement) == {"Fn::If"}:  # a statement only under its condition
+            condition, statement, otherwise = statement["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}
+            statement = {**statement, "_condition": condition}
+        statements[statement["Sid"]] = statement
+    return statements
+
+
+def test_queue_policy_lets_only_eventbridge_send_and_only_for_the_intake_rules(template):
+    statements = _queue_policy_statements(template)
+    allows = [statement for statement in statements.values() if statement["Effect"] == "Allow"]
+    assert {statement["Sid"] for statement in allows} == {"FindingRulesMaySend", "TrustedTopicsMaySend"}
     for statement in allows:
         assert not {"NotPrincipal", "NotAction", "NotResource"} & set(statement)
-        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
         assert statement["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"])
         assert statement["Resource"] == QUEUE_ARN
         assert list(statement["Condition"]) == ["ArnEquals"]
         assert list(statement["Condition"]["ArnEquals"]) == ["aws:SourceArn"]
-        assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"], key=json.dumps) == rule_arns
+    rules = statements["FindingRulesMaySend"]
+    assert rules["Principal"] == {"Service": "events.amazonaws.com"}
+    # Every rule may send, and only while it exists: a conditional rule appears under its own condition.
+    assert sorted(rules["Condition"]["ArnEquals"]["aws:SourceArn"], key=json.dumps) == _rule_arns(template)
+    topics = statements["TrustedTopicsMaySend"]
+    assert topics["_condition"] == "HasTrustedTopics"
+    assert topics["Principal"] == {"Service": "sns.amazonaws.com"}
+    assert topics["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Ref": "TrustedTopicArns"}
+
+
+def test_queue_policy_denies_sending_to_everyone_but_the_rules_and_the_trusted_topics(template):
+    parameter = template["Parameters"]["TrustedTopicArns"]
+    assert parameter["Type"] == "CommaDelimitedList" and parameter["Default"] == ""
+    deny = _queue_policy_statements(template)["NobodyElseMaySend"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert deny["Action"] in ("sqs:SendMessage", ["sqs:SendMessage"]) and deny["Resource"] == QUEUE_ARN
+    condition, with_topics, without_topics = deny["Condition"]["Fn::If"]
+    assert condition == "HasTrustedTopics"
+    for condition in (with_topics, without_topics):
+        assert sorted(condition["ArnNotEquals"]["aws:SourceArn"], key=json.dumps) == _rule_arns(template)
+    assert with_topics["ArnNotLike"] == {"aws:SourceArn": {"Ref": "TrustedTopicArns"}}
+    assert set(with_topics) == {"ArnNotEquals", "ArnNotLike"} and set(without_topics) == {"ArnNotEquals"}
 
 
 def test_findings_queue_redrives_to_the_dead_letter_queue(template):
@@ -245,11 +280,13 @@ def test_deployed_queues_carry_the_template_settings(aws):
     redrive = json.loads(queue["RedrivePolicy"])
     assert redrive == {"deadLetterTargetArn": stack.dead_letter_queue_arn, "maxReceiveCount": 7}
     policy = json.loads(queue["Policy"])
-    (statement,) = policy["Statement"]
+    statements = {statement["Sid"]: statement for statement in policy["Statement"]}
+    assert set(statements) == {"FindingRulesMaySend", "NobodyElseMaySend"}, "no topic given: no topic allowed"
     events = boto3.client("events", region_name="us-east-1")
     rule_arns = sorted(events.describe_rule(Name=name)["Arn"] for name in stack.rule_names)
-    assert sorted(statement["Condition"]["ArnEquals"]["aws:SourceArn"]) == rule_arns
-    assert statement["Resource"] == stack.queue_arn
+    assert sorted(statements["FindingRulesMaySend"]["Condition"]["ArnEquals"]["aws:SourceArn"]) == rule_arns
+    assert sorted(statements["NobodyElseMaySend"]["Condition"]["ArnNotEquals"]["aws:SourceArn"]) == rule_arns
+    assert all(statement["Resource"] == stack.queue_arn for statement in statements.values())
     dead_letters = sqs.get_queue_attributes(QueueUrl=stack.dead_letter_queue_url, AttributeNames=["All"])["Attributes"]
     assert dead_letters["MessageRetentionPeriod"] == str(14 * 24 * 3600)
     assert dead_letters["QueueArn"] == stack.dead_letter_queue_arn
@@ -372,3 +409,58 @@ def test_the_listener_policy_allows_its_queues_and_only_the_log_bucket_it_was_gi
     assert statements["DecryptCloudTrailLogFiles"]["Condition"] == {
         "StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}
     }
+
+
+def _may_send(policy: dict[str, Any], service: str | None, source_arn: str | None) -> bool:
+    """IAM's verdict on sqs:SendMessage under `policy` alone, for the Arn* conditions it uses: an explicit
+    Deny wins; a negated operator on a key the request lacks holds (a direct send carries no aws:SourceArn).
+    `service` None: an IAM principal of the account, which its own identity policy lets send."""
+
+    def holds(condition: dict[str, Any]) -> bool:
+        for operator, keys in condition.items():
+            for key, wanted in keys.items():
+                assert key == "aws:SourceArn", key
+                wanted = wanted if isinstance(wanted, list) else [wanted]
+                matched = source_arn is not None and any(
+                    fnmatch.fnmatchcase(source_arn, w) if operator.endswith("Like") else source_arn == w for w in wanted
+                )
+                if operator in ("ArnNotEquals", "ArnNotLike"):
+                    if matched:
+                        return False
+                elif not matched:
+                    return False
+        return True
+
+    def applies(statement: dict[str, Any]) -> bool:
+        principal = statement["Principal"]
+        named = principal == "*" or (service is not None and principal.get("Service") == service)
+        return named and holds(statement.get("Condition", {}))
+
+    statements = [s for s in policy["Statement"] if "sqs:SendMessage" in json.dumps(s["Action"])]
+    if any(s["Effect"] == "Deny" and applies(s) for s in statements):
+        return False
+    return service is None or any(s["Effect"] == "Allow" and applies(s) for s in statements)
+
+
+def test_deployed_queue_policy_lets_only_the_rules_and_the_trusted_topics_send(aws):
+    topic = "arn:aws:sns:us-east-1:123456789012:guardduty-findings"
+    stack = deploy_intake_stack(stack_name="topics", name_prefix="topics", trusted_topic_arns=[topic])
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    policy = json.loads(
+        sqs.get_queue_attributes(QueueUrl=stack.queue_url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
+    events = boto3.client("events", region_name="us-east-1")
+    for rule in stack.rule_names:
+        assert _may_send(policy, "events.amazonaws.com", events.describe_rule(Name=rule)["Arn"]), rule
+    assert _may_send(policy, "sns.amazonaws.com", topic)
+    assert not _may_send(policy, None, None), "an IAM user or role of the account, whatever its own policy says"
+    assert not _may_send(policy, "events.amazonaws.com", "arn:aws:events:us-east-1:123456789012:rule/someone-elses")
+    assert not _may_send(policy, "sns.amazonaws.com", "arn:aws:sns:us-east-1:123456789012:anyone-may-publish")
+    assert not _may_send(policy, "events.amazonaws.com", topic), "a topic's ARN only from SNS"
+
+    without = deploy_intake_stack(stack_name="no-topics", name_prefix="notopics")
+    policy = json.loads(
+        sqs.get_queue_attributes(QueueUrl=without.queue_url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
+    assert not _may_send(policy, "sns.amazonaws.com", topic) and not _may_send(policy, None, None)
+    assert _may_send(policy, "events.amazonaws.com", events.describe_rule(Name=without.guardduty_rule_name)["Arn"])

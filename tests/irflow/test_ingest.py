@@ -21,6 +21,7 @@ from irflow.intake.router import route
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import INCIDENT_WORKFLOW
 from irflow.models.settings import get_settings
+from tests.irflow.intake.listener_support import _asff_access_key_finding, _sns
 from tests.support import free_port
 
 FINDING_TYPE = "Backdoor:EC2/C&CActivity.B!DNS"  # the sample finding's
@@ -138,6 +139,23 @@ async def test_a_file_with_bad_records_is_refused_whole_with_one_line_per_proble
     w = ingesting.workload
     assert lines[2].endswith(f"instance {MISSING_INSTANCE} does not exist in {w.account_id}/{w.region}")
     assert not await ingesting.exists(ingesting.workflow_id(good))  # the good record did not start either
+
+
+async def test_findings_from_untrusted_products_or_other_accounts_are_refused(ingesting, capsys) -> None:
+    """A file is not a queue (no sender, no topic to check), but an untrusted product or an account irflow
+    does not answer for is refused as on the queue, and the file with it."""
+    w = ingesting.workload
+    good = ingesting.finding()
+    default_product = f"arn:aws:securityhub:us-east-1:{w.account_id}:product/{w.account_id}/default"
+    imported = _asff_access_key_finding(w.iam_user, w.access_key_id, w.account_id, product_arn=default_product)
+    elsewhere = sample_finding(w.instance_id, "210987654321", w.region, finding_id="7" * 32)
+    sns = _sns("arn:aws:sns:us-east-1:999999999999:any-topic", good)  # the topic is not checked in a file
+    assert await ingest_main([ingesting.file("untrusted.jsonl", imported, elsewhere, sns)]) == EXIT_BAD_INPUT
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    assert default_product in lines[0] and "does not trust" in lines[0]
+    assert "account 210987654321" in lines[1] and "does not answer for" in lines[1]
+    assert not await ingesting.exists(ingesting.workflow_id(good))
 
 
 async def test_one_bad_file_refuses_the_good_files_handed_in_with_it(ingesting, capsys) -> None:

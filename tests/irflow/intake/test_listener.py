@@ -27,6 +27,7 @@ def _asff_instance_finding(instance_id: str) -> dict:
         if resources[0]["Type"] == "AwsEc2Instance" and finding.get("Compliance", {}).get("Status") != "PASSED":
             finding = json.loads(json.dumps(finding))
             finding["AwsAccountId"] = "123456789012"
+            finding["ProductArn"] = "arn:aws:securityhub:us-east-1::product/aws/guardduty"  # a trusted product
             finding["Severity"] = {"Label": "HIGH", "Normalized": 70}
             resources[0] = {**resources[0], "Id": f"arn:aws:ec2:us-east-1:123456789012:instance/{instance_id}"}
             finding["Resources"] = resources[:1]
@@ -61,7 +62,7 @@ async def test_findings_in_every_envelope_become_incidents_and_bad_ones_go_to_th
     _send(sqs, queue, [gd_event, sns_wrapped, security_hub, "not json {", {"hello": 1}, state_change])
 
     client = dev_env.client
-    async with running_worker(client) as settings:
+    async with running_worker(client, trusted_topic_arns=[sns_wrapped["TopicArn"]]) as settings:
         listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
         await _listen_until(listener, lambda: listener.stats.deleted >= 6 and _depth(sqs, queue) == 0)
         state = await client.get_workflow_handle(f"ec2-123456789012-us-east-1-{workload.instance_id}").query(
@@ -80,7 +81,12 @@ async def test_findings_in_every_envelope_become_incidents_and_bad_ones_go_to_th
     assert any("not a GuardDuty finding" in r for r in reasons)
     assert any("EC2 Instance State-change Notification" in r for r in reasons)
     assert {m["Body"] for m in dead} == {"not json {", json.dumps({"hello": 1}), json.dumps(state_change)}
-    incidents = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
+    incidents = [
+        w
+        async for w in client.list_workflows(
+            f"WorkflowType = 'IncidentWorkflow' AND TaskQueue = '{settings.task_queue}'"
+        )
+    ]
     assert sorted(w.id for w in incidents) == sorted(
         f"ec2-123456789012-us-east-1-{i}" for i in (workload.instance_id, workload.other_instance_id)
     )
@@ -119,7 +125,12 @@ async def test_two_hundred_copies_make_one_incident_that_absorbs_all(dev_env, wo
         settings = settings.model_copy(update={"listener_batches_in_flight": 8})
         listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
         await _listen_until(listener, lambda: listener.stats.deleted >= 200 and _depth(sqs, queue) == 0, timeout=120)
-        runs = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
+        runs = [
+            w
+            async for w in client.list_workflows(
+                f"WorkflowType = 'IncidentWorkflow' AND TaskQueue = '{settings.task_queue}'"
+            )
+        ]
         assert len(runs) == 1
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, runs[0].id)
         state = await wait_for(handle, lambda s: s.finding_deliveries >= 200)
@@ -187,7 +198,12 @@ async def test_cloudtrail_events_are_detected_and_a_stopped_trail_deactivates_th
         await _listen_until(listener, lambda: listener.stats.deleted >= 2 and _depth(sqs, queue) == 0)
         assert listener.stats.started == 1 and listener.stats.dead_lettered == 0
         assert listener.detector.events >= 2 and sum(listener.detector.alerts.values()) >= 1
-        [incident] = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
+        [incident] = [
+            w
+            async for w in client.list_workflows(
+                f"WorkflowType = 'IncidentWorkflow' AND TaskQueue = '{settings.task_queue}'"
+            )
+        ]
         assert incident.id.startswith(f"iam-user-{workload.account_id}-")
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, incident.id)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)

@@ -73,7 +73,12 @@ async def test_cloudtrail_log_files_in_s3_are_read_and_a_read_only_burst_contain
         await _listen_until(listener, lambda: listener.stats.deleted >= 5 and _depth(sqs, queue) == 0)
         assert listener.stats.log_files == 1 and listener.stats.log_records == 7
         assert listener.detector.alerts["irflow.cloudtrail.secrets-burst"] == 1
-        [incident] = [w async for w in client.list_workflows(f"TaskQueue = '{settings.task_queue}'")]
+        [incident] = [
+            w
+            async for w in client.list_workflows(
+                f"WorkflowType = 'IncidentWorkflow' AND TaskQueue = '{settings.task_queue}'"
+            )
+        ]
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, incident.id)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
         assert state.finding.type == "CredentialAccess:IAMUser/SecretsBurst"
