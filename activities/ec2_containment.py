@@ -18,6 +18,10 @@ from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
 
 ROLE_TAG = "irflow:role"  # marks irflow's own security groups (quarantine, untrack)
+# Marks what irflow made and manages. Set at creation (TagSpecifications), so no moment exists when the untrack
+# group is unmarked; its world-open rules are added after, by irflow's own principal, whose CloudTrail records the
+# detector never evaluates (irflow.own_principals): opening it raises no "security group open to world" alert.
+MANAGED_TAG = "irflow:managed"
 
 
 # --- termination protection and shutdown behaviour ---
@@ -79,7 +83,10 @@ def _find_group(ec2, vpc_id: str, role: str, name: str) -> dict | None:
     )["SecurityGroups"]
     if by_name:
         # Created by an earlier attempt that died before tagging, or by hand: adopt it.
-        ec2.create_tags(Resources=[by_name[0]["GroupId"]], Tags=[{"Key": ROLE_TAG, "Value": role}])
+        ec2.create_tags(
+            Resources=[by_name[0]["GroupId"]],
+            Tags=[{"Key": ROLE_TAG, "Value": role}, {"Key": MANAGED_TAG, "Value": "true"}],
+        )
         return by_name[0]
     return None
 
@@ -140,7 +147,11 @@ def ensure_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str]:
                         TagSpecifications=[
                             {
                                 "ResourceType": "security-group",
-                                "Tags": [{"Key": ROLE_TAG, "Value": role}, {"Key": "Name", "Value": name}],
+                                "Tags": [
+                                    {"Key": ROLE_TAG, "Value": role},
+                                    {"Key": MANAGED_TAG, "Value": "true"},
+                                    {"Key": "Name", "Value": name},
+                                ],
                             }
                         ],
                     )

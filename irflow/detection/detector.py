@@ -10,9 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
 from irflow.detection.catalogue import load_catalogue
 from irflow.detection.findings import alert_to_finding
 from irflow.models.finding import ParsedFinding, Severity
+from irflow.own_principals import made_by_own_principal, own_principal_patterns
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,12 @@ class Detector:
     `group_seconds` of event time are one finding whose count rises, as GuardDuty updates a finding rather
     than raising it again: the 1st, 2nd, 10th, 100th… reach the incident (same finding id, the count and the
     last sighting updated); the others are counted in `grouped`. An attacker's script calling the same API
-    ten thousand times makes six signals, not ten thousand, so the incident's history stays bounded."""
+    ten thousand times makes six signals, not ten thousand, so the incident's history stays bounded.
+
+    Records made by irflow's own principals (`own_principals`, ARN globs matched against the caller's ARN
+    and, for a role session, the role that issued it: see irflow.own_principals) are never evaluated: its
+    containment and its undo call the very APIs the rules watch, and an undo must not re-open the incident
+    it closes. They are counted in `own` (by event name) and logged nowhere."""
 
     def __init__(
         self,
@@ -59,6 +69,7 @@ class Detector:
         disabled: Iterable[str] = (),
         python_dirs: Iterable[Path | str] = (),
         group_seconds: float = 3600,
+        own_principals: Iterable[str] = (),
     ) -> None:
         catalogue = load_catalogue(sigma_dirs, disabled=disabled, python_dirs=python_dirs)
         self.engine = catalogue.engine()
@@ -70,10 +81,15 @@ class Detector:
         self.alerts: Counter[str] = Counter()
         self.below_floor: Counter[str] = Counter()
         self.grouped: Counter[str] = Counter()
+        self.own_principals = list(own_principals)
+        self.own: Counter[str] = Counter()  # irflow's own records, skipped unevaluated
         self._groups: OrderedDict[tuple[str, str], _Group] = OrderedDict()
 
     def __call__(self, record: dict[str, Any]) -> list[ParsedFinding]:
         self.events += 1
+        if self.own_principals and made_by_own_principal(record, self.own_principals):
+            self.own[str(record.get("eventName", ""))] += 1
+            return []
         found = []
         for alert in self.engine.evaluate(record):
             if alert.severity.rank < self.min_severity.rank:
@@ -116,3 +132,16 @@ class Detector:
         return ParsedFinding(
             finding=finding.model_copy(update=update), original_shape=parsed.original_shape, raw=parsed.raw
         )
+
+
+def listener_own_principals(settings, sts: Any = None) -> list[str]:
+    """The listener's `own_principals`: irflow's patterns (irflow.own_principals) with the listener's own
+    identity, asked of STS once at start. Without an answer, the configured patterns alone (logged)."""
+    try:
+        config = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
+        sts = sts or boto3.session.Session().client("sts", config=config)
+        found = [sts.get_caller_identity()["Arn"]]
+    except (BotoCoreError, ClientError, KeyError) as error:
+        log.warning("cannot learn the listener's own identity (sts:GetCallerIdentity): %s", error)
+        found = []
+    return own_principal_patterns(settings, *found)

@@ -9,7 +9,9 @@ import boto3
 import pytest
 
 from activities.autoscaling import detach_from_auto_scaling, reattach_to_auto_scaling
+from activities.aws import client
 from activities.ec2_containment import (
+    MANAGED_TAG,
     isolate_network,
     protect_instance,
     restore_instance_protection,
@@ -103,6 +105,22 @@ def test_isolate_network_puts_every_eni_in_an_empty_quarantine_group(workload, t
     assert allows_everyone(untrack["IpPermissions"]) and allows_everyone(untrack["IpPermissionsEgress"])
 
 
+def test_isolation_groups_are_marked_as_irflows_when_they_are_created(workload, target):
+    created = []
+    ec2 = client("ec2", target.region, target.account_id)  # the client the activity uses
+    ec2.meta.events.register(
+        "provide-client-params.ec2.CreateSecurityGroup", lambda params, **_: created.append(params)
+    )
+    isolate_network(step_input(target))
+    assert len(created) == 2, "the untrack and the quarantine group"
+    for params in created:  # marked in the call that creates it: never a moment unmarked
+        [spec] = params["TagSpecifications"]
+        assert {"Key": MANAGED_TAG, "Value": "true"} in spec["Tags"]
+    for role in ("untrack", "quarantine"):
+        [group] = groups_with_role(workload, role)
+        assert {t["Key"]: t["Value"] for t in group["Tags"]}[MANAGED_TAG] == "true"
+
+
 def test_isolate_network_tightens_a_hand_made_quarantine_group(workload, target):
     ec2 = boto3.client("ec2", region_name=workload.region)
     loosened = ec2.create_security_group(GroupName="irflow-quarantine", Description="by hand", VpcId=workload.vpc_id)
@@ -113,6 +131,7 @@ def test_isolate_network_tightens_a_hand_made_quarantine_group(workload, target)
     adopted = security_group(workload, loosened["GroupId"])
     assert adopted["IpPermissions"] == [] and adopted["IpPermissionsEgress"] == []
     assert set(map(tuple, observed_instance(workload)["enis"].values())) == {(loosened["GroupId"],)}
+    assert {t["Key"]: t["Value"] for t in adopted["Tags"]}[MANAGED_TAG] == "true"
 
 
 def test_isolate_network_tightens_its_own_group_loosened_after_isolation(workload, target):
