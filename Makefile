@@ -43,6 +43,7 @@ bench: install
 policy: install
 	$(BIN)/irflow policy > infra/worker-policy.json
 	$(BIN)/irflow policy --member-template > infra/member-role.json
+	$(BIN)/python -m activities.memory_document > infra/ssm-capture-memory.json
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .ruff_cache *.egg-info

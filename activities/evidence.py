@@ -18,10 +18,19 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import NOT_CONFIGURED, aws_activity, client, error_code, heartbeat, typed_aws_errors
+from activities.aws import (
+    INVALID_REQUEST,
+    NOT_CONFIGURED,
+    aws_activity,
+    client,
+    error_code,
+    heartbeat,
+    typed_aws_errors,
+)
 from activities.ec2_context import describe_instance
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.finding import canonical_json, unpack_raw
+from irflow.models.identifiers import INCIDENT_ID, key_refusal, refusal
 from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput, SnapshotEvidence
 from irflow.models.settings import get_settings
 from irflow.models.tagging import INCIDENT_TAG
@@ -38,8 +47,27 @@ EVIDENCE_WRITE_ACTIONS = (
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def checked_identifier(kind: str, value: str) -> str:
+    """`value` when it is a valid `kind` (irflow.models.identifiers), else a non-retryable InvalidRequest: a value
+    from a finding that would reach a key, a policy or a command is refused before any call is made."""
+    reason = refusal(kind, value)
+    if reason:
+        raise ApplicationError(f"refused: {reason}", type=INVALID_REQUEST, non_retryable=True)
+    return value
+
+
 def evidence_prefix(incident_id: str) -> str:
     return f"incidents/{incident_id}/"
+
+
+def evidence_key(incident_id: str, relative_key: str) -> str:
+    """`incidents/<incident id>/<relative key>`, every part checked: no step of the key can leave the incident's
+    prefix ("..", an empty step, a character outside the identifiers'), whatever a finding named."""
+    checked_identifier(INCIDENT_ID, incident_id)
+    reason = key_refusal(relative_key)
+    if reason:
+        raise ApplicationError(f"refused: {reason}", type=INVALID_REQUEST, non_retryable=True)
+    return evidence_prefix(incident_id) + relative_key
 
 
 def to_json_bytes(document: Any) -> bytes:
@@ -80,8 +108,9 @@ def store_evidence(
     first_capture_wins: bool = True,
 ) -> EvidenceObject:
     """Put one evidence object (idempotently) and return its record."""
+    key = evidence_key(incident_id, relative_key)
     settings, s3 = require_evidence_bucket()
-    bucket, key = settings.evidence_bucket, evidence_prefix(incident_id) + relative_key
+    bucket = settings.evidence_bucket
     digest = hashlib.sha256(body).hexdigest()
     with typed_aws_errors(f"store evidence s3://{bucket}/{key}"):
         try:

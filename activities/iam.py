@@ -10,7 +10,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import INVALID_REQUEST, NOT_FOUND, aws_activity, client, error_code, typed_aws_errors
 from activities.ec2_context import current_profile_association, describe_live_instance, profile_name_from_arn
+from activities.evidence import checked_identifier
 from irflow.models.ec2 import Ec2StepInput
+from irflow.models.identifiers import IAM_ROLE_NAME, INCIDENT_ID
 from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
 
@@ -72,7 +74,8 @@ def restore_instance_profile(step: Ec2StepInput) -> StepResult:
 
 
 def revocation_policy_name(incident_id: str) -> str:
-    return f"irflow-revoke-sessions-{incident_id}"[:128]
+    """The incident's inline policy name; an incident id irflow could not have made is refused (InvalidRequest)."""
+    return f"irflow-revoke-sessions-{checked_identifier(INCIDENT_ID, incident_id)}"[:128]
 
 
 def revocation_policy(issued_before) -> dict:
@@ -102,6 +105,7 @@ def put_role_revocation(iam, role: str, incident_id: str, issued_before) -> bool
 
     Used by every playbook that cuts a role's live credentials (instance, role session, Lambda)."""
     name = revocation_policy_name(incident_id)
+    checked_identifier(IAM_ROLE_NAME, role)
     document = revocation_policy(issued_before)
     with typed_aws_errors(f"revoke sessions of role {role}"):
         try:
@@ -118,6 +122,7 @@ def put_role_revocation(iam, role: str, incident_id: str, issued_before) -> bool
 def delete_role_revocation(iam, role: str, incident_id: str) -> bool:
     """Remove the incident's revocation policy from `role`; False when it was not there (or the role is gone)."""
     name = revocation_policy_name(incident_id)
+    checked_identifier(IAM_ROLE_NAME, role)
     try:
         with typed_aws_errors(f"remove session revocation from {role}"):
             iam.delete_role_policy(RoleName=role, PolicyName=name)

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
-from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
+from activities.evidence import EVIDENCE_WRITE_ACTIONS, checked_identifier, store_evidence, to_json_bytes
 from activities.iam import (
     ROLE_REVOCATION_ACTIONS,
     ROLE_REVOCATION_UNDO_ACTIONS,
@@ -27,6 +27,7 @@ from activities.iam import (
     revocation_policy_name,
 )
 from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
+from irflow.models.identifiers import ACCOUNT_ID, IAM_ROLE_NAME, REGION
 from irflow.models.incident import EvidenceObject, StepResult
 
 # Roles irflow must not (and IAM will not let it) change: AWS owns them.
@@ -38,6 +39,12 @@ _ROLE_ID = re.compile(r"^(AROA[A-Z0-9]+)")
 
 
 def _iam(target: IamRoleTarget):
+    """The client for the role's account; the names a finding gave are checked first (InvalidRequest, not
+    retried): they reach IAM calls, policy documents and evidence keys."""
+    checked_identifier(ACCOUNT_ID, target.account_id)
+    checked_identifier(REGION, target.region)
+    if target.role_name:
+        checked_identifier(IAM_ROLE_NAME, target.role_name)
     return client("iam", target.region, target.account_id)
 
 
@@ -45,7 +52,7 @@ def _role_name(target: IamRoleTarget) -> str:
     """The finding's user name for an assumed role is the role's name; without it, the principal id's
     unique role id (AROA…) finds the role."""
     if target.role_name:
-        return target.role_name
+        return checked_identifier(IAM_ROLE_NAME, target.role_name)
     match = _ROLE_ID.match(target.principal_id or "")
     if not match:
         raise not_found(f"the finding names no role (principal {target.principal_id!r})")

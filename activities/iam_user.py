@@ -13,19 +13,28 @@ from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import NOT_FOUND, aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
-from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
+from activities.evidence import EVIDENCE_WRITE_ACTIONS, checked_identifier, store_evidence, to_json_bytes
 from activities.iam import revocation_policy, revocation_policy_name
 from irflow.models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
+from irflow.models.identifiers import ACCESS_KEY_ID, ACCOUNT_ID, IAM_USER_NAME, REGION
 from irflow.models.incident import EvidenceObject, StepResult
 
 
 def _iam(target: IamUserTarget):
+    """The client for the user's account; the names a finding gave are checked first (InvalidRequest, not
+    retried): they reach IAM calls, policy documents and evidence keys."""
+    checked_identifier(ACCOUNT_ID, target.account_id)
+    checked_identifier(REGION, target.region)
+    if target.user_name:
+        checked_identifier(IAM_USER_NAME, target.user_name)
+    if target.access_key_id:
+        checked_identifier(ACCESS_KEY_ID, target.access_key_id)
     return client("iam", target.region, target.account_id)
 
 
 def _user_name(target: IamUserTarget) -> str:
     if target.user_name:
-        return target.user_name
+        return checked_identifier(IAM_USER_NAME, target.user_name)
     if not target.access_key_id:
         raise ApplicationError(
             "the finding names neither a user nor an access key", type="InvalidRequest", non_retryable=True
@@ -50,7 +59,7 @@ def _user_name(target: IamUserTarget) -> str:
 )
 def describe_iam_user_context(target: IamUserTarget) -> IamUserContext:
     """Who the user is and what their credentials look like, before anything changes."""
-    iam, name = _iam(target), _user_name(target)
+    iam, name = _iam(target), checked_identifier(IAM_USER_NAME, _user_name(target))
     with typed_aws_errors(f"describe IAM user {name}"):
         user = iam.get_user(UserName=name)["User"]
         keys = []
@@ -128,6 +137,7 @@ def revoke_user_sessions(step: IamUserStepInput) -> StepResult:
     if step.issued_before is None:
         raise ApplicationError("revoke_user_sessions needs issued_before", type="InvalidRequest", non_retryable=True)
     iam, name = _iam(step.target), revocation_policy_name(step.target.incident_id)
+    checked_identifier(IAM_USER_NAME, step.prior.user_name)
     document = revocation_policy(step.issued_before)
     with typed_aws_errors(f"revoke sessions of user {step.prior.user_name}"):
         try:

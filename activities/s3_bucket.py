@@ -4,15 +4,14 @@ access, and restore the saved configuration exactly on undo."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
-from temporalio.exceptions import ApplicationError
 
-from activities.aws import INVALID_REQUEST, aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
-from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
+from activities.aws import aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
+from activities.evidence import EVIDENCE_WRITE_ACTIONS, checked_identifier, store_evidence, to_json_bytes
+from irflow.models.identifiers import ACCOUNT_ID, BUCKET_NAME, REGION
 from irflow.models.incident import EvidenceObject, StepResult
 from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
 
@@ -30,14 +29,13 @@ _ALL_BLOCKED = {
 }
 
 
-# What S3 has ever accepted as a bucket name (legacy us-east-1 names allowed capitals and underscores): anything
-# else can never succeed, so it is refused at once rather than retried.
-_BUCKET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]")
-
-
 def _s3(target: BucketTarget):
-    if not _BUCKET_NAME.fullmatch(target.bucket):
-        raise ApplicationError(f"not a bucket name: {target.bucket!r}", type=INVALID_REQUEST, non_retryable=True)
+    """The client for the bucket's account. What S3 has never accepted as a bucket name (BUCKET_NAME in
+    irflow.models.identifiers), or an account or region that is not one, can never succeed: refused at once
+    (InvalidRequest), never retried, and never written into a key or a policy."""
+    checked_identifier(BUCKET_NAME, target.bucket)
+    checked_identifier(ACCOUNT_ID, target.account_id)
+    checked_identifier(REGION, target.region)
     return client("s3", target.region, target.account_id)
 
 

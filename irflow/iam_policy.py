@@ -5,6 +5,10 @@
 - `member_policy()` and `member_role_template()`: the responder role in each member account (a
   CloudFormation template for a StackSet): the actions that touch resources, without the evidence and
   notification writes, which only ever happen in the security account.
+
+Actions are granted on `"Resource": "*"` except where AWS lets a policy name what they may touch (`scoped`):
+evidence objects only under `incidents/` in the evidence bucket, SSM commands only with the capture
+document and only on instances irflow has tagged with an incident, roles passed only to EC2.
 """
 
 from __future__ import annotations
@@ -13,17 +17,76 @@ from typing import Any
 
 import activities
 from irflow.models.settings import get_settings
+from irflow.models.tagging import INCIDENT_TAG
 
 # Actions only the security account needs: evidence objects and notifications are written there.
 SECURITY_ACCOUNT_ONLY = {"s3:PutObject", "s3:PutObjectRetention", "s3:GetObject", "kms:GenerateDataKey", "sns:Publish"}
 
 
 WORKER_ROLE_ARN = "arn:${AWS::Partition}:iam::${SecurityAccountId}:role/${WorkerRoleName}"
+# Where the evidence bucket is not configured (IRFLOW_EVIDENCE_BUCKET), the policy names it by this placeholder:
+# replace it before attaching the policy.
+EVIDENCE_BUCKET_PLACEHOLDER = "${EvidenceBucket}"
+EVIDENCE_OBJECT_ACTIONS = ("s3:PutObject", "s3:PutObjectRetention")
+
+
+def scoped(actions: set[str]) -> list[dict[str, Any]]:
+    """The statements for the declared actions that AWS lets a policy scope, each naming what it may touch.
+
+    - Evidence writes: only objects under `incidents/` (activities.evidence.evidence_prefix) of the evidence
+      bucket; every evidence key is `incidents/<incident id>/...`.
+    - `ssm:SendCommand` is authorised against the document and against each instance: the document may only be
+      the capture document (IRFLOW_MEMORY_CAPTURE_DOCUMENT), the instance only one carrying the
+      `irflow:incident-id` tag. The EC2 playbook tags the instance (its first containment step) before it
+      collects evidence, memory included, so every instance irflow captures is tagged by then.
+    - `iam:PassRole` only to EC2 (`iam:PassedToService`): containment passes the quarantine profile's role
+      (IRFLOW_QUARANTINE_INSTANCE_PROFILE), and the undo passes the instance's own role back to it, which can
+      be any role: naming the quarantine role alone would leave a rejected incident's instance without its
+      profile.
+    """
+    settings = get_settings()
+    partition = settings.aws_partition
+    found: list[dict[str, Any]] = []
+    evidence = sorted(actions & set(EVIDENCE_OBJECT_ACTIONS))
+    if evidence:
+        bucket = settings.evidence_bucket or EVIDENCE_BUCKET_PLACEHOLDER
+        found.append(_allow("IrflowEvidenceObjects", evidence, f"arn:{partition}:s3:::{bucket}/incidents/*"))
+    if "ssm:SendCommand" in actions:
+        document = f"arn:{partition}:ssm:*:*:document/{settings.memory_capture_document}"
+        found.append(_allow("IrflowSendCaptureDocument", ["ssm:SendCommand"], document))
+        found.append(
+            _allow(
+                "IrflowSendCommandToIncidentInstances",
+                ["ssm:SendCommand"],
+                f"arn:{partition}:ec2:*:*:instance/*",
+                {"StringLike": {f"ssm:resourceTag/{INCIDENT_TAG}": "*"}},
+            )
+        )
+    if "iam:PassRole" in actions:
+        found.append(
+            _allow(
+                "IrflowPassRoleToEc2",
+                ["iam:PassRole"],
+                f"arn:{partition}:iam::*:role/*",
+                {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            )
+        )
+    return found
+
+
+SCOPED_ACTIONS = {*EVIDENCE_OBJECT_ACTIONS, "ssm:SendCommand", "iam:PassRole"}
+
+
+def _allow(sid: str, actions: list[str], resource: str, condition: dict | None = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+    if condition:
+        statement["Condition"] = condition
+    return statement
 
 
 def _statements(actions: set[str]) -> list[dict[str, Any]]:
     by_service: dict[str, set[str]] = {}
-    for action in actions:
+    for action in actions - SCOPED_ACTIONS:
         by_service.setdefault(action.split(":", 1)[0], set()).add(action)
     return [
         {
@@ -33,7 +96,7 @@ def _statements(actions: set[str]) -> list[dict[str, Any]]:
             "Resource": "*",
         }
         for service, found in sorted(by_service.items())
-    ]
+    ] + scoped(actions)
 
 
 def declared_actions() -> set[str]:

@@ -13,12 +13,15 @@ from temporalio.exceptions import ApplicationError
 from activities.evidence import (
     collect_console_output,
     collect_instance_metadata,
+    evidence_key,
     snapshot_volumes,
+    store_evidence,
     store_raw_finding,
     write_manifest,
 )
 from activities.memory import acquire_memory
 from activities.report import write_report
+from irflow.models.errors import INVALID_REQUEST
 from irflow.models.finding import pack_raw, parse_guardduty
 from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput
 from irflow.models.settings import get_settings
@@ -215,3 +218,25 @@ def test_without_evidence_bucket_is_not_configured(
     assert raised.value.non_retryable is True
     # Nothing was sent to the instance whose output could not be kept.
     assert instance_commands(workload) == []
+
+
+@pytest.mark.parametrize(
+    ("incident_id", "relative_key"),
+    [
+        ("inc-1;id", "manifest.json"),
+        ("../other-incident", "manifest.json"),
+        (INCIDENT_ID, "../../other-incident/manifest.json"),
+        (INCIDENT_ID, "iam/users/a b.json"),
+        (INCIDENT_ID, "s3//configuration.json"),
+        (INCIDENT_ID, "iam/users/$(id).json"),
+    ],
+)
+def test_a_key_that_would_leave_the_incidents_prefix_or_carry_shell_syntax_is_refused(
+    workload, incident_id, relative_key
+):
+    with pytest.raises(ApplicationError) as refused:
+        store_evidence(incident_id, relative_key, b"{}", "test")
+    assert refused.value.type == INVALID_REQUEST and refused.value.non_retryable
+    listed = s3(workload).list_objects_v2(Bucket=workload.evidence_bucket).get("Contents", [])
+    assert listed == [], "nothing written"
+    assert evidence_key(INCIDENT_ID, "iam/users/svc+ci@corp.json").endswith(f"{INCIDENT_ID}/iam/users/svc+ci@corp.json")

@@ -182,6 +182,28 @@ def test_a_role_that_cannot_be_found_is_not_found(workload, role_name, principal
     assert missing.value.type == NOT_FOUND and missing.value.non_retryable
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [{"role_name": "web;id"}, {"role_name": "web/../admin"}, {"role_name": "r" * 65}, {"account_id": "x" * 12}],
+    ids=["shell", "path", "too-long", "account"],
+)
+def test_a_name_that_iam_would_never_accept_is_refused_before_any_call(workload, overrides):
+    with pytest.raises(ApplicationError) as refused:
+        steps.describe_iam_role_context(_target(workload, **overrides))
+    assert refused.value.type == INVALID_REQUEST and refused.value.non_retryable
+
+
+def test_a_revocation_is_never_written_for_a_crafted_role_name_or_incident_id(workload):
+    before = observed_role(workload.role_name)
+    step = _step(workload)
+    crafted = step.model_copy(update={"prior": step.prior.model_copy(update={"role_name": "web$(id)"})})
+    for bad in (crafted, step.model_copy(update={"target": step.target.model_copy(update={"incident_id": "../x"})})):
+        with pytest.raises(ApplicationError) as refused:
+            steps.revoke_iam_role_sessions(bad)
+        assert refused.value.type == INVALID_REQUEST and refused.value.non_retryable
+    assert observed_role(workload.role_name) == before
+
+
 # --- every containment step: twice is once, its undo restores exactly ---
 
 

@@ -156,6 +156,36 @@ def test_a_finding_naming_neither_user_nor_key_is_refused(workload):
     assert nameless.value.type == INVALID_REQUEST and nameless.value.non_retryable
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"user_name": "alice;rm -rf /"},
+        {"user_name": "alice/../admin"},
+        {"user_name": "a" * 65},
+        {"user_name": "", "access_key_id": "AKIA$(id)XXXXXXXXXX"},
+        {"account_id": "12345678901*"},
+        {"region": "us-east-1; id"},
+    ],
+    ids=["shell", "path", "too-long", "key", "account", "region"],
+)
+def test_a_name_that_iam_would_never_accept_is_refused_before_any_call(workload, overrides):
+    with pytest.raises(ApplicationError) as refused:
+        steps.describe_iam_user_context(_target(workload, **overrides))
+    assert refused.value.type == INVALID_REQUEST and refused.value.non_retryable
+    assert "refused:" in str(refused.value)
+
+
+def test_a_revocation_is_never_written_for_a_crafted_name_or_incident_id(workload):
+    before = observed_user(workload)
+    step = _step(workload)
+    crafted = step.model_copy(update={"prior": step.prior.model_copy(update={"user_name": 'x","Effect":"Allow'})})
+    for bad in (crafted, step.model_copy(update={"target": step.target.model_copy(update={"incident_id": "i;d"})})):
+        with pytest.raises(ApplicationError) as refused:
+            steps.revoke_user_sessions(bad)
+        assert refused.value.type == INVALID_REQUEST and refused.value.non_retryable
+    assert observed_user(workload) == before
+
+
 # --- every containment step: twice is once, its undo restores exactly ---
 
 

@@ -130,11 +130,22 @@ def test_a_missing_bucket_is_not_found(workload):
     assert missing.value.type == NOT_FOUND and missing.value.non_retryable
 
 
-@pytest.mark.parametrize("bucket", ["", "not/a bucket"], ids=["nameless", "invalid-name"])
+@pytest.mark.parametrize(
+    "bucket",
+    ["", "not/a bucket", "b;rm -rf /", "b$(id)x", "../evidence", "x" * 256],
+    ids=["nameless", "invalid-name", "shell", "substitution", "path", "too-long"],
+)
 def test_a_nameless_or_invalid_bucket_is_refused_and_not_retried(workload, bucket):
     """Like the Lambda and RDS playbooks' nameless targets: InvalidRequest, non-retryable."""
     with pytest.raises(ApplicationError) as refused:
         steps.describe_bucket_context(_target(workload, bucket))
+    assert refused.value.type == INVALID_REQUEST and refused.value.non_retryable
+
+
+@pytest.mark.parametrize("where", [{"account_id": "1234;id"}, {"region": "us-east-1/../x"}], ids=["account", "region"])
+def test_a_crafted_account_or_region_is_refused_and_not_retried(workload, where):
+    with pytest.raises(ApplicationError) as refused:
+        steps.describe_bucket_context(_target(workload, workload.public_bucket).model_copy(update=where))
     assert refused.value.type == INVALID_REQUEST and refused.value.non_retryable
 
 

@@ -54,3 +54,17 @@ def test_deployed_in_a_member_account_it_trusts_only_the_security_accounts_worke
     assert _document(document) == member_policy()
     # Nothing of this lands in the security account.
     assert "irflow-responder" not in [r["RoleName"] for r in boto3.client("iam").list_roles()["Roles"]]
+
+
+def test_the_responder_sends_only_the_capture_document_to_tagged_instances_and_passes_roles_only_to_ec2():
+    statements = json.loads(TEMPLATE.read_text())["Resources"]["ResponderRole"]["Properties"]["Policies"][0][
+        "PolicyDocument"
+    ]["Statement"]
+    send = {s["Resource"]: s.get("Condition") for s in statements if "ssm:SendCommand" in s["Action"]}
+    assert send == {
+        "arn:aws:ssm:*:*:document/irflow-CaptureMemory": None,
+        "arn:aws:ec2:*:*:instance/*": {"StringLike": {"ssm:resourceTag/irflow:incident-id": "*"}},
+    }
+    [passing] = [s for s in statements if "iam:PassRole" in s["Action"]]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+    assert not [s for s in statements if "s3:PutObject" in s["Action"]], "evidence is written by the worker only"
