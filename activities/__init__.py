@@ -9,6 +9,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     iam,
     iam_role,
     iam_user,
+    identity,
     incidents,
     lambda_evidence,
     lambda_function,
@@ -27,7 +28,11 @@ from activities.aws import registered_activities
 
 
 def all_activities() -> list:
-    return [fn for fn, _ in registered_activities().values()] + list(incidents.TEMPORAL_ACTIVITIES)
+    return (
+        [fn for fn, _ in registered_activities().values()]
+        + list(incidents.TEMPORAL_ACTIVITIES)
+        + list(identity.IDENTITY_ACTIVITIES)
+    )
 
 
 def required_iam_actions() -> dict[str, tuple[str, ...]]:

@@ -7,15 +7,17 @@ import hashlib
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import boto3
 from temporalio.client import Client, WorkflowHandle
 
+from irflow.devstack.approvers import DemoApprover, seed_approvers
 from irflow.devstack.demo import DEMO_APPROVERS, DemoWorkload, sample_finding
+from irflow.devstack.processes import ProcessGroup, start_identity_moto_on_free_port
 from irflow.intake.submit import Submission, submit
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import IncidentState
@@ -41,6 +43,8 @@ async def running_worker(client: Client, activities=None, **settings) -> AsyncIt
     # and trip Temporal's 2-second deadlock detector. Against AWS, activities wait on I/O instead.
     settings.setdefault("activity_threads", 6)
     settings.setdefault("approvers", DEMO_APPROVERS)
+    # Names on trust (demo mode), unless a test is about decision proofs (tests/workflows/test_decisions_proof.py).
+    settings.setdefault("decisions_require_proof", False)
     configured = IrflowSettings(task_queue=f"irflow-test-{uuid.uuid4().hex[:10]}", **settings)
     with ThreadPoolExecutor(max_workers=configured.activity_threads) as executor:
         # The sandbox stays on; only the 2-second deadlock detector is off (debug mode): in-process moto
@@ -48,6 +52,28 @@ async def running_worker(client: Client, activities=None, **settings) -> AsyncIt
         # worker processes of the end-to-end tests, like production, keep it.
         async with build_worker(client, configured, executor, activities, debug_mode=True):
             yield configured
+
+
+# The people of the decision-proof tests: IAM users in an identity moto server that checks signatures.
+IDENTITY_PEOPLE = {
+    "alice": {"roles": ["approver"]},
+    "bob": {"roles": ["approver"]},
+    "dave": {"roles": ["analyst"]},
+    "mallory": {"roles": []},  # has keys, is no approver
+}
+
+
+@contextmanager
+def identity_sts(
+    log_dir: Path, people: dict[str, dict] = IDENTITY_PEOPLE
+) -> Iterator[tuple[str, dict[str, DemoApprover]]]:
+    """(the STS endpoint URL of a moto server that checks SigV4 signatures, its users by name), stopped by pid."""
+    group = ProcessGroup(log_dir)
+    try:
+        url = f"http://127.0.0.1:{start_identity_moto_on_free_port(group)}"
+        yield url, {a.name: a for a in seed_approvers(url, people)}
+    finally:
+        group.stop()
 
 
 async def open_incident(

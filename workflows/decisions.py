@@ -5,6 +5,12 @@ validator and leaves no trace in history) and a signal (the Temporal UI's "send 
 is recorded as refused and changes nothing). Both reach `DecisionDesk.decide`, which asks the rule book
 (`workflows.policy.decision_refusal`) and records who decided what, and how.
 
+Who decided is proven, not claimed: a decision carries a proof (a signed sts:GetCallerIdentity request,
+`irflow.models.proof`). The validator runs the cheap checks (a proof when required, bound to this decision,
+fresh, never used before); the handler has the worker's activity send it to STS (`activities.identity`), then
+asks the rule book again with the ARN STS verified, which is who the decision records. An update refused
+after its validator (STS said no) is recorded as refused and fails.
+
 Silence is safe: an unanswered question is re-asked (reminders) and escalated at its deadline; a timeout
 never deletes, stops or terminates anything.
 """
@@ -16,8 +22,11 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.identity import PROOF_REFUSED, VerifyProofInput, verify_decision_proof
     from irflow.models.incident import (
         Decision,
         DecisionKind,
@@ -26,12 +35,24 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         Status,
     )
+    from irflow.models.proof import VerifiedCaller
 
 from workflows.notifications import Notifier
 from workflows.policy import approvals_required, decision_refusal, eradication_choice
-from workflows.record import IncidentRecord
+from workflows.record import IncidentRecord, error_text
 
 EnterPhase = Callable[[Phase, str, str | None], None]
+# Someone is waiting for the answer: a short timeout, a few retries while STS is unreachable.
+VERIFY_PROOF = {
+    "start_to_close_timeout": timedelta(seconds=15),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        maximum_interval=timedelta(seconds=4),
+        maximum_attempts=3,
+        non_retryable_error_types=[PROOF_REFUSED],
+    ),
+}
+DECISION_REFUSED = "DecisionRefused"
 
 
 class DecisionDesk:
@@ -40,10 +61,11 @@ class DecisionDesk:
         self.notifier = notifier
         self.enter = enter
         self.decision: Decision | None = None
+        self.used_proofs: set[str] = set()  # every proof sent to STS, refused or not: each is good once
 
     # --- the one path ---
 
-    def check(self, kind: DecisionKind, raw: Any) -> tuple[Any, str | None]:
+    def check(self, kind: DecisionKind, raw: Any, caller: VerifiedCaller | None = None) -> tuple[Any, str | None]:
         """(the request, why it is refused or None): the one rule book behind updates and signals."""
         state = self.record.state
         return decision_refusal(
@@ -54,6 +76,10 @@ class DecisionDesk:
             state.findings_absorbed,
             decided=self.decision is not None,
             phase=str(state.phase),
+            caller=caller,
+            incident_id=state.incident_id,
+            used_proofs=self.used_proofs,
+            now=workflow.now(),
         )
 
     def validate(self, kind: DecisionKind, raw: Any) -> None:
@@ -61,33 +87,75 @@ class DecisionDesk:
         if refusal:
             raise ValueError(refusal)
 
-    def decide(self, kind: DecisionKind, raw: Any, via: str) -> DecisionOutcome:
+    async def decide(self, kind: DecisionKind, raw: Any, via: str) -> DecisionOutcome:
+        request, refusal = self.check(kind, raw)
+        if refusal:
+            return self._refuse(kind, request.by if request else _claimed(raw), via, refusal)
+        caller, proof_id = None, None
+        if request.proof is not None:
+            proof_id = request.proof.proof_id
+            self.used_proofs.add(proof_id)  # before the await: the same proof sent twice at once is used once
+            verify = VerifyProofInput(
+                proof=request.proof,
+                incident_id=self.record.state.incident_id,
+                verb=str(kind),
+                comment=request.words(),
+                choice=request.choice(),
+                max_age_seconds=int(self.record.policy.proof_max_age.total_seconds()),
+            )
+            try:
+                caller = await workflow.execute_activity(verify_decision_proof, verify, **VERIFY_PROOF)
+            except ActivityError as error:
+                return self._refuse(kind, _claimed(raw), via, f"proof refused: {error_text(error)}", proof_id)
+            request, refusal = self.check(kind, raw, caller)  # the moment may have passed while STS answered
+            if refusal:
+                return self._refuse(kind, caller.arn, via, refusal, proof_id)
+        return self._accept(kind, request, caller.arn if caller else request.by, via, proof_id)
+
+    def _refuse(self, kind: DecisionKind, by: str, via: str, refusal: str, proof_id: str | None = None):
+        state = self.record.state
+        stage = state.pending_decision.kind if state.pending_decision else None
+        state.decisions.append(
+            Decision(
+                kind=kind,
+                by=by or "?",
+                at=workflow.now(),
+                via=via,
+                stage=stage,
+                accepted=False,
+                refusal=refusal,
+                proof_id=proof_id,
+            )
+        )
+        self.record.note(f"{kind} by {by or '?'} refused: {refusal}")
+        return DecisionOutcome(accepted=False, kind=kind, stage=stage, message=refusal)
+
+    def _accept(self, kind: DecisionKind, request: Any, by: str, via: str, proof_id: str | None) -> DecisionOutcome:
         state, now = self.record.state, workflow.now()
         pending = state.pending_decision
         stage = pending.kind if pending else None
-        request, refusal = self.check(kind, raw)
-        if refusal:
-            by = request.by if request else (str(raw.get("by", "")) if isinstance(raw, dict) else "") or "?"
-            state.decisions.append(
-                Decision(kind=kind, by=by, at=now, via=via, stage=stage, accepted=False, refusal=refusal)
-            )
-            self.record.note(f"{kind} by {by} refused: {refusal}")
-            return DecisionOutcome(accepted=False, kind=kind, stage=stage, message=refusal)
         if kind == DecisionKind.NOTE:
-            state.decisions.append(Decision(kind=kind, by=request.by, at=now, comment=request.text, via=via))
-            self.record.note(f"note by {request.by}: {request.text}")
+            state.decisions.append(Decision(kind=kind, by=by, at=now, comment=request.text, via=via, proof_id=proof_id))
+            self.record.note(f"note by {by}: {request.text}")
             return DecisionOutcome(accepted=True, kind=kind, stage=stage, message="note recorded")
-        comment = request.reason if kind == DecisionKind.REJECT else request.comment
+        comment = request.words()
         eradication = request.eradication if kind == DecisionKind.APPROVE else None
         decision = Decision(
-            kind=kind, by=request.by, at=now, comment=comment, eradication=eradication, via=via, stage=stage
+            kind=kind,
+            by=by,
+            at=now,
+            comment=comment,
+            eradication=eradication,
+            via=via,
+            stage=stage,
+            proof_id=proof_id,
         )
         state.decisions.append(decision)
         if kind == DecisionKind.APPROVE:
-            pending.approvals.append(request.by)
+            pending.approvals.append(by)
             if len(pending.approvals) < pending.approvals_required:
                 message = (
-                    f"approval {len(pending.approvals)} of {pending.approvals_required} by {request.by}: "
+                    f"approval {len(pending.approvals)} of {pending.approvals_required} by {by}: "
                     "waiting for a second, different approver"
                 )
                 self.record.note(message)
@@ -101,7 +169,7 @@ class DecisionDesk:
                 )
             decision = decision.model_copy(update={"eradication": eradication_choice(self._stage_approvals(stage))})
         self.decision = decision
-        self.record.note(f"{kind} by {request.by} via {via}: {comment or '—'}")
+        self.record.note(f"{kind} by {by} via {via}: {comment or '—'}")
         return DecisionOutcome(
             accepted=True,
             kind=kind,
@@ -122,16 +190,17 @@ class DecisionDesk:
 
     # --- asking, waiting, reminding, escalating ---
 
-    async def ask(self, stage: str, question: str) -> Decision:
+    async def ask(self, stage: str, question: str, at_least: int = 1) -> Decision:
         """Ask the analysts and wait for an accepted decision."""
         state, policy = self.record.state, self.record.policy
         timeout, reminder = policy.decision_timeout, policy.decision_reminder
         now = workflow.now()
         self.decision = None
         options = ["approve", "reject"] + (["release"] if stage == "eradication" else [])
-        required = approvals_required(stage, state.severity, policy)
+        required = max(at_least, approvals_required(stage, state.severity, policy))
         if required > 1:
-            question += f" ({state.severity}: two different approvers must approve)"
+            why = state.severity if at_least < required or at_least == 1 else "protected"
+            question += f" ({why}: two different approvers must approve)"
         state.pending_decision = PendingDecision(
             kind=stage,
             question=question,
@@ -199,54 +268,68 @@ class DecisionDesk:
             state.decisions.append(self.decision)
 
 
+def _claimed(raw: Any) -> str:
+    """Who a refused request says it is (for the record): the name it gave, if any."""
+    return str(raw.get("by", "")) if isinstance(raw, dict) else ""
+
+
+_UNFINISHED = workflow.HandlerUnfinishedPolicy.ABANDON  # a decision still at STS when the incident ends
+
+
 class DecisionDoors:
     """The workflow's signal and update handlers for decisions; the workflow sets `self.desk`."""
 
     desk: DecisionDesk
 
-    @workflow.signal(name="approve")
-    def approve_signal(self, request: dict[str, Any]) -> None:
-        self.desk.decide(DecisionKind.APPROVE, request, via="signal")
+    async def _update(self, kind: DecisionKind, request: dict[str, Any]) -> DecisionOutcome:
+        outcome = await self.desk.decide(kind, request, via="update")
+        if not outcome.accepted:  # refused after the validator (STS said no, or the moment passed)
+            raise ApplicationError(outcome.message, type=DECISION_REFUSED, non_retryable=True)
+        return outcome
 
-    @workflow.signal(name="reject")
-    def reject_signal(self, request: dict[str, Any]) -> None:
-        self.desk.decide(DecisionKind.REJECT, request, via="signal")
+    @workflow.signal(name="approve", unfinished_policy=_UNFINISHED)
+    async def approve_signal(self, request: dict[str, Any]) -> None:
+        await self.desk.decide(DecisionKind.APPROVE, request, via="signal")
 
-    @workflow.signal(name="release")
-    def release_signal(self, request: dict[str, Any]) -> None:
-        self.desk.decide(DecisionKind.RELEASE, request, via="signal")
+    @workflow.signal(name="reject", unfinished_policy=_UNFINISHED)
+    async def reject_signal(self, request: dict[str, Any]) -> None:
+        await self.desk.decide(DecisionKind.REJECT, request, via="signal")
 
-    @workflow.signal(name="note")
-    def note_signal(self, request: dict[str, Any]) -> None:
-        self.desk.decide(DecisionKind.NOTE, request, via="signal")
+    @workflow.signal(name="release", unfinished_policy=_UNFINISHED)
+    async def release_signal(self, request: dict[str, Any]) -> None:
+        await self.desk.decide(DecisionKind.RELEASE, request, via="signal")
 
-    @workflow.update(name="approve")
-    def approve_update(self, request: dict[str, Any]) -> DecisionOutcome:
-        return self.desk.decide(DecisionKind.APPROVE, request, via="update")
+    @workflow.signal(name="note", unfinished_policy=_UNFINISHED)
+    async def note_signal(self, request: dict[str, Any]) -> None:
+        await self.desk.decide(DecisionKind.NOTE, request, via="signal")
+
+    @workflow.update(name="approve", unfinished_policy=_UNFINISHED)
+    async def approve_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return await self._update(DecisionKind.APPROVE, request)
 
     @approve_update.validator
     def _validate_approve(self, request: dict[str, Any]) -> None:
         self.desk.validate(DecisionKind.APPROVE, request)
 
-    @workflow.update(name="reject")
-    def reject_update(self, request: dict[str, Any]) -> DecisionOutcome:
-        return self.desk.decide(DecisionKind.REJECT, request, via="update")
+    @workflow.update(name="reject", unfinished_policy=_UNFINISHED)
+    async def reject_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return await self._update(DecisionKind.REJECT, request)
 
     @reject_update.validator
     def _validate_reject(self, request: dict[str, Any]) -> None:
         self.desk.validate(DecisionKind.REJECT, request)
 
-    @workflow.update(name="release")
-    def release_update(self, request: dict[str, Any]) -> DecisionOutcome:
-        return self.desk.decide(DecisionKind.RELEASE, request, via="update")
+    @workflow.update(name="release", unfinished_policy=_UNFINISHED)
+    async def release_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return await self._update(DecisionKind.RELEASE, request)
 
     @release_update.validator
     def _validate_release(self, request: dict[str, Any]) -> None:
         self.desk.validate(DecisionKind.RELEASE, request)
 
-    @workflow.update(name="note")
-    def note_update(self, request: dict[str, Any]) -> DecisionOutcome:
-        return self.desk.decide(DecisionKind.NOTE, request, via="update")
+    @workflow.update(name="note", unfinished_policy=_UNFINISHED)
+    async def note_update(self, request: dict[str, Any]) -> DecisionOutcome:
+        return await self._update(DecisionKind.NOTE, request)
 
     @note_update.validator
     def _validate_note(self, request: dict[str, Any]) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
@@ -13,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.finding import Finding, Severity
     from irflow.models.iam import IamUserContext
     from irflow.models.incident import (
+        Approver,
         ApproveRequest,
         Decision,
         DecisionKind,
@@ -23,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         ReleaseRequest,
         ResponsePolicy,
     )
+    from irflow.models.proof import ProofRefused, VerifiedCaller, check_proof
 
 from workflows.playbook import ContainmentPlan
 
@@ -104,8 +109,9 @@ DECISION_REQUESTS = {
 }
 
 
-def affected_principal(by: str, principals: list[str], findings: list[Finding]) -> str | None:
-    """The identity of the decider (their name or one of their AWS principals) that a finding names."""
+def affected_principal(identities: list[str], findings: list[Finding]) -> str | None:
+    """The identity of the decider (a name, an ARN, its user, role or session name, its unique id or access
+    key, or one of their own `principals`) that a finding names."""
     named: set[str] = set()
     for finding in findings:
         resource = finding.resource
@@ -113,9 +119,62 @@ def affected_principal(by: str, principals: list[str], findings: list[Finding]) 
             if value:
                 named.add(value.lower())
                 named.add(value.lower().rsplit(":", 1)[-1])
-    for identity in (by, *principals):
+    for identity in identities:
         if identity.lower() in named or identity.lower().rsplit("/", 1)[-1] in named:
             return identity
+    return None
+
+
+def approver_for(approvers: dict[str, Approver], arn: str) -> Approver | None:
+    """What the verified principal `arn` may do: every entry whose ARN glob matches it, roles together."""
+    matches = [
+        a for pattern, a in approvers.items() if pattern.startswith("arn:") and fnmatch.fnmatchcase(arn, pattern)
+    ]
+    if not matches:
+        return None
+    roles = sorted({role for a in matches for role in a.roles})
+    return Approver(roles=roles, principals=[p for a in matches for p in a.principals])
+
+
+def proof_refusal(
+    kind: DecisionKind, request: Any, policy: ResponsePolicy, incident_id: str, used: Collection[str], now: datetime
+) -> str | None:
+    """The cheap checks before STS is asked: a proof when one is required, used once, bound to this incident,
+    this verb, these words and this choice, and fresh. (The host and the signature: `activities.identity`.)"""
+    if request.proof is None:
+        if policy.require_proof:
+            return (
+                "a decision needs a proof of who decides (irflow signs one with your AWS credentials); "
+                "a name alone (--as) is taken only in demo mode (IRFLOW_DECISIONS_REQUIRE_PROOF=false)"
+            )
+        return None if request.by else "invalid request: by: who decides? send a proof (or, in demo mode, a name)"
+    if request.proof.proof_id in used:
+        return "this proof was already used for a decision: each proof is good for one decision, sign a new one"
+    try:
+        check_proof(
+            request.proof,
+            incident_id=incident_id,
+            verb=str(kind),
+            comment=request.words(),
+            choice=request.choice(),
+            now=now,
+            max_age=policy.proof_max_age,
+        )
+    except ProofRefused as refused:
+        return f"proof refused: {refused}"
+    return None
+
+
+def _moment_refusal(kind: DecisionKind, pending: PendingDecision | None, decided: bool, phase: str) -> str | None:
+    """Whether this decision can be taken now, whoever takes it."""
+    if kind == DecisionKind.NOTE:
+        return None
+    if pending is None:
+        return f"no decision is pending (phase {phase})"
+    if decided:
+        return "a decision was already taken"
+    if kind not in pending.options:
+        return f"{kind} is not an option when deciding {pending.kind} ({', '.join(pending.options)})"
     return None
 
 
@@ -127,32 +186,47 @@ def decision_refusal(
     findings: list[Finding],
     decided: bool,
     phase: str,
+    caller: VerifiedCaller | None = None,
+    *,
+    incident_id: str = "",
+    used_proofs: Collection[str] = (),
+    now: datetime | None = None,
 ) -> tuple[Any, str | None]:
-    """(the validated request or None, why the decision is refused or None): who may decide what, when."""
+    """(the validated request or None, why the decision is refused or None): who may decide what, when.
+
+    Without `caller`, a request with a proof gets the checks that need no identity (the proof's binding and
+    freshness, whether the decision can be taken now); STS then verifies it, and the rule book is asked again
+    with the verified `caller`, whose ARN is who decides. Without a proof, and only in demo mode, the name
+    `by` is who decides."""
     try:
         request = DECISION_REQUESTS[kind].model_validate(raw)
     except ValidationError as error:
         return None, "invalid request: " + "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
         )
-    approver = policy.approvers.get(request.by)
+    if caller is None:
+        refusal = proof_refusal(kind, request, policy, incident_id, used_proofs, now) if now else None
+        if refusal or request.proof is not None:
+            return request, refusal or _moment_refusal(kind, pending, decided, phase)
+        if policy.require_proof:
+            return request, "a decision needs a proof of who decides (IRFLOW_DECISIONS_REQUIRE_PROOF)"
+        who, approver, identities = request.by, policy.approvers.get(request.by), [request.by]
+    else:
+        who, approver, identities = caller.arn, approver_for(policy.approvers, caller.arn), caller.names()
     if approver is None:
-        return request, f"{request.by!r} is not a configured approver (IRFLOW_APPROVERS)"
+        return request, f"{who!r} is not a configured approver (IRFLOW_APPROVERS)"
     if kind == DecisionKind.NOTE:
         return request, None
     if "approver" not in approver.roles:
-        return request, f"{request.by} ({', '.join(approver.roles)}) may not {kind}: only approvers decide"
-    affected = affected_principal(request.by, approver.principals, findings)
+        return request, f"{who} ({', '.join(approver.roles)}) may not {kind}: only approvers decide"
+    affected = affected_principal([*identities, *approver.principals], findings)
     if affected:
-        return request, f"{request.by} is {affected}, named in the finding: nobody decides their own incident"
-    if pending is None:
-        return request, f"no decision is pending (phase {phase})"
-    if decided:
-        return request, "a decision was already taken"
-    if kind not in pending.options:
-        return request, f"{kind} is not an option when deciding {pending.kind} ({', '.join(pending.options)})"
-    if kind == DecisionKind.APPROVE and request.by in pending.approvals:
-        return request, f"{request.by} already approved: a second, different approver is needed"
+        return request, f"{who} is {affected}, named in the finding: nobody decides their own incident"
+    refusal = _moment_refusal(kind, pending, decided, phase)
+    if refusal:
+        return request, refusal
+    if kind == DecisionKind.APPROVE and who in pending.approvals:
+        return request, f"{who} already approved: a second, different approver is needed"
     return request, None
 
 

@@ -143,7 +143,43 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
-BY = Annotated[str, typer.Option("--as", help="who decides (a configured approver, IRFLOW_APPROVERS)")]
+BY = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="demo mode only (IRFLOW_DECISIONS_REQUIRE_PROOF=false): decide as this name, unsigned; otherwise the "
+        "decision is signed with your AWS credentials and you are who they say",
+    ),
+]
+PROFILE = Annotated[
+    str | None, typer.Option("--profile", help="the AWS profile to sign the decision with (default: AWS_PROFILE)")
+]
+
+
+def decision_proof(profile: str | None, incident_id: str, verb: str, words: str, choice: str | None) -> dict[str, Any]:
+    """A proof of who decides, signed with the caller's own AWS credentials (irflow.decision_proof) for the STS
+    endpoint the worker verifies with; the secret key never leaves this process."""
+    import boto3
+    from botocore.exceptions import BotoCoreError
+
+    from irflow.decision_proof import sign_decision, sts_endpoint_url
+    from irflow.models.settings import get_settings
+
+    try:
+        session = boto3.session.Session(profile_name=profile)
+        proof = sign_decision(
+            session,
+            sts_endpoint_url(get_settings(), session),
+            incident_id=incident_id,
+            verb=verb,
+            comment=words,
+            choice=choice,
+        )
+    except BotoCoreError as error:
+        fail(f"cannot sign the decision with your AWS credentials: {error} (--profile, or --as in demo mode)", 1)
+    return proof.model_dump(mode="json")
+
+
 AS_JSON = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 IDENT = Annotated[
     str,

@@ -21,15 +21,28 @@ from irflow.cli.common import (
     EXIT_REFUSED,
     EXIT_TIMEOUT,
     IDENT,
+    PROFILE,
     app,
     console,
+    decision_proof,
     incident_handle,
     incident_state,
     print_json,
     run,
     short_id,
 )
-from irflow.models.incident import DecisionOutcome, Eradication, IncidentState, Phase, TimelineEntry
+from irflow.models.incident import (
+    ApproveRequest,
+    DecisionOutcome,
+    DecisionRequest,
+    Eradication,
+    IncidentState,
+    NoteRequest,
+    Phase,
+    RejectRequest,
+    ReleaseRequest,
+    TimelineEntry,
+)
 
 # --- ingest ---
 
@@ -256,7 +269,7 @@ def render_incident(state: IncidentState) -> None:
     if state.pending_decision:
         p = state.pending_decision
         facts.add_row(Text("waiting", style="yellow"), Text(f"since {p.since:%Y-%m-%d %H:%M:%S} UTC: {p.question}"))
-        facts.add_row("decide", Text(f"irflow {'|'.join(p.options)} {short} --as NAME (--help for the rest)"))
+        facts.add_row("decide", Text(f"irflow {'|'.join(p.options)} {short} (--help for the rest)"))
     if state.failure_reason:
         facts.add_row(Text("failure", style="red"), Text(state.failure_reason))
     console.print(facts)
@@ -320,8 +333,26 @@ def report(
 # --- decisions: Temporal updates, so the answer (accepted, or why not) comes back ---
 
 
-async def _decide(client: Client, ident: str, kind: str, payload: dict[str, Any]) -> DecisionOutcome:
+_REQUESTS: dict[str, type[DecisionRequest]] = {
+    "approve": ApproveRequest,
+    "reject": RejectRequest,
+    "release": ReleaseRequest,
+    "note": NoteRequest,
+}
+
+
+async def _decide(
+    client: Client, ident: str, kind: str, payload: dict[str, Any], by: str | None, profile: str | None
+) -> DecisionOutcome:
+    """Send the decision as `by` (demo mode), or with a proof signed for this incident, verb and words."""
     handle = await incident_handle(client, ident)
+    if by:
+        payload = {**payload, "by": by}
+    else:
+        state = await handle.query("current_state", result_type=IncidentState)
+        request = _REQUESTS[kind].model_validate(payload)
+        proof = decision_proof(profile, state.incident_id, kind, request.words(), request.choice())
+        payload = {**payload, "proof": proof}
     try:
         return await handle.execute_update(kind, payload, result_type=DecisionOutcome)
     except WorkflowUpdateFailedError as error:
@@ -344,50 +375,57 @@ def _report_decision(outcome: DecisionOutcome, as_json: bool) -> None:
 @app.command()
 def approve(
     ident: IDENT,
-    by: BY,
     comment: Annotated[str, typer.Option(help="why")] = "",
     eradicate: Annotated[Eradication | None, typer.Option(help="stop (keep) or terminate the instance")] = None,
+    by: BY = None,
+    profile: PROFILE = None,
     as_json: AS_JSON = False,
 ) -> None:
     """Approve the pending decision (containment, or eradication with --eradicate). CRITICAL incidents need
-    two different approvers before eradication."""
-    payload: dict[str, Any] = {"by": by, "comment": comment}
+    two different approvers before eradication. Signed with your AWS credentials: you are who they say."""
+    payload: dict[str, Any] = {"comment": comment}
     if eradicate:
         payload["eradication"] = eradicate.value
-    _report_decision(run(lambda client: _decide(client, ident, "approve", payload)), as_json)
+    _report_decision(run(lambda client: _decide(client, ident, "approve", payload, by, profile)), as_json)
 
 
 @app.command()
 def reject(
     ident: IDENT,
-    by: BY,
     reason: Annotated[str, typer.Option(help="why this is a false positive")],
+    by: BY = None,
+    profile: PROFILE = None,
     as_json: AS_JSON = False,
 ) -> None:
     """Reject the finding as a false positive: containment is undone."""
-    _report_decision(run(lambda client: _decide(client, ident, "reject", {"by": by, "reason": reason})), as_json)
+    payload = {"reason": reason}
+    _report_decision(run(lambda client: _decide(client, ident, "reject", payload, by, profile)), as_json)
 
 
 @app.command()
 def release(
     ident: IDENT,
-    by: BY,
     comment: Annotated[str, typer.Option(help="what recovery was done")],
+    by: BY = None,
+    profile: PROFILE = None,
     as_json: AS_JSON = False,
 ) -> None:
     """End containment after recovery: the finding was real, the resource is clean; containment is lifted."""
-    _report_decision(run(lambda client: _decide(client, ident, "release", {"by": by, "comment": comment})), as_json)
+    payload = {"comment": comment}
+    _report_decision(run(lambda client: _decide(client, ident, "release", payload, by, profile)), as_json)
 
 
 @app.command()
 def note(
     ident: IDENT,
-    by: BY,
     text: Annotated[str, typer.Argument(help="the note")],
+    by: BY = None,
+    profile: PROFILE = None,
     as_json: AS_JSON = False,
 ) -> None:
     """Add a note to the incident's record (and its report)."""
-    _report_decision(run(lambda client: _decide(client, ident, "note", {"by": by, "text": text})), as_json)
+    payload = {"text": text}
+    _report_decision(run(lambda client: _decide(client, ident, "note", payload, by, profile)), as_json)
 
 
 @app.command()

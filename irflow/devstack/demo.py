@@ -64,6 +64,8 @@ class DemoWorkload:
             # moto's SSM reports success at once; waiting only matters against real instances.
             "IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS": "30",
             "IRFLOW_APPROVERS": json.dumps(DEMO_APPROVERS),
+            # Names on trust (`--as alice`): demo mode. `make run` gives its approvers keys and proofs instead.
+            "IRFLOW_DECISIONS_REQUIRE_PROOF": "false",
         }
 
     def to_json(self) -> str:

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,33 @@ def start_moto(group: ProcessGroup, port: int) -> subprocess.Popen:
     process = group.start("moto", [sys.executable, "-m", "irflow.devstack.moto_server", "--port", str(port)])
     wait_for_port(port, 60, process)
     return process
+
+
+def start_identity_moto(group: ProcessGroup, port: int) -> subprocess.Popen:
+    """A second moto server, for decision proofs only: it checks SigV4 signatures once told to
+    (`enforce_signatures`), and from then on answers only requests signed by the keys of its own IAM users. The
+    account's moto server cannot: the worker's and the listener's calls there are signed with keys it never
+    issued. Until told, it takes any request, so the approvers' users and keys can be created first."""
+    process = group.start(
+        "moto-identity",
+        [sys.executable, "-m", "irflow.devstack.moto_server", "--port", str(port)],
+        env={"INITIAL_NO_AUTH_ACTION_COUNT": "inf"},
+    )
+    wait_for_port(port, 60, process)
+    return process
+
+
+def start_identity_moto_on_free_port(group: ProcessGroup) -> int:
+    return on_free_port(lambda port: start_identity_moto(group, port))
+
+
+def enforce_signatures(endpoint_url: str) -> None:
+    """From now on the identity moto server refuses any request not signed by one of its users' keys."""
+    request = urllib.request.Request(
+        f"{endpoint_url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (our own local server)
+        answer.read()
 
 
 def aws_environment(moto_port: int, region: str = "us-east-1") -> dict[str, str]:

@@ -8,6 +8,11 @@ as production: command and control from one web instance (HIGH: contained at onc
 whether to eradicate) and a port probe on the other (LOW: irflow asks before containing). Prints the UI
 link and the `irflow` lines to paste in another terminal, in order, each working as printed; keeps
 everything up until Ctrl-C or SIGTERM and stops what it started.
+
+Decisions carry proof of who decided, as in production: the demo's approvers are IAM users with access keys
+in a second moto server that checks SigV4 signatures (the worker verifies proofs there, as it would with
+STS), their keys are profiles in the state folder's `aws-credentials`, and the printed lines decide with
+`--profile alice`.
 """
 
 from __future__ import annotations
@@ -25,9 +30,18 @@ import boto3
 
 from activities.aws import reset_clients
 from irflow.cli.common import NotFound, incident_handle
-from irflow.devstack.demo import sample_finding, sample_port_probe_finding
+from irflow.devstack.approvers import DemoApprover, approvers_setting, seed_approvers, write_credentials
+from irflow.devstack.demo import DEMO_APPROVERS, sample_finding, sample_port_probe_finding
 from irflow.devstack.intake_stack import publish_findings
-from irflow.devstack.processes import REPO, ProcessGroup, aws_environment, free_port, start_moto, start_temporal
+from irflow.devstack.processes import (
+    REPO,
+    ProcessGroup,
+    aws_environment,
+    free_port,
+    start_identity_moto_on_free_port,
+    start_moto,
+    start_temporal,
+)
 from irflow.devstack.seed import prepare_account, write_settings
 from irflow.intake.router import route
 from irflow.models.finding import parse_guardduty
@@ -110,10 +124,21 @@ def main() -> int:
         workload, intake, settings = prepare_account()
         (args.state_dir / "workload.json").write_text(workload.to_json())
         asyncio.run(_register_search_attributes(address))
+        identity = f"http://127.0.0.1:{start_identity_moto_on_free_port(group)}"
+        print(f"started the approvers' identity server (STS for decision proofs) at {identity}", flush=True)
+        approvers = seed_approvers(identity, DEMO_APPROVERS, workload.region)
+        credentials = args.state_dir / "aws-credentials"
+        write_credentials(credentials, approvers)
+        proofs = {
+            "IRFLOW_APPROVERS": approvers_setting(approvers),
+            "IRFLOW_DECISIONS_REQUIRE_PROOF": "true",
+            "IRFLOW_PROOF_STS_ENDPOINT_URL": identity,
+        }
 
-        environment = {**aws, **settings, "TEMPORAL_ADDRESS": address}
+        environment = {**aws, **settings, **proofs, "TEMPORAL_ADDRESS": address}
         env_file = args.state_dir / "demo.env"
-        write_settings(env_file, environment)
+        # Another terminal decides with the approvers' own keys: `--profile alice` reads them from here.
+        write_settings(env_file, {**environment, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)})
         worker_started = time.monotonic()
         group.start("worker", [sys.executable, "worker.py"], env=environment)
         group.start("listener", [sys.executable, "starter.py"], env=environment)
@@ -130,7 +155,6 @@ def main() -> int:
         probe_id = _publish(probe, workload.region)
         print(f"published a GuardDuty finding for {workload.other_instance_id} with EventBridge put_events", flush=True)
         probed, _ = asyncio.run(_await_ready(address, probe_id, deadline))
-        approvers = json.loads(environment["IRFLOW_APPROVERS"])
         _print_ready(state, probed, workflow_id, args, env_file, elapsed, workload, intake, approvers)
         if args.exit_when_ready:
             print(json.dumps({"ready": True, "status": state.status, "seconds_since_worker_start": round(elapsed, 3)}))
@@ -161,7 +185,7 @@ def _print_ready(
     elapsed: float,
     workload,
     intake,
-    approvers: dict[str, dict],
+    approvers: list[DemoApprover],
 ) -> None:
     ec2 = boto3.client("ec2", region_name=workload.region)
     groups = [
@@ -171,8 +195,9 @@ def _print_ready(
         )["NetworkInterfaces"]
         for g in eni["Groups"]
     ]
-    # Whoever the printed lines decide as must be an approver of this very configuration (demo.env).
-    deciders = [name for name, person in approvers.items() if "approver" in person.get("roles", ["approver"])]
+    # Whoever the printed lines decide as must be an approver of this very configuration (demo.env): their
+    # profile's keys sign the decision, and the worker records the ARN the identity server verifies.
+    deciders = [a.name for a in approvers if "approver" in a.roles]
     you, c2, scan = deciders[0], short_id(state.incident_id), short_id(probed.incident_id)
     print(
         f"""
@@ -192,11 +217,11 @@ In another terminal, in this directory, paste these in order (approvers: {", ".j
   .venv/bin/irflow show {c2}
   # the same finding again: it joins incident {c2}
   .venv/bin/irflow ingest {args.state_dir / "sample-finding.json"}
-  # {c2} is real: approve, stop the instance, and follow the incident to its end
-  .venv/bin/irflow approve {c2} --as {you} --eradicate stop --comment "confirmed"
+  # {c2} is real: approve (signed with {you}'s own AWS keys), stop the instance, follow it to its end
+  .venv/bin/irflow approve {c2} --profile {you} --eradicate stop --comment "confirmed"
   .venv/bin/irflow watch {c2}
   # {scan}, the port probe, is a false positive: reject it, nothing gets contained
-  .venv/bin/irflow reject {scan} --as {you} --reason "false positive"
+  .venv/bin/irflow reject {scan} --profile {you} --reason "false positive"
 
 Ctrl-C stops everything.""",
         flush=True,

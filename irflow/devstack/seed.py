@@ -18,6 +18,9 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
+import boto3
+
+from activities.memory_document import ensure_capture_memory_document
 from irflow.devstack.demo import DemoWorkload, sample_finding, seed_workload
 from irflow.devstack.intake_stack import IntakeStack, deploy_intake_stack, publish_findings
 from irflow.devstack.processes import wait_for_port
@@ -27,6 +30,7 @@ def prepare_account(region: str = "us-east-1") -> tuple[DemoWorkload, IntakeStac
     """The demo workload and the findings intake in the stand-in account, and the IRFLOW_* settings a
     worker and a listener need to answer for it (`make run` and the `seed` container both start here)."""
     workload = seed_workload(region)
+    ensure_capture_memory_document(boto3.client("ssm", region_name=workload.region))  # irflow-CaptureMemory
     intake = deploy_intake_stack(region=workload.region)
     return workload, intake, {**workload.worker_environment(), "IRFLOW_QUEUE_URLS": intake.queue_url}
 

@@ -148,8 +148,14 @@ def test_every_line_make_run_prints_works_pasted_as_printed(tmp_path):
         (quarantine,) = {group for groups in _groups(ec2, workload["instance_id"]) for group in groups}
         probed_groups = _groups(ec2, workload["other_instance_id"])
         assert not any(quarantine in groups for groups in probed_groups), "LOW: nothing contained before asking"
-        approver = re.search(r"--as (\S+)", commands[3]).group(1)
-        assert "approver" in json.loads(settings["IRFLOW_APPROVERS"])[approver]["roles"]
+        # Decisions are signed with the approver's own keys (a profile in the stack's credentials file).
+        approver = re.search(r"--profile (\S+)", commands[3]).group(1)
+        assert "--as" not in " ".join(commands) and settings["IRFLOW_DECISIONS_REQUIRE_PROOF"] == "true"
+        approvers = json.loads(settings["IRFLOW_APPROVERS"])
+        (arn,) = [key for key in approvers if re.fullmatch(rf"arn:aws:iam::\d{{12}}:user/{approver}", key)]
+        assert "approver" in approvers[arn]["roles"]
+        named = _paste(source, f".venv/bin/irflow note {c2} --as {approver} 'a name alone'")
+        assert named.returncode == 1 and "needs a proof" in named.stderr, named.stdout + named.stderr
 
         for line in commands:
             pasted = _paste(source, line)
@@ -179,6 +185,7 @@ def test_every_line_make_run_prints_works_pasted_as_printed(tmp_path):
         assert _groups(ec2, workload["other_instance_id"]) == probed_groups, "the false positive was never contained"
         joined = json.loads(_paste(source, f".venv/bin/irflow show {c2} --json").stdout)
         assert joined["finding_deliveries"] == 2 and joined["status"] == "resolved"
+        assert [(d["kind"], d["by"]) for d in joined["decisions"] if d["accepted"]] == [("approve", arn)]
     finally:
         code = stack.stop()
     assert code == 0, "\n".join(stack.output)

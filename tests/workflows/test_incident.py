@@ -124,7 +124,7 @@ async def test_invalid_and_untimely_decisions_are_refused_and_change_nothing(dev
         await handle.signal("reject", {"by": "eve"})  # no reason
         state = await wait_for(handle, lambda s: len(s.decisions) == 2)
         assert [d.accepted for d in state.decisions] == [False, False]
-        assert all("invalid request" in d.refusal for d in state.decisions)
+        assert all("invalid request" in d.refusal for d in state.decisions), [d.refusal for d in state.decisions]
         assert state.status == Status.AWAITING_DECISION and state.pending_decision.kind == "containment"
         await handle.signal("reject", {"by": "eve", "reason": "known scanner"})
         final = await handle.result()

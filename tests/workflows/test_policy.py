@@ -17,8 +17,10 @@ from irflow.models.ec2 import (
 )
 from irflow.models.finding import Finding, Severity, parse_guardduty
 from irflow.models.incident import Decision, DecisionKind, Eradication, PendingDecision, ResponsePolicy
+from irflow.models.proof import VerifiedCaller
 from workflows.policy import (
     approvals_required,
+    approver_for,
     decision_refusal,
     eradication_choice,
     incident_severity,
@@ -196,11 +198,12 @@ def _pending(**changes) -> PendingDecision:
 
 def _rules(kind, raw, pending=None, decided=False, findings=None):
     policy = ResponsePolicy(
+        require_proof=False,
         approvers={
             "alice": {"roles": ["approver"]},
             "dave": {"roles": ["analyst"]},
             "mallory": {"roles": ["approver"], "principals": ["arn:aws:iam::123456789012:user/ci-deployer"]},
-        }
+        },
     )
     leaked = parse_guardduty(sample_access_key_finding("ci-deployer", "AKIAEXAMPLE000000001")).finding
     return decision_refusal(kind, raw, policy, pending, findings or [leaked], decided, "analyst_decision")[1]
@@ -241,3 +244,49 @@ def test_the_latest_approval_that_names_an_eradication_decides_it():
     terminate, stop = Eradication.TERMINATE, Eradication.STOP
     assert eradication_choice([approval("alice", terminate), approval("bob", None)]) == terminate
     assert eradication_choice([approval("alice", terminate), approval("bob", stop)]) == stop
+
+
+# --- decisions with proofs: who decides is the principal STS verified ---
+
+ALICE = VerifiedCaller(arn="arn:aws:iam::111122223333:user/alice", user_id="AIDAALICE", access_key_id="AKIAALICE")
+SESSION = VerifiedCaller(arn="arn:aws:sts::111122223333:assumed-role/IR-Approver/carol", user_id="AROAIR:carol")
+PROVEN = ResponsePolicy(
+    approvers={
+        "arn:aws:iam::111122223333:user/alice": {"roles": ["approver"]},
+        "arn:aws:sts::111122223333:assumed-role/IR-Approver/*": {"roles": ["approver"]},
+        "arn:aws:iam::111122223333:user/*": {"roles": ["analyst"]},
+        "alice": {"roles": ["approver"]},
+    }
+)
+
+
+def _proven(kind, raw, caller, pending=None, findings=()):
+    return decision_refusal(kind, raw, PROVEN, pending or _pending(), list(findings), False, "x", caller)[1]
+
+
+def test_arn_globs_name_the_approvers_and_names_count_only_in_demo_mode():
+    assert approver_for(PROVEN.approvers, ALICE.arn).roles == ["analyst", "approver"]
+    assert approver_for(PROVEN.approvers, SESSION.arn).roles == ["approver"]
+    assert approver_for(PROVEN.approvers, "arn:aws:iam::111122223333:user/bob").roles == ["analyst"]
+    assert approver_for(PROVEN.approvers, "arn:aws:iam::444455556666:user/alice") is None
+    assert _proven(DecisionKind.APPROVE, {}, ALICE) is None
+    assert _proven(DecisionKind.APPROVE, {}, SESSION) is None
+    assert "only approvers decide" in _proven(
+        DecisionKind.APPROVE, {}, VerifiedCaller(arn="arn:aws:iam::111122223333:user/bob")
+    )
+    assert "needs a proof" in _proven(DecisionKind.APPROVE, {"by": "alice"}, None), "a name alone is refused"
+
+
+def test_the_two_person_rule_counts_verified_principals_not_names():
+    pending = _pending(approvals=[ALICE.arn], approvals_required=2)
+    assert "already approved" in _proven(DecisionKind.APPROVE, {"by": "bob"}, ALICE, pending)
+    assert _proven(DecisionKind.APPROVE, {"by": "alice"}, SESSION, pending) is None
+
+
+def test_a_verified_principal_named_in_the_finding_cannot_decide_it():
+    leaked = parse_guardduty(sample_access_key_finding("alice", "AKIAALICE")).finding
+    assert "nobody decides their own incident" in _proven(
+        DecisionKind.REJECT, {"reason": "mine"}, ALICE, None, [leaked]
+    )
+    carol = parse_guardduty(sample_access_key_finding("carol", "AKIAOTHER")).finding
+    assert "nobody decides their own incident" in _proven(DecisionKind.APPROVE, {}, SESSION, None, [carol])

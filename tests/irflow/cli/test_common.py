@@ -7,14 +7,18 @@ import asyncio
 import hashlib
 import itertools
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import typer
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from typer.testing import CliRunner
 
 from irflow.cli import app
-from irflow.cli.common import Ambiguous, NotFound, incident_handle, match_short_id
+from irflow.cli.common import Ambiguous, NotFound, decision_proof, incident_handle, match_short_id
 from irflow.models.incident import incident_hash, short_id
+from irflow.models.proof import DecisionProof, check_proof
+from irflow.models.settings import get_settings
 from workflows import search_attributes as sa
 
 RUNNER = CliRunner()
@@ -135,3 +139,31 @@ async def test_short_ids_resolve_against_a_real_dev_server(dev_env):
     finally:
         for workflow_id, run_id in runs.values():
             await client.get_workflow_handle(workflow_id, run_id=run_id).terminate("test over")
+
+
+# --- decisions are signed with the caller's own AWS credentials ---
+
+
+def test_a_decision_is_signed_with_the_profiles_keys_for_the_configured_sts(tmp_path, monkeypatch):
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[alice]\naws_access_key_id = AKIAEXAMPLEALICE0001\naws_secret_access_key = secret\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("IRFLOW_PROOF_STS_ENDPOINT_URL", "http://127.0.0.1:4599")
+    get_settings.cache_clear()
+
+    proof = DecisionProof.model_validate(decision_proof("alice", INCIDENT, "approve", "confirmed", "stop"))
+    signed = check_proof(
+        proof,
+        incident_id=INCIDENT,
+        verb="approve",
+        comment="confirmed",
+        choice="stop",
+        now=datetime.now(UTC),
+        max_age=timedelta(seconds=300),
+        host="127.0.0.1:4599",
+    )
+    assert signed.access_key_id == "AKIAEXAMPLEALICE0001" and "secret" not in str(proof.headers)
+    with pytest.raises(typer.Exit) as failed:
+        decision_proof("nobody", INCIDENT, "approve", "", None)
+    assert failed.value.exit_code == 1

@@ -191,7 +191,7 @@ def test_show_at_80_columns_reads_whole(monkeypatch):
     assert facts["resource"] == f"Instance {INSTANCE}"
     text = " ".join(" ".join(lines).split())  # what wraps still reads whole
     assert state.pending_decision.question in text
-    assert f"irflow approve|reject|release {short_id(EC2_ID)} --as NAME" in text
+    assert f"irflow approve|reject|release {short_id(EC2_ID)} (--help for the rest)" in text
     assert f"failed acquire_memory evidence {MEMORY_ERROR}" in text, "a failure is shown whole"
     assert "done deregister_from_target_groups containment" in text
     assert "instance/i-0123456789abcdef0/metadata.json" in [line.strip() for line in lines]
