@@ -12,10 +12,13 @@ from temporalio.worker import Worker
 
 from activities import all_activities
 from activities.aws import warm_clients
+from activities.governor import reserve_automatic_containment
+from activities.worker_policy import WorkerPolicy
 from irflow.models.settings import IrflowSettings
 from irflow.startup import prepare_process
 from irflow.telemetry import shutdown_tracing
 from irflow.temporal_client import connect, exit_now
+from workflows.governor import ContainmentGovernor
 from workflows.incident import IncidentWorkflow
 
 log = logging.getLogger("irflow.worker")
@@ -24,11 +27,17 @@ log = logging.getLogger("irflow.worker")
 def build_worker(
     client: Client, settings: IrflowSettings, executor: ThreadPoolExecutor, activities=None, debug_mode: bool = False
 ) -> Worker:
+    # The policy is the one thing always bound to this worker's own settings, whatever the activities.
+    policy = WorkerPolicy(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[IncidentWorkflow],
-        activities=activities if activities is not None else all_activities(),
+        workflows=[IncidentWorkflow, ContainmentGovernor],
+        activities=[
+            *(activities if activities is not None else all_activities()),
+            policy.load_response_policy,
+            reserve_automatic_containment,
+        ],
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
         debug_mode=debug_mode,

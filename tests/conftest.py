@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import boto3
 import pytest
 from moto import mock_aws
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import reset_clients
+from activities.memory_document import ensure_capture_memory_document
 from irflow.devstack import moto_fidelity
 from irflow.devstack.demo import DemoWorkload, seed_workload
 from irflow.models.settings import get_settings
@@ -46,6 +48,7 @@ def aws():
 @pytest.fixture
 def workload(aws, monkeypatch) -> DemoWorkload:
     seeded = seed_workload()
+    ensure_capture_memory_document(boto3.client("ssm", region_name=seeded.region))  # as the dev stack does
     for name, value in seeded.worker_environment().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS", "5")

@@ -32,6 +32,8 @@ TESTED_THROUGH = {
     "irflow/models/s3.py": "tests/irflow/models/test_tagging.py",
     "irflow/models/errors.py": "tests/activities/test_aws.py",  # the typed failures activities raise
     "workflows/notifications.py": "tests/workflows/test_decisions_timeout.py",  # reminders, escalations: SNS
+    "activities/governor.py": "tests/workflows/test_governor.py",  # the reservation, through the workflow
+    "irflow/models/governor.py": "tests/workflows/test_governor.py",
     "worker.py": "tests/e2e/test_processes.py",  # entry points: run as processes
     "starter.py": "tests/e2e/test_processes.py",
 }

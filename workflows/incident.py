@@ -9,13 +9,17 @@ work is a playbook's, the record is `workflows.record`, decisions are `workflows
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.governor import reserve_automatic_containment
     from activities.report import write_report
     from irflow.models.errors import NOT_FOUND
+    from irflow.models.governor import ReservationRequest
+    from irflow.models.identifiers import incident_id_refusal
     from irflow.models.incident import (
         INCIDENT_WORKFLOW,
         ActionStatus,
@@ -34,7 +38,8 @@ from workflows.iam_role_playbook import IamRolePlaybook
 from workflows.iam_user_playbook import IamUserPlaybook
 from workflows.lambda_playbook import LambdaPlaybook
 from workflows.notifications import Notifier
-from workflows.playbook import Playbook
+from workflows.playbook import ContainmentPlan, Playbook
+from workflows.protection import PROTECTED_APPROVALS, protection_reason
 from workflows.rds_playbook import RdsPlaybook
 from workflows.record import IncidentRecord, error_text, error_type, summarise
 from workflows.s3_bucket_playbook import S3BucketPlaybook
@@ -90,12 +95,17 @@ class IncidentWorkflow(DecisionDoors):
             raise
 
     async def _lifecycle(self, playbook: Playbook) -> IncidentState:
+        refusal = incident_id_refusal(self.state.incident_id)
+        if refusal:  # its id would reach S3 keys, tags, policy names: nothing runs for it
+            raise ApplicationError(f"incident refused: {refusal}", type="InvalidIncidentId", non_retryable=True)
+        await self.record.load_policy()
         self.enter(Phase.DETECTION, f"{self.state.finding.type} on {self.state.resource_id}")
         try:
             plan = await playbook.analyse()
         except ActivityError as error:
             return await self._finish(Status.FAILED, f"detection & analysis failed: {error_text(error)}", fail=True)
         self.state.severity = plan.severity
+        plan, approvals = await self._guardrails(plan) if playbook.contains else (plan, 1)
         self.state.containment_requires_approval = plan.requires_approval
         self.state.plan_reasons = plan.reasons
         self.record.publish()
@@ -103,7 +113,7 @@ class IncidentWorkflow(DecisionDoors):
             return await self._triage(playbook)
 
         if plan.requires_approval:
-            decision = await self.desk.ask("containment", f"Contain {self.state.resource_id}?")
+            decision = await self.desk.ask("containment", f"Contain {self.state.resource_id}?", at_least=approvals)
             if decision.kind == DecisionKind.REJECT:
                 return await self._finish(Status.ROLLED_BACK, f"rejected before containment by {decision.by}")
 
@@ -138,7 +148,7 @@ class IncidentWorkflow(DecisionDoors):
             return await self._finish(Status.RESOLVED, f"released after recovery by {decision.by}")
 
         self.enter(Phase.ERADICATION)
-        choice = decision.eradication or self.request.policy.default_eradication
+        choice = decision.eradication or self.record.policy.default_eradication
         self.state.eradication = choice
         try:
             await playbook.eradicate(choice)
@@ -148,6 +158,38 @@ class IncidentWorkflow(DecisionDoors):
             return await self._finish(Status.FAILED, reason, fail=True)
         self.state.recovered_at = workflow.now()
         return await self._finish(Status.RESOLVED, None)
+
+    async def _guardrails(self, plan: ContainmentPlan) -> tuple[ContainmentPlan, int]:
+        """What irflow must not do unasked: contain a protected subject (two approvers decide) or contain
+        beyond the blast-radius cap (an analyst decides). The plan as it stands, and how many approvers."""
+        protected = protection_reason(self.state, self.record.policy)
+        if protected:
+            why = f"{protected}: never contained automatically; two different approvers decide"
+            return replace(plan, requires_approval=True, reasons=[*plan.reasons, why]), PROTECTED_APPROVALS
+        if plan.requires_approval:
+            return plan, 1  # an analyst decides anyway: nothing automatic to count
+        policy = self.record.policy
+        request = ReservationRequest(
+            incident_id=self.state.incident_id,
+            account_id=self.state.finding.account_id,
+            per_account_limit=policy.max_auto_containments_per_hour,
+            fleet_limit=policy.max_auto_containments_fleet_per_hour,
+        )
+        try:
+            reservation = await self.record.act(reserve_automatic_containment, request, QUICK)
+            refusal = None if reservation.granted else f"blast-radius cap reached: {reservation.reason}"
+        except ActivityError as error:
+            refusal = f"the blast-radius governor did not answer ({error_text(error)})"
+        if not refusal:
+            return plan, 1
+        plan = replace(plan, requires_approval=True, reasons=[*plan.reasons, f"{refusal}: containment waits"])
+        self.record.note(refusal)
+        self.notifier.notify(
+            "team",
+            f"irflow: automatic containment held for {self.state.resource_id}",
+            f"{refusal}. {self.state.finding.type} on {self.state.resource_id} waits for an analyst.",
+        )
+        return plan, 1
 
     async def _triage(self, playbook: Playbook) -> IncidentState:
         """No automated containment: evidence, a notification, and an analyst's call."""

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import store_raw_finding, write_manifest
+    from activities.worker_policy import WorkerPolicy
     from irflow.models.ec2 import InstanceContext
     from irflow.models.finding import Finding
     from irflow.models.incident import (
@@ -27,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentState,
         ManifestInput,
         MemoryCaptureResult,
+        PolicyRequest,
         RawFindingInput,
         ResponsePolicy,
         SnapshotEvidence,
@@ -79,6 +82,7 @@ class IncidentRecord:
             received_at=request.received_at,
         )
         self.saga = Saga()
+        self._policy = ResponsePolicy(approvers={})
         self._published: tuple[str, ...] = ()
         self._raw_pending: dict[str, tuple[str, str]] = {}
         self._raw_stored: set[str] = set()
@@ -101,7 +105,18 @@ class IncidentRecord:
 
     @property
     def policy(self) -> ResponsePolicy:
-        return self.request.policy
+        """The worker's policy (`load_policy`); until it is read, one that lets nobody decide anything."""
+        return self._policy
+
+    async def load_policy(self) -> ResponsePolicy:
+        """Ask the worker for its policy: recorded in history, never taken from the workflow's input."""
+        self._policy = await workflow.execute_local_activity(
+            WorkerPolicy.load_response_policy,
+            PolicyRequest(incident_id=self.request.incident_id, account_id=self.request.finding.account_id),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+        )
+        return self._policy
 
     @property
     def raw_packed(self) -> str | None:

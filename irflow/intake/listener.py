@@ -13,8 +13,9 @@ Guarantees, in order of importance:
   every submission is a signal-with-start with USE_EXISTING.
 
 This module receives, hands findings to Temporal, holds messages through outages and deletes in batches;
-`dead_letters` sends bad messages to the dead-letter queue, `log_files` reads the CloudTrail log files S3
-announces, `listener_stats` counts what happened.
+`trust` refuses findings from untrusted sources or about accounts irflow does not answer for (they are
+dead-lettered with the reason), `dead_letters` sends bad messages to the dead-letter queue, `log_files` reads
+the CloudTrail log files S3 announces, `listener_stats` counts what happened.
 """
 
 from __future__ import annotations
@@ -37,11 +38,19 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from irflow.intake.dead_letters import DeadLetters
-from irflow.intake.envelopes import unwrap_text
+from irflow.intake.envelopes import unwrap_text_arrivals
 from irflow.intake.filters import suppression_reason
 from irflow.intake.listener_stats import ListenerStats
 from irflow.intake.log_files import LogFileReader
 from irflow.intake.submit import submit
+from irflow.intake.trust import (
+    AccountsUnknown,
+    Channel,
+    TrustPolicy,
+    answered_accounts,
+    screen_accounts,
+    screen_sources,
+)
 from irflow.models.finding import FindingRejected, ParsedFinding
 from irflow.models.settings import IrflowSettings
 from irflow.temporal_client import TemporalUnreachable
@@ -107,9 +116,10 @@ class FindingListener:
         self._outage_started: float | None = None
         self._prober: asyncio.Task | None = None
         self._sqs_trouble_logged = False
+        self.trust: TrustPolicy | None = None  # the accounts irflow answers for are known once `run` starts
         self.detector = None
         if settings.detection:
-            from irflow.detection.detector import Detector
+            from irflow.detection.detector import Detector, listener_own_principals
 
             self.detector = Detector(
                 [Path(d) for d in settings.sigma_rules_dirs],
@@ -117,6 +127,7 @@ class FindingListener:
                 disabled=settings.detection_disabled_rules,
                 python_dirs=settings.python_rules_dirs,
                 group_seconds=settings.detection_group_seconds,
+                own_principals=listener_own_principals(settings),
             )
             for item in self.detector.unsupported:
                 log.warning("detection rule not loaded: %s: %s", item.source, item.reason)
@@ -129,6 +140,8 @@ class FindingListener:
     async def run(self, stop: asyncio.Event) -> ListenerStats:
         for queue in self.queue_urls:
             self._dead_letters.targets[queue] = await self._resolve_dead_letter_queue(queue)
+        if self.trust is None:
+            self.trust = await self._trust_policy()
         log.info(
             "listening to %s (%d batch(es) of 10 in flight per queue, %ds long polls)",
             ", ".join(self.queue_urls),
@@ -156,6 +169,16 @@ class FindingListener:
                 dict(self.detector.grouped),
             )
         return self.stats
+
+    async def _trust_policy(self) -> TrustPolicy:
+        loop = asyncio.get_running_loop()
+        try:
+            accounts, accounts_from = await loop.run_in_executor(self._executor, answered_accounts, self.settings)
+        except AccountsUnknown as error:
+            raise ListenerConfigurationError(str(error)) from None
+        shown = ", ".join(sorted(accounts)[:5]) + (f" and {len(accounts) - 5} more" if len(accounts) > 5 else "")
+        log.info("answering for account(s) %s (%s)", shown, accounts_from)
+        return TrustPolicy.from_settings(self.settings, accounts, accounts_from)
 
     async def _sqs_call(self, method: str, **kwargs: Any) -> dict:
         loop = asyncio.get_running_loop()
@@ -190,7 +213,7 @@ class FindingListener:
                     QueueUrl=queue,
                     MaxNumberOfMessages=10,
                     WaitTimeSeconds=self.wait_seconds,
-                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp", "SenderId"],
                     MessageAttributeNames=["All"],
                 )
             except Exception as error:  # noqa: BLE001 (a poller must outlive any receive failure)
@@ -245,7 +268,12 @@ class FindingListener:
     async def _handle(self, queue: str, message: dict) -> dict | None:
         self.stats.received += 1
         received_at = datetime.now(UTC)
-        results = await self._log_files.expand(unwrap_text(message.get("Body", ""), self.detector))
+        assert self.trust is not None  # set by `run` before anything is received
+        channel = Channel(queue=True, sender_id=message.get("Attributes", {}).get("SenderId"))
+        arrived = unwrap_text_arrivals(message.get("Body", ""), self.detector)
+        # Untrusted sources are refused before any log file they name is read; every finding's account after.
+        results = await self._log_files.expand(screen_sources(arrived, channel, self.trust))
+        results = screen_accounts(results, self.trust)
         self.stats.findings += sum(1 for r in results if isinstance(r, ParsedFinding))
         problems = [r for r in results if isinstance(r, FindingRejected)]
         try:

@@ -10,7 +10,8 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from irflow.intake.router import incident_id, route
-from irflow.models.finding import ParsedFinding, pack_raw
+from irflow.models.finding import FindingRejected, ParsedFinding, pack_raw
+from irflow.models.identifiers import incident_id_refusal
 from irflow.models.incident import (
     INCIDENT_WORKFLOW,
     FindingDelivery,
@@ -60,6 +61,9 @@ async def submit(
     destination = route(finding, settings.playbook_overrides, opened_by)
     received_at = received_at or datetime.now(UTC)
     new_incident_id = incident_id(destination.incident_key, received_at)
+    refusal = incident_id_refusal(new_incident_id)
+    if refusal:  # the router never makes one; refuse rather than start an incident whose id reaches a shell
+        raise FindingRejected("invalid_finding", f"incident id refused: {refusal}")
     nonce = uuid.uuid4().hex  # tells afterwards whether this call opened the incident or joined one
     packed = pack_raw(parsed.raw)
     delivery = FindingDelivery(
@@ -77,7 +81,6 @@ async def submit(
         delivery_id=delivery.delivery_id,
         routing_reason=destination.reason,
         resource_id=destination.resource_id,
-        policy=settings.response_policy(),
         received_at=received_at,
     )
     attributes = {

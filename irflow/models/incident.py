@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from irflow.models.ec2 import InstanceContext
 from irflow.models.finding import Finding, Severity
+from irflow.models.proof import DecisionProof
 
 # The incident workflow's type name: what clients start and list (`WorkflowType = 'IncidentWorkflow'`),
 # so the listener and the CLI need not import the workflow's code.
@@ -61,8 +62,10 @@ class Eradication(StrEnum):
 
 
 class Approver(BaseModel):
-    """Someone who may decide: `approver` may approve, reject and release; `analyst` may add notes.
-    `principals` are the person's own AWS identities (user names or ARNs): nobody decides an incident
+    """Who may decide: `approver` may approve, reject and release; `analyst` may add notes. Keyed by an ARN glob
+    (`arn:aws:iam::111122223333:user/alice`, `arn:aws:sts::111122223333:assumed-role/IR-Approver/*`), matched
+    against the principal a decision's proof verifies; keyed by a name only when proofs are off (demo mode).
+    `principals` are more of the person's own AWS identities (user names or ARNs): nobody decides an incident
     about themselves."""
 
     roles: list[Literal["approver", "analyst"]] = Field(default_factory=lambda: ["approver"])
@@ -85,6 +88,25 @@ class ResponsePolicy(BaseModel):
         description="when nobody decides in time: keep waiting (escalated), or — for the question whether to "
         "contain at all — contain. A timeout never deletes, stops or terminates anything.",
     )
+    require_proof: bool = Field(
+        default=True, description="decisions carry a signed proof of who decided (IRFLOW_DECISIONS_REQUIRE_PROOF)"
+    )
+    proof_max_age: timedelta = Field(default=timedelta(seconds=300), description="IRFLOW_PROOF_MAX_AGE_SECONDS")
+    protected: list[str] = Field(
+        default_factory=list, description="ARN globs never contained automatically (IRFLOW_PROTECTED)"
+    )
+    own_principals: list[str] = Field(
+        default_factory=list, description="ARN globs of irflow's own principals, found by the worker at start"
+    )
+    max_auto_containments_per_hour: int = 10
+    max_auto_containments_fleet_per_hour: int = 50
+
+
+class PolicyRequest(BaseModel):
+    """What the worker is asked when an incident starts: its policy, for this incident."""
+
+    incident_id: str
+    account_id: str = ""
 
 
 class FindingDelivery(BaseModel):
@@ -108,7 +130,8 @@ class IncidentInput(BaseModel):
     delivery_id: str = ""
     routing_reason: str = Field(default="", description="why the router chose this playbook")
     resource_id: str = Field(default="", description="what the incident is about, as the router named it")
-    policy: ResponsePolicy = Field(default_factory=ResponsePolicy)
+    # No policy here: whoever starts a workflow could write one naming themselves the approver. The worker
+    # reads its own (activities.worker_policy) when the incident starts; a `policy` in old inputs is ignored.
     received_at: datetime
 
 
@@ -175,27 +198,53 @@ class PendingDecision(BaseModel):
     approvals_required: int = 1
 
 
-class ApproveRequest(BaseModel):
-    by: str = Field(min_length=1)
+class DecisionRequest(BaseModel):
+    """Who decides: a `proof` (irflow.models.proof, signed by the decider's AWS credentials), or, only when
+    proofs are off (demo mode), a name `by` taken on trust. With a proof, `by` is ignored."""
+
+    by: str = ""
+    proof: DecisionProof | None = None
+
+    def words(self) -> str:
+        """What the proof's comment-sha256 covers: the comment, reason or text."""
+        return ""
+
+    def choice(self) -> str | None:
+        return None
+
+
+class ApproveRequest(DecisionRequest):
     comment: str = ""
     eradication: Eradication | None = None
 
+    def words(self) -> str:
+        return self.comment
 
-class RejectRequest(BaseModel):
-    by: str = Field(min_length=1)
+    def choice(self) -> str | None:
+        return self.eradication.value if self.eradication else None
+
+
+class RejectRequest(DecisionRequest):
     reason: str = Field(min_length=1)
 
+    def words(self) -> str:
+        return self.reason
 
-class ReleaseRequest(BaseModel):
+
+class ReleaseRequest(DecisionRequest):
     """End containment after recovery: the finding was real, the resource is clean, put it back."""
 
-    by: str = Field(min_length=1)
     comment: str = Field(min_length=1)
 
+    def words(self) -> str:
+        return self.comment
 
-class NoteRequest(BaseModel):
-    by: str = Field(min_length=1)
+
+class NoteRequest(DecisionRequest):
     text: str = Field(min_length=1, max_length=4000)
+
+    def words(self) -> str:
+        return self.text
 
 
 class DecisionOutcome(BaseModel):
@@ -211,7 +260,8 @@ class DecisionOutcome(BaseModel):
 
 class Decision(BaseModel):
     kind: DecisionKind
-    by: str
+    by: str = Field(description="the ARN STS verified from the decision's proof (a name only in demo mode)")
+    proof_id: str | None = Field(default=None, description="SHA-256 of the proof's signature: good for one use")
     at: datetime
     comment: str = ""
     eradication: Eradication | None = None

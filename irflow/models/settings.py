@@ -21,13 +21,19 @@ from irflow.models.finding import Severity
 from irflow.models.incident import Approver, Eradication, ResponsePolicy
 
 DEFAULT_MEMORY_CAPTURE_COMMANDS = [
+    # The shell lines of the irflow-CaptureMemory SSM document (activities/memory_document.py). The bucket and
+    # the prefix come in as the document's parameters, which SSM checks against their allowedPattern before the
+    # agent runs anything; no value from a finding is ever pasted into this text.
     # AVML (Microsoft's userland memory acquirer) writes a compressed LiME image; the image is then
     # copied straight into the evidence prefix so it never rests on the suspect disk longer than needed.
     "set -eu",
+    # SSM sets SSM_bucket and SSM_prefix (interpolationType ENV_VAR); agents before 3.3.2746 do not.
+    'if [ -z "${SSM_bucket+x}" ]; then SSM_bucket="{{ bucket }}"; fi',
+    'if [ -z "${SSM_prefix+x}" ]; then SSM_prefix="{{ prefix }}"; fi',
     "command -v avml >/dev/null 2>&1 || { echo 'avml is not installed on this instance' >&2; exit 3; }",
     "avml --compress /tmp/irflow-memory.lime",
     "sha256sum /tmp/irflow-memory.lime",
-    "aws s3 cp /tmp/irflow-memory.lime s3://{bucket}/{prefix}memory/memory.lime --sse aws:kms",
+    'aws s3 cp /tmp/irflow-memory.lime "s3://${SSM_bucket}/${SSM_prefix}memory/memory.lime" --sse aws:kms',
     "rm -f /tmp/irflow-memory.lime",
 ]
 
@@ -56,8 +62,15 @@ class IrflowSettings(BaseSettings):
     )
 
     # Memory acquisition through SSM Run Command.
-    memory_capture_document: str = "AWS-RunShellScript"
-    memory_capture_commands: list[str] = Field(default_factory=lambda: list(DEFAULT_MEMORY_CAPTURE_COMMANDS))
+    memory_capture_document: str = Field(
+        default="irflow-CaptureMemory",
+        description="SSM Command document taking the parameters `bucket` and `prefix` (infra/ssm-capture-memory.json)",
+    )
+    memory_capture_commands: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MEMORY_CAPTURE_COMMANDS),
+        description="the shell lines of the capture document irflow writes (the dev stack, "
+        "activities/memory_document.py); `{{ bucket }}` and `{{ prefix }}` are its parameters",
+    )
     memory_capture_wait_seconds: int = Field(default=900, ge=0)
 
     # Response policy, snapshotted into each incident when it starts.
@@ -66,8 +79,10 @@ class IrflowSettings(BaseSettings):
     decision_timeout_seconds: int = Field(default=4 * 3600, ge=1)
     default_eradication: Eradication = Eradication.STOP
     capture_memory: bool = True
-    # Who may decide (JSON): {"alice": {"roles": ["approver"], "principals": ["arn:aws:iam::1:user/alice"]},
-    # "dave": {"roles": ["analyst"]}}. Nobody else can approve, reject, release or add a note.
+    # Who may decide (JSON), by AWS principal (ARN globs; a decision's proof says who signed it):
+    # {"arn:aws:iam::1:user/alice": ["approver"], "arn:aws:sts::1:assumed-role/IR-Approver/*": {"roles":
+    # ["approver"]}, "arn:aws:iam::1:user/dave": ["analyst"]}. By name only with IRFLOW_DECISIONS_REQUIRE_PROOF=
+    # false (demo mode): {"alice": {"roles": ["approver"]}}. Nobody else can approve, reject, release or add a note.
     approvers: Annotated[dict[str, Approver], NoDecode] = Field(default_factory=dict)
     two_person_min_severity: Severity = Field(
         default=Severity.CRITICAL, description="from this severity, eradication needs two distinct approvers"
@@ -184,12 +199,15 @@ class IrflowSettings(BaseSettings):
     @field_validator("approvers", mode="before")
     @classmethod
     def _approvers(cls, value: object) -> object:
-        """JSON; a plain list of names ("alice,bob" or ["alice","bob"]) makes each an approver."""
+        """JSON; a plain list of ARN globs or names ("arn:…:user/alice,arn:…:user/bob" or a JSON list) makes
+        each an approver; a list as an entry's value is its roles ({"arn:…:user/dave": ["analyst"]})."""
         if isinstance(value, str):
             text = value.strip()
             value = json.loads(text) if text.startswith(("{", "[")) else [n.strip() for n in text.split(",") if n]
         if isinstance(value, list):
             return {name: {} for name in value}
+        if isinstance(value, dict):
+            return {key: {"roles": entry} if isinstance(entry, list) else entry for key, entry in value.items()}
         return value
 
     @field_validator(
@@ -230,6 +248,11 @@ class IrflowSettings(BaseSettings):
             if self.decision_reminder_seconds
             else None,
             timeout_action=self.decision_timeout_action,
+            require_proof=self.decisions_require_proof,
+            proof_max_age=timedelta(seconds=self.proof_max_age_seconds),
+            protected=self.protected,
+            max_auto_containments_per_hour=self.max_auto_containments_per_hour,
+            max_auto_containments_fleet_per_hour=self.max_auto_containments_fleet_per_hour,
         )
 
 
