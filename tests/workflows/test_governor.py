@@ -23,7 +23,7 @@ from irflow.models.governor import (
 from irflow.models.incident import IncidentState, Status
 from irflow.models.settings import IrflowSettings
 from tests.irflow.intake.listener_support import _depth, _findings_queue, _send
-from tests.support import quarantine_groups, running_worker, wait_for
+from tests.support import notifications, quarantine_groups, running_worker, wait_for
 from worker import build_worker
 
 
@@ -107,6 +107,7 @@ async def test_with_a_cap_of_three_five_instances_three_are_isolated_and_two_wai
                     stop.set()
                     await asyncio.wait_for(asyncio.gather(*running), 15)
                 # (which listener took which message is SQS's choice: the count holds whichever did)
+                held_so_far: list[dict] = []
                 handles = [
                     client.get_workflow_handle(
                         f"ec2-{workload.account_id}-{workload.region}-{i}", result_type=IncidentState
@@ -124,10 +125,22 @@ async def test_with_a_cap_of_three_five_instances_three_are_isolated_and_two_wai
                 by_instance = {s.resource_id: s for s in states}
                 assert sorted(_isolated(workload, i) for i in instances) == [False, False, True, True, True]
                 assert all(_isolated(workload, i) == (by_instance[i].contained_at is not None) for i in instances)
+                # The team is told why those two wait (notifications go out in order, in the background).
+                await _until(lambda: len(_held(workload, held_so_far)) >= 2)
+                assert {m["subject"] for m in held_so_far} == {
+                    f"irflow: automatic containment held for {s.resource_id}" for s in waiting
+                }
+                assert all("blast-radius cap reached" in m["message"] for m in held_so_far)
                 for handle in handles:
                     await handle.signal("reject", {"by": "alice", "reason": "test over"})
                 outcomes = await asyncio.gather(*(h.result() for h in handles))
                 assert {o.status for o in outcomes} == {Status.ROLLED_BACK}
+
+
+def _held(workload, seen: list[dict]) -> list[dict]:
+    """The "containment held" messages published so far, gathered into `seen`."""
+    seen += [m for m in notifications(workload) if "containment held" in (m["subject"] or "")]
+    return seen
 
 
 async def _until(condition, timeout: float = 60) -> None:
