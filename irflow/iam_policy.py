@@ -39,7 +39,8 @@ def scoped(actions: set[str]) -> list[dict[str, Any]]:
       the capture document (IRFLOW_MEMORY_CAPTURE_DOCUMENT), the instance only one carrying the
       `irflow:incident-id` tag. The EC2 playbook tags the instance (its first containment step) before it
       collects evidence, memory included, so every instance irflow captures is tagged by then.
-    - `iam:PassRole` only to EC2 (`iam:PassedToService`): containment passes the quarantine profile's role
+    - `iam:PassRole` only to EC2 (`iam:PassedToService`), for an instance (`iam:AssociatedResourceArn`):
+      containment passes the quarantine profile's role
       (IRFLOW_QUARANTINE_INSTANCE_PROFILE), and the undo passes the instance's own role back to it, which can
       be any role: naming the quarantine role alone would leave a rejected incident's instance without its
       profile.
@@ -68,7 +69,10 @@ def scoped(actions: set[str]) -> list[dict[str, Any]]:
                 "IrflowPassRoleToEc2",
                 ["iam:PassRole"],
                 f"arn:{partition}:iam::*:role/*",
-                {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+                {
+                    "StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"},
+                    "ArnLike": {"iam:AssociatedResourceArn": f"arn:{partition}:ec2:*:*:instance/*"},
+                },
             )
         )
     return found

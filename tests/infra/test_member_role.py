@@ -66,5 +66,8 @@ def test_the_responder_sends_only_the_capture_document_to_tagged_instances_and_p
         "arn:aws:ec2:*:*:instance/*": {"StringLike": {"ssm:resourceTag/irflow:incident-id": "*"}},
     }
     [passing] = [s for s in statements if "iam:PassRole" in s["Action"]]
-    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+    assert passing["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"},
+        "ArnLike": {"iam:AssociatedResourceArn": "arn:aws:ec2:*:*:instance/*"},
+    }
     assert not [s for s in statements if "s3:PutObject" in s["Action"]], "evidence is written by the worker only"

@@ -82,7 +82,10 @@ def test_roles_are_passed_only_to_ec2():
     for policy in (worker_policy(), member_policy()):
         [statement] = _granting(policy, "iam:PassRole")
         assert statement["Action"] == ["iam:PassRole"]
-        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
+        assert statement["Condition"] == {
+            "StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"},
+            "ArnLike": {"iam:AssociatedResourceArn": "arn:aws:ec2:*:*:instance/*"},
+        }
 
 
 def test_only_the_scoped_actions_name_resources_and_everything_declared_is_still_granted():
