@@ -15,6 +15,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from irflow.codec import with_payload_codec
+from irflow.models.settings import get_settings
 from workflows import search_attributes as sa
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -55,7 +57,8 @@ def _short_reason(error: Exception) -> str:
 
 async def connect(address: str | None = None, namespace: str | None = None, lazy: bool = False) -> Client:
     """Connect using TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TEMPORAL_TLS_* (or a
-    Temporal config profile), with the pydantic converter and OpenTelemetry tracing.
+    Temporal config profile), with the pydantic converter (its payloads sealed under IRFLOW_PAYLOAD_KMS_KEY_ID
+    when set) and OpenTelemetry tracing.
 
     Raises `TemporalUnreachable` with a one-line reason when the server cannot be reached. A `lazy`
     client connects on first use, so a listener can start while Temporal is down."""
@@ -65,10 +68,9 @@ async def connect(address: str | None = None, namespace: str | None = None, lazy
         config["target_host"] = address
     if namespace:
         config["namespace"] = namespace
+    converter = with_payload_codec(pydantic_data_converter, get_settings().payload_kms_key_id)
     try:
-        return await Client.connect(
-            **config, data_converter=pydantic_data_converter, interceptors=[TracingInterceptor()], lazy=lazy
-        )
+        return await Client.connect(**config, data_converter=converter, interceptors=[TracingInterceptor()], lazy=lazy)
     except RuntimeError as error:
         raise TemporalUnreachable(config["target_host"], _short_reason(error)) from None
 

@@ -148,6 +148,10 @@ class IrflowSettings(BaseSettings):
     )
     proof_max_age_seconds: int = Field(default=300, ge=1, le=900, description="how long a decision proof is good")
 
+    # Every client (worker, listener, CLI) seals its Temporal payloads with AES-256-GCM under data keys from this
+    # KMS key (irflow/codec.py); empty: payloads are written as they are.
+    payload_kms_key_id: str = Field(default="", description="KMS key id or ARN for payload encryption")
+
     activity_threads: int = Field(default=16, ge=1)
 
     # The finding listener (starter.py): queues to long-poll, and what it lets through.
