@@ -1,4 +1,4 @@
-"""Commands for whoever runs irflow: least-privilege IAM, the Temporal namespace."""
+"""Commands for whoever runs irflow: least-privilege IAM, the Temporal namespace, the codec server."""
 
 from __future__ import annotations
 
@@ -30,3 +30,30 @@ def setup_namespace() -> None:
 
     added = run(ensure_search_attributes)
     console.print(f"search attributes added: {', '.join(added)}" if added else "search attributes already present")
+
+
+@app.command("codec-server")
+def codec_server(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8888,
+) -> None:
+    """Serve Temporal's codec-server endpoints (/encode, /decode) over IRFLOW_PAYLOAD_KMS_KEY_ID, for the Temporal
+    UI (--ui-codec-endpoint) and `temporal workflow show --codec-endpoint`. CORS: IRFLOW_CODEC_SERVER_ORIGINS;
+    bearer token: IRFLOW_CODEC_SERVER_TOKEN."""
+    from irflow.codec_server import make_server
+    from irflow.models.settings import get_settings
+
+    settings = get_settings()
+    if not settings.payload_kms_key_id:
+        console.print("error: IRFLOW_PAYLOAD_KMS_KEY_ID is not set: there is nothing to decode", style="red")
+        raise typer.Exit(2)
+    server = make_server(
+        settings.payload_kms_key_id, host, port, settings.codec_server_origins, settings.codec_server_token
+    )
+    console.print(f"codec server on {server.url} for {', '.join(settings.codec_server_origins) or 'no origin'}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -151,6 +151,11 @@ class IrflowSettings(BaseSettings):
     # Every client (worker, listener, CLI) seals its Temporal payloads with AES-256-GCM under data keys from this
     # KMS key (irflow/codec.py); empty: payloads are written as they are.
     payload_kms_key_id: str = Field(default="", description="KMS key id or ARN for payload encryption")
+    codec_server_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://localhost:8233"],
+        description="origins (the Temporal UI's) the codec server answers",
+    )
+    codec_server_token: str = Field(default="", description="bearer token the codec server requires; empty: none")
 
     activity_threads: int = Field(default=16, ge=1)
 
@@ -227,6 +232,7 @@ class IrflowSettings(BaseSettings):
         "accounts",
         "protected",
         "own_principals",
+        "codec_server_origins",
         mode="before",
     )
     @classmethod

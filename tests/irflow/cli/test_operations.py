@@ -37,3 +37,10 @@ async def test_setup_namespace_leaves_a_namespace_that_has_the_attributes_as_it_
         ListSearchAttributesRequest(namespace=dev_env.client.namespace)
     )
     assert {key.name for key in sa.ALL} <= set(listed.custom_attributes)
+
+
+def test_the_codec_server_refuses_to_start_without_a_key(monkeypatch):
+    """(What it serves is tested in tests/irflow/test_codec_server.py, on the same make_server.)"""
+    monkeypatch.delenv("IRFLOW_PAYLOAD_KMS_KEY_ID", raising=False)
+    result = RUNNER.invoke(app, ["codec-server", "--port", "0"])
+    assert result.exit_code == 2 and "IRFLOW_PAYLOAD_KMS_KEY_ID" in result.output
