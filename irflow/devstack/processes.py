@@ -90,7 +90,9 @@ class ProcessGroup:
         self.processes.clear()
 
 
-def start_temporal(group: ProcessGroup, port: int, ui_port: int, db_file: Path | None) -> subprocess.Popen:
+def start_temporal(
+    group: ProcessGroup, port: int, ui_port: int, db_file: Path | None, ui_codec_endpoint: str | None = None
+) -> subprocess.Popen:
     argv = [
         binary("temporal"),
         "server",
@@ -106,6 +108,8 @@ def start_temporal(group: ProcessGroup, port: int, ui_port: int, db_file: Path |
     ]
     if db_file is not None:
         argv += ["--db-filename", str(db_file)]
+    if ui_codec_endpoint:  # the UI's browser asks this codec server to decode what the clients sealed
+        argv += ["--ui-codec-endpoint", ui_codec_endpoint]
     process = group.start("temporal", argv)
     wait_for_port(port, 60, process)
     wait_until_serving(port, 60, process)

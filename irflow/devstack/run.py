@@ -41,11 +41,13 @@ from irflow.devstack.processes import (
     start_identity_moto_on_free_port,
     start_moto,
     start_temporal,
+    wait_for_port,
 )
 from irflow.devstack.seed import prepare_account, write_settings
 from irflow.intake.router import route
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import IncidentState, Status, short_id
+from irflow.models.settings import get_settings
 from irflow.temporal_client import connect, ensure_search_attributes
 
 
@@ -115,7 +117,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         print(f"starting Temporal dev server on {address} (UI http://localhost:{args.ui_port}) ...", flush=True)
-        start_temporal(group, args.temporal_port, args.ui_port, args.state_dir / "temporal.db")
+        codec_port = free_port()
+        codec_endpoint = f"http://127.0.0.1:{codec_port}"
+        start_temporal(group, args.temporal_port, args.ui_port, args.state_dir / "temporal.db", codec_endpoint)
         print(f"starting moto server (the AWS account) on 127.0.0.1:{moto_port} ...", flush=True)
         start_moto(group, moto_port)
         aws = aws_environment(moto_port)
@@ -135,7 +139,19 @@ def main() -> int:
             "IRFLOW_PROOF_STS_ENDPOINT_URL": identity,
         }
 
-        environment = {**aws, **settings, **proofs, "TEMPORAL_ADDRESS": address}
+        # Every client seals its Temporal payloads under a KMS key of the demo account; the UI decodes them
+        # through the codec server, which answers the UI's origin only.
+        payload_key = boto3.client("kms", region_name=workload.region).create_key(Description="irflow payloads")
+        sealing = {
+            "IRFLOW_PAYLOAD_KMS_KEY_ID": payload_key["KeyMetadata"]["KeyId"],
+            "IRFLOW_CODEC_SERVER_ORIGINS": f"http://localhost:{args.ui_port},http://127.0.0.1:{args.ui_port}",
+        }
+        environment = {**aws, **settings, **proofs, **sealing, "TEMPORAL_ADDRESS": address}
+        os.environ.update(sealing)
+        get_settings.cache_clear()  # this process's own client (waiting for the incidents) seals too
+        codec = [sys.executable, "-m", "irflow.cli", "codec-server", "--port", str(codec_port)]
+        wait_for_port(codec_port, 30, group.start("codec-server", codec, env=environment))
+        print(f"started the codec server for the Temporal UI at {codec_endpoint}", flush=True)
         env_file = args.state_dir / "demo.env"
         # Another terminal decides with the approvers' own keys: `--profile alice` reads them from here.
         write_settings(env_file, {**environment, "AWS_SHARED_CREDENTIALS_FILE": str(credentials)})

@@ -3,6 +3,7 @@ lines it prints for another terminal, pasted exactly as printed, in the order pr
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -18,7 +19,7 @@ import boto3
 import pytest
 
 from irflow.models.incident import short_id
-from tests.support import REPO, free_port
+from tests.support import BIN, REPO, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -105,6 +106,13 @@ def _paste(source: str, line: str) -> subprocess.CompletedProcess:
     )
 
 
+def _first_input(shown: str) -> tuple[bytes, bytes]:
+    """The workflow input's encoding and data, from `temporal workflow show --output json`."""
+    started = json.loads(shown)["events"][0]["workflowExecutionStartedEventAttributes"]
+    payload = started["input"]["payloads"][0]
+    return base64.b64decode(payload["metadata"]["encoding"]), base64.b64decode(payload["data"])
+
+
 def _settings(source: str) -> dict[str, str]:
     sourced = subprocess.run(["bash", "-c", f"{source}\nenv -0"], capture_output=True, text=True, check=True)
     return dict(item.split("=", 1) for item in sourced.stdout.split("\0") if "=" in item)
@@ -186,6 +194,17 @@ def test_every_line_make_run_prints_works_pasted_as_printed(tmp_path):
         joined = json.loads(_paste(source, f".venv/bin/irflow show {c2} --json").stdout)
         assert joined["finding_deliveries"] == 2 and joined["status"] == "resolved"
         assert [(d["kind"], d["by"]) for d in joined["decisions"] if d["accepted"]] == [("approve", arn)]
+
+        # The history holds ciphertext; `temporal workflow show` reads it only through the codec server.
+        (endpoint,) = [line.rsplit(" ", 1)[-1] for line in output if line.startswith("started the codec server")]
+        show = f"{BIN / 'temporal'} workflow show --address {settings['TEMPORAL_ADDRESS']} -w {c2_id.rsplit('-', 1)[0]}"
+        sealed = _paste(source, f"{show} --output json")
+        decoded = _paste(source, f"{show} --output json --codec-endpoint {endpoint}")
+        assert sealed.returncode == decoded.returncode == 0, sealed.stderr + decoded.stderr
+        encoding, data = _first_input(sealed.stdout)
+        assert encoding == b"binary/irflow-aes256gcm-kms" and b"routing_reason" not in data
+        encoding, data = _first_input(decoded.stdout)
+        assert encoding == b"json/plain" and json.loads(data)["incident_id"] == c2_id
     finally:
         code = stack.stop()
     assert code == 0, "\n".join(stack.output)
