@@ -4,6 +4,10 @@ Every object goes to the evidence bucket under `incidents/<incident-id>/`, KMS-e
 Object Lock retention, with its SHA-256 in the object's metadata and verified against the checksum S3
 computed on arrival. Evidence is first-capture-wins: a retried activity finds the object already
 there and returns it instead of capturing again.
+
+Chain of custody (irflow/custody.py): each object's record and metadata say which activity attempt of which
+workflow run wrote it, on which worker, as which AWS principal, and when; the manifest chains the records and
+is signed with IRFLOW_MANIFEST_SIGNING_KEY_ID.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import socket
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import (
@@ -28,6 +36,14 @@ from activities.aws import (
     typed_aws_errors,
 )
 from activities.ec2_context import describe_instance
+from irflow.custody import (
+    SIGNATURE_KIND,
+    SIGNATURE_SUFFIX,
+    build_manifest,
+    object_entry,
+    sign_statement,
+    signing_statement,
+)
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.finding import canonical_json, unpack_raw
 from irflow.models.identifiers import INCIDENT_ID, key_refusal, refusal
@@ -85,17 +101,67 @@ def require_evidence_bucket():
     return settings, client("s3", settings.evidence_region or None)
 
 
+_principal: list[str] = []
+_principal_lock = threading.Lock()
+WORKER_IDENTITY = f"{os.getpid()}@{socket.gethostname()}"  # the Temporal SDK's own default identity
+
+
+def worker_principal_arn() -> str:
+    """The ARN of the worker's own credentials (sts:GetCallerIdentity, which needs no permission): asked once
+    per process."""
+    with _principal_lock:
+        if _principal:
+            return _principal[0]
+    with typed_aws_errors("identify the worker's principal"):
+        arn = client("sts", None).get_caller_identity()["Arn"]
+    with _principal_lock:
+        _principal[:] = [arn]
+    return arn
+
+
+def custody_metadata(collected_at: datetime) -> dict[str, str]:
+    """Who writes the object, as S3 user metadata: the activity attempt and run (when inside one), the worker's
+    identity and principal, and the time."""
+    metadata = {
+        "collected-at": collected_at.isoformat(),
+        "worker-identity": WORKER_IDENTITY,
+        "principal-arn": worker_principal_arn(),
+    }
+    if activity.in_activity():
+        info = activity.info()
+        metadata.update(
+            {
+                "activity-type": info.activity_type,
+                "activity-attempt": str(info.attempt),
+                "workflow-id": info.workflow_id or "",
+                "workflow-run-id": info.workflow_run_id or "",
+            }
+        )
+    return {name: value for name, value in metadata.items() if value}
+
+
 def _record_from_head(bucket: str, key: str, kind: str, head: dict) -> EvidenceObject:
+    """The record of an object already stored, custody included, from its own metadata (a retry returns the
+    record the first capture made)."""
+    metadata = head.get("Metadata", {})
+    attempt = metadata.get("activity-attempt")
     return EvidenceObject(
         kind=kind,
         bucket=bucket,
         key=key,
-        sha256=head.get("Metadata", {}).get("sha256", ""),
+        sha256=metadata.get("sha256", ""),
         size=head["ContentLength"],
         version_id=head.get("VersionId"),
         retain_until=head.get("ObjectLockRetainUntilDate"),
         lock_mode=head.get("ObjectLockMode"),
         kms_key_id=head.get("SSEKMSKeyId"),
+        collected_at=metadata.get("collected-at"),
+        activity_type=metadata.get("activity-type"),
+        activity_attempt=int(attempt) if attempt and attempt.isdigit() else None,
+        workflow_id=metadata.get("workflow-id"),
+        workflow_run_id=metadata.get("workflow-run-id"),
+        worker_identity=metadata.get("worker-identity"),
+        principal_arn=metadata.get("principal-arn"),
     )
 
 
@@ -120,7 +186,9 @@ def store_evidence(
         except ClientError as error:
             if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
                 raise
-        retain_until = (datetime.now(UTC) + timedelta(days=settings.evidence_retention_days)).replace(microsecond=0)
+        collected_at = datetime.now(UTC)
+        custody = custody_metadata(collected_at)
+        retain_until = (collected_at + timedelta(days=settings.evidence_retention_days)).replace(microsecond=0)
         encryption: dict[str, str] = {"ServerSideEncryption": "aws:kms"}
         if settings.evidence_kms_key_id:
             encryption["SSEKMSKeyId"] = settings.evidence_kms_key_id
@@ -130,7 +198,7 @@ def store_evidence(
             Body=body,
             ContentType=content_type,
             ChecksumAlgorithm="SHA256",
-            Metadata={"sha256": digest, "incident-id": incident_id, "kind": kind},
+            Metadata={"sha256": digest, "incident-id": incident_id, "kind": kind, **custody},
             ObjectLockMode=settings.evidence_lock_mode,
             ObjectLockRetainUntilDate=retain_until,
             **encryption,
@@ -149,6 +217,13 @@ def store_evidence(
         retain_until=retain_until,
         lock_mode=settings.evidence_lock_mode,
         kms_key_id=put.get("SSEKMSKeyId") or settings.evidence_kms_key_id or None,
+        collected_at=collected_at,
+        activity_type=custody.get("activity-type"),
+        activity_attempt=int(custody["activity-attempt"]) if "activity-attempt" in custody else None,
+        workflow_id=custody.get("workflow-id"),
+        workflow_run_id=custody.get("workflow-run-id"),
+        worker_identity=custody["worker-identity"],
+        principal_arn=custody["principal-arn"],
     )
 
 
@@ -256,15 +331,46 @@ def collect_console_output(target: Ec2Target) -> EvidenceObject:
     )
 
 
-@aws_activity(*EVIDENCE_WRITE_ACTIONS)
+@aws_activity(*EVIDENCE_WRITE_ACTIONS, "kms:DescribeKey", "kms:Sign")
 def write_manifest(request: ManifestInput) -> EvidenceObject:
-    """The list of every exhibit with its hash, version and retention. Re-written (as a new, locked
-    version) whenever the evidence grows."""
-    document = {
-        "incident_id": request.incident_id,
-        "objects": [e.model_dump(mode="json") for e in request.evidence],
-        "snapshots": [s.model_dump(mode="json") for s in request.snapshots],
-    }
-    return store_evidence(
+    """Every exhibit with its hash, version, retention and custody, and the incident's snapshots, in one hash
+    chain (irflow/custody.py); signed with IRFLOW_MANIFEST_SIGNING_KEY_ID when set. Re-written (as a new,
+    locked version, with a new signature) whenever the evidence grows."""
+    document = build_manifest(
+        request.incident_id,
+        [object_entry(e) for e in request.evidence],
+        [s.model_dump(mode="json") for s in request.snapshots],
+    )
+    manifest = store_evidence(
         request.incident_id, "manifest.json", to_json_bytes(document), "manifest", first_capture_wins=False
+    )
+    key_id = get_settings().manifest_signing_key_id
+    if not key_id:
+        return manifest
+    return manifest.model_copy(update={"signature": _signature(request.incident_id, document, manifest, key_id)})
+
+
+def _signature(incident_id: str, document: dict, manifest: EvidenceObject, key_id: str) -> EvidenceObject:
+    """The signature of this manifest version beside it (`manifest.json.sig`): the one already there when it
+    signs the same statement with the same key (a retry), else a new one."""
+    settings, s3 = require_evidence_bucket()
+    statement = signing_statement(document, manifest)
+    key = manifest.key + SIGNATURE_SUFFIX
+    with typed_aws_errors(f"read the signature s3://{manifest.bucket}/{key}"):
+        try:
+            current = s3.get_object(Bucket=manifest.bucket, Key=key)
+            existing = json.loads(current["Body"].read())
+            if existing.get("statement") == statement and existing.get("requested_key_id") == key_id:
+                return _record_from_head(manifest.bucket, key, SIGNATURE_KIND, current)
+        except ClientError as error:
+            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        except ValueError:
+            pass  # not ours to read: a new version is signed beside it
+    region = key_id.split(":")[3] if key_id.startswith("arn:") else (settings.evidence_region or None)
+    with typed_aws_errors(f"sign the manifest of {incident_id} with {key_id}"):
+        signature = sign_statement(client("kms", region), key_id, statement)
+    body = to_json_bytes({**signature, "requested_key_id": key_id})
+    return store_evidence(
+        incident_id, "manifest.json" + SIGNATURE_SUFFIX, body, SIGNATURE_KIND, first_capture_wins=False
     )

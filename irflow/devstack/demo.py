@@ -52,12 +52,14 @@ class DemoWorkload:
     access_key_id: str
     other_access_key_id: str
     public_bucket: str
+    signing_key_id: str = ""  # the asymmetric KMS key that signs manifests (ECC_NIST_P256)
 
     def worker_environment(self) -> dict[str, str]:
         """The IRFLOW_* settings a worker needs to respond in this account."""
         return {
             "IRFLOW_EVIDENCE_BUCKET": self.evidence_bucket,
             "IRFLOW_EVIDENCE_KMS_KEY_ID": self.kms_key_id,
+            "IRFLOW_MANIFEST_SIGNING_KEY_ID": self.signing_key_id,
             "IRFLOW_EVIDENCE_REGION": self.region,
             "IRFLOW_NOTIFY_TOPIC_ARN": self.notify_topic_arn,
             "IRFLOW_ESCALATION_TOPIC_ARN": self.escalation_topic_arn,
@@ -186,6 +188,9 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
     )
 
     kms_key = boto3.client("kms", region_name=region).create_key(Description="irflow evidence")["KeyMetadata"]["KeyId"]
+    signing_key = boto3.client("kms", region_name=region).create_key(
+        Description="irflow manifest signing", KeyUsage="SIGN_VERIFY", KeySpec="ECC_NIST_P256"
+    )["KeyMetadata"]["KeyId"]
     s3 = boto3.client("s3", region_name=region)
     bucket = f"{name}-irflow-evidence-{account_id}"
     s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
@@ -234,6 +239,7 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
         access_key_id=leaked,
         other_access_key_id=spare,
         public_bucket=public_bucket,
+        signing_key_id=signing_key,
     )
 
 
