@@ -57,15 +57,16 @@ def own_account_id() -> str:
     return account
 
 
-def member_role_arn(account_id: str) -> str:
+def member_role_arn(account_id: str, role_name: str | None = None) -> str:
+    """The role irflow assumes in another account: the member role, or `role_name` (the forensic role)."""
     settings = get_settings()
-    return f"arn:{settings.aws_partition}:iam::{account_id}:role/{settings.member_role_name}"
+    return f"arn:{settings.aws_partition}:iam::{account_id}:role/{role_name or settings.member_role_name}"
 
 
-def _assumed_credentials(account_id: str) -> tuple[dict[str, str], float]:
+def _assumed_credentials(account_id: str, role_name: str | None = None) -> tuple[dict[str, str], float]:
     settings = get_settings()
     arguments = {
-        "RoleArn": member_role_arn(account_id),
+        "RoleArn": member_role_arn(account_id, role_name),
         "RoleSessionName": "irflow-responder",
         "DurationSeconds": settings.member_session_seconds,
     }
@@ -95,22 +96,23 @@ class InAccount(Protocol):
     account_id: str
 
 
-def client(service: str, region: str | None, account_id: str | None = None) -> Any:
+def client(service: str, region: str | None, account_id: str | None = None, role_name: str | None = None) -> Any:
     """A cached boto3 client (thread-safe; made from the process's one session, one at a time).
 
     `region=None` takes the default region of the environment (AWS_DEFAULT_REGION). `account_id` names
     the account the call acts in: the security account (None, or the worker's own account) uses the
-    worker's credentials; any other account is reached by assuming IRFLOW_MEMBER_ROLE_NAME there.
+    worker's credentials; any other account is reached by assuming IRFLOW_MEMBER_ROLE_NAME there (or
+    `role_name`, e.g. the forensic account's role).
     Evidence always goes through the security account's clients."""
     member = account_id if account_id and account_id != own_account_id() else ""
-    key = (service, region or "", member)
+    key = (service, region or "", member, role_name or "")
     now = time.time()
     with _clients_lock:
         found = _clients.get(key)
         if found is not None and found[1] - _REFRESH_MARGIN_SECONDS > now:
             return found[0]
     if member:
-        credentials, expires = _assumed_credentials(member)
+        credentials, expires = _assumed_credentials(member, role_name)
         made = _make(service, region, credentials)
     else:
         made, expires = _make(service, region), float("inf")

@@ -14,7 +14,14 @@ from typing import Any
 from activities.aws import aws_activity
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
 from activities.report_html import HTML_CONTENT_TYPE, render_html
-from activities.report_wording import MILESTONE_LABELS, duration_text, outcome_text, time_text
+from activities.report_wording import (
+    MILESTONE_LABELS,
+    copy_text,
+    digest_text,
+    duration_text,
+    outcome_text,
+    time_text,
+)
 from irflow.models.incident import ActionRecord, Decision, EvidenceObject, IncidentState
 
 
@@ -168,9 +175,17 @@ def render_markdown(state: IncidentState) -> str:
         for e in state.evidence
     ]
     if state.snapshots:
-        lines += ["", "### Snapshots", "", "| snapshot | volume | state | started (UTC) |", "|---|---|---|---|"]
         lines += [
-            f"| {s.snapshot_id} | {s.volume_id} | {s.state} | {time_text(s.started_at)} |" for s in state.snapshots
+            "",
+            "### Snapshots",
+            "",
+            "| snapshot | volume | state | started (UTC) | SHA-256 of its written blocks | forensic copy |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {s.snapshot_id} | {s.volume_id} | {s.state} | {time_text(s.started_at)} | {digest_text(s)} | "
+            f"{_cell(copy_text(s))} |"
+            for s in state.snapshots
         ]
     if state.memory_capture:
         m = state.memory_capture

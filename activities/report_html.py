@@ -11,7 +11,14 @@ import re
 from datetime import datetime
 from typing import Any
 
-from activities.report_wording import MILESTONE_LABELS, duration_text, outcome_text, time_text
+from activities.report_wording import (
+    MILESTONE_LABELS,
+    copy_text,
+    digest_text,
+    duration_text,
+    outcome_text,
+    time_text,
+)
 from irflow.models.incident import ActionRecord, IncidentState
 
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
@@ -237,8 +244,11 @@ def render_html(state: IncidentState) -> str:
         "No evidence was stored.",
     )
     snapshots = _table(
-        ["snapshot", "volume", "state", "started (UTC)"],
-        [[_code(s.snapshot_id), _code(s.volume_id), s.state, _when(s.started_at)] for s in state.snapshots],
+        ["snapshot", "volume", "state", "started (UTC)", "SHA-256 of its written blocks", "forensic copy"],
+        [
+            [_code(s.snapshot_id), _code(s.volume_id), s.state, _when(s.started_at), digest_text(s), copy_text(s)]
+            for s in state.snapshots
+        ],
         "No snapshot was taken.",
     )
     m = state.memory_capture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from irflow.models.incident import ActionRecord
+from irflow.models.incident import ActionRecord, SnapshotEvidence
 
 MILESTONE_LABELS = {
     "first_observed": "activity first observed (finding's first sighting)",
@@ -39,6 +39,26 @@ def duration_text(seconds: float | None) -> str:
     if hours:
         return f"{sign}{hours}h {minutes}m"
     return f"{sign}{minutes}m {secs}s"
+
+
+def digest_text(snapshot: SnapshotEvidence) -> str:
+    """The snapshot's SHA-256 with the number of written blocks it covers, or a dash."""
+    if not snapshot.sha256:
+        return "—"
+    return f"{snapshot.sha256} ({snapshot.block_count} blocks of {snapshot.block_size} bytes)"
+
+
+def copy_text(snapshot: SnapshotEvidence) -> str:
+    """The snapshot's copy in the forensic account: where, under which key, whether its digest matches, and
+    whether the original was kept; a dash when there is none."""
+    if not snapshot.copy_snapshot_id:
+        return "—"
+    verdict = {True: "digest matches", False: "DIGEST DIFFERS", None: "not digested"}[snapshot.copy_digest_matches]
+    original = "original deleted" if snapshot.original_deleted else "original kept"
+    return (
+        f"{snapshot.copy_snapshot_id} in {snapshot.copy_account_id} {snapshot.copy_region or ''}, "
+        f"KMS key {snapshot.copy_kms_key_id or '—'}, {snapshot.copy_state or '—'}, {verdict}, {original}"
+    )
 
 
 def outcome_text(action: ActionRecord) -> str:

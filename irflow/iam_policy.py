@@ -119,8 +119,18 @@ def worker_policy() -> dict[str, Any]:
                 "Action": ["sts:AssumeRole"],
                 "Resource": f"arn:{settings.aws_partition}:iam::*:role/{settings.member_role_name}",
             },
+            *_forensic_role(settings),
         ],
     }
+
+
+def _forensic_role(settings) -> list[dict[str, Any]]:
+    """Assuming the forensic account's own role, when it is not the member role (IRFLOW_FORENSIC_ROLE_NAME)."""
+    role = settings.forensic_role_name
+    if not settings.forensic_account_id or not role or role == settings.member_role_name:
+        return []
+    arn = f"arn:{settings.aws_partition}:iam::{settings.forensic_account_id}:role/{role}"
+    return [{"Sid": "IrflowAssumeForensicRole", "Effect": "Allow", "Action": ["sts:AssumeRole"], "Resource": arn}]
 
 
 def member_policy() -> dict[str, Any]:

@@ -2,13 +2,15 @@
 
 Analyse: learn the instance (and its prior state). Contain: tag, protect, detach from Auto Scaling,
 deregister from target groups, isolate the network, cut the instance profile, revoke the role's
-sessions — each with its undo registered first. Evidence: snapshots, metadata, console output,
-memory. Eradicate: stop (keep for forensics) or terminate, as the approving analyst chose.
+sessions — each with its undo registered first. Evidence: snapshots (each digested, and copied
+into the forensic account when one is configured), metadata, console output, memory. Eradicate: stop
+(keep for forensics) or terminate, as the approving analyst chose.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from temporalio import workflow
 
@@ -32,8 +34,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.load_balancing import deregister_from_target_groups, register_with_target_groups
     from activities.memory import acquire_memory
+    from activities.snapshots import SnapshotStep, copy_snapshot_to_forensic_account, digest_snapshot
     from irflow.models.ec2 import Ec2StepInput, Ec2Target, InstanceContext
-    from irflow.models.incident import Eradication, EvidenceObject, MemoryCaptureResult
+    from irflow.models.incident import Eradication, EvidenceObject, MemoryCaptureResult, SnapshotEvidence
 
 from workflows.activity_options import QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
@@ -50,6 +53,8 @@ EC2_CONTAINMENT_STEPS = (
     ContainmentStep(replace_instance_profile, restore_instance_profile),
     ContainmentStep(revoke_role_sessions, remove_session_revocation),
 )
+# Waiting for a snapshot (or its copy) to complete, then reading every block: hours for a large volume.
+SNAPSHOT_WAIT = {**SLOW, "start_to_close_timeout": timedelta(hours=12)}
 
 
 class Ec2Playbook(Playbook):
@@ -79,7 +84,7 @@ class Ec2Playbook(Playbook):
     async def collect_evidence(self) -> None:
         incident, step = self.incident, Ec2StepInput(target=self.target, prior=self.context)
         jobs = [
-            incident.try_act(snapshot_volumes, step, SLOW),
+            self.take_snapshots(step),
             incident.try_act(collect_instance_metadata, step, QUICK),
             incident.try_act(collect_console_output, self.target, QUICK),
         ]
@@ -87,10 +92,7 @@ class Ec2Playbook(Playbook):
             jobs.append(incident.try_act(acquire_memory, self.target, SLOW))
         else:
             incident.note("memory capture disabled by policy")
-        snapshots, *objects = await asyncio.gather(*jobs)
-        if snapshots:
-            incident.keep_snapshots(snapshots)
-            incident.note(f"{len(snapshots)} snapshot(s): {', '.join(s.snapshot_id for s in snapshots)}")
+        _, *objects = await asyncio.gather(*jobs)
         for item in objects:
             if isinstance(item, EvidenceObject):
                 incident.add_evidence(item)
@@ -99,6 +101,43 @@ class Ec2Playbook(Playbook):
                 incident.note(f"memory acquisition: SSM command {item.command_id} {item.status}")
                 if item.evidence:
                     incident.add_evidence(item.evidence)
+
+    async def take_snapshots(self, step: Ec2StepInput) -> None:
+        """Snapshot every volume; then, in the background (a large volume takes hours to complete and read),
+        digest each snapshot and copy it into the forensic account (each activity does nothing when its
+        setting is off), the snapshots side by side. The analyst is asked meanwhile; the report waits."""
+        incident = self.incident
+        snapshots = await incident.try_act(snapshot_volumes, step, SLOW)
+        if not snapshots:
+            return
+        incident.keep_snapshots(snapshots)
+        incident.note(f"{len(snapshots)} snapshot(s): {', '.join(s.snapshot_id for s in snapshots)}")
+        incident.in_background(self.secure_snapshots(snapshots))
+
+    async def secure_snapshots(self, snapshots: list[SnapshotEvidence]) -> None:
+        self.incident.keep_snapshots(list(await asyncio.gather(*(self.secure_snapshot(s) for s in snapshots))))
+
+    async def secure_snapshot(self, snapshot: SnapshotEvidence) -> SnapshotEvidence:
+        incident = self.incident
+        digested = await incident.try_act(
+            digest_snapshot, SnapshotStep(target=self.target, snapshot=snapshot), SNAPSHOT_WAIT
+        )
+        snapshot = digested or snapshot
+        if digested and digested.sha256:
+            incident.note(f"{snapshot.snapshot_id}: SHA-256 {snapshot.sha256} over {snapshot.block_count} block(s)")
+        copied = await incident.try_act(
+            copy_snapshot_to_forensic_account, SnapshotStep(target=self.target, snapshot=snapshot), SNAPSHOT_WAIT
+        )
+        if copied and copied.copy_snapshot_id:
+            verdict = {True: "digest matches", False: "DIGEST DIFFERS", None: "not digested"}[
+                copied.copy_digest_matches
+            ]
+            kept = "original deleted" if copied.original_deleted else "original kept"
+            incident.note(
+                f"{snapshot.snapshot_id} copied to {copied.copy_snapshot_id} in {copied.copy_account_id} "
+                f"({verdict}; {kept})"
+            )
+        return copied or snapshot
 
     async def eradicate(self, choice: Eradication) -> None:
         activity = terminate_instance if choice == Eradication.TERMINATE else stop_instance

@@ -19,6 +19,7 @@ import pytest
 
 import activities
 from activities.aws import registered_activities, reset_clients
+from activities.snapshots import SnapshotStep
 from irflow.devstack import moto_fidelity_lambda, moto_fidelity_rds
 from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.devstack.demo_lambda import seed_lambda_function
@@ -31,6 +32,7 @@ from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
 from irflow.models.rds import DbStepInput, DbTarget
 from irflow.models.s3 import BucketStepInput, BucketTarget
 from irflow.models.settings import get_settings
+from tests.support import member_session
 from workflows.activity_options import activity_name
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
 from workflows.iam_role_playbook import IAM_ROLE_CONTAINMENT_STEPS
@@ -68,6 +70,10 @@ RENAMED = {
 # "No permissions are required to perform this operation" (STS API reference): the worker asks who it is
 # to tell the security account from member accounts.
 NEEDS_NO_PERMISSION = {("sts", "GetCallerIdentity")}
+# Made by activities.aws when an activity reaches another account (the member or forensic role): the worker's
+# policy grants sts:AssumeRole on those roles by name, not through an activity's declaration.
+MADE_BY_THE_DOORWAY = {("sts", "AssumeRole")}
+FORENSIC_ACCOUNT = "222233334444"
 # Reading or deleting a specific version needs the *Version action instead.
 VERSIONED = {"GetObject": "GetObjectVersion", "HeadObject": "GetObjectVersion", "DeleteObject": "DeleteObjectVersion"}
 
@@ -108,7 +114,7 @@ class CallRecorder:
         if self.running is None:
             return
         service = model.service_model.service_name
-        if (service, model.name) in NEEDS_NO_PERMISSION:
+        if (service, model.name) in NEEDS_NO_PERMISSION | MADE_BY_THE_DOORWAY:
             return
         self.calls[self.running].append(f"{service}.{model.name}")
         self.actions[self.running] |= iam_actions_for(service, model.name, params)
@@ -185,6 +191,19 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     stored = [run("store_raw_finding", RawFindingInput(incident_id=INCIDENT_ID, finding_id=finding.id, raw=raw))]
     snapshots = run("snapshot_volumes", step)
     run("snapshot_volumes", step)
+    forensic_key = member_session(FORENSIC_ACCOUNT, workload.region).client("kms").create_key()["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("IRFLOW_FORENSIC_ACCOUNT_ID", FORENSIC_ACCOUNT)
+    monkeypatch.setenv("IRFLOW_FORENSIC_KMS_KEY_ID", forensic_key)
+    get_settings.cache_clear()
+    digested = [run("digest_snapshot", SnapshotStep(target=target, snapshot=s)) for s in snapshots]
+    run("copy_snapshot_to_forensic_account", SnapshotStep(target=target, snapshot=digested[0]))
+    run("copy_snapshot_to_forensic_account", SnapshotStep(target=target, snapshot=digested[0]))
+    monkeypatch.setenv("IRFLOW_FORENSIC_KEEP_ORIGINAL", "false")
+    get_settings.cache_clear()
+    run("copy_snapshot_to_forensic_account", SnapshotStep(target=target, snapshot=digested[1]))
+    for name in ("IRFLOW_FORENSIC_ACCOUNT_ID", "IRFLOW_FORENSIC_KMS_KEY_ID", "IRFLOW_FORENSIC_KEEP_ORIGINAL"):
+        monkeypatch.delenv(name)
+    get_settings.cache_clear()
     stored.append(run("collect_instance_metadata", step))
     stored.append(run("collect_console_output", target))
     stored.append(run("acquire_memory", target).evidence)
@@ -369,6 +388,7 @@ def test_operations_map_to_the_documented_iam_actions(service, operation, params
 
 def test_declared_actions_are_well_formed():
     known = {
+        "ebs",
         "ec2",
         "autoscaling",
         "elasticloadbalancing",

@@ -50,3 +50,30 @@ def test_an_action_comes_to_its_error_or_to_its_result_as_stable_json():
 
 def test_every_milestone_of_the_record_has_a_label():
     assert set(MILESTONE_LABELS) == set(_state().milestones())
+
+
+def test_a_snapshot_reads_with_its_digest_and_its_forensic_copy():
+    from activities.report_wording import copy_text, digest_text
+    from irflow.models.incident import SnapshotEvidence
+
+    bare = SnapshotEvidence(snapshot_id="snap-1", volume_id="vol-1", state="completed")
+    assert digest_text(bare) == copy_text(bare) == "—"
+    secured = bare.model_copy(
+        update={
+            "sha256": "ab" * 32,
+            "block_count": 3,
+            "block_size": 524288,
+            "copy_snapshot_id": "snap-2",
+            "copy_account_id": "222233334444",
+            "copy_region": "us-east-1",
+            "copy_kms_key_id": "arn:aws:kms:us-east-1:222233334444:key/k",
+            "copy_state": "completed",
+            "copy_digest_matches": True,
+            "original_deleted": True,
+        }
+    )
+    assert digest_text(secured) == f"{'ab' * 32} (3 blocks of 524288 bytes)"
+    assert copy_text(secured) == (
+        "snap-2 in 222233334444 us-east-1, KMS key arn:aws:kms:us-east-1:222233334444:key/k, completed, "
+        "digest matches, original deleted"
+    )
