@@ -29,6 +29,7 @@ from activities.iam import (
 from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
 from irflow.models.identifiers import ACCOUNT_ID, IAM_ROLE_NAME, REGION
 from irflow.models.incident import EvidenceObject, StepResult
+from irflow.visibility import identity_hash
 
 # Roles irflow must not (and IAM will not let it) change: AWS owns them.
 _UNMODIFIABLE_PATHS = {
@@ -173,4 +174,6 @@ def collect_iam_role_evidence(step: IamRoleStepInput) -> EvidenceObject:
         },
         "policy_documents": documents,
     }
-    return store_evidence(step.target.incident_id, f"iam/roles/{role}.json", to_json_bytes(document), "iam-role")
+    # S3 keys are not encrypted: the role goes in by its hash, like the incident's other cleartext names
+    key = f"iam/roles/{identity_hash(role)}.json"
+    return store_evidence(step.target.incident_id, key, to_json_bytes(document), "iam-role")

@@ -18,6 +18,7 @@ from activities.iam import revocation_policy, revocation_policy_name
 from irflow.models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
 from irflow.models.identifiers import ACCESS_KEY_ID, ACCOUNT_ID, IAM_USER_NAME, REGION
 from irflow.models.incident import EvidenceObject, StepResult
+from irflow.visibility import identity_hash
 
 
 def _iam(target: IamUserTarget):
@@ -201,7 +202,9 @@ def collect_iam_user_evidence(step: IamUserStepInput) -> EvidenceObject:
         "inline_policy_documents": inline,
         "credential_report_row": report_row,
     }
-    return store_evidence(step.target.incident_id, f"iam/users/{name}.json", to_json_bytes(document), "iam-user")
+    # S3 keys are not encrypted: the user goes in by the hash, like the incident's other cleartext names
+    key = f"iam/users/{identity_hash(name)}.json"
+    return store_evidence(step.target.incident_id, key, to_json_bytes(document), "iam-user")
 
 
 @aws_activity("iam:DeleteAccessKey", "iam:DeleteLoginProfile")

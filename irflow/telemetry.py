@@ -10,6 +10,9 @@ exported unless the environment asks for it:
 * `OTEL_TRACES_EXPORTER`: `otlp`, `console` or `none` (comma-separated for several);
 * `OTEL_SERVICE_NAME` overrides the process's own name (`irflow-worker`, `irflow-listener`);
 * `OTEL_SDK_DISABLED=true` turns it all off.
+
+Spans leave the process unencrypted: irflow's own attributes carry ids, types and hashes, never an identity
+(a user or role name, an access key id: only its hash, see irflow.visibility), an address or a user agent.
 """
 
 from __future__ import annotations

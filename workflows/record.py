@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
+    from irflow.visibility import redacted, shown_for_incident
 
 from workflows import search_attributes as sa
 from workflows.activity_options import QUICK, activity_name
@@ -83,6 +84,7 @@ class IncidentRecord:
         )
         self.saga = Saga()
         self._policy = ResponsePolicy(approvers={})
+        self._background: list[asyncio.Future] = []
         self._published: tuple[str, ...] = ()
         self._raw_pending: dict[str, tuple[str, str]] = {}
         self._raw_stored: set[str] = set()
@@ -186,6 +188,15 @@ class IncidentRecord:
     def keep_memory_capture(self, capture: MemoryCaptureResult) -> None:
         self.state.memory_capture = capture
 
+    def in_background(self, work: Any) -> None:
+        """Evidence work nobody needs to wait for (a snapshot's digest and forensic copy can take hours):
+        the analyst is asked meanwhile; the report and the final manifest wait for it (`background_done`)."""
+        self._background.append(asyncio.ensure_future(work))
+
+    async def background_done(self) -> None:
+        while self._background:
+            await self._background.pop(0)
+
     def keep_related_incident(self, workflow_id: str) -> None:
         self.state.related_incidents.append(workflow_id)
 
@@ -245,15 +256,18 @@ class IncidentRecord:
     # --- how the incident shows itself ---
 
     def publish(self) -> None:
-        """Keep search attributes and the UI's current details in step with the state."""
+        """Keep search attributes and the UI's current details in step with the state. Search attributes are
+        never encrypted, current details only with the codec on: both show the resource as the incident id
+        does, and every identity the findings name only hashed (`irflow.visibility`)."""
         s = self.state
+        shown = shown_for_incident(s.incident_id, s.resource_id)
         published = (str(s.status), str(s.phase), str(s.severity))
         if published != self._published:  # each upsert is a history event: only when something changed
             self._published = published
             attributes = sa.incident_attributes(
                 incident_id=s.incident_id,
                 finding=s.finding,
-                resource_id=s.resource_id,
+                resource_id=shown,
                 status=str(s.status),
                 phase=str(s.phase),
                 severity=str(s.severity),
@@ -261,15 +275,16 @@ class IncidentRecord:
             workflow.upsert_search_attributes(sa.as_updates(attributes))
         waiting = f"**Waiting for:** {s.pending_decision.question}" if s.pending_decision else ""
         last = next((a for a in reversed(s.actions) if a.name != "publish_notification"), None)
-        workflow.set_current_details(
-            "\n".join(
-                line
-                for line in (
-                    f"**Phase:** {s.phase} · **Status:** {s.status} · **Severity:** {s.severity}",
-                    waiting,
-                    f"**Last action:** {last.name} ({last.status})" if last else "",
-                    f"**Failure:** {s.failure_reason}" if s.failure_reason else "",
-                )
-                if line
+        details = "\n".join(
+            line
+            for line in (
+                f"**Phase:** {s.phase} · **Status:** {s.status} · **Severity:** {s.severity}",
+                waiting,
+                f"**Last action:** {last.name} ({last.status})" if last else "",
+                f"**Failure:** {s.failure_reason}" if s.failure_reason else "",
             )
+            if line
         )
+        if shown != s.resource_id:
+            details = details.replace(s.resource_id, shown)
+        workflow.set_current_details(redacted(details, *s.findings_absorbed))

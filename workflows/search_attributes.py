@@ -31,7 +31,10 @@ def incident_attributes(
     *, incident_id: str, finding: Finding, resource_id: str, status: str, phase: str, severity: str
 ) -> TypedSearchAttributes:
     """Everything an incident is found by: what is fixed when it opens (its hash, the finding that opened it,
-    the resource as the router named it) and what moves (status, phase, the severity over every finding)."""
+    the resource as the router named it) and what moves (status, phase, the severity over every finding).
+
+    Search attributes are never encrypted: `resource_id` is the resource as irflow shows it in clear, an
+    identity only as its hash (`irflow.visibility`); the finding gives only its type, resource type and account."""
     return TypedSearchAttributes(
         [
             SearchAttributePair(INCIDENT_HASH, incident_hash(incident_id)),

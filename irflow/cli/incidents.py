@@ -43,6 +43,7 @@ from irflow.models.incident import (
     ReleaseRequest,
     TimelineEntry,
 )
+from irflow.visibility import identity_hash
 
 # --- ingest ---
 
@@ -102,10 +103,11 @@ def _list_query(
         ("IrflowStatus", status),
         ("IrflowPhase", phase),
         ("IrflowSeverity", severity.upper() if severity else None),
-        ("IrflowResourceId", resource),
     ):
         if value:
             clauses.append(f"{attribute} = {_quoted(value)}")
+    if resource:  # an identity is shown only hashed (irflow.visibility): a user's name finds its incidents
+        clauses.append(f"IrflowResourceId IN ({_quoted(resource)}, {_quoted(identity_hash(resource))})")
     if finding_type:
         # Keyword attributes take exact matches and prefixes: "Recon:EC2/*" lists the whole family.
         if finding_type.endswith("*"):
@@ -130,7 +132,7 @@ def list_incidents(
     phase: Annotated[str | None, typer.Option(help="only incidents in this phase")] = None,
     severity: Annotated[str | None, typer.Option(help="only this severity (LOW … CRITICAL)")] = None,
     finding_type: Annotated[str | None, typer.Option("--type", help="finding type; trailing * = prefix")] = None,
-    resource: Annotated[str | None, typer.Option(help="only incidents about this resource id")] = None,
+    resource: Annotated[str | None, typer.Option(help="only incidents about this resource id or identity")] = None,
     age: Annotated[str | None, typer.Option(help="opened within this long: 30m, 24h, 7d")] = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 100,
 ) -> None:

@@ -54,6 +54,7 @@ from irflow.intake.trust import (
 from irflow.models.finding import FindingRejected, ParsedFinding
 from irflow.models.settings import IrflowSettings
 from irflow.temporal_client import TemporalUnreachable
+from irflow.visibility import redacted
 
 log = logging.getLogger("irflow.listener")
 
@@ -298,7 +299,9 @@ class FindingListener:
         if reason:
             self.stats.suppressed += 1
             self.stats.suppressed_by_reason[reason.split(" (")[0].split(":")[0]] += 1
-            log.info("suppressed %s %s on %s: %s", finding.type, finding.id, finding.resource.resource_id, reason)
+            # Log lines are never encrypted: an identity (a key's or a user's resource id) only as its hash.
+            shown = redacted(finding.resource.resource_id or "", finding)
+            log.info("suppressed %s %s on %s: %s", finding.type, finding.id, shown, reason)
             return None
         try:
             submission = await submit(

@@ -8,7 +8,6 @@ notification and an analyst, never silence.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from irflow.models.finding import Finding, FindingRejected
+from irflow.visibility import shown_resource_id
 
 EC2_PLAYBOOK = "ec2-instance"
 IAM_USER_PLAYBOOK = "iam-user-credentials"
@@ -77,6 +77,12 @@ class Route:
     incident_key: str
     resource_id: str
     reason: str = ""
+    personal: bool = False  # the resource id names a principal: shown only hashed (irflow.visibility)
+
+    @property
+    def shown_id(self) -> str:
+        """The resource id as it may appear in clear: search attributes, summaries, logs, spans."""
+        return shown_resource_id(self.resource_id, self.personal)
 
 
 def type_family(finding_type: str) -> str:
@@ -88,7 +94,7 @@ def type_family(finding_type: str) -> str:
 def _key(prefix: str, finding: Finding, resource_id: str, personal: bool = False) -> str:
     # Workflow ids are stored in clear text: only account, region, kind and the resource id go in, and
     # an identity (a user or role name may be a person's name) only as a hash.
-    shown = f"h{hashlib.sha256(resource_id.encode()).hexdigest()[:20]}" if personal else resource_id
+    shown = shown_resource_id(resource_id, personal)
     return _UNSAFE.sub("_", f"{prefix}-{finding.account_id}-{finding.region}-{shown}")
 
 
@@ -193,10 +199,11 @@ def route(
         personal = bool(subject) and (
             personal_intent or resource.resource_type in ("AccessKey", "IAMUser", "IAMRole") or bool(resource.user_name)
         )
-        return Route(playbook, _key(f"triage-{kind}", finding, resource_id, personal), resource_id, reason)
+        key = _key(f"triage-{kind}", finding, resource_id, personal)
+        return Route(playbook, key, resource_id, reason, personal)
     resource_id = _subject(playbook, resource) or f"finding-{finding.id[-40:]}"
     personal = playbook in (IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK)
-    return Route(playbook, _key(_KEY_PREFIX[playbook], finding, resource_id, personal), resource_id, reason)
+    return Route(playbook, _key(_KEY_PREFIX[playbook], finding, resource_id, personal), resource_id, reason, personal)
 
 
 def incident_id(incident_key: str, opened_at: datetime) -> str:

@@ -83,12 +83,15 @@ async def submit(
         resource_id=destination.resource_id,
         received_at=received_at,
     )
+    # Span attributes, search attributes and the summary are never encrypted: the resource as irflow shows it
+    # in clear (an identity only hashed, see irflow.visibility), never the finding's title, addresses or agents.
+    shown = destination.shown_id
     attributes = {
         "irflow.finding.id": finding.id,
         "irflow.finding.type": finding.type,
         "irflow.finding.severity": str(finding.severity),
         "irflow.finding.source": str(finding.source),
-        "irflow.resource.id": destination.resource_id,
+        "irflow.resource.id": shown,
         "irflow.playbook": destination.playbook,
         "irflow.workflow_id": destination.incident_key,
         "irflow.delivery_id": delivery.delivery_id,
@@ -107,17 +110,17 @@ async def submit(
             search_attributes=sa.incident_attributes(
                 incident_id=new_incident_id,
                 finding=finding,
-                resource_id=destination.resource_id,
+                resource_id=shown,
                 status=str(Status.ACTIVE),
                 phase=str(Phase.DETECTION),
                 severity=str(finding.severity),
             ),
             memo={"incident_id": new_incident_id, "opened_by": nonce},
-            static_summary=f"{finding.severity} {finding.type} on {destination.resource_id} ({destination.playbook})",
+            static_summary=f"{finding.severity} {finding.type} on {shown} ({destination.playbook})",
             static_details=(
                 f"**Finding:** {finding.type} ({finding.id})\n\n**Resource:** {finding.resource.resource_type} "
-                f"{destination.resource_id} in {finding.account_id}/{finding.region}\n\n"
-                f"**Severity:** {finding.severity} ({finding.severity_score})\n\n{finding.title}"
+                f"{shown} in {finding.account_id}/{finding.region}\n\n"
+                f"**Severity:** {finding.severity} ({finding.severity_score})"
             ),
         )
         # The incident this finding reached: ours if our nonce is in its memo, else the one already running.

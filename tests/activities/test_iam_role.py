@@ -17,6 +17,7 @@ from activities.iam import revocation_policy_name
 from irflow.devstack.demo import DemoWorkload
 from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
 from irflow.models.iam import IamRoleStepInput, IamRoleTarget
+from irflow.visibility import identity_hash
 from tests.support import act, assert_step_contract, read_evidence, undo
 from workflows.iam_role_playbook import IAM_ROLE_CONTAINMENT_STEPS
 
@@ -288,7 +289,8 @@ def test_the_evidence_holds_the_role_its_policy_documents_and_the_session(worklo
         act(containment, step)
     evidence = steps.collect_iam_role_evidence(step)
     assert evidence.kind == "iam-role"
-    assert evidence.key == f"incidents/{INCIDENT_ID}/iam/roles/{workload.role_name}.json"
+    assert evidence.key == f"incidents/{INCIDENT_ID}/iam/roles/{identity_hash(workload.role_name)}.json"
+    assert workload.role_name not in evidence.key, "S3 keys are not encrypted: no names in them"
     document = json.loads(read_evidence(evidence))
 
     role = document["role"]

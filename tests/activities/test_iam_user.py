@@ -17,6 +17,7 @@ from activities.iam import revocation_policy_name
 from irflow.devstack.demo import DemoWorkload
 from irflow.models.errors import INVALID_REQUEST, NOT_FOUND
 from irflow.models.iam import IamUserStepInput, IamUserTarget
+from irflow.visibility import identity_hash
 from tests.support import act, assert_step_contract, read_evidence, undo
 from workflows.iam_user_playbook import IAM_USER_CONTAINMENT_STEPS
 
@@ -325,7 +326,8 @@ def test_the_evidence_holds_what_an_investigator_asks_about_the_user(workload):
         act(containment, step)
     evidence = steps.collect_iam_user_evidence(step)
     assert evidence.kind == "iam-user"
-    assert evidence.key == f"incidents/{INCIDENT_ID}/iam/users/{workload.iam_user}.json"
+    assert evidence.key == f"incidents/{INCIDENT_ID}/iam/users/{identity_hash(workload.iam_user)}.json"
+    assert workload.iam_user not in evidence.key, "S3 keys are not encrypted: no names in them"
     document = json.loads(read_evidence(evidence))
 
     user = document["user"]

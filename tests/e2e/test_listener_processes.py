@@ -26,6 +26,7 @@ from irflow.devstack.intake_stack import deploy_intake_stack, publish_findings, 
 from irflow.devstack.processes import ProcessGroup, free_port, start_temporal
 from irflow.models.incident import FindingDelivery, IncidentInput, IncidentState
 from irflow.temporal_client import connect, ensure_search_attributes
+from irflow.visibility import identity_hash
 from tests.support import CORPORA, REPO
 
 pytestmark = pytest.mark.e2e
@@ -440,7 +441,7 @@ async def test_a_cloudtrail_call_is_detected_and_contained_end_to_end(stack, acc
     listener = _start_pipeline(stack, account, intake, "detect")
     publish_findings([sample_cloudtrail_event(account, "StopLogging")])
     await _eventually(lambda: _async(_leaked_key_inactive(account)))
-    query = f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId = '{account.iam_user}'"
+    query = f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId = '{identity_hash(account.iam_user)}'"
 
     async def found():
         return [w async for w in client.list_workflows(query)] or None

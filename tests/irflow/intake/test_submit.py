@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-from irflow.devstack.demo import sample_finding
+from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.intake.submit import submit
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import INCIDENT_WORKFLOW, incident_hash
 from irflow.models.settings import IrflowSettings
+from irflow.visibility import identity_hash
 from workflows import search_attributes as sa
 
 
@@ -38,5 +39,25 @@ async def test_the_first_finding_opens_the_incident_and_a_later_one_joins_it(dev
         history = [e async for e in handle.fetch_history_events()]
         signals = [e for e in history if e.HasField("workflow_execution_signaled_event_attributes")]
         assert len(signals) == 2, "each finding reached the incident as an add_finding signal"
+    finally:
+        await handle.terminate("test over")
+
+
+async def test_an_identity_is_started_with_only_its_hash_in_what_is_never_encrypted(dev_env):
+    """Without the codec the summary and details are in clear too: they show the hash, not the user's name, the
+    finding's title (it names the user) or its remote address."""
+    client = dev_env.client
+    settings = IrflowSettings(task_queue=f"nobody-{uuid.uuid4().hex}")
+    user = f"jane.doe-{uuid.uuid4().hex[:6]}"
+    event = sample_access_key_finding(user, "AKIAEXAMPLEJANEDOE01", finding_id=uuid.uuid4().hex)
+    submission = await submit(client, parse_guardduty(event), settings)
+    handle = client.get_workflow_handle(submission.workflow_id)
+    try:
+        described = await handle.describe()
+        assert described.typed_search_attributes.get(sa.RESOURCE_ID) == identity_hash(user)
+        summary, details = await described.static_summary(), await described.static_details()
+        assert identity_hash(user) in summary and identity_hash(user) in details
+        for shown in (summary, details, submission.workflow_id):
+            assert user not in shown and "AKIAEXAMPLEJANEDOE01" not in shown and "198.51.100.23" not in shown
     finally:
         await handle.terminate("test over")

