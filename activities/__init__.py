@@ -21,6 +21,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     rds_evidence,
     report,
     s3_bucket,
+    snapshots,
     tagging,
     triage,
 )

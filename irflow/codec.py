@@ -25,7 +25,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
 ENCODING = b"binary/irflow-aes256gcm-kms"
 METADATA_ENCODING = "encoding"
@@ -96,7 +96,7 @@ class KmsPayloadCodec(PayloadCodec):
             key.uses += 1
             return key
 
-    def _decryption_key(self, encrypted: bytes) -> bytes:
+    def _decryption_key(self, encrypted: bytes, key_id: str) -> bytes:
         now = self._clock()
         with self._lock:
             found = self._opened.get(encrypted)
@@ -104,7 +104,7 @@ class KmsPayloadCodec(PayloadCodec):
                 self._opened.move_to_end(encrypted)
                 return found[0]
         try:
-            plaintext = self.kms.decrypt(CiphertextBlob=encrypted, KeyId=self.key_id)["Plaintext"]
+            plaintext = self.kms.decrypt(CiphertextBlob=encrypted, KeyId=key_id)["Plaintext"]
         except Exception as error:  # noqa: BLE001 (KMS says no: the payload cannot be opened here)
             raise PayloadDecryptionError(f"KMS would not open the payload's data key: {error}") from error
         with self._lock:
@@ -138,7 +138,10 @@ class KmsPayloadCodec(PayloadCodec):
         encrypted = payload.metadata.get(METADATA_DATA_KEY)
         if not encrypted or len(payload.data) <= NONCE_BYTES:
             raise PayloadDecryptionError("an irflow-sealed payload without its data key or its ciphertext")
-        key = self._decryption_key(encrypted)
+        # The key the payload was sealed under (a previous key still opens what it sealed, after a change of
+        # IRFLOW_PAYLOAD_KMS_KEY_ID, wherever the worker may still use it for Decrypt).
+        sealed_under = payload.metadata.get(METADATA_KEY_ID, b"").decode() or self.key_id
+        key = self._decryption_key(encrypted, sealed_under)
         try:
             plain = AESGCM(key).decrypt(payload.data[:NONCE_BYTES], payload.data[NONCE_BYTES:], ENCODING)
         except Exception as error:  # noqa: BLE001 (InvalidTag: altered, or another key)
@@ -156,4 +159,9 @@ def with_payload_codec(converter: DataConverter, key_id: str, kms: Any = None) -
     """`converter` sealing its payloads under `key_id`; unchanged when no key is configured."""
     if not key_id:
         return converter
-    return replace(converter, payload_codec=KmsPayloadCodec(key_id, kms))
+    # Failure messages and stack traces go into encoded attributes too (an AWS error may name a user).
+    return replace(
+        converter,
+        payload_codec=KmsPayloadCodec(key_id, kms),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

@@ -249,6 +249,7 @@ class IncidentWorkflow(DecisionDoors):
         # Closed when the outcome is settled, so the report stored under Object Lock carries the time too.
         self.state.closed_at = workflow.now()
         self.enter(Phase.REPORT, f"incident {status}" + (f": {reason}" if reason else ""))
+        await self.record.background_done()  # snapshot digests and forensic copies, for the report
         await asyncio.gather(self.record.store_raw_findings(), self.notifier.sent())  # the report shows them
         reports = await self.record.try_act(write_report, self.state, QUICK)
         if reports:

@@ -167,13 +167,45 @@ class EvidenceObject(BaseModel):
     retain_until: datetime | None = None
     lock_mode: str | None = None
     kms_key_id: str | None = None
+    # Chain of custody (docs/playbooks.md): who wrote the object, when, from which activity attempt of which run,
+    # kept in the object's own metadata too, so a retry that finds the object returns the same record.
+    collected_at: datetime | None = None
+    activity_type: str | None = None
+    activity_attempt: int | None = None
+    workflow_id: str | None = None
+    workflow_run_id: str | None = None
+    worker_identity: str | None = None
+    principal_arn: str | None = None
+    signature: EvidenceObject | None = Field(default=None, description="a manifest's detached KMS signature object")
 
 
 class SnapshotEvidence(BaseModel):
+    """A snapshot taken as evidence; with its digest and its copy in the forensic account when irflow made them.
+
+    The digest (`digest_algorithm` "sha256-ebs-written-blocks") is the SHA-256 over the concatenated data of the
+    snapshot's written blocks, read through the EBS direct APIs (ListSnapshotBlocks, GetSnapshotBlock) in ascending
+    block-index order. Blocks never written (sparse, read as zeros) are not part of it: it fixes the snapshot's
+    stored content, `block_count` blocks of `block_size` bytes, not the image of the whole volume."""
+
     snapshot_id: str
     volume_id: str
     state: str
     started_at: datetime | None = None
+    sha256: str | None = None
+    block_count: int | None = None
+    block_size: int | None = None
+    volume_size_gib: int | None = None
+    digest_algorithm: str | None = None
+    digested_at: datetime | None = None
+    # The copy in the forensic account (IRFLOW_FORENSIC_ACCOUNT_ID), re-encrypted under that account's key.
+    copy_snapshot_id: str | None = None
+    copy_account_id: str | None = None
+    copy_region: str | None = None
+    copy_kms_key_id: str | None = None
+    copy_state: str | None = None
+    copy_sha256: str | None = None
+    copy_digest_matches: bool | None = None
+    original_deleted: bool = False
 
 
 class DecisionKind(StrEnum):

@@ -47,6 +47,11 @@ class IrflowSettings(BaseSettings):
     evidence_bucket: str = ""
     evidence_region: str = Field(default="", description="region of the evidence bucket; empty: AWS_DEFAULT_REGION")
     evidence_kms_key_id: str = Field(default="", description="KMS key id/ARN; empty uses the AWS managed key")
+    manifest_signing_key_id: str = Field(
+        default="",
+        description="asymmetric KMS key (SIGN_VERIFY) that signs each manifest, and that `irflow verify` trusts; "
+        "empty: manifests are unsigned",
+    )
     evidence_retention_days: int = Field(default=365, ge=1)
     evidence_lock_mode: Literal["COMPLIANCE", "GOVERNANCE"] = "COMPLIANCE"
 
@@ -97,6 +102,19 @@ class IrflowSettings(BaseSettings):
     member_external_id: str = ""
     member_session_seconds: int = Field(default=3600, ge=900, le=43200)
     aws_partition: str = "aws"
+
+    # Snapshots: a digest of each through the EBS direct APIs, and a copy in a forensic account.
+    snapshot_digest: bool = Field(
+        default=True, description="SHA-256 over each snapshot's blocks (EBS direct APIs); false for very large fleets"
+    )
+    forensic_account_id: str = Field(default="", description="copy every snapshot into this account; empty: no copy")
+    forensic_role_name: str = Field(
+        default="", description="role irflow assumes in the forensic account; empty: IRFLOW_MEMBER_ROLE_NAME"
+    )
+    forensic_kms_key_id: str = Field(default="", description="the forensic account's KMS key the copies are under")
+    forensic_keep_original: bool = Field(
+        default=True, description="false: delete the original once its copy is completed and its digest matches"
+    )
 
     # Trust (docs/threat-model.md): which findings irflow believes, what it never contains on its own, how
     # much it may contain unasked, and who may decide.

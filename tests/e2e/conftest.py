@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 
 from activities.aws import reset_clients
@@ -20,6 +21,7 @@ from irflow.devstack.processes import (
     start_moto_on_free_port,
     start_temporal_on_free_ports,
 )
+from irflow.models.settings import get_settings
 from tests.support import REPO
 
 
@@ -61,5 +63,11 @@ def account(stack, monkeypatch) -> DemoWorkload:
         monkeypatch.setenv(name, value)
     reset_clients()
     workload = seed_workload(name=f"e2e{free_port()}")
+    # Every client here seals its Temporal payloads, as in make run: the processes (their environment is this
+    # process's) and this test process's own clients (irflow.temporal_client.connect reads the setting).
+    key = boto3.client("kms", region_name=workload.region).create_key(Description="irflow payloads (e2e)")
+    monkeypatch.setenv("IRFLOW_PAYLOAD_KMS_KEY_ID", key["KeyMetadata"]["KeyId"])
+    get_settings.cache_clear()
     yield workload
     reset_clients()
+    get_settings.cache_clear()

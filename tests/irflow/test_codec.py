@@ -57,7 +57,7 @@ def test_payloads_written_before_the_codec_still_read(key_id):
     assert KmsPayloadCodec(key_id).open(old) == old
 
 
-def test_an_altered_payload_or_another_key_does_not_open(key_id):
+def test_an_altered_payload_does_not_open_and_a_new_key_still_reads_old_payloads(key_id):
     codec = KmsPayloadCodec(key_id)
     sealed = codec.seal(_payload())
     altered = Payload()
@@ -66,8 +66,12 @@ def test_an_altered_payload_or_another_key_does_not_open(key_id):
     with pytest.raises(PayloadDecryptionError, match="does not authenticate"):
         KmsPayloadCodec(key_id).open(altered)
     other = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
+    assert KmsPayloadCodec(other).open(sealed) == _payload(), "after a key change, old payloads still read"
+    forged = Payload()
+    forged.CopyFrom(sealed)
+    forged.metadata["irflow-kms-key-id"] = other.encode()  # the data key was not sealed under this key
     with pytest.raises(PayloadDecryptionError, match="KMS would not open"):
-        KmsPayloadCodec(other).open(sealed)
+        KmsPayloadCodec(key_id).open(forged)
 
 
 def test_data_keys_are_reused_within_their_bounds_and_replaced_after(key_id):
