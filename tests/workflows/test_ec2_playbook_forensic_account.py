@@ -4,12 +4,17 @@ key, and the copy's digest matches."""
 
 from __future__ import annotations
 
-import boto3
+import threading
 
+import boto3
+from temporalio import activity
+
+from activities import all_activities
 from irflow.models.incident import Status
 from irflow.models.settings import get_settings
 from tests.activities.test_snapshots import FORENSIC_ACCOUNT, independent_digest
 from tests.support import member_session, open_incident, read_evidence, running_worker, wait_for
+from tests.workflows.faults import _takes_what, real
 
 
 async def test_every_snapshot_is_digested_and_copied_to_the_forensic_account(dev_env, workload, monkeypatch):
@@ -48,3 +53,29 @@ async def test_every_snapshot_is_digested_and_copied_to_the_forensic_account(dev
     markdown = read_evidence(next(e for e in final.evidence if e.key.endswith("report/report.md"))).decode()
     for snapshot in final.snapshots:
         assert snapshot.copy_snapshot_id in markdown and snapshot.sha256 in markdown
+
+
+async def test_the_analyst_is_asked_while_snapshots_are_still_digested_and_the_report_waits(dev_env, workload):
+    """A large volume takes hours to complete and read: the decision does not wait for it, the report does."""
+    release = threading.Event()
+    digest = real("digest_snapshot")
+
+    def slow_digest(step):
+        while not release.wait(0.2):
+            activity.heartbeat()
+        return digest(step)
+
+    stand_in = activity.defn(name="digest_snapshot")(_takes_what(digest, slow_digest))
+    activities = [a for a in all_activities() if a is not digest] + [stand_in]
+    client = dev_env.client
+    async with running_worker(client, activities=activities) as settings:
+        _, handle = await open_incident(client, settings, workload)
+        state = await wait_for(handle, lambda s: s.pending_decision is not None)
+        assert state.pending_decision.kind == "eradication" and all(s.sha256 is None for s in state.snapshots)
+        await handle.signal("approve", {"by": "alice", "comment": "confirmed", "eradication": "stop"})
+        state = await wait_for(handle, lambda s: s.phase == "post_incident")
+        assert state.report_keys == [], "the report waits for the digests"
+        release.set()
+        final = await handle.result()
+    assert final.status == Status.RESOLVED and final.report_keys
+    assert all(s.sha256 for s in final.snapshots), "the report and the manifest carry the digests"
