@@ -33,7 +33,22 @@ _REFRESH_MARGIN_SECONDS = 300
 
 # The services the activities call, in the order a first incident needs them: the worker makes these
 # clients for its default region as it starts, so the first incident does not pay for loading them.
-WARM_SERVICES = ("sns", "ec2", "autoscaling", "elbv2", "iam", "s3", "ssm", "sts", "lambda", "rds", "ecs", "eks")
+WARM_SERVICES = (
+    "sns",
+    "ec2",
+    "autoscaling",
+    "elbv2",
+    "iam",
+    "s3",
+    "ssm",
+    "sts",
+    "lambda",
+    "rds",
+    "ecs",
+    "eks",
+    "ebs",
+    "kms",
+)
 
 
 def _make(service: str, region: str | None, credentials: dict[str, str] | None = None) -> Any:

@@ -34,6 +34,7 @@ from irflow.devstack.demo import sample_cloudtrail_event, seed_workload
 from irflow.devstack.processes import free_port
 from irflow.models.incident import IncidentState
 from irflow.temporal_client import exit_now
+from irflow.visibility import identity_hash
 
 POLL = 0.01  # seconds between looks at the account
 DENY = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}]})
@@ -108,7 +109,7 @@ async def _breakdown(client, sent: dict[str, float]) -> tuple[list[float], list[
     """From each incident's own record: send → listener received it, received → workflow saw containment done."""
     to_listener, to_contained = [], []
     for user, at in sent.items():
-        query = f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId = '{user}'"
+        query = f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId = '{identity_hash(user)}'"  # hashed
         async for execution in client.list_workflows(query):
             state = await client.get_workflow_handle(execution.id).query("current_state", result_type=IncidentState)
             if state.contained_at is not None:
