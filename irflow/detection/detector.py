@@ -10,14 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
 from irflow.detection.catalogue import load_catalogue
 from irflow.detection.findings import alert_to_finding
 from irflow.models.finding import ParsedFinding, Severity
-from irflow.own_principals import made_by_own_principal, own_principal_patterns
+from irflow.own_principals import made_by_own_principal
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +128,3 @@ class Detector:
         return ParsedFinding(
             finding=finding.model_copy(update=update), original_shape=parsed.original_shape, raw=parsed.raw
         )
-
-
-def listener_own_principals(settings, sts: Any = None) -> list[str]:
-    """The listener's `own_principals`: irflow's patterns (irflow.own_principals) with the listener's own
-    identity, asked of STS once at start. Without an answer, the configured patterns alone (logged)."""
-    try:
-        config = Config(connect_timeout=5, read_timeout=10, retries={"mode": "standard", "max_attempts": 2})
-        sts = sts or boto3.session.Session().client("sts", config=config)
-        found = [sts.get_caller_identity()["Arn"]]
-    except (BotoCoreError, ClientError, KeyError) as error:
-        log.warning("cannot learn the listener's own identity (sts:GetCallerIdentity): %s", error)
-        found = []
-    return own_principal_patterns(settings, *found)

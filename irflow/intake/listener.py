@@ -48,11 +48,13 @@ from irflow.intake.trust import (
     Channel,
     TrustPolicy,
     answered_accounts,
+    own_identity,
     screen_accounts,
     screen_sources,
 )
 from irflow.models.finding import FindingRejected, ParsedFinding
 from irflow.models.settings import IrflowSettings
+from irflow.own_principals import own_principal_patterns
 from irflow.temporal_client import TemporalUnreachable
 from irflow.visibility import redacted
 
@@ -120,7 +122,7 @@ class FindingListener:
         self.trust: TrustPolicy | None = None  # the accounts irflow answers for are known once `run` starts
         self.detector = None
         if settings.detection:
-            from irflow.detection.detector import Detector, listener_own_principals
+            from irflow.detection.detector import Detector
 
             self.detector = Detector(
                 [Path(d) for d in settings.sigma_rules_dirs],
@@ -128,7 +130,7 @@ class FindingListener:
                 disabled=settings.detection_disabled_rules,
                 python_dirs=settings.python_rules_dirs,
                 group_seconds=settings.detection_group_seconds,
-                own_principals=listener_own_principals(settings),
+                own_principals=own_principal_patterns(settings),  # and its own identity, found in `run`
             )
             for item in self.detector.unsupported:
                 log.warning("detection rule not loaded: %s: %s", item.source, item.reason)
@@ -172,9 +174,18 @@ class FindingListener:
         return self.stats
 
     async def _trust_policy(self) -> TrustPolicy:
+        """Who the listener is (one sts:GetCallerIdentity): the accounts it answers for and, for detection,
+        its own principal, whose CloudTrail events are irflow's and raise no alert."""
         loop = asyncio.get_running_loop()
+        identity = await loop.run_in_executor(self._executor, own_identity)
+        if identity is None:
+            log.warning("cannot learn the listener's own identity (sts:GetCallerIdentity)")
+        elif self.detector is not None:
+            self.detector.own_principals = own_principal_patterns(self.settings, identity["Arn"])
         try:
-            accounts, accounts_from = await loop.run_in_executor(self._executor, answered_accounts, self.settings)
+            accounts, accounts_from = await loop.run_in_executor(
+                self._executor, lambda: answered_accounts(self.settings, identity=identity)
+            )
         except AccountsUnknown as error:
             raise ListenerConfigurationError(str(error)) from None
         shown = ", ".join(sorted(accounts)[:5]) + (f" and {len(accounts) - 5} more" if len(accounts) > 5 else "")

@@ -173,10 +173,24 @@ def screen_accounts(
     ]
 
 
-def answered_accounts(settings: IrflowSettings, session: Any = None) -> tuple[frozenset[str], str]:
+def own_identity(session: Any = None) -> dict[str, str] | None:
+    """Who the listener's credentials are (sts:GetCallerIdentity, which needs no permission), asked once at
+    start for both the accounts it answers for and its own principal (`irflow.own_principals`); None when STS
+    does not answer."""
+    import boto3
+
+    try:
+        return (session or boto3.session.Session()).client("sts").get_caller_identity()
+    except (BotoCoreError, ClientError):
+        return None
+
+
+def answered_accounts(
+    settings: IrflowSettings, session: Any = None, identity: dict[str, str] | None = None
+) -> tuple[frozenset[str], str]:
     """The accounts irflow answers for, and where they came from: IRFLOW_ACCOUNTS; else, with
     IRFLOW_ACCOUNTS_FROM_ORGANIZATION, the organization's (organizations:ListAccounts); else the account of
-    its own credentials (sts:GetCallerIdentity). Raises `AccountsUnknown` when AWS does not say."""
+    its own credentials (`identity`, or sts:GetCallerIdentity). Raises `AccountsUnknown` when AWS does not say."""
     if settings.accounts:
         return frozenset(settings.accounts), "IRFLOW_ACCOUNTS"
     import boto3
@@ -192,7 +206,7 @@ def answered_accounts(settings: IrflowSettings, session: Any = None) -> tuple[fr
                     "set IRFLOW_ACCOUNTS"
                 )
             return accounts, "the organization's accounts, IRFLOW_ACCOUNTS_FROM_ORGANIZATION"
-        account = session.client("sts").get_caller_identity()["Account"]
+        account = (identity or session.client("sts").get_caller_identity())["Account"]
         return frozenset({account}), "the account of irflow's credentials; set IRFLOW_ACCOUNTS to answer for others"
     except (BotoCoreError, ClientError) as error:
         how = "organizations:ListAccounts" if settings.accounts_from_organization else "sts:GetCallerIdentity"

@@ -4,9 +4,7 @@ identity at start."""
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
-from irflow.detection.detector import Detector, listener_own_principals
+from irflow.detection.detector import Detector
 from irflow.models.settings import IrflowSettings
 from irflow.own_principals import own_principal_patterns
 
@@ -85,23 +83,3 @@ def test_skipped_records_log_nothing(caplog):
             assert detector(untrack_group_opened(WORKER) | {"eventID": f"e{n}"}) == []
     assert detector.own["AuthorizeSecurityGroupIngress"] == 50
     assert not [r for r in caplog.records if r.name.startswith("irflow.detection")]
-
-
-class _Sts:
-    def __init__(self, arn: str | None) -> None:
-        self.arn = arn
-
-    def get_caller_identity(self) -> dict:
-        if self.arn is None:
-            raise ClientError({"Error": {"Code": "ExpiredToken", "Message": "expired"}}, "GetCallerIdentity")
-        return {"Arn": self.arn, "Account": ACCOUNT}
-
-
-def test_the_listener_adds_its_own_identity_to_irflows_patterns(caplog):
-    settings = IrflowSettings(own_principals=["arn:aws:iam::*:role/irflow-listener"])
-    patterns = listener_own_principals(settings, _Sts(WORKER))
-    assert patterns == own_principal_patterns(settings, WORKER)
-    assert WORKER in patterns and WORKER_ROLE in patterns and "arn:aws:iam::*:role/irflow-listener" in patterns
-    without = listener_own_principals(settings, _Sts(None))
-    assert without == own_principal_patterns(settings) and WORKER not in without
-    assert "cannot learn the listener's own identity" in caplog.text

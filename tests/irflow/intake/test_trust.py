@@ -7,6 +7,7 @@ import json
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from irflow.devstack.demo import sample_finding
 from irflow.intake.envelopes import Arrival, LogFileReference, unwrap_arrivals, unwrap_text_arrivals
@@ -19,6 +20,7 @@ from irflow.intake.trust import (
     Channel,
     TrustPolicy,
     answered_accounts,
+    own_identity,
     product_trusted,
     refusal,
     screen_accounts,
@@ -258,3 +260,30 @@ def test_answered_accounts_are_else_every_account_of_the_organization_across_pag
 def test_without_an_organization_the_accounts_are_unknown_and_that_is_an_error(aws):
     with pytest.raises(AccountsUnknown, match="IRFLOW_ACCOUNTS"):
         answered_accounts(IrflowSettings(accounts_from_organization=True))
+
+
+class _Session:
+    """A session whose STS answers `arn`, or fails."""
+
+    def __init__(self, arn: str | None) -> None:
+        self.arn = arn
+
+    def client(self, service: str):
+        assert service == "sts"
+        return self
+
+    def get_caller_identity(self) -> dict:
+        if self.arn is None:
+            raise ClientError({"Error": {"Code": "ExpiredToken", "Message": "expired"}}, "GetCallerIdentity")
+        return {"Arn": self.arn, "Account": "123456789012"}
+
+
+def test_the_listener_asks_who_it_is_once_for_its_accounts_and_its_own_principal():
+    listener = "arn:aws:sts::123456789012:assumed-role/irflow-listener/i-1"
+    identity = own_identity(_Session(listener))
+    assert identity["Arn"] == listener
+    refusing = _Session(None)  # a second question would fail: the answer given is used
+    assert answered_accounts(IrflowSettings(), refusing, identity=identity)[0] == {"123456789012"}
+    assert own_identity(refusing) is None
+    with pytest.raises(AccountsUnknown):
+        answered_accounts(IrflowSettings(), refusing, identity=None)
