@@ -22,7 +22,7 @@ _BOTO_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_t
 
 _clients: dict[tuple[str, str, str], tuple[Any, float]] = {}
 _clients_lock = threading.Lock()
-_own_account: list[str] = []
+_own_identity: list[dict[str, str]] = []
 # Every client is made from one boto3 session, so each service's model is loaded and parsed once per
 # process (a fresh session per client re-reads it: 80-200 ms a client instead of ~45 ms). Sessions are
 # not thread-safe, so clients are made one at a time; the clients themselves are thread-safe.
@@ -58,18 +58,21 @@ def _make(service: str, region: str | None, credentials: dict[str, str] | None =
         return _session[0].client(service, region_name=region, config=_BOTO_CONFIG, **(credentials or {}))
 
 
+def own_identity() -> dict[str, str]:
+    """Who the worker's credentials are (sts:GetCallerIdentity: Account, Arn, UserId; needs no permission),
+    asked once per process: the security account, the principal evidence records, irflow's own principal."""
+    with _clients_lock:
+        if _own_identity:
+            return _own_identity[0]
+    identity = _make("sts", None).get_caller_identity()
+    with _clients_lock:
+        _own_identity[:] = [{key: identity[key] for key in ("Account", "Arn", "UserId")}]
+        return _own_identity[0]
+
+
 def own_account_id() -> str:
     """The security account: IRFLOW_SECURITY_ACCOUNT_ID, else whoever the worker's credentials are."""
-    configured = get_settings().security_account_id
-    if configured:
-        return configured
-    with _clients_lock:
-        if _own_account:
-            return _own_account[0]
-    account = _make("sts", None).get_caller_identity()["Account"]
-    with _clients_lock:
-        _own_account[:] = [account]
-    return account
+    return get_settings().security_account_id or own_identity()["Account"]
 
 
 def member_role_arn(account_id: str, role_name: str | None = None) -> str:
@@ -153,7 +156,7 @@ def reset_clients() -> None:
     """Forget cached clients and the session (tests switch between in-process moto and a moto server)."""
     with _clients_lock:
         _clients.clear()
-        _own_account.clear()
+        _own_identity.clear()
     with _making_lock:
         _session.clear()
 

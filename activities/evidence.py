@@ -18,7 +18,6 @@ import json
 import os
 import re
 import socket
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from activities.aws import (
     client,
     error_code,
     heartbeat,
+    own_identity,
     typed_aws_errors,
 )
 from activities.ec2_context import describe_instance
@@ -101,22 +101,13 @@ def require_evidence_bucket():
     return settings, client("s3", settings.evidence_region or None)
 
 
-_principal: list[str] = []
-_principal_lock = threading.Lock()
 WORKER_IDENTITY = f"{os.getpid()}@{socket.gethostname()}"  # the Temporal SDK's own default identity
 
 
 def worker_principal_arn() -> str:
-    """The ARN of the worker's own credentials (sts:GetCallerIdentity, which needs no permission): asked once
-    per process."""
-    with _principal_lock:
-        if _principal:
-            return _principal[0]
+    """The ARN of the worker's own credentials (activities.aws.own_identity, asked once per process)."""
     with typed_aws_errors("identify the worker's principal"):
-        arn = client("sts", None).get_caller_identity()["Arn"]
-    with _principal_lock:
-        _principal[:] = [arn]
-    return arn
+        return own_identity()["Arn"]
 
 
 def custody_metadata(collected_at: datetime) -> dict[str, str]:
