@@ -5,7 +5,7 @@ finds it; idempotent, since the governor counts each incident once however often
 from __future__ import annotations
 
 from temporalio import activity
-from temporalio.client import WithStartWorkflowOperation
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from irflow.models.governor import (
@@ -18,9 +18,8 @@ from irflow.models.governor import (
 )
 
 
-@activity.defn
-async def reserve_automatic_containment(request: ReservationRequest) -> Reservation:
-    queue = activity.info().task_queue
+async def reserve(client: Client, queue: str, request: ReservationRequest) -> Reservation:
+    """Reserve with the governor of the deployment on `queue`, starting it if it is not running."""
     start = WithStartWorkflowOperation(
         GOVERNOR_WORKFLOW,
         GovernorState(),
@@ -29,6 +28,11 @@ async def reserve_automatic_containment(request: ReservationRequest) -> Reservat
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary="irflow blast-radius governor: automatic containments of the last hour",
     )
-    return await activity.client().execute_update_with_start_workflow(
+    return await client.execute_update_with_start_workflow(
         RESERVE_UPDATE, request, start_workflow_operation=start, result_type=Reservation
     )
+
+
+@activity.defn
+async def reserve_automatic_containment(request: ReservationRequest) -> Reservation:
+    return await reserve(activity.client(), activity.info().task_queue, request)

@@ -7,16 +7,13 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client
 
+from activities.governor import reserve
 from irflow.devstack.demo import sample_finding
 from irflow.intake.listener import FindingListener
 from irflow.models.governor import (
-    GOVERNOR_WORKFLOW,
-    RESERVE_UPDATE,
     GovernorState,
-    Reservation,
     ReservationRequest,
     governor_id,
 )
@@ -28,19 +25,10 @@ from worker import build_worker
 
 
 async def _reserve(client, queue: str, incident: str, account: str, per_account: int = 2, fleet: int = 3):
-    start = WithStartWorkflowOperation(
-        GOVERNOR_WORKFLOW,
-        GovernorState(),
-        id=governor_id(queue),
-        task_queue=queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
     request = ReservationRequest(
         incident_id=incident, account_id=account, per_account_limit=per_account, fleet_limit=fleet
     )
-    return await client.execute_update_with_start_workflow(
-        RESERVE_UPDATE, request, start_workflow_operation=start, result_type=Reservation
-    )
+    return await reserve(client, queue, request)
 
 
 async def test_the_governor_counts_per_account_and_fleet_wide_and_each_incident_once(dev_env, workload):
