@@ -14,7 +14,9 @@ from pathlib import Path
 
 import boto3
 from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 
+from irflow.codec import with_payload_codec
 from irflow.devstack.approvers import DemoApprover, seed_approvers
 from irflow.devstack.demo import DEMO_APPROVERS, DemoWorkload, sample_finding
 from irflow.devstack.processes import ProcessGroup, start_identity_moto_on_free_port
@@ -34,6 +36,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def another_connection(client: Client, payload_key_id: str | None = None) -> Client:
+    """A second connection to `client`'s server (as another process would have), with its converter; with
+    `payload_key_id`, one that seals its payloads under that KMS key (irflow.codec), as irflow's clients do."""
+    converter = with_payload_codec(pydantic_data_converter, payload_key_id) if payload_key_id else None
+    return await Client.connect(
+        client.service_client.config.target_host,
+        namespace=client.namespace,
+        data_converter=converter or client.data_converter,
+    )
 
 
 @asynccontextmanager

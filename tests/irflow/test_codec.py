@@ -6,12 +6,11 @@ from __future__ import annotations
 import boto3
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from irflow.codec import ENCODING, METADATA_ENCODING, KmsPayloadCodec, PayloadDecryptionError, with_payload_codec
 from irflow.models.incident import IncidentState, Status
-from tests.support import open_incident, running_worker, wait_for
+from tests.support import another_connection, open_incident, running_worker, wait_for
 
 SECRET = b'{"domain": "c2.example-botnet.net", "user": "alice", "ip": "203.0.113.9"}'
 
@@ -96,10 +95,7 @@ def test_no_key_no_codec():
 
 async def test_an_incident_through_sealing_clients_leaves_only_ciphertext_in_its_history(dev_env, workload, key_id):
     plain = dev_env.client
-    converter = with_payload_codec(pydantic_data_converter, key_id)
-    sealing = await Client.connect(
-        plain.service_client.config.target_host, namespace=plain.namespace, data_converter=converter
-    )
+    sealing = await another_connection(plain, key_id)
     async with running_worker(sealing) as settings:
         _, handle = await open_incident(sealing, settings, workload)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)

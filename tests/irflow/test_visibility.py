@@ -23,11 +23,10 @@ from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.workflowservice.v1 import QueryWorkflowRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 import irflow.intake.submit as submit_module
 from irflow.cli.incidents import _list_query
-from irflow.codec import ENCODING, METADATA_ENCODING, with_payload_codec
+from irflow.codec import ENCODING, METADATA_ENCODING
 from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.intake.listener import FindingListener
 from irflow.intake.router import route
@@ -35,7 +34,7 @@ from irflow.models.finding import parse_guardduty
 from irflow.models.incident import Status
 from irflow.visibility import identity_hash, redacted, shown_for_incident, shown_resource_id
 from tests.irflow.intake.listener_support import _findings_queue, _listen_until, _send
-from tests.support import BIN, running_worker, wait_for
+from tests.support import BIN, another_connection, running_worker, wait_for
 from workflows import search_attributes as sa
 from workflows.incident import IncidentWorkflow
 
@@ -200,11 +199,7 @@ async def test_an_iam_user_incident_leaves_no_identity_where_nothing_is_encrypte
     sqs = boto3.client("sqs", region_name="us-east-1")
     queue = _findings_queue(sqs, sqs.create_queue(QueueName="visibility-dlq")["QueueUrl"], name="visibility")
     plain = dev_env.client
-    sealing = await Client.connect(
-        plain.service_client.config.target_host,
-        namespace=plain.namespace,
-        data_converter=with_payload_codec(pydantic_data_converter, key_id),
-    )
+    sealing = await another_connection(plain, key_id)
     async with running_worker(sealing) as settings:
         _send(sqs, queue, [_finding_about(workload)])
         listener = FindingListener(sealing, settings, queue_urls=[queue], wait_seconds=1)

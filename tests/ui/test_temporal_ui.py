@@ -22,14 +22,13 @@ from urllib.parse import quote
 import boto3
 import pytest
 from playwright.async_api import Page, async_playwright, expect
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from irflow.codec import with_payload_codec
 from irflow.codec_server import make_server
 from irflow.models.incident import Status
-from tests.support import BIN, REPO, free_port, open_incident, running_worker, wait_for
+from tests.support import BIN, REPO, another_connection, free_port, open_incident, running_worker, wait_for
 from workflows import search_attributes as sa
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -185,11 +184,7 @@ async def codec_ui_env(tmp_path_factory):
 async def _sealed_incident_page(env, ui: str, key_id: str, workload, page: Page) -> AsyncIterator[None]:
     """An incident opened and run by clients that seal their payloads, its page open in the browser."""
     plain = env.client
-    sealing = await Client.connect(
-        plain.service_client.config.target_host,
-        namespace=plain.namespace,
-        data_converter=with_payload_codec(pydantic_data_converter, key_id),
-    )
+    sealing = await another_connection(plain, key_id)
     async with running_worker(sealing) as settings:
         submission, handle = await open_incident(sealing, settings, workload)
         try:

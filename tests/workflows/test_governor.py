@@ -7,7 +7,6 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
-from temporalio.client import Client
 
 from activities.governor import reserve
 from irflow.devstack.demo import sample_finding
@@ -20,7 +19,7 @@ from irflow.models.governor import (
 from irflow.models.incident import IncidentState, Status
 from irflow.models.settings import IrflowSettings
 from tests.irflow.intake.listener_support import _depth, _findings_queue, _send
-from tests.support import notifications, quarantine_groups, running_worker, wait_for
+from tests.support import another_connection, notifications, quarantine_groups, running_worker, wait_for
 from worker import build_worker
 
 
@@ -81,9 +80,7 @@ async def test_with_a_cap_of_three_five_instances_three_are_isolated_and_two_wai
     async with running_worker(client, max_auto_containments_per_hour=3, capture_memory=False) as settings:
         second = IrflowSettings(**{**settings.model_dump(), "task_queue": settings.task_queue})
         # A second worker process would have its own connection: one client runs one worker per queue.
-        other = await Client.connect(
-            client.service_client.config.target_host, namespace=client.namespace, data_converter=client.data_converter
-        )
+        other = await another_connection(client)
         with ThreadPoolExecutor(max_workers=second.activity_threads) as executor:
             async with build_worker(other, second, executor, debug_mode=True):
                 listeners = [FindingListener(c, settings, queue_urls=[queue], wait_seconds=1) for c in (client, other)]
