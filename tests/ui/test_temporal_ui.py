@@ -50,17 +50,19 @@ DROP_COLUMNS = ("Run ID", "Type", "Start", "End")
 ADD_COLUMNS = (sa.SEVERITY.name, sa.FINDING_TYPE.name, sa.RESOURCE_ID.name, sa.PHASE.name)
 
 
-@pytest.fixture(scope="module")
-async def ui_env(tmp_path_factory):
-    """A dev server of its own with the UI on, on free ports, its state in a temp folder."""
-    state = tmp_path_factory.mktemp("temporal-ui")
+@asynccontextmanager
+async def _ui_server(state: Path, codec_port: int | None = None) -> AsyncIterator[tuple[WorkflowEnvironment, str]]:
+    """A dev server of its own with the UI on, on free ports, its state in `state`; with `codec_port`, its UI
+    asks the codec server there to decode payloads."""
     ui_port = free_port()
+    codec = ["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}"] if codec_port else []
     env = await WorkflowEnvironment.start_local(
         port=free_port(),
         ui=True,
         ui_port=ui_port,
         dev_server_existing_path=str(BIN / "temporal"),
         dev_server_database_filename=str(state / "temporal.db"),
+        dev_server_extra_args=codec,
         search_attributes=list(sa.ALL),
         data_converter=pydantic_data_converter,
     )
@@ -68,6 +70,12 @@ async def ui_env(tmp_path_factory):
         yield env, f"http://127.0.0.1:{ui_port}"
     finally:
         await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+async def ui_env(tmp_path_factory):
+    async with _ui_server(tmp_path_factory.mktemp("temporal-ui")) as served:
+        yield served
 
 
 def require_chromium() -> None:
@@ -161,23 +169,10 @@ async def test_incident_list_and_page_show_summary_and_pending_decision(ui_env, 
 
 @pytest.fixture(scope="module")
 async def codec_ui_env(tmp_path_factory):
-    """A dev server whose UI decodes through a codec server on a port chosen now (served by the test)."""
-    state = tmp_path_factory.mktemp("temporal-ui-codec")
-    ui_port, codec_port = free_port(), free_port()
-    env = await WorkflowEnvironment.start_local(
-        port=free_port(),
-        ui=True,
-        ui_port=ui_port,
-        dev_server_existing_path=str(BIN / "temporal"),
-        dev_server_database_filename=str(state / "temporal.db"),
-        dev_server_extra_args=["--ui-codec-endpoint", f"http://127.0.0.1:{codec_port}"],
-        search_attributes=list(sa.ALL),
-        data_converter=pydantic_data_converter,
-    )
-    try:
-        yield env, f"http://127.0.0.1:{ui_port}", codec_port
-    finally:
-        await env.shutdown()
+    """A UI that decodes through a codec server on a port chosen now (the test serves it there)."""
+    codec_port = free_port()
+    async with _ui_server(tmp_path_factory.mktemp("temporal-ui-codec"), codec_port) as (env, ui):
+        yield env, ui, codec_port
 
 
 @asynccontextmanager
