@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import gzip
 import json
 import logging
@@ -94,11 +95,9 @@ def decoded_text(value) -> str:
             return
         stripped = raw.strip()
         if stripped[:1] in ("{", "[", '"'):
-            try:
+            with contextlib.suppress(ValueError):  # not JSON after all: try base64 below
                 walk(json.loads(stripped), depth + 1)
                 return
-            except ValueError:
-                pass
         if len(stripped) >= 4:
             try:
                 data = base64.b64decode(stripped + "=" * (-len(stripped) % 4), validate=True)
