@@ -13,7 +13,7 @@ from irflow.devstack.demo import DemoWorkload, seed_workload
 from irflow.models.settings import get_settings
 from irflow.temporal_client import ensure_search_attributes
 from tests import boundary
-from tests.support import BIN
+from tests.support import BIN, identity_sts
 from workflows import search_attributes as sa
 
 
@@ -97,3 +97,19 @@ def stays_inside_the_repository():
     yield
     crossed = boundary.take()
     assert not crossed, "read outside the repository: " + "; ".join(map(str, crossed))
+
+
+@pytest.fixture(scope="module")
+def identity_server(tmp_path_factory):
+    """A moto server that checks SigV4 signatures, with the decision-proof tests' people as IAM users."""
+    with identity_sts(tmp_path_factory.mktemp("identity")) as (url, people):
+        yield url, people
+
+
+@pytest.fixture
+def proof_endpoint(identity_server, monkeypatch):
+    """(its STS URL, its people), with the worker verifying decision proofs there."""
+    url, _ = identity_server
+    monkeypatch.setenv("IRFLOW_PROOF_STS_ENDPOINT_URL", url)
+    get_settings.cache_clear()
+    return identity_server

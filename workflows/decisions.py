@@ -199,7 +199,7 @@ class DecisionDesk:
         options = ["approve", "reject"] + (["release"] if stage == "eradication" else [])
         required = max(at_least, approvals_required(stage, state.severity, policy))
         if required > 1:
-            why = state.severity if at_least < required or at_least == 1 else "protected"
+            why = "protected" if at_least > 1 else state.severity
             question += f" ({why}: two different approvers must approve)"
         state.pending_decision = PendingDecision(
             kind=stage,

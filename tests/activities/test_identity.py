@@ -15,23 +15,9 @@ from activities.identity import PROOF_REFUSED, VerifyProofInput, verify_decision
 from irflow.decision_proof import sign_decision
 from irflow.models.proof import GET_CALLER_IDENTITY_BODY, PROOF_HEADER, DecisionProof
 from irflow.models.settings import get_settings
-from tests.support import free_port, identity_sts
+from tests.support import free_port
 
 INCIDENT = "ec2-123456789012-us-east-1-i-0123456789abcdef0-20261207T125819Z"
-
-
-@pytest.fixture(scope="module")
-def sts(tmp_path_factory):
-    with identity_sts(tmp_path_factory.mktemp("identity")) as (url, people):
-        yield url, people
-
-
-@pytest.fixture
-def endpoint(sts, monkeypatch):
-    url, people = sts
-    monkeypatch.setenv("IRFLOW_PROOF_STS_ENDPOINT_URL", url)
-    get_settings.cache_clear()
-    return url, people
 
 
 def _verify(proof: DecisionProof, **changes):
@@ -51,8 +37,8 @@ def _refusal(proof: DecisionProof, **changes) -> ApplicationError:
     return refused.value
 
 
-def test_sts_names_whoever_signed_the_proof(endpoint):
-    url, people = endpoint
+def test_sts_names_whoever_signed_the_proof(proof_endpoint):
+    url, people = proof_endpoint
     proof = _sign(people["alice"].session(), url)
     caller = _verify(proof)
     assert caller.arn == people["alice"].arn == "arn:aws:iam::123456789012:user/alice"
@@ -61,16 +47,16 @@ def test_sts_names_whoever_signed_the_proof(endpoint):
     assert _verify(_sign(people["bob"].session(), url)).arn == people["bob"].arn
 
 
-def test_a_wrong_secret_or_an_unknown_key_is_refused_by_sts(endpoint):
-    url, people = endpoint
+def test_a_wrong_secret_or_an_unknown_key_is_refused_by_sts(proof_endpoint):
+    url, people = proof_endpoint
     wrong = boto3.session.Session(aws_access_key_id=people["alice"].access_key_id, aws_secret_access_key="guess")
     assert "SignatureDoesNotMatch" in str(_refusal(_sign(wrong, url)))
     unknown = boto3.session.Session(aws_access_key_id="AKIAUNKNOWNKEY000001", aws_secret_access_key="guess")
     assert "InvalidClientTokenId" in str(_refusal(_sign(unknown, url)))
 
 
-def test_the_binding_is_signed_a_proof_rebound_to_another_incident_fails_at_sts(endpoint):
-    url, people = endpoint
+def test_the_binding_is_signed_a_proof_rebound_to_another_incident_fails_at_sts(proof_endpoint):
+    url, people = proof_endpoint
     proof = _sign(people["alice"].session(), url)
     other = INCIDENT.replace("0123456789abcdef0", "0fedcba9876543210")
     headers = {**proof.headers, PROOF_HEADER: proof.header(PROOF_HEADER).replace(INCIDENT, other)}
@@ -78,8 +64,8 @@ def test_the_binding_is_signed_a_proof_rebound_to_another_incident_fails_at_sts(
     assert "SignatureDoesNotMatch" in str(_refusal(DecisionProof(headers=headers), incident_id=other))
 
 
-def test_an_old_proof_another_verb_or_another_host_is_refused_before_sts_is_asked(endpoint):
-    url, people = endpoint
+def test_an_old_proof_another_verb_or_another_host_is_refused_before_sts_is_asked(proof_endpoint):
+    url, people = proof_endpoint
     alice = people["alice"].session()
     old = _sign(alice, url, at=datetime.now(UTC) - timedelta(seconds=301))
     assert "expired" in str(_refusal(old))

@@ -13,23 +13,14 @@ from temporalio.client import WorkflowUpdateFailedError
 from irflow.decision_proof import sign_decision
 from irflow.devstack.approvers import approvers_setting
 from irflow.models.incident import DecisionOutcome, Status
-from irflow.models.settings import get_settings
-from tests.support import identity_sts, observed_instance, open_incident, running_worker, wait_for
+from tests.support import observed_instance, open_incident, running_worker, wait_for
 from tests.workflows.test_decisions import _settled_history
 
 
-@pytest.fixture(scope="module")
-def sts(tmp_path_factory):
-    with identity_sts(tmp_path_factory.mktemp("identity")) as (url, people):
-        yield url, people
-
-
 @pytest.fixture
-def proofs(sts, monkeypatch):
+def proofs(proof_endpoint):
     """The worker verifies with the identity server; alice and bob approve, dave adds notes, mallory is nobody."""
-    url, people = sts
-    monkeypatch.setenv("IRFLOW_PROOF_STS_ENDPOINT_URL", url)
-    get_settings.cache_clear()
+    url, people = proof_endpoint
     settings = {
         "decisions_require_proof": True,
         "proof_sts_endpoint_url": url,
