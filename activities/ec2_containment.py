@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import NOT_FOUND, InAccount, aws_activity, client, error_code, heartbeat, typed_aws_errors
 from activities.ec2_context import describe_instance, describe_live_instance
+from activities.forensic_egress import ForensicEgress, reconcile, resolve
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
@@ -98,11 +99,6 @@ _ALL_TRAFFIC = (
 )
 
 
-def _strip_permission(permission: dict) -> dict:
-    keep = ("IpProtocol", "FromPort", "ToPort", "IpRanges", "Ipv6Ranges", "PrefixListIds", "UserIdGroupPairs")
-    return {k: permission[k] for k in keep if k in permission and permission[k] not in ([], None)}
-
-
 def _authorize_all_traffic(call, group_id: str) -> None:
     for permission in _ALL_TRAFFIC:
         try:
@@ -121,17 +117,25 @@ ISOLATION_GROUP_ACTIONS = (
     "ec2:AuthorizeSecurityGroupEgress",
     "ec2:RevokeSecurityGroupIngress",
     "ec2:RevokeSecurityGroupEgress",
+    "ec2:DescribeManagedPrefixLists",  # the forensic egress's prefix lists (activities/forensic_egress.py)
 )
 
 
 def ensure_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str]:
-    """Return (untracking group id, quarantine group id) for the VPC, creating each once, tagged.
+    """Return (untracking group id, quarantine group id) for the VPC, creating each once, tagged."""
+    untrack, quarantine, _ = prepare_isolation_groups(target, vpc_id)
+    return untrack, quarantine
 
-    Rules are reconciled on every call: a group someone loosened by hand is tightened again.
+
+def prepare_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str, ForensicEgress]:
+    """(untracking group id, quarantine group id, the quarantine group's forensic egress) for the VPC.
+
+    Rules are reconciled on every call: a group someone loosened by hand is tightened again. The quarantine
+    group allows nothing in, and out only HTTPS to the forensic egress (activities/forensic_egress.py).
     """
     settings = get_settings()
     ec2 = client("ec2", target.region, target.account_id)
-    ids = []
+    ids, egress = [], ForensicEgress([], [])
     for role, name in (
         ("untrack", settings.untracking_group_name),
         ("quarantine", settings.quarantine_group_name),
@@ -163,17 +167,14 @@ def ensure_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str]:
                 group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
             group_id = group["GroupId"]
             if role == "quarantine":
-                ingress = [_strip_permission(p) for p in group.get("IpPermissions", [])]
-                egress = [_strip_permission(p) for p in group.get("IpPermissionsEgress", [])]
-                if ingress:
-                    ec2.revoke_security_group_ingress(GroupId=group_id, IpPermissions=ingress)
-                if egress:
-                    ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=egress)
+                if settings.forensic_egress:
+                    egress = resolve(ec2, vpc_id, settings.forensic_egress)
+                reconcile(ec2, group, egress.applied)
             else:
                 _authorize_all_traffic(ec2.authorize_security_group_ingress, group_id)
                 _authorize_all_traffic(ec2.authorize_security_group_egress, group_id)
             ids.append(group_id)
-    return ids[0], ids[1]
+    return ids[0], ids[1], egress
 
 
 def _eni_groups(ec2, eni_id: str) -> list[str]:
@@ -188,7 +189,8 @@ def _eni_groups(ec2, eni_id: str) -> list[str]:
     "ec2:ModifyNetworkInterfaceAttribute",
 )
 def isolate_network(step: Ec2StepInput) -> StepResult:
-    """Put every ENI of the instance into the VPC's quarantine group, which has no rules at all.
+    """Put every ENI of the instance into the VPC's quarantine group, which allows nothing in and nothing out
+    but HTTPS to the forensic egress (IRFLOW_FORENSIC_EGRESS, the SSM and S3 endpoints), if configured.
 
     Security groups are stateful: replacing a group does not cut connections that are already tracked,
     so an attacker's open reverse shell would survive a plain swap. Flows through a group that allows
@@ -199,10 +201,10 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region, step.target.account_id)
     isolated, already = [], []
-    groups_by_vpc = {vpc: ensure_isolation_groups(step.target, vpc) for vpc in step.prior.vpc_ids}
+    groups_by_vpc = {vpc: prepare_isolation_groups(step.target, vpc) for vpc in step.prior.vpc_ids}
     for eni in step.prior.network_interfaces:
         heartbeat(eni.network_interface_id)
-        untrack, quarantine = groups_by_vpc[eni.vpc_id]
+        untrack, quarantine, _ = groups_by_vpc[eni.vpc_id]
         with typed_aws_errors(f"isolate {eni.network_interface_id}"):
             if _eni_groups(ec2, eni.network_interface_id) == [quarantine]:
                 already.append(eni.network_interface_id)
@@ -216,6 +218,11 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
             "isolated": isolated,
             "already_isolated": already,
             "quarantine_groups": {vpc: groups[1] for vpc, groups in groups_by_vpc.items()},
+            # What the quarantine group allows out (HTTPS), and what was configured but could not be applied.
+            "forensic_egress": {vpc: groups[2].applied for vpc, groups in groups_by_vpc.items()},
+            "forensic_egress_missing": {
+                vpc: groups[2].missing for vpc, groups in groups_by_vpc.items() if groups[2].missing
+            },
         },
     )
 

@@ -34,10 +34,14 @@ def _put_profile(ec2, current: dict | None, instance_id: str, profile: dict) -> 
 )
 def replace_instance_profile(step: Ec2StepInput) -> StepResult:
     """Swap in the quarantine profile (IRFLOW_QUARANTINE_INSTANCE_PROFILE) or, without one, remove the
-    profile, so the instance cannot fetch fresh credentials from its metadata service."""
-    if step.prior.instance_profile is None:
-        return StepResult(changed=False, detail={"reason": "instance has no instance profile"})
+    profile, so the instance cannot fetch fresh credentials from its metadata service.
+
+    An instance that had no profile gets the quarantine profile too: its role lets the SSM agent take the
+    memory capture through the forensic endpoints, and grants nothing else."""
     quarantine = get_settings().quarantine_instance_profile
+    had_none = step.prior.instance_profile is None
+    if had_none and not quarantine:
+        return StepResult(changed=False, detail={"reason": "instance has no instance profile"})
     ec2 = client("ec2", step.target.region, step.target.account_id)
     current = current_profile_association(ec2, step.target.instance_id)
     with typed_aws_errors(f"replace instance profile of {step.target.instance_id}"):
@@ -45,6 +49,11 @@ def replace_instance_profile(step: Ec2StepInput) -> StepResult:
             if current and profile_name_from_arn(current["IamInstanceProfile"]["Arn"]) == quarantine:
                 return StepResult(changed=False, detail={"profile": quarantine})
             _put_profile(ec2, current, step.target.instance_id, {"Name": quarantine})
+            if had_none:
+                return StepResult(
+                    changed=True,
+                    detail={"profile": quarantine, "reason": "instance had no profile: the SSM agent needs one"},
+                )
             return StepResult(changed=True, detail={"profile": quarantine})
         if current is None:
             return StepResult(changed=False, detail={"profile": None})
@@ -57,15 +66,25 @@ def replace_instance_profile(step: Ec2StepInput) -> StepResult:
     "ec2:DescribeIamInstanceProfileAssociations",
     "ec2:ReplaceIamInstanceProfileAssociation",
     "ec2:AssociateIamInstanceProfile",
+    "ec2:DisassociateIamInstanceProfile",
     "iam:PassRole",
 )
 def restore_instance_profile(step: Ec2StepInput) -> StepResult:
+    """Put the instance's own profile back; one that had none loses the quarantine profile containment gave
+    it (any other profile someone associated since is not irflow's to remove)."""
     prior = step.prior.instance_profile
-    if prior is None:
+    quarantine = get_settings().quarantine_instance_profile
+    if prior is None and not quarantine:
         return StepResult(changed=False, detail={"reason": "instance had no instance profile"})
     describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region, step.target.account_id)
     current = current_profile_association(ec2, step.target.instance_id)
+    if prior is None:
+        if not current or profile_name_from_arn(current["IamInstanceProfile"]["Arn"]) != quarantine:
+            return StepResult(changed=False, detail={"reason": "instance had no instance profile"})
+        with typed_aws_errors(f"remove the quarantine profile from {step.target.instance_id}"):
+            ec2.disassociate_iam_instance_profile(AssociationId=current["AssociationId"])
+        return StepResult(changed=True, detail={"profile": None, "removed": current["IamInstanceProfile"]["Arn"]})
     with typed_aws_errors(f"restore instance profile of {step.target.instance_id}"):
         if current and current["IamInstanceProfile"]["Arn"] == prior.profile_arn:
             return StepResult(changed=False, detail={"profile": prior.profile_arn})

@@ -1,4 +1,4 @@
-"""Memory acquisition through SSM Run Command: send once, record the command id and how it ended."""
+"""Memory acquisition through SSM Run Command: send once, record how it ended, hash the image the instance stored."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
-from activities.aws import aws_activity, client, error_code, heartbeat
+from activities.aws import aws_activity, client, error_code, heartbeat, typed_aws_errors
+from activities.ec2_context import current_profile_association, profile_name_from_arn
 from activities.evidence import (
     EVIDENCE_WRITE_ACTIONS,
     checked_identifier,
@@ -16,8 +17,9 @@ from activities.evidence import (
     store_evidence,
     to_json_bytes,
 )
+from activities.memory_image import IMAGE_NAME, IMAGE_READ_ACTIONS, find_image, printed_digest, record_image
 from irflow.models.ec2 import Ec2Target
-from irflow.models.identifiers import BUCKET_NAME, EVIDENCE_PREFIX, INCIDENT_ID, INSTANCE_ID
+from irflow.models.identifiers import BUCKET_NAME, INCIDENT_ID, INSTANCE_ID, MEMORY_PREFIX, MEMORY_UPLOADER
 from irflow.models.incident import MemoryCaptureResult
 from irflow.models.settings import get_settings
 
@@ -65,36 +67,77 @@ def _wait_for_invocation(ssm, command_id: str, instance_id: str, wait_s: int) ->
         time.sleep(3)
 
 
-def capture_parameters(target: Ec2Target) -> dict[str, list[str]]:
+def quarantine_uploader(target: Ec2Target) -> tuple[str | None, str]:
+    """(`<role id>:<instance id>`, "") for the role the instance holds now, as IAM's `aws:userid` names its
+    session: the only folder its profile lets it write; (None, why) when it holds no role."""
+    ec2 = client("ec2", target.region, target.account_id)
+    association = current_profile_association(ec2, target.instance_id)
+    if association is None:
+        return None, "the instance has no instance profile: its SSM agent has no credentials to upload with"
+    name = profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
+    iam = client("iam", target.region, target.account_id)
+    with typed_aws_errors(f"read instance profile {name}"):
+        roles = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
+    if not roles:
+        return None, f"instance profile {name} holds no role: the SSM agent has no credentials to upload with"
+    return checked_identifier(MEMORY_UPLOADER, f"{roles[0]['RoleId']}:{target.instance_id}"), ""
+
+
+def capture_parameters(target: Ec2Target, uploader: str) -> dict[str, list[str]]:
     """The capture document's parameters for this incident, each checked before anything is sent (SSM checks
-    them again against the document's allowedPattern): the evidence bucket and the incident's prefix."""
+    them again against the document's allowedPattern): the evidence bucket and the image's folder."""
     settings = get_settings()
     checked_identifier(INCIDENT_ID, target.incident_id)
     checked_identifier(INSTANCE_ID, target.instance_id)
     bucket = checked_identifier(BUCKET_NAME, settings.evidence_bucket)
-    prefix = checked_identifier(EVIDENCE_PREFIX, evidence_prefix(target.incident_id))
-    return {"bucket": [bucket], "prefix": [prefix]}
+    folder = checked_identifier(MEMORY_PREFIX, f"{evidence_prefix(target.incident_id)}memory/{uploader}/")
+    return {"bucket": [bucket], "prefix": [folder]}
 
 
-@aws_activity("ssm:SendCommand", "ssm:ListCommands", "ssm:GetCommandInvocation", *EVIDENCE_WRITE_ACTIONS)
+_WHY_NOT = {
+    "Undeliverable": "the instance's SSM agent never took the command (no route to SSM: isolated without forensic "
+    "egress, or not managed by SSM)",
+    "TimedOut": "the capture did not finish in time",
+    "Failed": "the capture command failed on the instance",
+    "Cancelled": "the capture command was cancelled",
+    "Terminated": "the capture command was terminated",
+    "InvalidPlatform": "the instance is not Linux: the capture document runs on Linux only",
+    "AccessDenied": "SSM refused the command",
+}
+
+
+def _tool(settings) -> str:
+    return "avml" if any(line.lstrip().startswith("avml") for line in settings.memory_capture_commands) else "custom"
+
+
+@aws_activity(
+    "ssm:SendCommand",
+    "ssm:ListCommands",
+    "ssm:GetCommandInvocation",
+    "ec2:DescribeIamInstanceProfileAssociations",
+    "iam:GetInstanceProfile",
+    *EVIDENCE_WRITE_ACTIONS,
+    *IMAGE_READ_ACTIONS,
+)
 def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
-    """Ask the SSM agent to image memory into the evidence bucket; never fail the incident over it.
+    """Have the instance image its memory (AVML, through the capture document) into its folder of the incident's
+    evidence, then hash what it stored; never fail the incident over it.
 
     The command is the capture document (IRFLOW_MEMORY_CAPTURE_DOCUMENT, activities/memory_document.py) with
-    the bucket and the prefix as its parameters: no value is pasted into shell text. A value that is not a
-    valid bucket name or evidence prefix is refused (InvalidRequest, not retried) before anything is sent.
-    An instance that SSM does not manage (or that isolation cut from SSM's endpoints) is recorded as
-    such: the report must say memory was not captured and why, not pretend.
+    the bucket and the image's folder as its parameters: no value is pasted into shell text. A value that is not a
+    valid bucket name or folder is refused (InvalidRequest, not retried) before anything is sent. When there is no
+    image, the result says exactly why (the report prints it): memory not captured is never shown as captured.
     """
-    settings = get_settings()
-    require_evidence_bucket()  # refuse before sending: a memory image with nowhere locked to go is not evidence
-    parameters = capture_parameters(target)
-    prefix = parameters["prefix"][0]
+    settings, s3 = require_evidence_bucket()  # a memory image with nowhere locked to go is not evidence
+    checked_identifier(INCIDENT_ID, target.incident_id)
+    checked_identifier(INSTANCE_ID, target.instance_id)
     ssm = client("ssm", target.region, target.account_id)
     comment = memory_command_comment(target.incident_id)
     command_id = _find_sent_command(ssm, target, comment)
-    status, detail, stdout = "Pending", "", ""
-    if command_id is None:
+    uploader, reason = quarantine_uploader(target)
+    parameters = capture_parameters(target, uploader) if uploader else {}
+    status, detail, stdout = ("Pending", "", "") if uploader else ("NotSent", reason, "")
+    if command_id is None and uploader:
         try:
             sent = ssm.send_command(
                 InstanceIds=[target.instance_id],
@@ -103,32 +146,45 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
                 Comment=comment,
                 TimeoutSeconds=max(30, settings.memory_capture_wait_seconds),
                 OutputS3BucketName=settings.evidence_bucket,
-                OutputS3KeyPrefix=f"{prefix}memory/ssm-output",
+                OutputS3KeyPrefix=f"{parameters['prefix'][0]}ssm-output",
             )
             command_id = sent["Command"]["CommandId"]
         except ClientError as error:
             code = error_code(error)
-            if code not in (
-                "InvalidInstanceId",
-                "UnsupportedPlatformType",
-                "InvalidDocument",
-                "AccessDeniedException",
-            ):
+            if code not in ("InvalidInstanceId", "UnsupportedPlatformType", "InvalidDocument", "AccessDeniedException"):
                 raise
             status, detail = "NotSent", f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+            reason = f"SSM did not send the capture command ({code})"
     if command_id is not None:
         status, detail, stdout = _wait_for_invocation(
             ssm, command_id, target.instance_id, settings.memory_capture_wait_seconds
         )
+    image, agent_sha256 = None, printed_digest(stdout)
+    if status == "Success" and uploader:
+        key = f"{parameters['prefix'][0]}{IMAGE_NAME}"
+        head = find_image(s3, settings.evidence_bucket, key)
+        if head is None:
+            reason = f"SSM reported Success but the instance stored no image at {key}"
+        else:
+            image = record_image(settings, s3, key, head, f"{uploader} through SSM command {command_id}")
+            agent_sha256 = agent_sha256 or head.get("Metadata", {}).get("sha256")
+            if agent_sha256 and agent_sha256 != image.sha256:
+                reason = f"the image stored hashes to {image.sha256}, the instance printed {agent_sha256}"
+    elif not reason:
+        reason = _WHY_NOT.get(status, f"the capture command ended {status}")
     record = {
         "recorded_at": datetime.now(UTC).isoformat(),
         "instance_id": target.instance_id,
         "document": settings.memory_capture_document,
+        "tool": _tool(settings),
         "parameters": parameters,
         "command_id": command_id,
         "status": status,
         "status_detail": detail,
         "stdout_tail": stdout,
+        "image": image.model_dump(mode="json") if image else None,
+        "instance_sha256": agent_sha256 or None,
+        "why_not": reason or None,
     }
     evidence = store_evidence(
         target.incident_id,
@@ -138,9 +194,13 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
         first_capture_wins=False,
     )
     return MemoryCaptureResult(
+        tool=_tool(settings),
         command_id=command_id,
         status=status,
         detail=detail,
         document=settings.memory_capture_document,
         evidence=evidence,
+        image=image,
+        agent_sha256=agent_sha256 or None,
+        reason=reason,
     )

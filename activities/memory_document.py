@@ -39,7 +39,7 @@ def capture_memory_document(commands: list[str] | None = None) -> dict[str, Any]
             },
             "prefix": {
                 "type": "String",
-                "description": "the incident's evidence prefix, incidents/<incident id>/",
+                "description": "the image's folder: incidents/<incident id>/memory/<role id>:<instance id>/",
                 "interpolationType": "ENV_VAR",
                 "allowedPattern": SSM_PREFIX_PATTERN,
             },

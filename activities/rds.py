@@ -286,8 +286,9 @@ def _set_groups(step: DbStepInput, wanted: list[str], patience: float) -> StepRe
 
 @aws_activity(*DESCRIBE_ACTIONS, "rds:ModifyDBInstance", "rds:ModifyDBCluster", *ISOLATION_GROUP_ACTIONS)
 def quarantine_db_security_groups(step: DbStepInput) -> StepResult:
-    """Replace the security groups (the cluster's, for Aurora) with the VPC's quarantine group, which has
-    no rules: no new connection from anywhere, the application's included. Connections already open
+    """Replace the security groups (the cluster's, for Aurora) with the VPC's quarantine group, which lets
+    nothing in (and out only HTTPS to the VPC endpoints of IRFLOW_FORENSIC_EGRESS, when set: the group is the
+    EC2 instances' too): no new connection from anywhere, the application's included. Connections already open
     are tracked and survive the change; stopping the instance (eradication) ends them."""
     if not step.prior.vpc_id:
         return StepResult(changed=False, detail={"reason": "the instance is not in a VPC"})

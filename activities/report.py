@@ -19,6 +19,7 @@ from activities.report_wording import (
     copy_text,
     digest_text,
     duration_text,
+    memory_facts,
     outcome_text,
     time_text,
 )
@@ -189,13 +190,8 @@ def render_markdown(state: IncidentState) -> str:
         ]
     if state.memory_capture:
         m = state.memory_capture
-        lines += [
-            "",
-            "### Memory capture",
-            "",
-            f"Memory acquisition: SSM command `{m.command_id or '—'}` (document {m.document}) ended **{m.status}** "
-            f"{_cell(m.detail)}",
-        ]
+        lines += ["", "### Memory capture", ""]
+        lines += [f"- **{label}**: {_cell(text)}" for label, text in memory_facts(m) if text]
     return "\n".join(lines) + "\n"
 
 

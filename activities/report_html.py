@@ -16,6 +16,7 @@ from activities.report_wording import (
     copy_text,
     digest_text,
     duration_text,
+    memory_facts,
     outcome_text,
     time_text,
 )
@@ -255,10 +256,8 @@ def render_html(state: IncidentState) -> str:
     memory = (
         _definitions(
             [
-                ("SSM command", _code(m.command_id or "—")),
-                ("document", m.document),
+                *((label, text) for label, text in memory_facts(m) if text),
                 ("status", _badge(m.status)),
-                ("detail", m.detail or None),
                 ("record", _code(m.evidence.key) if m.evidence else None),
             ]
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from irflow.models.incident import ActionRecord, SnapshotEvidence
+from irflow.models.incident import ActionRecord, MemoryCaptureResult, SnapshotEvidence
 
 MILESTONE_LABELS = {
     "first_observed": "activity first observed (finding's first sighting)",
@@ -64,3 +64,27 @@ def copy_text(snapshot: SnapshotEvidence) -> str:
 def outcome_text(action: ActionRecord) -> str:
     """The error if the action failed, else its result as compact, stable JSON."""
     return action.error or json.dumps(action.result, sort_keys=True, default=str)
+
+
+MEMORY_MODES = {
+    "through-endpoints": "after isolation, through the forensic egress (VPC endpoints) with the quarantine profile",
+    "before-isolation": "before isolation, with a deadline",
+    "skip": "not attempted (no forensic egress)",
+    "off": "not attempted (turned off)",
+}
+
+
+def memory_facts(m: MemoryCaptureResult) -> list[tuple[str, str | None]]:
+    """What was captured, how, and its digest, or exactly why not: (label, text) rows, None where nothing applies."""
+    image = m.image
+    command = f"{m.command_id} ended {m.status}" + (f" ({m.detail})" if m.detail else "") if m.command_id else None
+    return [
+        ("captured", "yes" if image else "no"),
+        ("how", f"{MEMORY_MODES.get(m.mode, m.mode)}; tool {m.tool}, SSM document {m.document or '—'}"),
+        ("SSM command", command),
+        ("image", f"s3://{image.bucket}/{image.key} version {image.version_id}, {image.size} bytes" if image else None),
+        ("SHA-256", f"{image.sha256} (computed by the worker from the stored object)" if image else None),
+        ("instance's SHA-256", m.agent_sha256),
+        ("isolated at the deadline", "yes: isolation did not wait for the capture" if m.isolated_at_deadline else None),
+        ("why not" if not image else "note", m.reason or None),
+    ]

@@ -29,6 +29,8 @@ from irflow.models.finding import canonical_json
 from irflow.models.incident import EvidenceObject
 
 MANIFEST_FORMAT = "irflow-manifest/2"
+READ_CHUNK = 8 * 1024 * 1024
+KEEP_AT_MOST = 64 * 1024 * 1024  # a manifest or signature is parsed; anything larger is only hashed
 GENESIS = "0" * 64
 MANIFEST_KIND, SIGNATURE_KIND = "manifest", "manifest-signature"
 SIGNATURE_SUFFIX = ".sig"
@@ -203,7 +205,22 @@ def _subject(key: str, version_id: str | None) -> str:
     return f"{key}@{version_id}" if version_id else key
 
 
+def _hash_stream(body: Any) -> tuple[bytes, str, int]:
+    """(the bytes when small enough to parse, SHA-256, size), read a chunk at a time: a memory image of many GiB
+    is verified in bounded memory."""
+    digest, size, kept = hashlib.sha256(), 0, []
+    for chunk in body.iter_chunks(READ_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if size <= KEEP_AT_MOST:
+            kept.append(chunk)
+    return (b"".join(kept) if size <= KEEP_AT_MOST else b""), digest.hexdigest(), size
+
+
 def _custody_metadata(record: EvidenceObject) -> dict[str, str]:
+    if record.collected_by:
+        # Written by someone else (the instance, for its memory image): its metadata carries only its own digest.
+        return {"sha256": record.sha256}
     fields = {
         "sha256": record.sha256,
         "activity-type": record.activity_type,
@@ -252,12 +269,11 @@ class Verifier:
         except ClientError as error:
             self.add("content", subject, [f"cannot read the recorded version: {error}"], "")
             return None
-        body = got["Body"].read()
-        digest = hashlib.sha256(body).hexdigest()
+        body, digest, size = _hash_stream(got["Body"])
         content = [] if digest == record.sha256 else [f"SHA-256 is {digest}, recorded {record.sha256}"]
-        if len(body) != record.size:
-            content.append(f"size is {len(body)} bytes, recorded {record.size}")
-        self.add("content", subject, content, f"SHA-256 {digest[:16]}…, {len(body)} bytes")
+        if size != record.size:
+            content.append(f"size is {size} bytes, recorded {record.size}")
+        self.add("content", subject, content, f"SHA-256 {digest[:16]}…, {size} bytes")
         mode = got.get("ObjectLockMode")
         lock = [] if mode else ["not under Object Lock"]
         if mode and record.lock_mode and mode != record.lock_mode:
@@ -275,9 +291,12 @@ class Verifier:
         custody = [
             f"metadata {name} is {metadata.get(name)!r}, recorded {value!r}"
             for name, value in _custody_metadata(record).items()
-            if metadata.get(name) != value
+            if metadata.get(name) != value and not (record.collected_by and name not in metadata)
         ]
-        self.add("custody", subject, custody, f"written by {record.activity_type or '?'} as {record.principal_arn}")
+        written = f"written by {record.activity_type or '?'} as {record.principal_arn}"
+        if record.collected_by:
+            written = f"written by {record.collected_by}; hashed by {record.activity_type or '?'}"
+        self.add("custody", subject, custody, written)
         return body
 
     def _check_key(self, record: EvidenceObject, subject: str, got: dict[str, Any]) -> None:

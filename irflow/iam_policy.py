@@ -4,7 +4,8 @@
   the responder role in member accounts.
 - `member_policy()` and `member_role_template()`: the responder role in each member account (a
   CloudFormation template for a StackSet): the actions that touch resources, without the evidence and
-  notification writes, which only ever happen in the security account.
+  notification writes, which only ever happen in the security account. The template also makes the
+  quarantine instance profile (`quarantine_role_policy()`) containment swaps onto an instance.
 
 Actions are granted on `"Resource": "*"` except where AWS lets a policy name what they may touch (`scoped`):
 evidence objects only under `incidents/` in the evidence bucket, SSM commands only with the capture
@@ -13,6 +14,7 @@ document and only on instances irflow has tagged with an incident, roles passed 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import activities
@@ -137,13 +139,98 @@ def member_policy() -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": _statements(declared_actions() - SECURITY_ACCOUNT_ONLY)}
 
 
-def member_role_template() -> dict[str, Any]:
-    """CloudFormation (JSON) for the responder role in a member account, trusted by the worker's role."""
+# Run Command through the SSM agent, and nothing more of what AmazonSSMManagedInstanceCore grants.
+QUARANTINE_SSM_CORE = (
+    "ssm:UpdateInstanceInformation",
+    "ssm:ListInstanceAssociations",
+    "ssm:UpdateInstanceAssociationStatus",
+    "ssm:DescribeAssociation",
+    "ssm:GetDocument",
+    "ssm:DescribeDocument",
+    "ec2messages:AcknowledgeMessage",
+    "ec2messages:DeleteMessage",
+    "ec2messages:FailMessage",
+    "ec2messages:GetEndpoint",
+    "ec2messages:GetMessages",
+    "ec2messages:SendReply",
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+# IAM's `aws:userid` for a role on an EC2 instance is `<role id>:<instance id>`: each instance's own folder.
+QUARANTINE_UPLOAD_FOLDER = "incidents/*/memory/${aws:userid}/*"
+
+
+def quarantine_role_policy(*, bucket: str | None = None, kms_key_id: str | None = None) -> dict[str, Any]:
+    """The quarantine profile's role: what an isolated instance may still do, assuming an attacker holds it.
+
+    - SSM core (QUARANTINE_SSM_CORE): the agent registers and heartbeats (UpdateInstanceInformation), reads
+      its associations and documents at start-up, and receives Run Command and replies through ec2messages and
+      the ssmmessages channels. That is all the capture command needs. Left out of the managed policy:
+      ssm:GetParameter(s) (the account's parameters, SecureStrings included, would be the attacker's to read),
+      inventory, compliance, Distributor and patching (PutInventory, PutComplianceItems,
+      PutConfigurePackageResult, GetManifest, GetDeployablePatchSnapshotForInstance), and any wildcard.
+    - `s3:PutObject` of objects under `incidents/*/memory/${aws:userid}/` in the evidence bucket (`bucket`,
+      default IRFLOW_EVIDENCE_BUCKET or the placeholder): the instance writes its memory image and SSM's
+      command output into the folder named after its own session and nowhere else; it reads nothing, and
+      cannot overwrite another instance's evidence. Multipart uploads (a memory image is large) are
+      authorised by PutObject too.
+    - With IRFLOW_EVIDENCE_KMS_KEY_ID, that key, through S3 only (`kms:ViaService`): the bucket's SSE-KMS
+      needs kms:GenerateDataKey to start an upload and kms:Decrypt to add parts to a multipart one (S3 user
+      guide, "Multipart upload API and permissions"). Decrypting through S3 reads nothing without
+      s3:GetObject, which the role does not have.
+    """
     settings = get_settings()
+    partition = settings.aws_partition
+    bucket = bucket or settings.evidence_bucket or EVIDENCE_BUCKET_PLACEHOLDER
+    statements = [
+        _allow("IrflowQuarantineSsmCore", sorted(QUARANTINE_SSM_CORE), "*"),
+        _allow(
+            "IrflowQuarantineOwnMemoryImage",
+            ["s3:PutObject"],
+            f"arn:{partition}:s3:::{bucket}/{QUARANTINE_UPLOAD_FOLDER}",
+        ),
+    ]
+    key = kms_key_id or settings.evidence_kms_key_id
+    if key:
+        arn = key if key.startswith("arn:") else f"arn:{partition}:kms:*:*:key/{key}"
+        statements.append(
+            _allow(
+                "IrflowQuarantineEvidenceKey",
+                ["kms:Decrypt", "kms:GenerateDataKey"],
+                arn,
+                {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}},
+            )
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _substituted(value: Any) -> Any:
+    """`value` for a CloudFormation template: each string naming a template parameter (`${EvidenceBucket}`)
+    in `Fn::Sub`, its IAM policy variables (`${aws:userid}`) escaped as `${!aws:userid}` so that CloudFormation
+    leaves them for IAM."""
+    if isinstance(value, dict):
+        return {key: _substituted(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substituted(item) for item in value]
+    if isinstance(value, str) and "${" in value:
+        return {"Fn::Sub": re.sub(r"\$\{(?=aws:)", "${!", value)}
+    return value
+
+
+def member_role_template() -> dict[str, Any]:
+    """CloudFormation (JSON) for the responder role in a member account, trusted by the worker's role, and the
+    quarantine instance profile (IRFLOW_QUARANTINE_INSTANCE_PROFILE, default irflow-quarantine) whose role
+    may only run the capture command and upload the instance's own memory image (`quarantine_role_policy()`).
+    """
+    settings = get_settings()
+    profile = settings.quarantine_instance_profile or "irflow-quarantine"
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "irflow responder role: lets the irflow worker in the security account contain resources "
-        "in this account. Generated by `irflow policy --member-template`; deploy with a StackSet.",
+        "in this account, and the quarantine instance profile it gives isolated instances. Generated by "
+        "`irflow policy --member-template`; deploy with a StackSet.",
         "Parameters": {
             "SecurityAccountId": {
                 "Type": "String",
@@ -159,6 +246,12 @@ def member_role_template() -> dict[str, Any]:
                 "Type": "String",
                 "Default": "",
                 "Description": "IRFLOW_MEMBER_EXTERNAL_ID, if set",
+            },
+            "EvidenceBucket": {
+                "Type": "String",
+                "AllowedPattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                "Description": "the evidence bucket in the security account (IRFLOW_EVIDENCE_BUCKET): quarantined "
+                "instances upload their memory images to it",
             },
         },
         "Conditions": {"HasExternalId": {"Fn::Not": [{"Fn::Equals": [{"Ref": "ExternalId"}, ""]}]}},
@@ -188,7 +281,37 @@ def member_role_template() -> dict[str, Any]:
                     "Policies": [{"PolicyName": "irflow-responder", "PolicyDocument": member_policy()}],
                     "Tags": [{"Key": "irflow:component", "Value": "responder"}],
                 },
-            }
+            },
+            "QuarantineRole": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": profile,
+                    "AssumeRolePolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Service": "ec2.amazonaws.com"},
+                                "Action": "sts:AssumeRole",
+                            }
+                        ],
+                    },
+                    "Policies": [
+                        {
+                            "PolicyName": "irflow-quarantine",
+                            "PolicyDocument": _substituted(quarantine_role_policy(bucket=EVIDENCE_BUCKET_PLACEHOLDER)),
+                        }
+                    ],
+                    "Tags": [{"Key": "irflow:component", "Value": "quarantine"}],
+                },
+            },
+            "QuarantineInstanceProfile": {
+                "Type": "AWS::IAM::InstanceProfile",
+                "Properties": {"InstanceProfileName": profile, "Roles": [{"Ref": "QuarantineRole"}]},
+            },
         },
-        "Outputs": {"ResponderRoleArn": {"Value": {"Fn::GetAtt": ["ResponderRole", "Arn"]}}},
+        "Outputs": {
+            "ResponderRoleArn": {"Value": {"Fn::GetAtt": ["ResponderRole", "Arn"]}},
+            "QuarantineInstanceProfileName": {"Value": {"Ref": "QuarantineInstanceProfile"}},
+        },
     }

@@ -23,7 +23,7 @@ from irflow.devstack.processes import ProcessGroup, start_identity_moto_on_free_
 from irflow.intake.submit import Submission, submit
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import IncidentState
-from irflow.models.settings import IrflowSettings
+from irflow.models.settings import IrflowSettings, get_settings
 from tests.data import CORPORA  # noqa: F401  (the tests' data, re-exported)
 from worker import build_worker
 from workflows.incident import IncidentWorkflow
@@ -155,6 +155,24 @@ def observed_instance(workload: DemoWorkload) -> dict:
         "tags": {t["Key"]: t["Value"] for t in instance.get("Tags", [])},
         "role_policies": sorted(iam.list_role_policies(RoleName=workload.role_name)["PolicyNames"]),
     }
+
+
+def only_forensic_egress(permissions: list[dict]) -> bool:
+    """HTTPS to the configured forensic egress (tests/activities/test_forensic_egress.py) and nothing else: with
+    none configured, no egress at all."""
+    kinds = {
+        "IpRanges": "CidrIp",
+        "Ipv6Ranges": "CidrIpv6",
+        "PrefixListIds": "PrefixListId",
+        "UserIdGroupPairs": "GroupId",
+    }
+    rules = {
+        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), t[key])
+        for p in permissions
+        for kind, key in kinds.items()
+        for t in p.get(kind, [])
+    }
+    return rules == {("tcp", 443, 443, i) for i in get_settings().forensic_egress}
 
 
 def quarantine_groups(workload: DemoWorkload) -> list[dict]:

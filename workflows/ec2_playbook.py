@@ -3,7 +3,8 @@
 Analyse: learn the instance (and its prior state). Contain: tag, protect, detach from Auto Scaling,
 deregister from target groups, isolate the network, cut the instance profile, revoke the role's
 sessions — each with its undo registered first. Evidence: snapshots (each digested, and copied
-into the forensic account when one is configured), metadata, console output, memory. Eradicate: stop
+into the forensic account when one is configured), metadata, console output, memory (through the forensic
+egress after isolation, or before isolation with a deadline, or skipped: the policy's `memory_capture`). Eradicate: stop
 (keep for forensics) or terminate, as the approving analyst chose.
 """
 
@@ -55,6 +56,13 @@ EC2_CONTAINMENT_STEPS = (
 )
 # Waiting for a snapshot (or its copy) to complete, then reading every block: hours for a large volume.
 SNAPSHOT_WAIT = {**SLOW, "start_to_close_timeout": timedelta(hours=12)}
+# Waiting for the instance to image its memory (IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS), then hashing the image.
+MEMORY_WAIT = {**SLOW, "start_to_close_timeout": timedelta(hours=4)}
+SKIPPED_MEMORY = {
+    "skip": "no forensic egress (IRFLOW_FORENSIC_EGRESS): an isolated instance cannot reach SSM, and "
+    "IRFLOW_MEMORY_WITHOUT_EGRESS=skip keeps isolation immediate rather than imaging memory first",
+    "off": "memory capture is turned off (IRFLOW_CAPTURE_MEMORY=false)",
+}
 
 
 class Ec2Playbook(Playbook):
@@ -71,6 +79,21 @@ class Ec2Playbook(Playbook):
             instance_id=finding.resource.instance_id or "",
         )
         self.context: InstanceContext | None = None
+        self.memory: asyncio.Task | None = None  # a capture started before isolation
+        self.memory_late = False
+
+    async def before_step(self, step: ContainmentStep) -> None:
+        """Memory before isolation (no forensic egress, IRFLOW_MEMORY_WITHOUT_EGRESS=before-isolation): image it
+        while the instance can still reach SSM, and isolate at the deadline whatever the capture is doing."""
+        if step.activity is not isolate_network or self.incident.policy.memory_capture != "before-isolation":
+            return
+        deadline = self.incident.policy.memory_deadline
+        self.memory = asyncio.ensure_future(self.incident.try_act(acquire_memory, self.target, MEMORY_WAIT))
+        try:
+            await workflow.wait_condition(self.memory.done, timeout=deadline)
+        except TimeoutError:
+            self.memory_late = True
+            self.incident.note(f"memory capture passed its deadline ({deadline}): isolating regardless")
 
     async def analyse(self) -> ContainmentPlan:
         self.context = await self.incident.act(describe_instance_context, self.target, QUICK)
@@ -88,19 +111,37 @@ class Ec2Playbook(Playbook):
             incident.try_act(collect_instance_metadata, step, QUICK),
             incident.try_act(collect_console_output, self.target, QUICK),
         ]
-        if incident.policy.capture_memory:
-            jobs.append(incident.try_act(acquire_memory, self.target, SLOW))
-        else:
-            incident.note("memory capture disabled by policy")
+        mode = incident.policy.memory_capture
+        if mode == "through-endpoints":
+            jobs.append(incident.try_act(acquire_memory, self.target, MEMORY_WAIT))
+        elif self.memory is not None:
+            jobs.append(self.memory)
         _, *objects = await asyncio.gather(*jobs)
         for item in objects:
             if isinstance(item, EvidenceObject):
                 incident.add_evidence(item)
-            elif isinstance(item, MemoryCaptureResult):
-                incident.keep_memory_capture(item)
-                incident.note(f"memory acquisition: SSM command {item.command_id} {item.status}")
-                if item.evidence:
-                    incident.add_evidence(item.evidence)
+        memory = next((item for item in objects if isinstance(item, MemoryCaptureResult)), None)
+        self.keep_memory(mode, memory)
+
+    def keep_memory(self, mode: str, capture: MemoryCaptureResult | None) -> None:
+        """Record what became of memory, and exactly why when there is no image."""
+        incident = self.incident
+        if capture is None:
+            skipped = mode in SKIPPED_MEMORY
+            capture = MemoryCaptureResult(
+                status="NotCaptured" if skipped else "Failed",
+                reason=SKIPPED_MEMORY.get(mode, "the capture activity failed (its action says how)"),
+            )
+        reason = capture.reason
+        if self.memory_late and not capture.captured:
+            reason = f"isolated at the capture's deadline, before it finished: {reason}"
+        capture = capture.model_copy(update={"mode": mode, "isolated_at_deadline": self.memory_late, "reason": reason})
+        incident.keep_memory_capture(capture)
+        incident.add_evidence(*(e for e in (capture.evidence, capture.image) if e))
+        if capture.image:
+            incident.note(f"memory image SHA-256 {capture.image.sha256} ({capture.image.size} bytes, {capture.tool})")
+        else:
+            incident.note(f"memory not captured: {capture.reason}")
 
     async def take_snapshots(self, step: Ec2StepInput) -> None:
         """Snapshot every volume; then, in the background (a large volume takes hours to complete and read),

@@ -152,6 +152,7 @@ class Playbook:
         too: every undo restores the recorded prior state and is idempotent)."""
         step_input = self.containment_input()
         for step in self.containment_steps:
+            await self.before_step(step)
             argument = step.argument(step_input)
             if step.undo is not None:
                 self.incident.register_undo(step.name, step.undo, argument)
@@ -161,6 +162,10 @@ class Playbook:
                 self.step_failed(step)
                 raise
             self.step_done(step, result)
+
+    async def before_step(self, step: ContainmentStep) -> None:
+        """About to take `step` (a playbook that must do something first, such as imaging memory before the
+        network is cut, does it here)."""
 
     def step_done(self, step: ContainmentStep, result: StepResult) -> None:
         """A step succeeded (a playbook that records something of a step's result says so here)."""

@@ -53,6 +53,11 @@ class DemoWorkload:
     other_access_key_id: str
     public_bucket: str
     signing_key_id: str = ""  # the asymmetric KMS key that signs manifests (ECC_NIST_P256)
+    # Forensic egress: the VPC endpoints' security group, the S3 gateway endpoint's prefix list, the quarantine
+    # profile (SSM core and the instance's own memory folder only).
+    endpoint_group_id: str = ""
+    s3_prefix_list_id: str = ""
+    quarantine_profile: str = ""
 
     def worker_environment(self) -> dict[str, str]:
         """The IRFLOW_* settings a worker needs to respond in this account."""
@@ -68,6 +73,9 @@ class DemoWorkload:
             "IRFLOW_APPROVERS": json.dumps(DEMO_APPROVERS),
             # Names on trust (`--as alice`): demo mode. `make run` gives its approvers keys and proofs instead.
             "IRFLOW_DECISIONS_REQUIRE_PROOF": "false",
+            # Memory through the VPC endpoints after isolation (docs/playbooks.md, "Memory").
+            "IRFLOW_FORENSIC_EGRESS": f"{self.endpoint_group_id},{self.s3_prefix_list_id}",
+            "IRFLOW_QUARANTINE_INSTANCE_PROFILE": self.quarantine_profile,
         }
 
     def to_json(self) -> str:
@@ -217,7 +225,11 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
     for topic in (notify, escalation):
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
 
+    endpoints, prefix_list, quarantine = seed_forensic_egress(region, vpc_id, subnets, bucket, kms_key)
     return DemoWorkload(
+        endpoint_group_id=endpoints,
+        s3_prefix_list_id=prefix_list,
+        quarantine_profile=quarantine,
         account_id=account_id,
         region=region,
         vpc_id=vpc_id,
@@ -241,6 +253,55 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
         public_bucket=public_bucket,
         signing_key_id=signing_key,
     )
+
+
+QUARANTINE_PROFILE = "irflow-quarantine"
+
+
+def seed_forensic_egress(
+    region: str, vpc_id: str, subnets: list[str], bucket: str, kms_key: str
+) -> tuple[str, str, str]:
+    """What a VPC needs for memory capture after isolation, as infra/member-role.json and a network team would make
+    it: interface endpoints for SSM (ssm, ssmmessages, ec2messages) in one security group open to the VPC on 443,
+    an S3 gateway endpoint, and the quarantine profile. (endpoints' group id, S3 prefix list id, profile name)."""
+    from irflow.iam_policy import quarantine_role_policy  # the policy the member template deploys
+
+    ec2 = boto3.client("ec2", region_name=region)
+    group = ec2.create_security_group(
+        GroupName="vpc-endpoints", Description="interface endpoints: HTTPS from the VPC", VpcId=vpc_id
+    )["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=group,
+        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 443, "ToPort": 443, "IpRanges": [{"CidrIp": "10.0.0.0/16"}]}],
+    )
+    for service in ("ssm", "ssmmessages", "ec2messages"):
+        ec2.create_vpc_endpoint(
+            VpcId=vpc_id,
+            ServiceName=f"com.amazonaws.{region}.{service}",
+            VpcEndpointType="Interface",
+            SubnetIds=subnets,
+            SecurityGroupIds=[group],
+            PrivateDnsEnabled=True,
+        )
+    s3_service = f"com.amazonaws.{region}.s3"
+    ec2.create_vpc_endpoint(VpcId=vpc_id, ServiceName=s3_service, VpcEndpointType="Gateway")
+    [prefix_list] = [
+        p["PrefixListId"] for p in ec2.describe_prefix_lists()["PrefixLists"] if p["PrefixListName"] == s3_service
+    ]
+    iam = boto3.client("iam", region_name=region)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+    }
+    iam.create_role(RoleName=QUARANTINE_PROFILE, AssumeRolePolicyDocument=json.dumps(trust))
+    iam.put_role_policy(
+        RoleName=QUARANTINE_PROFILE,
+        PolicyName="irflow-quarantine",
+        PolicyDocument=json.dumps(quarantine_role_policy(bucket=bucket, kms_key_id=kms_key)),
+    )
+    iam.create_instance_profile(InstanceProfileName=QUARANTINE_PROFILE)
+    iam.add_role_to_instance_profile(InstanceProfileName=QUARANTINE_PROFILE, RoleName=QUARANTINE_PROFILE)
+    return group, prefix_list, QUARANTINE_PROFILE
 
 
 def sample_finding(

@@ -32,6 +32,8 @@ ACCOUNT_ID = "account id"
 REGION = "region"
 KEY_SEGMENT = "S3 key segment"
 EVIDENCE_PREFIX = "evidence prefix"
+MEMORY_UPLOADER = "memory uploader"
+MEMORY_PREFIX = "memory image prefix"
 
 _IAM_NAME = r"[A-Za-z0-9_+=,.@-]{1,64}"  # IAM's [\w+=,.@-]{1,64}, \w read as ASCII (IAM accepts no other)
 
@@ -50,11 +52,21 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     # One step of an evidence key below the incident's prefix: a name (IAM names are the widest), never "." or "..".
     KEY_SEGMENT: re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_+=,.@-]{1,255}"),
     EVIDENCE_PREFIX: re.compile(rf"incidents/[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}/"),
+    # Who uploads a memory image: the instance's role session, as IAM's `aws:userid` names it (`<role id>:<instance
+    # id>`). The quarantine profile may write only below `incidents/*/memory/${aws:userid}/` (irflow.iam_policy).
+    MEMORY_UPLOADER: re.compile(r"[A-Z0-9]{16,128}:i-[0-9a-f]{8}(?:[0-9a-f]{9})?"),
+    MEMORY_PREFIX: re.compile(
+        rf"incidents/[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}/memory/"
+        r"[A-Z0-9]{16,128}:i-[0-9a-f]{8}(?:[0-9a-f]{9})?/"
+    ),
 }
 
 # The same checks in the dialect SSM's `allowedPattern` and similar validators take (no look-arounds).
 SSM_BUCKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$"
-SSM_PREFIX_PATTERN = rf"^incidents/[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}/$"
+SSM_PREFIX_PATTERN = (
+    rf"^incidents/[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}/memory/"
+    r"[A-Z0-9]{16,128}:i-[0-9a-f]{8}(?:[0-9a-f]{9})?/$"
+)
 
 
 class InvalidIdentifier(ValueError):

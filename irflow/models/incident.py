@@ -80,6 +80,15 @@ class ResponsePolicy(BaseModel):
     decision_timeout: timedelta = timedelta(hours=4)
     default_eradication: Eradication = Eradication.STOP
     capture_memory: bool = True
+    memory_capture: Literal["through-endpoints", "before-isolation", "skip", "off"] = Field(
+        default="skip",
+        description="through-endpoints: after isolation, over the forensic egress (IRFLOW_FORENSIC_EGRESS); "
+        "before-isolation: first, isolating at `memory_deadline` regardless; skip: no egress, no capture; off: "
+        "IRFLOW_CAPTURE_MEMORY=false",
+    )
+    memory_deadline: timedelta = Field(
+        default=timedelta(seconds=120), description="IRFLOW_MEMORY_BEFORE_ISOLATION_SECONDS"
+    )
     approvers: dict[str, Approver] = Field(default_factory=dict)
     two_person_min_severity: Severity = Severity.CRITICAL
     decision_reminder: timedelta | None = timedelta(hours=1)
@@ -176,6 +185,11 @@ class EvidenceObject(BaseModel):
     workflow_run_id: str | None = None
     worker_identity: str | None = None
     principal_arn: str | None = None
+    collected_by: str | None = Field(
+        default=None,
+        description="who wrote the object when irflow did not (a memory image: the instance's role session, through "
+        "an SSM command); the other custody fields then say which activity attempt found and hashed it",
+    )
     signature: EvidenceObject | None = Field(default=None, description="a manifest's detached KMS signature object")
 
 
@@ -429,11 +443,25 @@ class NotifyInput(BaseModel):
 
 
 class MemoryCaptureResult(BaseModel):
+    """What became of the instance's memory: how it was taken (mode, tool, SSM command), the image and its
+    SHA-256 (computed by the worker from the stored object; `agent_sha256` is what the instance printed), or why
+    there is none."""
+
+    mode: str = "through-endpoints"
+    tool: str = "avml"
     command_id: str | None = None
     status: str
     detail: str = ""
-    document: str
-    evidence: EvidenceObject | None = None
+    document: str = ""
+    evidence: EvidenceObject | None = Field(default=None, description="the acquisition record (JSON)")
+    image: EvidenceObject | None = None
+    agent_sha256: str | None = None
+    reason: str = Field(default="", description="why no image was captured, when none was")
+    isolated_at_deadline: bool = False
+
+    @property
+    def captured(self) -> bool:
+        return self.image is not None
 
 
 class TriageInput(BaseModel):

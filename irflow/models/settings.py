@@ -9,32 +9,41 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from irflow.models.finding import Severity
 from irflow.models.incident import Approver, Eradication, ResponsePolicy
 
+FORENSIC_EGRESS_ID = re.compile(r"(?:sg|pl)-[0-9a-f]{8,17}")
+
 DEFAULT_MEMORY_CAPTURE_COMMANDS = [
     # The shell lines of the irflow-CaptureMemory SSM document (activities/memory_document.py). The bucket and
     # the prefix come in as the document's parameters, which SSM checks against their allowedPattern before the
     # agent runs anything; no value from a finding is ever pasted into this text.
-    # AVML (Microsoft's userland memory acquirer) writes a compressed LiME image; the image is then
-    # copied straight into the evidence prefix so it never rests on the suspect disk longer than needed.
+    # AVML (Microsoft's userland memory acquirer) writes a compressed LiME image; the image is then copied
+    # straight into its folder of the incident's evidence (`prefix`: incidents/<incident id>/memory/<role id>:
+    # <instance id>/, the only place the quarantine profile may write) so it never rests on the suspect disk
+    # longer than needed.
     "set -eu",
     # SSM sets SSM_bucket and SSM_prefix (interpolationType ENV_VAR); agents before 3.3.2746 do not.
     'if [ -z "${SSM_bucket+x}" ]; then SSM_bucket="{{ bucket }}"; fi',
     'if [ -z "${SSM_prefix+x}" ]; then SSM_prefix="{{ prefix }}"; fi',
     "command -v avml >/dev/null 2>&1 || { echo 'avml is not installed on this instance' >&2; exit 3; }",
     "avml --compress /tmp/irflow-memory.lime",
-    "sha256sum /tmp/irflow-memory.lime",
-    'aws s3 cp /tmp/irflow-memory.lime "s3://${SSM_bucket}/${SSM_prefix}memory/memory.lime" --sse aws:kms',
-    "rm -f /tmp/irflow-memory.lime",
+    # The instance's own digest, printed (the command's output) and carried in the object's metadata; the worker
+    # then hashes the stored object itself and records its own digest, naming any difference.
+    "sha256sum /tmp/irflow-memory.lime | tee /tmp/irflow-memory.sha256",
+    'digest="$(cut -d " " -f 1 /tmp/irflow-memory.sha256)"',
+    # The bucket's default encryption (SSE-KMS, the evidence key) and Object Lock retention apply to the image.
+    'aws s3 cp /tmp/irflow-memory.lime "s3://${SSM_bucket}/${SSM_prefix}memory.lime" --metadata "sha256=${digest}"',
+    "rm -f /tmp/irflow-memory.lime /tmp/irflow-memory.sha256",
 ]
 
 
@@ -63,7 +72,16 @@ class IrflowSettings(BaseSettings):
     quarantine_group_name: str = "irflow-quarantine"
     untracking_group_name: str = "irflow-untrack"
     quarantine_instance_profile: str = Field(
-        default="", description="instance profile to swap in; empty removes the instance's profile"
+        default="",
+        description="instance profile to swap in (infra/member-role.json makes irflow-quarantine: SSM core and "
+        "PutObject of the instance's own memory image only); empty removes the instance's profile",
+    )
+    # Forensic egress: the security groups of the VPC endpoints for SSM (ssm, ssmmessages, ec2messages) and S3,
+    # and/or prefix lists (the S3 gateway endpoint's). The quarantine group then allows HTTPS to them and nothing
+    # else, and an isolated instance can still be imaged through SSM (docs/playbooks.md, "Memory").
+    forensic_egress: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="sg-… and/or pl-… ids the quarantine group allows HTTPS (443) to; empty: no egress at all",
     )
 
     # Memory acquisition through SSM Run Command.
@@ -77,6 +95,14 @@ class IrflowSettings(BaseSettings):
         "activities/memory_document.py); `{{ bucket }}` and `{{ prefix }}` are its parameters",
     )
     memory_capture_wait_seconds: int = Field(default=900, ge=0)
+    memory_without_egress: Literal["skip", "before-isolation"] = Field(
+        default="skip",
+        description="without IRFLOW_FORENSIC_EGRESS an isolated instance cannot reach SSM: skip memory (isolate "
+        "at once), or capture it before isolation, isolating at the deadline whatever happened",
+    )
+    memory_before_isolation_seconds: int = Field(
+        default=120, ge=1, description="the deadline of a capture before isolation; isolation follows it regardless"
+    )
 
     # Response policy, snapshotted into each incident when it starts.
     auto_contain_min_severity: Severity = Severity.MEDIUM
@@ -223,6 +249,32 @@ class IrflowSettings(BaseSettings):
         default_factory=list, description="resource tags that suppress a finding: 'key' or 'key=value'"
     )
 
+    @field_validator("forensic_egress")
+    @classmethod
+    def _egress_ids(cls, value: list[str]) -> list[str]:
+        wrong = [item for item in value if not FORENSIC_EGRESS_ID.fullmatch(item)]
+        if wrong:
+            raise ValueError(f"not a security group (sg-…) or prefix list (pl-…) id: {', '.join(wrong)}")
+        return value
+
+    @model_validator(mode="after")
+    def _egress_needs_a_profile(self) -> IrflowSettings:
+        if self.forensic_egress and not self.quarantine_instance_profile:
+            raise ValueError(
+                "IRFLOW_FORENSIC_EGRESS needs IRFLOW_QUARANTINE_INSTANCE_PROFILE: without a profile the isolated "
+                "instance's SSM agent has no credentials (infra/member-role.json creates irflow-quarantine)"
+            )
+        return self
+
+    def memory_capture_mode(self) -> str:
+        """How memory is captured (docs/playbooks.md): through the endpoints after isolation, before isolation
+        with a deadline, or not at all."""
+        if not self.capture_memory:
+            return "off"
+        if self.forensic_egress:
+            return "through-endpoints"
+        return self.memory_without_egress
+
     @field_validator("approvers", mode="before")
     @classmethod
     def _approvers(cls, value: object) -> object:
@@ -251,6 +303,7 @@ class IrflowSettings(BaseSettings):
         "protected",
         "own_principals",
         "codec_server_origins",
+        "forensic_egress",
         mode="before",
     )
     @classmethod
@@ -270,6 +323,8 @@ class IrflowSettings(BaseSettings):
             decision_timeout=timedelta(seconds=self.decision_timeout_seconds),
             default_eradication=self.default_eradication,
             capture_memory=self.capture_memory,
+            memory_capture=self.memory_capture_mode(),
+            memory_deadline=timedelta(seconds=self.memory_before_isolation_seconds),
             approvers=self.approvers,
             two_person_min_severity=self.two_person_min_severity,
             decision_reminder=timedelta(seconds=self.decision_reminder_seconds)

@@ -25,6 +25,7 @@ from activities.iam import (
 )
 from activities.load_balancing import deregister_from_target_groups, register_with_target_groups
 from activities.tagging import restore_resource_tags, tag_resource
+from irflow.models.settings import get_settings
 from irflow.models.tagging import tag_request_for
 from tests.activities.ec2_support import (
     INCIDENT_ID,
@@ -32,7 +33,7 @@ from tests.activities.ec2_support import (
     step_input,
     target_fixture,  # noqa: F401  (a fixture: pytest finds it in the module)
 )
-from tests.support import act, observed_instance, quarantine_groups, undo
+from tests.support import act, observed_instance, only_forensic_egress, quarantine_groups, undo
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
 
 EVERYONE = ("0.0.0.0/0", "::/0")
@@ -70,6 +71,12 @@ def allows_everyone(permissions: list[dict]) -> bool:
     return EVERYONE[0] in v4 and EVERYONE[1] in v6
 
 
+def quarantine_profiles(workload) -> list[str]:
+    """The instance's profiles while contained: the quarantine profile, if one is configured, else none."""
+    name = get_settings().quarantine_instance_profile
+    return [f"arn:aws:iam::{workload.account_id}:instance-profile/{name}"] if name else []
+
+
 def test_step_pairs_are_the_playbooks():
     assert [(c.activity, c.undo) for c in EC2_CONTAINMENT_STEPS] == PAIRS
 
@@ -92,12 +99,12 @@ def test_protect_instance_turns_on_termination_protection_and_stop_on_shutdown(w
     assert after["shutdown_behavior"] == "stop"
 
 
-def test_isolate_network_puts_every_eni_in_an_empty_quarantine_group(workload, target):
+def test_isolate_network_puts_every_eni_in_the_quarantine_group(workload, target):
     step = step_input(target)
     assert len(step.prior.network_interfaces) == 2
     assert isolate_network(step).changed is True
     [quarantine] = quarantine_groups(workload)
-    assert quarantine["IpPermissions"] == [] and quarantine["IpPermissionsEgress"] == []
+    assert quarantine["IpPermissions"] == [] and only_forensic_egress(quarantine["IpPermissionsEgress"])
     assert observed_instance(workload)["enis"] == {
         eni.network_interface_id: [quarantine["GroupId"]] for eni in step.prior.network_interfaces
     }
@@ -129,7 +136,7 @@ def test_isolate_network_tightens_a_hand_made_quarantine_group(workload, target)
     isolate_network(step_input(target))
     assert [g["GroupId"] for g in quarantine_groups(workload)] == [loosened["GroupId"]]
     adopted = security_group(workload, loosened["GroupId"])
-    assert adopted["IpPermissions"] == [] and adopted["IpPermissionsEgress"] == []
+    assert adopted["IpPermissions"] == [] and only_forensic_egress(adopted["IpPermissionsEgress"])
     assert set(map(tuple, observed_instance(workload)["enis"].values())) == {(loosened["GroupId"],)}
     assert {t["Key"]: t["Value"] for t in adopted["Tags"]}[MANAGED_TAG] == "true"
 
@@ -142,7 +149,7 @@ def test_isolate_network_tightens_its_own_group_loosened_after_isolation(workloa
     ec2.authorize_security_group_ingress(GroupId=quarantine["GroupId"], IpPermissions=[SSH_FROM_ANYWHERE])
     isolate_network(step)
     again = security_group(workload, quarantine["GroupId"])
-    assert again["IpPermissions"] == [] and again["IpPermissionsEgress"] == []
+    assert again["IpPermissions"] == [] and only_forensic_egress(again["IpPermissionsEgress"])
 
 
 # --- idempotency ---
@@ -199,7 +206,8 @@ def test_all_steps_then_all_undos_in_reverse_restore_exactly(workload, target):
     for containment in STEPS:
         act(containment, step)
     contained = observed_instance(workload)
-    assert contained["asg_member"] == [] and contained["target_groups"] == [] and contained["profiles"] == []
+    assert contained["asg_member"] == [] and contained["target_groups"] == []
+    assert contained["profiles"] == quarantine_profiles(workload)
     for containment in reversed(STEPS):
         undo(containment, step)
     assert observed_instance(workload) == before

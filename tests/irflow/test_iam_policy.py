@@ -13,6 +13,7 @@ from irflow.iam_policy import (
     declared_actions,
     member_policy,
     member_role_template,
+    quarantine_role_policy,
     worker_policy,
 )
 from irflow.models.settings import get_settings
@@ -94,3 +95,84 @@ def test_only_the_scoped_actions_name_resources_and_everything_declared_is_still
         assert granted == declared_actions() - security_only
         scoped = {a for s in policy["Statement"] if s["Resource"] != "*" for a in s["Action"]} - {"sts:AssumeRole"}
         assert scoped == SCOPED_ACTIONS & granted
+
+
+SSM_CORE = {
+    "ssm:UpdateInstanceInformation",
+    "ssm:ListInstanceAssociations",
+    "ssm:UpdateInstanceAssociationStatus",
+    "ssm:DescribeAssociation",
+    "ssm:GetDocument",
+    "ssm:DescribeDocument",
+    *(
+        f"ec2messages:{name}"
+        for name in ("AcknowledgeMessage", "DeleteMessage", "FailMessage", "GetEndpoint", "GetMessages", "SendReply")
+    ),
+    *(
+        f"ssmmessages:{name}"
+        for name in ("CreateControlChannel", "CreateDataChannel", "OpenControlChannel", "OpenDataChannel")
+    ),
+}
+
+
+def test_the_quarantine_role_runs_commands_and_uploads_its_own_memory_image_and_nothing_else(monkeypatch):
+    monkeypatch.delenv("IRFLOW_EVIDENCE_KMS_KEY_ID", raising=False)
+    monkeypatch.setenv("IRFLOW_EVIDENCE_BUCKET", "acme-evidence")
+    get_settings.cache_clear()
+    ssm, upload = quarantine_role_policy()["Statement"]
+    assert set(ssm["Action"]) == SSM_CORE and len(ssm["Action"]) == len(SSM_CORE)
+    assert upload["Action"] == ["s3:PutObject"]
+    # Each instance writes only into the folder named after its own session (<role id>:<instance id>).
+    assert upload["Resource"] == "arn:aws:s3:::acme-evidence/incidents/*/memory/${aws:userid}/*"
+    assert upload["Resource"].endswith("/incidents/*/memory/${aws:userid}/*")
+    actions = [a for s in quarantine_role_policy()["Statement"] for a in s["Action"]]
+    assert not [a for a in actions if "*" in a], "no wildcard action"
+    assert not {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath", "ssm:PutInventory"} & set(
+        actions
+    ), "an attacker on the instance must not read the account's parameters"
+    assert all(s["Effect"] == "Allow" for s in quarantine_role_policy()["Statement"])
+
+
+def test_the_quarantine_role_uses_the_evidence_key_only_when_there_is_one_and_only_through_s3(monkeypatch):
+    monkeypatch.delenv("IRFLOW_EVIDENCE_KMS_KEY_ID", raising=False)
+    get_settings.cache_clear()
+    assert not [s for s in quarantine_role_policy()["Statement"] if any(a.startswith("kms:") for a in s["Action"])]
+    for configured, resource in (
+        ("1234abcd-12ab-34cd-56ef-1234567890ab", "arn:aws:kms:*:*:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ("arn:aws:kms:eu-west-1:123456789012:key/k-1", "arn:aws:kms:eu-west-1:123456789012:key/k-1"),
+    ):
+        monkeypatch.setenv("IRFLOW_EVIDENCE_KMS_KEY_ID", configured)
+        get_settings.cache_clear()
+        [key] = [s for s in quarantine_role_policy()["Statement"] if any(a.startswith("kms:") for a in s["Action"])]
+        # GenerateDataKey starts an SSE-KMS upload; Decrypt adds the parts of a multipart one.
+        assert key["Action"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+        assert key["Resource"] == resource
+        assert key["Condition"] == {"StringLike": {"kms:ViaService": "s3.*.amazonaws.com"}}
+
+
+def test_the_member_template_makes_the_quarantine_profile_on_a_role_only_ec2_can_assume(monkeypatch):
+    monkeypatch.delenv("IRFLOW_EVIDENCE_KMS_KEY_ID", raising=False)
+    monkeypatch.setenv("IRFLOW_EVIDENCE_BUCKET", "acme-evidence")
+    get_settings.cache_clear()
+    resources = member_role_template()["Resources"]
+    role = resources["QuarantineRole"]["Properties"]
+    assert role["RoleName"] == "irflow-quarantine"
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "ec2.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+    [policy] = role["Policies"]
+    ssm, upload = policy["PolicyDocument"]["Statement"]
+    assert ssm == quarantine_role_policy()["Statement"][0]
+    # The bucket is the stack's parameter, never this worker's setting; IAM's own variable is escaped for Fn::Sub.
+    assert upload["Resource"] == {"Fn::Sub": "arn:aws:s3:::${EvidenceBucket}/incidents/*/memory/${!aws:userid}/*"}
+    assert {"Key": "irflow:component", "Value": "quarantine"} in role["Tags"]
+    profile = resources["QuarantineInstanceProfile"]["Properties"]
+    assert profile == {"InstanceProfileName": "irflow-quarantine", "Roles": [{"Ref": "QuarantineRole"}]}
+    monkeypatch.setenv("IRFLOW_QUARANTINE_INSTANCE_PROFILE", "acme-quarantine")
+    get_settings.cache_clear()
+    resources = member_role_template()["Resources"]
+    assert resources["QuarantineRole"]["Properties"]["RoleName"] == "acme-quarantine"
+    assert resources["QuarantineInstanceProfile"]["Properties"]["InstanceProfileName"] == "acme-quarantine"
+    # The responder keeps exactly its own policy.
+    assert resources["ResponderRole"]["Properties"]["Policies"] == [
+        {"PolicyName": "irflow-responder", "PolicyDocument": member_policy()}
+    ]

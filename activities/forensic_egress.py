@@ -1,0 +1,117 @@
+"""The quarantine group's rules: nothing in, and out only HTTPS to the endpoints forensics needs.
+
+An isolated instance is still imaged through SSM, whose agent must reach the VPC interface endpoints (ssm,
+ssmmessages, ec2messages) and S3. IRFLOW_FORENSIC_EGRESS names those endpoints' security groups (sg-…) and
+prefix lists (pl-…, the S3 gateway endpoint's); the quarantine group allows TCP 443 to each that is usable in
+its VPC and nothing else. Without the setting it allows nothing at all.
+
+Rules are compared one target at a time (an "atom": protocol, ports, one target), since AWS merges the targets
+that share a protocol and ports into one permission. Each atom is revoked or authorized on its own, so a rule
+that an earlier or a concurrent call already changed is no error.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from botocore.exceptions import ClientError
+
+from activities.aws import error_code
+
+HTTPS = ("tcp", 443, 443)
+# Each kind of target a permission holds, with the key of its id.
+_TARGETS = {
+    "IpRanges": "CidrIp",
+    "Ipv6Ranges": "CidrIpv6",
+    "PrefixListIds": "PrefixListId",
+    "UserIdGroupPairs": "GroupId",
+}
+# What names a referenced group when revoking it (its description does not).
+_PAIR_KEYS = ("GroupId", "UserId", "VpcId", "VpcPeeringConnectionId")
+
+Atom = tuple[str, int | None, int | None, str, str]  # protocol, from port, to port, kind of target, its id
+
+
+class ForensicEgress(NamedTuple):
+    applied: list[str]  # the configured ids the VPC's quarantine group allows HTTPS to
+    missing: list[str]  # configured but unusable there: a group of another VPC, a prefix list that does not exist
+
+
+def resolve(ec2, vpc_id: str, configured: list[str]) -> ForensicEgress:
+    """Split the configured ids into those usable in the VPC and the others: a rule can reference a security
+    group of its own VPC only, and a prefix list must exist in the region."""
+    wanted = list(dict.fromkeys(configured))
+    groups = [i for i in wanted if i.startswith("sg-")]
+    lists = [i for i in wanted if i.startswith("pl-")]
+    found = set()
+    if groups:  # filters, not GroupIds: an unknown id is left out rather than failing the call
+        found |= {
+            g["GroupId"]
+            for g in ec2.describe_security_groups(
+                Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-id", "Values": groups}]
+            )["SecurityGroups"]
+        }
+    if lists:  # AWS-managed lists (the S3 gateway endpoint's) and the account's own alike
+        found |= {
+            p["PrefixListId"]
+            for p in ec2.describe_managed_prefix_lists(Filters=[{"Name": "prefix-list-id", "Values": lists}])[
+                "PrefixLists"
+            ]
+        }
+    return ForensicEgress([i for i in wanted if i in found], [i for i in wanted if i not in found])
+
+
+def atoms(permissions: list[dict]) -> dict[Atom, dict]:
+    """Each atom of the permissions, with the one-target permission that revokes or authorizes it."""
+    found = {}
+    for permission in permissions:
+        protocol = permission["IpProtocol"]
+        ports = {k: permission[k] for k in ("FromPort", "ToPort") if k in permission}
+        for kind, id_key in _TARGETS.items():
+            for item in permission.get(kind) or []:
+                keys = _PAIR_KEYS if kind == "UserIdGroupPairs" else (id_key,)
+                target = {k: item[k] for k in keys if k in item}
+                atom = (protocol, ports.get("FromPort"), ports.get("ToPort"), kind, target[id_key])
+                found[atom] = {"IpProtocol": protocol, **ports, kind: [target]}
+    return found
+
+
+def egress_atoms(applied: list[str]) -> dict[Atom, dict]:
+    """The quarantine group's whole egress: HTTPS to each applied group and prefix list."""
+    protocol, from_port, to_port = HTTPS
+    permissions = [
+        {"IpProtocol": protocol, "FromPort": from_port, "ToPort": to_port, "UserIdGroupPairs": [{"GroupId": i}]}
+        if i.startswith("sg-")
+        else {"IpProtocol": protocol, "FromPort": from_port, "ToPort": to_port, "PrefixListIds": [{"PrefixListId": i}]}
+        for i in applied
+    ]
+    return atoms(permissions)
+
+
+def _tolerating(code: str, call, group_id: str, permission: dict) -> bool:
+    try:
+        call(GroupId=group_id, IpPermissions=[permission])
+    except ClientError as error:
+        if error_code(error) != code:
+            raise
+        return False
+    return True
+
+
+def reconcile(ec2, group: dict, applied: list[str]) -> int:
+    """Make the quarantine group's rules exactly: no ingress, HTTPS egress to `applied`. Unwanted rules go
+    first, so the group never allows more than wanted. Returns how many atoms changed."""
+    group_id, wanted = group["GroupId"], egress_atoms(applied)
+    ingress, egress = atoms(group.get("IpPermissions", [])), atoms(group.get("IpPermissionsEgress", []))
+    changed = 0
+    for permission in ingress.values():
+        changed += _tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_ingress, group_id, permission)
+    for atom, permission in egress.items():
+        if atom not in wanted:
+            changed += _tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_egress, group_id, permission)
+    for atom, permission in wanted.items():
+        if atom not in egress:
+            changed += _tolerating(
+                "InvalidPermission.Duplicate", ec2.authorize_security_group_egress, group_id, permission
+            )
+    return changed
