@@ -225,7 +225,7 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
     for topic in (notify, escalation):
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
 
-    endpoints, prefix_list, quarantine = seed_forensic_egress(region, vpc_id, subnets, bucket, kms_key)
+    endpoints, prefix_list, quarantine = seed_forensic_egress(region, vpc_id, subnets, bucket, kms_key, name)
     return DemoWorkload(
         endpoint_group_id=endpoints,
         s3_prefix_list_id=prefix_list,
@@ -255,11 +255,8 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
     )
 
 
-QUARANTINE_PROFILE = "irflow-quarantine"
-
-
 def seed_forensic_egress(
-    region: str, vpc_id: str, subnets: list[str], bucket: str, kms_key: str
+    region: str, vpc_id: str, subnets: list[str], bucket: str, kms_key: str, name: str
 ) -> tuple[str, str, str]:
     """What a VPC needs for memory capture after isolation, as infra/member-role.json and a network team would make
     it: interface endpoints for SSM (ssm, ssmmessages, ec2messages) in one security group open to the VPC on 443,
@@ -293,15 +290,16 @@ def seed_forensic_egress(
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
     }
-    iam.create_role(RoleName=QUARANTINE_PROFILE, AssumeRolePolicyDocument=json.dumps(trust))
+    profile = f"{name}-irflow-quarantine"  # one per workload: several share an account in the end-to-end tests
+    iam.create_role(RoleName=profile, AssumeRolePolicyDocument=json.dumps(trust))
     iam.put_role_policy(
-        RoleName=QUARANTINE_PROFILE,
+        RoleName=profile,
         PolicyName="irflow-quarantine",
         PolicyDocument=json.dumps(quarantine_role_policy(bucket=bucket, kms_key_id=kms_key)),
     )
-    iam.create_instance_profile(InstanceProfileName=QUARANTINE_PROFILE)
-    iam.add_role_to_instance_profile(InstanceProfileName=QUARANTINE_PROFILE, RoleName=QUARANTINE_PROFILE)
-    return group, prefix_list, QUARANTINE_PROFILE
+    iam.create_instance_profile(InstanceProfileName=profile)
+    iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=profile)
+    return group, prefix_list, profile
 
 
 def sample_finding(

@@ -30,20 +30,27 @@ def _allowed(parameter: str) -> re.Pattern[str]:
 def test_the_patterns_admit_what_irflow_sends():
     assert _allowed("bucket").match("irflow-evidence-123456789012")
     assert _allowed("bucket").match("Legacy_Bucket.Name")
-    assert _allowed("prefix").match("incidents/ec2-123456789012-us-east-1-i-0123456789abcdef0-20260301T090030Z/")
+    assert _allowed("prefix").match(
+        "incidents/ec2-123456789012-us-east-1-i-0123456789abcdef0-20260301T090030Z/memory/"
+        "AROAEXAMPLEROLEID0001:i-0123456789abcdef0/"
+    )
+    assert not _allowed("prefix").match("incidents/inc-1/"), "only a memory folder named after a role session"
 
 
 @pytest.mark.parametrize("syntax", SHELL_SYNTAX)
 def test_the_patterns_refuse_shell_syntax(syntax):
     assert not _allowed("bucket").match(f"evidence{syntax}x")
-    assert not _allowed("prefix").match(f"incidents/inc-1{syntax}x/")
-    assert not _allowed("prefix").match(f"incidents/inc{syntax}/")
+    folder = "memory/AROAEXAMPLEROLEID0001:i-0123456789abcdef0/"
+    assert not _allowed("prefix").match(f"incidents/inc-1{syntax}x/{folder}")
+    assert not _allowed("prefix").match(f"incidents/inc{syntax}/{folder}")
+    assert not _allowed("prefix").match(f"incidents/inc-1/memory/AROAEXAMPLEROLEID0001{syntax}:i-0123456789abcdef0/")
 
 
 def test_the_prefix_stays_inside_incidents():
     prefix = _allowed("prefix")
-    assert not prefix.match("incidents/../report/") and not prefix.match("other/inc-1/")
-    assert not prefix.match("incidents/inc-1/../../x/") and not prefix.match("incidents/inc-1")
+    folder = "memory/AROAEXAMPLEROLEID0001:i-0123456789abcdef0/"
+    assert not prefix.match(f"incidents/../{folder}") and not prefix.match(f"other/inc-1/{folder}")
+    assert not prefix.match(f"incidents/inc-1/../../{folder}") and not prefix.match(f"incidents/inc-1/{folder}x")
 
 
 def test_committed_template_is_generated_from_the_code_and_names_the_document():
