@@ -40,6 +40,7 @@ from irflow.custody import (
     SIGNATURE_KIND,
     SIGNATURE_SUFFIX,
     build_manifest,
+    custody_fields,
     object_entry,
     sign_statement,
     signing_statement,
@@ -135,7 +136,6 @@ def _record_from_head(bucket: str, key: str, kind: str, head: dict) -> EvidenceO
     """The record of an object already stored, custody included, from its own metadata (a retry returns the
     record the first capture made)."""
     metadata = head.get("Metadata", {})
-    attempt = metadata.get("activity-attempt")
     return EvidenceObject(
         kind=kind,
         bucket=bucket,
@@ -146,13 +146,7 @@ def _record_from_head(bucket: str, key: str, kind: str, head: dict) -> EvidenceO
         retain_until=head.get("ObjectLockRetainUntilDate"),
         lock_mode=head.get("ObjectLockMode"),
         kms_key_id=head.get("SSEKMSKeyId"),
-        collected_at=metadata.get("collected-at"),
-        activity_type=metadata.get("activity-type"),
-        activity_attempt=int(attempt) if attempt and attempt.isdigit() else None,
-        workflow_id=metadata.get("workflow-id"),
-        workflow_run_id=metadata.get("workflow-run-id"),
-        worker_identity=metadata.get("worker-identity"),
-        principal_arn=metadata.get("principal-arn"),
+        **custody_fields(metadata),
     )
 
 
@@ -208,13 +202,7 @@ def store_evidence(
         retain_until=retain_until,
         lock_mode=settings.evidence_lock_mode,
         kms_key_id=put.get("SSEKMSKeyId") or settings.evidence_kms_key_id or None,
-        collected_at=collected_at,
-        activity_type=custody.get("activity-type"),
-        activity_attempt=int(custody["activity-attempt"]) if "activity-attempt" in custody else None,
-        workflow_id=custody.get("workflow-id"),
-        workflow_run_id=custody.get("workflow-run-id"),
-        worker_identity=custody["worker-identity"],
-        principal_arn=custody["principal-arn"],
+        **custody_fields(custody),
     )
 
 

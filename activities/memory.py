@@ -85,11 +85,9 @@ def quarantine_uploader(target: Ec2Target) -> tuple[str | None, str]:
 
 def capture_parameters(target: Ec2Target, uploader: str) -> dict[str, list[str]]:
     """The capture document's parameters for this incident, each checked before anything is sent (SSM checks
-    them again against the document's allowedPattern): the evidence bucket and the image's folder."""
-    settings = get_settings()
-    checked_identifier(INCIDENT_ID, target.incident_id)
-    checked_identifier(INSTANCE_ID, target.instance_id)
-    bucket = checked_identifier(BUCKET_NAME, settings.evidence_bucket)
+    them again against the document's allowedPattern): the evidence bucket and the image's folder (whose pattern
+    holds the incident id's and the instance id's)."""
+    bucket = checked_identifier(BUCKET_NAME, get_settings().evidence_bucket)
     folder = checked_identifier(MEMORY_PREFIX, f"{evidence_prefix(target.incident_id)}memory/{uploader}/")
     return {"bucket": [bucket], "prefix": [folder]}
 
@@ -104,10 +102,6 @@ _WHY_NOT = {
     "InvalidPlatform": "the instance is not Linux: the capture document runs on Linux only",
     "AccessDenied": "SSM refused the command",
 }
-
-
-def _tool(settings) -> str:
-    return "avml" if any(line.lstrip().startswith("avml") for line in settings.memory_capture_commands) else "custom"
 
 
 @aws_activity(
@@ -129,6 +123,7 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
     image, the result says exactly why (the report prints it): memory not captured is never shown as captured.
     """
     settings, s3 = require_evidence_bucket()  # a memory image with nowhere locked to go is not evidence
+    tool = "avml" if any(line.lstrip().startswith("avml") for line in settings.memory_capture_commands) else "custom"
     checked_identifier(INCIDENT_ID, target.incident_id)
     checked_identifier(INSTANCE_ID, target.instance_id)
     ssm = client("ssm", target.region, target.account_id)
@@ -176,7 +171,7 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
         "recorded_at": datetime.now(UTC).isoformat(),
         "instance_id": target.instance_id,
         "document": settings.memory_capture_document,
-        "tool": _tool(settings),
+        "tool": tool,
         "parameters": parameters,
         "command_id": command_id,
         "status": status,
@@ -194,7 +189,7 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
         first_capture_wins=False,
     )
     return MemoryCaptureResult(
-        tool=_tool(settings),
+        tool=tool,
         command_id=command_id,
         status=status,
         detail=detail,

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from activities.aws import error_code, heartbeat, typed_aws_errors
 from activities.evidence import custody_metadata
+from irflow.custody import custody_fields
 from irflow.models.incident import EvidenceObject
 
 IMAGE_NAME = "memory.lime"
@@ -80,8 +81,7 @@ def record_image(settings, s3, key: str, head: dict, collected_by: str) -> Evide
     with typed_aws_errors(f"hash the memory image s3://{bucket}/{key}"):
         sha256, size = stream_sha256(s3, bucket, key, version_id)
         mode, until = _retain(s3, key, head, settings.evidence_lock_mode, settings.evidence_retention_days)
-    custody = custody_metadata(datetime.now(UTC))
-    attempt = custody.get("activity-attempt")
+    custody = custody_fields(custody_metadata(datetime.now(UTC)))  # who found and hashed it: this attempt
     return EvidenceObject(
         kind=IMAGE_KIND,
         bucket=bucket,
@@ -92,12 +92,6 @@ def record_image(settings, s3, key: str, head: dict, collected_by: str) -> Evide
         retain_until=until,
         lock_mode=mode,
         kms_key_id=head.get("SSEKMSKeyId"),
-        collected_at=head.get("LastModified"),
-        activity_type=custody.get("activity-type"),
-        activity_attempt=int(attempt) if attempt else None,
-        workflow_id=custody.get("workflow-id"),
-        workflow_run_id=custody.get("workflow-run-id"),
-        worker_identity=custody.get("worker-identity"),
-        principal_arn=custody.get("principal-arn"),
+        **{**custody, "collected_at": head.get("LastModified")},  # collected when the instance stored it
         collected_by=collected_by,
     )

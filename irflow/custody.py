@@ -217,6 +217,27 @@ def _hash_stream(body: Any) -> tuple[bytes, str, int]:
     return (b"".join(kept) if size <= KEEP_AT_MOST else b""), digest.hexdigest(), size
 
 
+# The custody fields of an evidence record, by the name of the S3 user metadata that carries each on the object.
+CUSTODY_METADATA = {
+    "collected-at": "collected_at",
+    "activity-type": "activity_type",
+    "activity-attempt": "activity_attempt",
+    "workflow-id": "workflow_id",
+    "workflow-run-id": "workflow_run_id",
+    "worker-identity": "worker_identity",
+    "principal-arn": "principal_arn",
+}
+
+
+def custody_fields(metadata: dict[str, str]) -> dict[str, Any]:
+    """The record's custody fields from an object's metadata (or from what is about to be written as such);
+    EvidenceObject turns the texts into a time and a number."""
+    fields: dict[str, Any] = {field: metadata.get(name) for name, field in CUSTODY_METADATA.items()}
+    attempt = fields["activity_attempt"]
+    fields["activity_attempt"] = int(attempt) if attempt and attempt.isdigit() else None
+    return fields
+
+
 def _custody_metadata(record: EvidenceObject) -> dict[str, str]:
     if record.collected_by:
         # Written by someone else (the instance, for its memory image): its metadata carries only its own digest.

@@ -79,7 +79,6 @@ class ResponsePolicy(BaseModel):
     manual_containment_tag: str = "irflow:containment"
     decision_timeout: timedelta = timedelta(hours=4)
     default_eradication: Eradication = Eradication.STOP
-    capture_memory: bool = True
     memory_capture: Literal["through-endpoints", "before-isolation", "skip", "off"] = Field(
         default="skip",
         description="through-endpoints: after isolation, over the forensic egress (IRFLOW_FORENSIC_EGRESS); "

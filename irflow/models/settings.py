@@ -322,7 +322,6 @@ class IrflowSettings(BaseSettings):
             manual_containment_tag=self.manual_containment_tag,
             decision_timeout=timedelta(seconds=self.decision_timeout_seconds),
             default_eradication=self.default_eradication,
-            capture_memory=self.capture_memory,
             memory_capture=self.memory_capture_mode(),
             memory_deadline=timedelta(seconds=self.memory_before_isolation_seconds),
             approvers=self.approvers,
