@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from irflow.models.incident import ActionRecord, MemoryCaptureResult, SnapshotEvidence
+from irflow.models.incident import ActionRecord, MemoryCapture, MemoryCaptureResult, SnapshotEvidence
 
 MILESTONE_LABELS = {
     "first_observed": "activity first observed (finding's first sighting)",
@@ -67,10 +67,11 @@ def outcome_text(action: ActionRecord) -> str:
 
 
 MEMORY_MODES = {
-    "through-endpoints": "after isolation, through the forensic egress (VPC endpoints) with the quarantine profile",
-    "before-isolation": "before isolation, with a deadline",
-    "skip": "not attempted (no forensic egress)",
-    "off": "not attempted (turned off)",
+    MemoryCapture.THROUGH_ENDPOINTS: "after isolation, through the forensic egress (VPC endpoints) with the "
+    "quarantine profile",
+    MemoryCapture.BEFORE_ISOLATION: "before isolation, with a deadline",
+    MemoryCapture.SKIP: "not attempted (no forensic egress)",
+    MemoryCapture.OFF: "not attempted (turned off)",
 }
 
 

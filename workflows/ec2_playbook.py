@@ -35,9 +35,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.load_balancing import deregister_from_target_groups, register_with_target_groups
     from activities.memory import acquire_memory
+    from activities.report_wording import copy_text
     from activities.snapshots import SnapshotStep, copy_snapshot_to_forensic_account, digest_snapshot
     from irflow.models.ec2 import Ec2StepInput, Ec2Target, InstanceContext
-    from irflow.models.incident import Eradication, EvidenceObject, MemoryCaptureResult, SnapshotEvidence
+    from irflow.models.incident import (
+        Eradication,
+        EvidenceObject,
+        MemoryCapture,
+        MemoryCaptureResult,
+        SnapshotEvidence,
+    )
 
 from workflows.activity_options import QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
@@ -59,9 +66,9 @@ SNAPSHOT_WAIT = {**SLOW, "start_to_close_timeout": timedelta(hours=12)}
 # Waiting for the instance to image its memory (IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS), then hashing the image.
 MEMORY_WAIT = {**SLOW, "start_to_close_timeout": timedelta(hours=4)}
 SKIPPED_MEMORY = {
-    "skip": "no forensic egress (IRFLOW_FORENSIC_EGRESS): an isolated instance cannot reach SSM, and "
+    MemoryCapture.SKIP: "no forensic egress (IRFLOW_FORENSIC_EGRESS): an isolated instance cannot reach SSM, and "
     "IRFLOW_MEMORY_WITHOUT_EGRESS=skip keeps isolation immediate rather than imaging memory first",
-    "off": "memory capture is turned off (IRFLOW_CAPTURE_MEMORY=false)",
+    MemoryCapture.OFF: "memory capture is turned off (IRFLOW_CAPTURE_MEMORY=false)",
 }
 
 
@@ -79,16 +86,18 @@ class Ec2Playbook(Playbook):
             instance_id=finding.resource.instance_id or "",
         )
         self.context: InstanceContext | None = None
-        self.memory: asyncio.Task | None = None  # a capture started before isolation
+        self.memory: asyncio.Future | None = None  # a capture started before isolation (background work)
         self.memory_late = False
 
     async def before_step(self, step: ContainmentStep) -> None:
         """Memory before isolation (no forensic egress, IRFLOW_MEMORY_WITHOUT_EGRESS=before-isolation): image it
         while the instance can still reach SSM, and isolate at the deadline whatever the capture is doing."""
-        if step.activity is not isolate_network or self.incident.policy.memory_capture != "before-isolation":
+        policy = self.incident.policy
+        if step.activity is not isolate_network or policy.memory_capture != MemoryCapture.BEFORE_ISOLATION:
             return
-        deadline = self.incident.policy.memory_deadline
-        self.memory = asyncio.ensure_future(self.incident.try_act(acquire_memory, self.target, MEMORY_WAIT))
+        deadline = policy.memory_deadline
+        # Background work: kept even when containment fails after this (the report waits for it).
+        self.memory = self.incident.in_background(self.capture_memory())
         try:
             await workflow.wait_condition(self.memory.done, timeout=deadline)
         except TimeoutError:
@@ -112,20 +121,21 @@ class Ec2Playbook(Playbook):
             incident.try_act(collect_console_output, self.target, QUICK),
         ]
         mode = incident.policy.memory_capture
-        if mode == "through-endpoints":
-            jobs.append(incident.try_act(acquire_memory, self.target, MEMORY_WAIT))
+        if mode == MemoryCapture.THROUGH_ENDPOINTS:
+            jobs.append(self.capture_memory())
         elif self.memory is not None:
             jobs.append(self.memory)
+        else:
+            self.keep_memory(None)
         _, *objects = await asyncio.gather(*jobs)
-        for item in objects:
-            if isinstance(item, EvidenceObject):
-                incident.add_evidence(item)
-        memory = next((item for item in objects if isinstance(item, MemoryCaptureResult)), None)
-        self.keep_memory(mode, memory)
+        incident.add_evidence(*(item for item in objects if isinstance(item, EvidenceObject)))
 
-    def keep_memory(self, mode: str, capture: MemoryCaptureResult | None) -> None:
+    async def capture_memory(self) -> None:
+        self.keep_memory(await self.incident.try_act(acquire_memory, self.target, MEMORY_WAIT))
+
+    def keep_memory(self, capture: MemoryCaptureResult | None) -> None:
         """Record what became of memory, and exactly why when there is no image."""
-        incident = self.incident
+        incident, mode = self.incident, self.incident.policy.memory_capture
         if capture is None:
             skipped = mode in SKIPPED_MEMORY
             capture = MemoryCaptureResult(
@@ -170,14 +180,7 @@ class Ec2Playbook(Playbook):
             copy_snapshot_to_forensic_account, SnapshotStep(target=self.target, snapshot=snapshot), SNAPSHOT_WAIT
         )
         if copied and copied.copy_snapshot_id:
-            verdict = {True: "digest matches", False: "DIGEST DIFFERS", None: "not digested"}[
-                copied.copy_digest_matches
-            ]
-            kept = "original deleted" if copied.original_deleted else "original kept"
-            incident.note(
-                f"{snapshot.snapshot_id} copied to {copied.copy_snapshot_id} in {copied.copy_account_id} "
-                f"({verdict}; {kept})"
-            )
+            incident.note(f"{snapshot.snapshot_id} copied to {copy_text(copied)}")
         return copied or snapshot
 
     async def eradicate(self, choice: Eradication) -> None:

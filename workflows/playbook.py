@@ -90,7 +90,8 @@ class IncidentContext(Protocol):
 
     def keep_memory_capture(self, capture: MemoryCaptureResult) -> None: ...
 
-    def in_background(self, work: Any) -> None: ...
+    def in_background(self, work: Any) -> Any:
+        """Start evidence work the report (not the analyst) waits for; its future."""
 
     def keep_related_incident(self, workflow_id: str) -> None: ...
 

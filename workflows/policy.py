@@ -16,15 +16,12 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.finding import Finding, Severity
     from irflow.models.iam import IamUserContext
     from irflow.models.incident import (
+        DECISION_REQUESTS,
         Approver,
-        ApproveRequest,
         Decision,
         DecisionKind,
         Eradication,
-        NoteRequest,
         PendingDecision,
-        RejectRequest,
-        ReleaseRequest,
         ResponsePolicy,
     )
     from irflow.models.proof import ProofRefused, VerifiedCaller, check_proof
@@ -99,14 +96,6 @@ def plan_iam_user_containment(
     if not context.mfa_devices:
         reasons.append("the user has no MFA device")
     return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
-
-
-DECISION_REQUESTS = {
-    DecisionKind.APPROVE: ApproveRequest,
-    DecisionKind.REJECT: RejectRequest,
-    DecisionKind.RELEASE: ReleaseRequest,
-    DecisionKind.NOTE: NoteRequest,
-}
 
 
 def affected_principal(identities: list[str], findings: list[Finding]) -> str | None:

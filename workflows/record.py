@@ -188,10 +188,13 @@ class IncidentRecord:
     def keep_memory_capture(self, capture: MemoryCaptureResult) -> None:
         self.state.memory_capture = capture
 
-    def in_background(self, work: Any) -> None:
+    def in_background(self, work: Any) -> asyncio.Future:
         """Evidence work nobody needs to wait for (a snapshot's digest and forensic copy can take hours):
-        the analyst is asked meanwhile; the report and the final manifest wait for it (`background_done`)."""
-        self._background.append(asyncio.ensure_future(work))
+        the analyst is asked meanwhile; the report and the final manifest wait for it (`background_done`).
+        The future, for a caller that does want to wait on it."""
+        future = asyncio.ensure_future(work)
+        self._background.append(future)
+        return future
 
     async def background_done(self) -> None:
         while self._background:

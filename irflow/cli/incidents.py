@@ -32,15 +32,12 @@ from irflow.cli.common import (
     short_id,
 )
 from irflow.models.incident import (
-    ApproveRequest,
+    DECISION_REQUESTS,
+    DecisionKind,
     DecisionOutcome,
-    DecisionRequest,
     Eradication,
     IncidentState,
-    NoteRequest,
     Phase,
-    RejectRequest,
-    ReleaseRequest,
     TimelineEntry,
 )
 from irflow.visibility import identity_hash
@@ -335,14 +332,6 @@ def report(
 # --- decisions: Temporal updates, so the answer (accepted, or why not) comes back ---
 
 
-_REQUESTS: dict[str, type[DecisionRequest]] = {
-    "approve": ApproveRequest,
-    "reject": RejectRequest,
-    "release": ReleaseRequest,
-    "note": NoteRequest,
-}
-
-
 async def _decide(
     client: Client, ident: str, kind: str, payload: dict[str, Any], by: str | None, profile: str | None
 ) -> DecisionOutcome:
@@ -352,7 +341,7 @@ async def _decide(
         payload = {**payload, "by": by}
     else:
         state = await handle.query("current_state", result_type=IncidentState)
-        request = _REQUESTS[kind].model_validate(payload)
+        request = DECISION_REQUESTS[DecisionKind(kind)].model_validate(payload)
         proof = decision_proof(profile, state.incident_id, kind, request.words(), request.choice())
         payload = {**payload, "proof": proof}
     try:

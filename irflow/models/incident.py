@@ -61,6 +61,15 @@ class Eradication(StrEnum):
     TERMINATE = "terminate"
 
 
+class MemoryCapture(StrEnum):
+    """How an incident captures memory (docs/playbooks.md, "Memory"), fixed in its policy."""
+
+    THROUGH_ENDPOINTS = "through-endpoints"  # after isolation, over the forensic egress (IRFLOW_FORENSIC_EGRESS)
+    BEFORE_ISOLATION = "before-isolation"  # first, isolating at the policy's memory_deadline regardless
+    SKIP = "skip"  # no forensic egress and IRFLOW_MEMORY_WITHOUT_EGRESS=skip: nothing is sent
+    OFF = "off"  # IRFLOW_CAPTURE_MEMORY=false
+
+
 class Approver(BaseModel):
     """Who may decide: `approver` may approve, reject and release; `analyst` may add notes. Keyed by an ARN glob
     (`arn:aws:iam::111122223333:user/alice`, `arn:aws:sts::111122223333:assumed-role/IR-Approver/*`), matched
@@ -79,12 +88,7 @@ class ResponsePolicy(BaseModel):
     manual_containment_tag: str = "irflow:containment"
     decision_timeout: timedelta = timedelta(hours=4)
     default_eradication: Eradication = Eradication.STOP
-    memory_capture: Literal["through-endpoints", "before-isolation", "skip", "off"] = Field(
-        default="skip",
-        description="through-endpoints: after isolation, over the forensic egress (IRFLOW_FORENSIC_EGRESS); "
-        "before-isolation: first, isolating at `memory_deadline` regardless; skip: no egress, no capture; off: "
-        "IRFLOW_CAPTURE_MEMORY=false",
-    )
+    memory_capture: MemoryCapture = MemoryCapture.SKIP
     memory_deadline: timedelta = Field(
         default=timedelta(seconds=120), description="IRFLOW_MEMORY_BEFORE_ISOLATION_SECONDS"
     )
@@ -292,6 +296,15 @@ class NoteRequest(DecisionRequest):
         return self.text
 
 
+# Each decision's request model, by its kind (the workflow's validators and the CLI's proofs read requests alike).
+DECISION_REQUESTS: dict[DecisionKind, type[DecisionRequest]] = {
+    DecisionKind.APPROVE: ApproveRequest,
+    DecisionKind.REJECT: RejectRequest,
+    DecisionKind.RELEASE: ReleaseRequest,
+    DecisionKind.NOTE: NoteRequest,
+}
+
+
 class DecisionOutcome(BaseModel):
     """What an update answers: accepted (and whether it still waits for a second approver)."""
 
@@ -446,7 +459,7 @@ class MemoryCaptureResult(BaseModel):
     SHA-256 (computed by the worker from the stored object; `agent_sha256` is what the instance printed), or why
     there is none."""
 
-    mode: str = "through-endpoints"
+    mode: MemoryCapture = MemoryCapture.THROUGH_ENDPOINTS
     tool: str = "avml"
     command_id: str | None = None
     status: str

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from irflow.models.finding import Severity
-from irflow.models.incident import Approver, Eradication, ResponsePolicy
+from irflow.models.incident import Approver, Eradication, MemoryCapture, ResponsePolicy
 
 FORENSIC_EGRESS_ID = re.compile(r"(?:sg|pl)-[0-9a-f]{8,17}")
 
@@ -266,14 +266,14 @@ class IrflowSettings(BaseSettings):
             )
         return self
 
-    def memory_capture_mode(self) -> str:
+    def memory_capture_mode(self) -> MemoryCapture:
         """How memory is captured (docs/playbooks.md): through the endpoints after isolation, before isolation
         with a deadline, or not at all."""
         if not self.capture_memory:
-            return "off"
+            return MemoryCapture.OFF
         if self.forensic_egress:
-            return "through-endpoints"
-        return self.memory_without_egress
+            return MemoryCapture.THROUGH_ENDPOINTS
+        return MemoryCapture(self.memory_without_egress)
 
     @field_validator("approvers", mode="before")
     @classmethod
