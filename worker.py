@@ -12,7 +12,6 @@ from temporalio.worker import Worker
 
 from activities import all_activities
 from activities.aws import warm_clients
-from activities.governor import reserve_automatic_containment
 from activities.worker_policy import WorkerPolicy
 from irflow.models.settings import IrflowSettings
 from irflow.startup import prepare_process
@@ -36,7 +35,6 @@ def build_worker(
         activities=[
             *(activities if activities is not None else all_activities()),
             policy.load_response_policy,
-            reserve_automatic_containment,
         ],
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,

@@ -6,6 +6,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     ec2_containment,
     ec2_context,
     evidence,
+    governor,
     iam,
     iam_role,
     iam_user,
@@ -27,13 +28,18 @@ from activities import (  # noqa: F401  (importing registers the activities)
 )
 from activities.aws import registered_activities
 
+# Activities that act on Temporal (opening incidents, the governor) or check who signed a decision: none needs an
+# IAM action of the worker's own, so none is in the @aws_activity registry.
+UNDECLARED_ACTIVITIES = (
+    incidents.open_instance_incidents,
+    governor.reserve_automatic_containment,
+    identity.verify_decision_proof,
+)
+
 
 def all_activities() -> list:
-    return (
-        [fn for fn, _ in registered_activities().values()]
-        + list(incidents.TEMPORAL_ACTIVITIES)
-        + list(identity.IDENTITY_ACTIVITIES)
-    )
+    """Every activity the worker registers, but the response policy (bound to the worker's settings)."""
+    return [fn for fn, _ in registered_activities().values()] + list(UNDECLARED_ACTIVITIES)
 
 
 def required_iam_actions() -> dict[str, tuple[str, ...]]:

@@ -48,7 +48,3 @@ async def open_instance_incidents(request: RelatedIncidentsInput) -> list[Relate
             )
         )
     return opened
-
-
-# Activities that talk to Temporal, not AWS: no IAM actions to declare.
-TEMPORAL_ACTIVITIES = [open_instance_incidents]

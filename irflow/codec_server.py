@@ -111,6 +111,6 @@ class CodecRequest(BaseHTTPRequestHandler):
 
 
 def make_server(
-    key_id: str, host: str = "127.0.0.1", port: int = 0, origins: list[str] | None = None, token: str = "", kms=None
+    key_id: str, host: str = "127.0.0.1", port: int = 0, origins: list[str] | None = None, token: str = ""
 ) -> CodecServer:
-    return CodecServer((host, port), KmsPayloadCodec(key_id, kms), origins or [], token)
+    return CodecServer((host, port), KmsPayloadCodec(key_id), origins or [], token)

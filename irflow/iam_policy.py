@@ -80,6 +80,12 @@ def scoped(actions: set[str]) -> list[dict[str, Any]]:
     return found
 
 
+# An instance role's trust: EC2 (the instance's credentials) may assume it, nobody else.
+EC2_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
+
 SCOPED_ACTIONS = {*EVIDENCE_OBJECT_ACTIONS, "ssm:SendCommand", "iam:PassRole"}
 
 
@@ -286,16 +292,7 @@ def member_role_template() -> dict[str, Any]:
                 "Type": "AWS::IAM::Role",
                 "Properties": {
                     "RoleName": profile,
-                    "AssumeRolePolicyDocument": {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Principal": {"Service": "ec2.amazonaws.com"},
-                                "Action": "sts:AssumeRole",
-                            }
-                        ],
-                    },
+                    "AssumeRolePolicyDocument": EC2_TRUST_POLICY,
                     "Policies": [
                         {
                             "PolicyName": "irflow-quarantine",

@@ -14,6 +14,8 @@ from typing import Any
 
 import boto3
 
+from irflow.iam_policy import EC2_TRUST_POLICY, quarantine_role_policy
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_FINDING = REPO / "examples" / "findings" / "ec2-command-and-control.json"
 IMAGE_ID = "ami-12c6146b"  # an image moto knows
@@ -104,15 +106,7 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
         IpPermissions=[{"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}],
     )
 
-    iam = boto3.client("iam", region_name=region)
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-    }
-    role = f"{name}-web-app"
-    iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
-    iam.create_instance_profile(InstanceProfileName=role)
-    iam.add_role_to_instance_profile(InstanceProfileName=role, RoleName=role)
+    role = instance_profile(region, f"{name}-web-app")
 
     elbv2 = boto3.client("elbv2", region_name=region)
     target_group = elbv2.create_target_group(
@@ -160,6 +154,7 @@ def seed_workload(region: str = "us-east-1", name: str = "demo") -> DemoWorkload
 
     # A CI user whose key leaks: two keys (only one exposed), a console password, a tag.
     iam_user = f"{name}-ci-deployer"
+    iam = boto3.client("iam", region_name=region)
     iam.create_user(UserName=iam_user, Tags=[{"Key": "team", "Value": "platform"}])
     iam.create_login_profile(UserName=iam_user, Password="Demo-password-1!")
     leaked = iam.create_access_key(UserName=iam_user)["AccessKey"]["AccessKeyId"]
@@ -261,8 +256,6 @@ def seed_forensic_egress(
     """What a VPC needs for memory capture after isolation, as infra/member-role.json and a network team would make
     it: interface endpoints for SSM (ssm, ssmmessages, ec2messages) in one security group open to the VPC on 443,
     an S3 gateway endpoint, and the quarantine profile. (endpoints' group id, S3 prefix list id, profile name)."""
-    from irflow.iam_policy import quarantine_role_policy  # the policy the member template deploys
-
     ec2 = boto3.client("ec2", region_name=region)
     group = ec2.create_security_group(
         GroupName="vpc-endpoints", Description="interface endpoints: HTTPS from the VPC", VpcId=vpc_id
@@ -285,21 +278,20 @@ def seed_forensic_egress(
     [prefix_list] = [
         p["PrefixListId"] for p in ec2.describe_prefix_lists()["PrefixLists"] if p["PrefixListName"] == s3_service
     ]
+    # One per workload (several share an account in the end-to-end tests), as infra/member-role.json makes it.
+    policy = quarantine_role_policy(bucket=bucket, kms_key_id=kms_key)
+    return group, prefix_list, instance_profile(region, f"{name}-irflow-quarantine", policy)
+
+
+def instance_profile(region: str, name: str, policy: dict | None = None) -> str:
+    """An EC2 instance role and its profile, both called `name`, with `policy` inline when given."""
     iam = boto3.client("iam", region_name=region)
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-    }
-    profile = f"{name}-irflow-quarantine"  # one per workload: several share an account in the end-to-end tests
-    iam.create_role(RoleName=profile, AssumeRolePolicyDocument=json.dumps(trust))
-    iam.put_role_policy(
-        RoleName=profile,
-        PolicyName="irflow-quarantine",
-        PolicyDocument=json.dumps(quarantine_role_policy(bucket=bucket, kms_key_id=kms_key)),
-    )
-    iam.create_instance_profile(InstanceProfileName=profile)
-    iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=profile)
-    return group, prefix_list, profile
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(EC2_TRUST_POLICY))
+    if policy:
+        iam.put_role_policy(RoleName=name, PolicyName="irflow-quarantine", PolicyDocument=json.dumps(policy))
+    iam.create_instance_profile(InstanceProfileName=name)
+    iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return name
 
 
 def sample_finding(

@@ -132,8 +132,10 @@ def wait_until_serving(port: int, timeout: float, process: subprocess.Popen | No
     raise TimeoutError(f"Temporal on 127.0.0.1:{port} is not serving after {timeout}s")
 
 
-def start_moto(group: ProcessGroup, port: int) -> subprocess.Popen:
-    process = group.start("moto", [sys.executable, "-m", "irflow.devstack.moto_server", "--port", str(port)])
+def start_moto(
+    group: ProcessGroup, port: int, name: str = "moto", env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    process = group.start(name, [sys.executable, "-m", "irflow.devstack.moto_server", "--port", str(port)], env=env)
     wait_for_port(port, 60, process)
     return process
 
@@ -143,13 +145,7 @@ def start_identity_moto(group: ProcessGroup, port: int) -> subprocess.Popen:
     (`enforce_signatures`), and from then on answers only requests signed by the keys of its own IAM users. The
     account's moto server cannot: the worker's and the listener's calls there are signed with keys it never
     issued. Until told, it takes any request, so the approvers' users and keys can be created first."""
-    process = group.start(
-        "moto-identity",
-        [sys.executable, "-m", "irflow.devstack.moto_server", "--port", str(port)],
-        env={"INITIAL_NO_AUTH_ACTION_COUNT": "inf"},
-    )
-    wait_for_port(port, 60, process)
-    return process
+    return start_moto(group, port, "moto-identity", env={"INITIAL_NO_AUTH_ACTION_COUNT": "inf"})
 
 
 def start_identity_moto_on_free_port(group: ProcessGroup) -> int:
