@@ -49,7 +49,7 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
         except FindingRejected as rejected:
             problems.append(f"{path}: {rejected.reason}")
             continue
-        for result in results:
+        for result, arrival in results:
             if isinstance(result, FindingRejected):
                 problems.append(f"{path}: {result.reason}")
                 continue
@@ -59,8 +59,9 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
                 except AccountsUnknown as error:
                     print(f"error: {error}", file=sys.stderr)
                     return EXIT_UNREACHABLE
-            # An operator's file is not a queue: its product and account are checked, not its sender.
-            untrusted = refusal(result, None, FILE, trust)
+            # An operator's file is not a queue: its events' sources, its product and its account are checked,
+            # not a sender or a topic.
+            untrusted = refusal(result, arrival, FILE, trust)
             if untrusted:
                 problems.append(f"{path}: {untrusted.reason}")
                 continue

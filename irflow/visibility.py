@@ -21,8 +21,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from irflow.models.finding import Finding
 
-HASH_PATTERN = re.compile(r"h[0-9a-f]{20}")
-
 
 def identity_hash(value: str) -> str:
     """An identity as it may be shown in clear: "h" and the first 20 hex digits of its SHA-256."""
@@ -32,15 +30,6 @@ def identity_hash(value: str) -> str:
 def shown_resource_id(resource_id: str, personal: bool) -> str:
     """The resource id as irflow shows it in clear: hashed when it names a principal (`personal`)."""
     return identity_hash(resource_id) if personal and resource_id else resource_id
-
-
-def shown_for_incident(incident_id: str, resource_id: str) -> str:
-    """The resource id as the incident's own id shows it: hashed exactly when the router hashed it into the
-    incident key (the id is the key plus "-<opened at>"), so the workflow and the listener always agree."""
-    if not resource_id:
-        return resource_id
-    hashed = identity_hash(resource_id)
-    return hashed if f"-{hashed}-" in incident_id else resource_id
 
 
 def identities(*findings: Finding) -> set[str]:
@@ -53,9 +42,13 @@ def identities(*findings: Finding) -> set[str]:
     }
 
 
-def redacted(text: str, *findings: Finding) -> str:
-    """`text` with each identity the findings name replaced by its hash, and each remote IP by "[remote ip]"."""
+def redacted(text: str, *findings: Finding, resource: tuple[str, str] = ("", "")) -> str:
+    """`text` with each identity the findings name replaced by its hash, each remote IP by "[remote ip]", and
+    `resource` = (resource id, as it is shown: `shown_resource_id`) the way the router decided, in one pass."""
     replacements = {value: identity_hash(value) for value in identities(*findings)}
+    resource_id, shown = resource
+    if resource_id and shown != resource_id:
+        replacements[resource_id] = shown
     replacements |= {f.remote_ip: "[remote ip]" for f in findings if f.remote_ip}
     if not text or not replacements:
         return text

@@ -36,7 +36,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
-    from irflow.visibility import redacted, shown_for_incident
+    from irflow.visibility import redacted
 
 from workflows import search_attributes as sa
 from workflows.activity_options import QUICK, activity_name
@@ -260,10 +260,10 @@ class IncidentRecord:
 
     def publish(self) -> None:
         """Keep search attributes and the UI's current details in step with the state. Search attributes are
-        never encrypted, current details only with the codec on: both show the resource as the incident id
-        does, and every identity the findings name only hashed (`irflow.visibility`)."""
+        never encrypted, current details only with the codec on: both show the resource as the router decided
+        (`IncidentInput.shown_resource_id`), and every identity the findings name only hashed (`irflow.visibility`)."""
         s = self.state
-        shown = shown_for_incident(s.incident_id, s.resource_id)
+        shown = self.request.shown_resource_id or s.resource_id
         published = (str(s.status), str(s.phase), str(s.severity))
         if published != self._published:  # each upsert is a history event: only when something changed
             self._published = published
@@ -288,6 +288,4 @@ class IncidentRecord:
             )
             if line
         )
-        if shown != s.resource_id:
-            details = details.replace(s.resource_id, shown)
-        workflow.set_current_details(redacted(details, *s.findings_absorbed))
+        workflow.set_current_details(redacted(details, *s.findings_absorbed, resource=(s.resource_id, shown)))

@@ -100,7 +100,7 @@ def match_short_id(prefix: str, incident_ids: list[str]) -> str:
     return matches[0]
 
 
-async def _by_short_id(client: Client, prefix: str) -> WorkflowHandle:
+async def _by_short_id(client: Client, prefix: str) -> tuple[WorkflowHandle, str]:
     # Every incident carries its hash as a search attribute: one prefix query finds the candidates among the
     # incidents Temporal still keeps (the namespace's retention), the same ones `irflow list` shows.
     runs: dict[str, tuple[str, str | None]] = {}
@@ -108,12 +108,14 @@ async def _by_short_id(client: Client, prefix: str) -> WorkflowHandle:
     async for execution in client.list_workflows(query):
         memo = await execution.memo()
         runs.setdefault(memo.get("incident_id") or execution.id, (execution.id, execution.run_id))
-    workflow_id, run_id = runs[match_short_id(prefix, list(runs))]
-    return client.get_workflow_handle(workflow_id, run_id=run_id)
+    found = match_short_id(prefix, list(runs))
+    workflow_id, run_id = runs[found]
+    return client.get_workflow_handle(workflow_id, run_id=run_id), found
 
 
-async def incident_handle(client: Client, ident: str) -> WorkflowHandle:
-    """Accept an incident id (key plus opening time), a workflow id (the incident key) or a short id."""
+async def find_incident(client: Client, ident: str) -> tuple[WorkflowHandle, str]:
+    """The incident's handle and its incident id, from an incident id (key plus opening time), a workflow id
+    (the incident key: its latest incident) or a short id. The id comes from the workflow's memo: no query."""
     if _SHORT_ID.fullmatch(ident):
         return await _by_short_id(client, ident)
     match = _INCIDENT_SUFFIX.search(ident)
@@ -122,15 +124,21 @@ async def incident_handle(client: Client, ident: str) -> WorkflowHandle:
         async for execution in client.list_workflows(f"WorkflowId = '{key}'"):
             memo = await execution.memo()
             if memo.get("incident_id") == ident:
-                return client.get_workflow_handle(key, run_id=execution.run_id)
+                return client.get_workflow_handle(key, run_id=execution.run_id), ident
         raise NotFound(f"no incident {ident}")
     handle = client.get_workflow_handle(ident)
     try:
-        await handle.describe()
+        description = await handle.describe()
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise NotFound(f"no incident {ident}") from None
         raise
+    return handle, str((await description.memo()).get("incident_id") or ident)
+
+
+async def incident_handle(client: Client, ident: str) -> WorkflowHandle:
+    """Accept an incident id (key plus opening time), a workflow id (the incident key) or a short id."""
+    handle, _ = await find_incident(client, ident)
     return handle
 
 

@@ -25,6 +25,7 @@ from irflow.cli.common import (
     app,
     console,
     decision_proof,
+    find_incident,
     incident_handle,
     incident_state,
     print_json,
@@ -336,13 +337,12 @@ async def _decide(
     client: Client, ident: str, kind: str, payload: dict[str, Any], by: str | None, profile: str | None
 ) -> DecisionOutcome:
     """Send the decision as `by` (demo mode), or with a proof signed for this incident, verb and words."""
-    handle = await incident_handle(client, ident)
+    handle, incident_id = await find_incident(client, ident)
     if by:
         payload = {**payload, "by": by}
     else:
-        state = await handle.query("current_state", result_type=IncidentState)
         request = DECISION_REQUESTS[DecisionKind(kind)].model_validate(payload)
-        proof = decision_proof(profile, state.incident_id, kind, request.words(), request.choice())
+        proof = decision_proof(profile, incident_id, kind, request.words(), request.choice())
         payload = {**payload, "proof": proof}
     try:
         return await handle.execute_update(kind, payload, result_type=DecisionOutcome)

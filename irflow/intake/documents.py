@@ -1,13 +1,14 @@
 """Reading finding documents (files, standard input): one JSON document, JSON lines, or a stream of
-pretty-printed documents, each unwrapped by `intake.envelopes` exactly as a queue message would be."""
+pretty-printed documents, each unwrapped by `intake.envelopes` exactly as a queue message would be, and each
+result with how it arrived (the EventBridge event and SNS topics around it), which `intake.trust` judges."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from irflow.intake.envelopes import unwrap
-from irflow.models.finding import FindingRejected, ParsedFinding
+from irflow.intake.envelopes import Arrival, Arrived, unwrap_arrivals
+from irflow.models.finding import FindingRejected
 
 
 def _json_lines(text: str) -> list[Any]:
@@ -54,11 +55,11 @@ def _documents(text: str) -> list[Any]:
             position = length if next_line < 0 else next_line + 1
 
 
-def read_findings(text: str) -> list[ParsedFinding | FindingRejected]:
-    """Parse every record in `text`; each entry is a finding or the reason it was rejected."""
+def read_findings(text: str) -> Arrived:
+    """Parse every record in `text`; each entry is a finding or the reason it was rejected, with its arrival."""
     if not text.strip():
-        return [FindingRejected("empty", "the input is empty")]
-    results: list[ParsedFinding | FindingRejected] = []
+        return [(FindingRejected("empty", "the input is empty"), Arrival())]
+    results: Arrived = []
     for document in _documents(text):
-        results.extend([document] if isinstance(document, FindingRejected) else unwrap(document))
+        results.extend([(document, Arrival())] if isinstance(document, FindingRejected) else unwrap_arrivals(document))
     return results

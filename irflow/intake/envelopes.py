@@ -182,13 +182,8 @@ def unwrap_arrivals(
     return arrived([_attempt(parse_guardduty, document)])
 
 
-def unwrap_text(text: str, detect: Detect | None = None) -> Unwrapped:
-    """A queue message body: one JSON document."""
-    return [result for result, _ in unwrap_text_arrivals(text, detect)]
-
-
 def unwrap_text_arrivals(text: str, detect: Detect | None = None) -> Arrived:
-    """`unwrap_text`, each result with how it arrived."""
+    """A queue message body (one JSON document) unwrapped, each result with how it arrived."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:

@@ -42,6 +42,7 @@ from irflow.intake.envelopes import unwrap_text_arrivals
 from irflow.intake.filters import suppression_reason
 from irflow.intake.listener_stats import ListenerStats
 from irflow.intake.log_files import LogFileReader
+from irflow.intake.router import route
 from irflow.intake.submit import submit
 from irflow.intake.trust import (
     AccountsUnknown,
@@ -52,11 +53,11 @@ from irflow.intake.trust import (
     screen_accounts,
     screen_sources,
 )
-from irflow.models.finding import FindingRejected, ParsedFinding
+from irflow.models.finding import Finding, FindingRejected, ParsedFinding
 from irflow.models.settings import IrflowSettings
 from irflow.own_principals import own_principal_patterns
 from irflow.temporal_client import TemporalUnreachable
-from irflow.visibility import redacted
+from irflow.visibility import shown_resource_id
 
 log = logging.getLogger("irflow.listener")
 
@@ -310,9 +311,7 @@ class FindingListener:
         if reason:
             self.stats.suppressed += 1
             self.stats.suppressed_by_reason[reason.split(" (")[0].split(":")[0]] += 1
-            # Log lines are never encrypted: an identity (a key's or a user's resource id) only as its hash.
-            shown = redacted(finding.resource.resource_id or "", finding)
-            log.info("suppressed %s %s on %s: %s", finding.type, finding.id, shown, reason)
+            log.info("suppressed %s %s on %s: %s", finding.type, finding.id, self._shown_resource(finding), reason)
             return None
         try:
             submission = await submit(
@@ -340,6 +339,14 @@ class FindingListener:
             finding.id,
         )
         return None
+
+    def _shown_resource(self, finding: Finding) -> str:
+        """The resource as the incident would show it (log lines are never encrypted): the router decides what
+        names a principal and is shown only hashed; a finding it cannot route shows only the hash."""
+        try:
+            return route(finding, self.settings.playbook_overrides).shown_id
+        except FindingRejected:  # a misconfigured override: submit would dead-letter it with the reason
+            return shown_resource_id(finding.resource.resource_id or "", personal=True)
 
     # --- Temporal outages ---
 

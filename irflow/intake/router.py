@@ -8,6 +8,7 @@ notification and an analyst, never silence.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 
 from irflow.models.finding import Finding, FindingRejected
+from irflow.models.identifiers import INCIDENT_ID_MAX_LENGTH
 from irflow.visibility import shown_resource_id
 
 EC2_PLAYBOOK = "ec2-instance"
@@ -40,6 +42,11 @@ AVAILABLE_PLAYBOOKS = frozenset(
 )
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# A key leaves room for the "-<opened at>" `incident_id` adds (an incident id is a tag value: at most
+# INCIDENT_ID_MAX_LENGTH). A longer key keeps its readable start and ends with "-" and this many hex digits of
+# the SHA-256 of all it would have said, so two long keys that differ anywhere stay apart.
+_KEY_MAX_LENGTH = INCIDENT_ID_MAX_LENGTH - len("-20261207T125819Z")
+_KEY_HASH_LENGTH = 20
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}([0-9a-f]{9})?$")
 _KEY_PREFIX = {
     EC2_PLAYBOOK: "ec2",
@@ -95,7 +102,13 @@ def _key(prefix: str, finding: Finding, resource_id: str, personal: bool = False
     # Workflow ids are stored in clear text: only account, region, kind and the resource id go in, and
     # an identity (a user or role name may be a person's name) only as a hash.
     shown = shown_resource_id(resource_id, personal)
-    return _UNSAFE.sub("_", f"{prefix}-{finding.account_id}-{finding.region}-{shown}")
+    whole = f"{prefix}-{finding.account_id}-{finding.region}-{shown}"
+    key = _UNSAFE.sub("_", whole)
+    if len(key) <= _KEY_MAX_LENGTH:
+        return key
+    # A long resource id (an ARN a Security Hub finding names, say): the key stays unique and its id valid.
+    digest = hashlib.sha256(whole.encode()).hexdigest()[:_KEY_HASH_LENGTH]
+    return f"{key[: _KEY_MAX_LENGTH - _KEY_HASH_LENGTH - 1]}-{digest}"
 
 
 def _intended(finding: Finding) -> tuple[str, str]:

@@ -10,8 +10,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 
 from irflow.intake.router import incident_id, route
-from irflow.models.finding import FindingRejected, ParsedFinding, pack_raw
-from irflow.models.identifiers import incident_id_refusal
+from irflow.models.finding import ParsedFinding, pack_raw
 from irflow.models.incident import (
     INCIDENT_WORKFLOW,
     FindingDelivery,
@@ -60,10 +59,12 @@ async def submit(
     finding = parsed.finding
     destination = route(finding, settings.playbook_overrides, opened_by)
     received_at = received_at or datetime.now(UTC)
+    # The router makes only valid incident ids; the workflow checks its id again (anyone may start one).
     new_incident_id = incident_id(destination.incident_key, received_at)
-    refusal = incident_id_refusal(new_incident_id)
-    if refusal:  # the router never makes one; refuse rather than start an incident whose id reaches a shell
-        raise FindingRejected("invalid_finding", f"incident id refused: {refusal}")
+    # Span attributes, search attributes and the summary are never encrypted: the resource as irflow shows it
+    # in clear (an identity only hashed, see irflow.visibility), never the finding's title, addresses or agents.
+    # The workflow keeps showing it so: it is handed the router's decision, not left to guess.
+    shown = destination.shown_id
     nonce = uuid.uuid4().hex  # tells afterwards whether this call opened the incident or joined one
     packed = pack_raw(parsed.raw)
     delivery = FindingDelivery(
@@ -81,11 +82,9 @@ async def submit(
         delivery_id=delivery.delivery_id,
         routing_reason=destination.reason,
         resource_id=destination.resource_id,
+        shown_resource_id=shown,
         received_at=received_at,
     )
-    # Span attributes, search attributes and the summary are never encrypted: the resource as irflow shows it
-    # in clear (an identity only hashed, see irflow.visibility), never the finding's title, addresses or agents.
-    shown = destination.shown_id
     attributes = {
         "irflow.finding.id": finding.id,
         "irflow.finding.type": finding.type,

@@ -12,7 +12,8 @@ A finding is refused `untrusted_account` when it is about an account irflow does
 
 irflow's own detection findings are raised in the listener from CloudTrail, so their source is trusted by
 construction (an SNS topic they came through must still be trusted); their account is checked like any.
-A file handed to `irflow ingest` has no queue: the sender and topic checks do not apply there.
+A file handed to `irflow ingest` has no queue: the sender and topic checks do not apply there (`Channel.queue`);
+an EventBridge event in it must still come from the service that publishes its `detail-type`.
 
 Everything here is pure but `answered_accounts`, which asks AWS once, at start.
 """
@@ -103,20 +104,18 @@ def _topic_refusal(arrival: Arrival, policy: TrustPolicy) -> FindingRejected | N
     return None
 
 
-def source_refusal(
-    result: Result, arrival: Arrival | None, channel: Channel, policy: TrustPolicy
-) -> FindingRejected | None:
-    """Why `result` does not come from a source irflow trusts, or None. `arrival` None: not known (a file)."""
+def source_refusal(result: Result, arrival: Arrival, channel: Channel, policy: TrustPolicy) -> FindingRejected | None:
+    """Why `result` does not come from a source irflow trusts, or None."""
     if isinstance(result, FindingRejected):
         return None  # refused already, for its own reason
-    if channel.queue and arrival is not None and (refusal := _topic_refusal(arrival, policy)):
+    if channel.queue and (refusal := _topic_refusal(arrival, policy)):
         return refusal
     if isinstance(result, LogFileReference):
         return None
     finding = result.finding
     if finding.source == FindingSource.IRFLOW_DETECTION:
         return None  # raised here, from CloudTrail: trusted by construction
-    if arrival is not None and arrival.detail_type in EVENT_SOURCES:
+    if arrival.detail_type in EVENT_SOURCES:
         expected = EVENT_SOURCES[arrival.detail_type]
         if arrival.event_source != expected:
             return _refused(
@@ -130,7 +129,7 @@ def source_refusal(
                 f"Security Hub finding {finding.id} comes from product {product}, which irflow does not trust "
                 "(the built-in AWS products and IRFLOW_TRUSTED_PRODUCTS)"
             )
-    if channel.queue and arrival is not None and arrival.bare and channel.sender_id not in policy.senders:
+    if channel.queue and arrival.bare and channel.sender_id not in policy.senders:
         return _refused(
             f"finding {finding.id} came bare (no EventBridge event, no SNS envelope) from SQS sender "
             f"{channel.sender_id or '(none)'}, which is not in IRFLOW_TRUSTED_SENDERS"
@@ -150,9 +149,7 @@ def account_refusal(parsed: ParsedFinding, policy: TrustPolicy) -> FindingReject
     )
 
 
-def refusal(
-    result: ParsedFinding, arrival: Arrival | None, channel: Channel, policy: TrustPolicy
-) -> FindingRejected | None:
+def refusal(result: ParsedFinding, arrival: Arrival, channel: Channel, policy: TrustPolicy) -> FindingRejected | None:
     """Both checks, the source first."""
     return source_refusal(result, arrival, channel, policy) or account_refusal(result, policy)
 

@@ -142,9 +142,23 @@ class IncidentInput(BaseModel):
     delivery_id: str = ""
     routing_reason: str = Field(default="", description="why the router chose this playbook")
     resource_id: str = Field(default="", description="what the incident is about, as the router named it")
+    shown_resource_id: str = Field(
+        default="",
+        description="resource_id as it may be shown in clear (search attributes, the UI's details): the router's "
+        "decision, an identity only as its hash (irflow.visibility)",
+    )
     # No policy here: whoever starts a workflow could write one naming themselves the approver. The worker
     # reads its own (activities.worker_policy) when the incident starts; a `policy` in old inputs is ignored.
     received_at: datetime
+
+    def model_post_init(self, context: Any, /) -> None:
+        # Inputs written before the router passed `shown_resource_id` show the resource as they always did:
+        # hashed exactly when the router had built its hash into the incident id (key plus "-<opened at>").
+        if "shown_resource_id" not in self.model_fields_set and self.resource_id:
+            from irflow.visibility import identity_hash
+
+            hashed = identity_hash(self.resource_id)
+            self.shown_resource_id = hashed if f"-{hashed}-" in self.incident_id else self.resource_id
 
 
 class ActionStatus(StrEnum):

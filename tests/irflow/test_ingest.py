@@ -158,6 +158,17 @@ async def test_findings_from_untrusted_products_or_other_accounts_are_refused(in
     assert not await ingesting.exists(ingesting.workflow_id(good))
 
 
+async def test_an_event_from_a_forged_source_is_refused_as_on_the_queue(ingesting, capsys) -> None:
+    """A file is not a queue, but an EventBridge event in it must come from the service that publishes its
+    detail-type, as on the queue: `"source": "custom.guardduty"` is no GuardDuty finding."""
+    good = ingesting.finding()
+    forged = {**ingesting.finding(), "source": "custom.guardduty"}
+    assert await ingest_main([ingesting.file("forged.jsonl", good, forged)]) == EXIT_BAD_INPUT
+    [line] = capsys.readouterr().err.splitlines()
+    assert "'custom.guardduty'" in line and "only 'aws.guardduty' publishes these" in line
+    assert not await ingesting.exists(ingesting.workflow_id(good))
+
+
 async def test_one_bad_file_refuses_the_good_files_handed_in_with_it(ingesting, capsys) -> None:
     good = ingesting.finding()
     good_file = ingesting.file("good.json", good)

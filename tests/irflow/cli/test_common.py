@@ -15,7 +15,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from typer.testing import CliRunner
 
 from irflow.cli import app
-from irflow.cli.common import Ambiguous, NotFound, decision_proof, incident_handle, match_short_id
+from irflow.cli.common import Ambiguous, NotFound, decision_proof, find_incident, incident_handle, match_short_id
 from irflow.models.incident import incident_hash, short_id
 from irflow.models.proof import DecisionProof, check_proof
 from irflow.models.settings import get_settings
@@ -121,6 +121,8 @@ async def test_short_ids_resolve_against_a_real_dev_server(dev_env):
         for typed in (short_id(alone), short_id(alone)[:5], alone, runs[alone][0]):
             handle = await incident_handle(client, typed)
             assert handle.id == runs[alone][0]
+            found, incident_id = await find_incident(client, typed)
+            assert (found.id, incident_id) == (runs[alone][0], alone), "the incident id, from the memo"
         handle = await incident_handle(client, short_id(first))
         assert (handle.id, handle.run_id) == runs[first], "a short id names one run: that incident"
 

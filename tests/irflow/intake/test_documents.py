@@ -26,36 +26,41 @@ def _pascal(value):
     return value
 
 
+def _findings(text: str) -> list:
+    """What `read_findings` reads, each result without its arrival."""
+    return [result for result, _ in read_findings(text)]
+
+
 def _outcomes(results: list) -> list[str]:
     """What a user reads back: the instance of each finding, or the rejection code."""
     return [r.finding.resource.instance_id if isinstance(r, ParsedFinding) else r.code for r in results]
 
 
 def test_single_object():
-    results = read_findings(json.dumps(_events()[0], indent=2))
+    results = _findings(json.dumps(_events()[0], indent=2))
     assert _outcomes(results) == INSTANCE_IDS[:1]
     assert results[0].original_shape == "eventbridge_envelope"
 
 
 def test_json_array_keeps_order():
-    assert _outcomes(read_findings(json.dumps(_events()))) == INSTANCE_IDS
+    assert _outcomes(_findings(json.dumps(_events()))) == INSTANCE_IDS
 
 
 def test_json_array_with_a_bad_record_reports_it_in_place():
     events = _events()
     document = [events[0], {"unrelated": True}, events[2]]
-    assert _outcomes(read_findings(json.dumps(document))) == [INSTANCE_IDS[0], "not_a_finding", INSTANCE_IDS[2]]
+    assert _outcomes(_findings(json.dumps(document))) == [INSTANCE_IDS[0], "not_a_finding", INSTANCE_IDS[2]]
 
 
 def test_json_lines():
     text = "\n".join(json.dumps(e) for e in _events()) + "\n"
-    assert _outcomes(read_findings(text)) == INSTANCE_IDS
+    assert _outcomes(_findings(text)) == INSTANCE_IDS
 
 
 def test_json_lines_mixed_good_and_bad_keep_order_and_name_the_bad_line():
     events = _events()
     lines = [json.dumps(events[0]), '{"truncated": ', json.dumps(events[1]), "not json", json.dumps(events[2])]
-    results = read_findings("\n".join(lines))
+    results = _findings("\n".join(lines))
     assert _outcomes(results) == [INSTANCE_IDS[0], "not_json", INSTANCE_IDS[1], "not_json", INSTANCE_IDS[2]]
     assert "line 2" in results[1].reason
     assert "line 4" in results[3].reason
@@ -64,7 +69,7 @@ def test_json_lines_mixed_good_and_bad_keep_order_and_name_the_bad_line():
 def test_json_lines_skip_blank_lines_and_still_count_them():
     events = _events()
     text = f"{json.dumps(events[0])}\n\n{json.dumps(events[1])}\n\nnot json\n"
-    results = read_findings(text)
+    results = _findings(text)
     assert _outcomes(results) == [INSTANCE_IDS[0], INSTANCE_IDS[1], "not_json"]
     assert "line 5" in results[2].reason
 
@@ -72,7 +77,7 @@ def test_json_lines_skip_blank_lines_and_still_count_them():
 def test_json_lines_line_numbers_count_leading_blank_lines():
     """A user opens the file at the line the reason names: leading blank lines count too."""
     text = f"\n\n{json.dumps(_events()[0])}\nnot json\n"
-    results = read_findings(text)
+    results = _findings(text)
     assert _outcomes(results) == [INSTANCE_IDS[0], "not_json"]
     assert "line 4" in results[1].reason, results[1].reason
 
@@ -81,7 +86,7 @@ def test_json_lines_with_a_rejected_finding_keep_the_others():
     events = _events()
     del events[1]["detail"]["accountId"]
     text = "\n".join(json.dumps(e) for e in events)
-    results = read_findings(text)
+    results = _findings(text)
     assert _outcomes(results) == [INSTANCE_IDS[0], "invalid_finding", INSTANCE_IDS[2]]
     assert "accountId" in results[1].reason
 
@@ -91,20 +96,20 @@ def test_get_findings_output():
     for finding in findings:
         finding["Service"]["AdditionalInfo"] = {"Value": "{}", "Type": "default"}
     document = {"Findings": findings, "ResponseMetadata": {"HTTPStatusCode": 200}}
-    results = read_findings(json.dumps(document))
+    results = _findings(json.dumps(document))
     assert _outcomes(results) == INSTANCE_IDS
     assert {r.original_shape for r in results} == {"getfindings_pascalcase"}
 
 
 def test_get_findings_output_with_no_findings_is_one_rejection():
     """Never silence: an empty GetFindings page on a queue goes to the dead-letter queue with a reason."""
-    (result,) = read_findings(json.dumps({"Findings": []}))
+    (result,) = _findings(json.dumps({"Findings": []}))
     assert isinstance(result, FindingRejected) and result.code == "empty"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\n\t\n"])
 def test_empty_input_is_one_rejection(text):
-    results = read_findings(text)
+    results = _findings(text)
     assert len(results) == 1
     assert isinstance(results[0], FindingRejected)
     assert results[0].code == "empty"
@@ -113,12 +118,21 @@ def test_empty_input_is_one_rejection(text):
 @pytest.mark.parametrize("text", ["this is not JSON at all", "<html><body>502</body></html>", "{'single': 'quotes'}"])
 def test_text_that_is_not_json_raises(text):
     with pytest.raises(FindingRejected) as caught:
-        read_findings(text)
+        _findings(text)
     assert caught.value.code == "not_json"
     assert "not JSON" in caught.value.reason
 
 
 def test_a_json_scalar_is_rejected_not_crashed():
-    results = read_findings("42")
+    results = _findings("42")
     assert len(results) == 1
     assert results[0].code == "not_an_object"
+
+
+def test_each_finding_keeps_how_it_arrived():
+    """A file's EventBridge event says who published it, as a queue message's does: `intake.trust` judges it."""
+    event = _events()[0]
+    bare = event["detail"]
+    [(_, arrived), (_, alone)] = read_findings(f"{json.dumps(event)}\n{json.dumps(bare)}\n")
+    assert (arrived.event_source, arrived.detail_type) == ("aws.guardduty", "GuardDuty Finding")
+    assert alone.bare

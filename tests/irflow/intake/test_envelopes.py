@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from irflow.devstack.demo import sample_finding
-from irflow.intake.envelopes import LogFileReference, unwrap, unwrap_text
+from irflow.intake.envelopes import LogFileReference, unwrap, unwrap_text_arrivals
 from irflow.intake.router import EC2_PLAYBOOK, TRIAGE_PLAYBOOK, route
 from irflow.models.finding import (
     FindingRejected,
@@ -97,6 +97,11 @@ def _get_findings_record(detail: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _body(text: str) -> list[ParsedFinding | FindingRejected]:
+    """A queue message body unwrapped as the listener does, the results without their arrivals."""
+    return [result for result, _ in unwrap_text_arrivals(text)]
+
+
 def _outcomes(results: list[ParsedFinding | FindingRejected]) -> list[str]:
     """What each result says: the finding's id, or the rejection code."""
     return [r.finding.id if isinstance(r, ParsedFinding) else r.code for r in results]
@@ -156,7 +161,7 @@ def test_sns_notification_around_a_security_hub_event_with_two_findings_gives_tw
 
 def test_sns_notification_text_as_a_queue_message_body():
     body = json.dumps(_sns(_event()))
-    assert _outcomes(unwrap_text(body)) == [_event()["detail"]["id"]]
+    assert _outcomes(_body(body)) == [_event()["detail"]["id"]]
 
 
 def test_raw_guardduty_finding_bare_camel_case():
@@ -314,7 +319,7 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
 def test_bad_input_is_rejected_with_a_specific_code_and_an_actionable_reason(name):
     body, code, fragments = BAD_INPUTS[name]
-    rejected = _rejected(unwrap_text(body))
+    rejected = _rejected(_body(body))
     assert rejected.code == code, rejected.reason
     for fragment in fragments:
         assert fragment in rejected.reason, rejected.reason
@@ -337,7 +342,7 @@ def test_unknown_resource_type_parses_and_the_router_sends_it_to_triage_naming_t
         "resourceType": "Ec2LaunchTemplate",
         "ec2LaunchTemplateDetails": {"launchTemplateId": "lt-0abcd1234efgh5678"},
     }
-    parsed = _only(unwrap_text(json.dumps(event)))
+    parsed = _only(_body(json.dumps(event)))
     assert isinstance(parsed, ParsedFinding), parsed
     assert parsed.finding.resource.resource_type == "Ec2LaunchTemplate"
     destination = route(parsed.finding)
@@ -417,7 +422,7 @@ def test_a_300_kb_finding_parses_and_packs_far_smaller_and_round_trips():
     event = _large_finding()
     body = json.dumps(event)
     assert len(body) >= 300_000
-    parsed = _only(unwrap_text(body))
+    parsed = _only(_body(body))
     assert isinstance(parsed, ParsedFinding), parsed
     assert parsed.finding.resource.instance_id == INSTANCE_ID
     assert len(parsed.finding.model_dump_json()) < 5_000  # the finding that travels stays small

@@ -3,6 +3,7 @@ version runs, and never a user name or access key in clear in the key (it is the
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,9 +18,12 @@ from irflow.intake.router import (
     RDS_PLAYBOOK,
     S3_PLAYBOOK,
     TRIAGE_PLAYBOOK,
+    incident_id,
     route,
 )
+from irflow.models.asff import parse_asff
 from irflow.models.finding import parse_guardduty
+from irflow.models.identifiers import incident_id_refusal
 from tests.irflow.intake.router_support import (
     ACCESS_KEY,
     ACCOUNT,
@@ -205,3 +209,41 @@ def test_a_database_named_by_its_arn_or_its_identifier_is_one_incident():
     )
     assert route(by_name).playbook == route(by_arn).playbook == RDS_PLAYBOOK
     assert route(by_name).incident_key == route(by_arn).incident_key
+
+
+# --- long resource ids ---
+
+
+def _other_resource_finding(resource_id: str):
+    """A Security Hub finding about a resource irflow has no playbook for, named by `resource_id`."""
+    record = {
+        "SchemaVersion": "2018-10-08",
+        "Id": f"arn:aws:securityhub:{REGION}:{ACCOUNT}:finding/long-resource",
+        "ProductArn": f"arn:aws:securityhub:{REGION}::product/aws/guardduty",
+        "GeneratorId": "irflow-test",
+        "AwsAccountId": ACCOUNT,
+        "Types": ["TTPs/Discovery/Discovery:Custom-LongName"],
+        "CreatedAt": "2026-01-05T10:00:00Z",
+        "UpdatedAt": "2026-01-05T10:05:00Z",
+        "Severity": {"Label": "HIGH", "Normalized": 70},
+        "Title": "A resource with a long name",
+        "Description": "A resource with a long name.",
+        "Resources": [{"Type": "Other", "Id": resource_id, "Partition": "aws", "Region": REGION}],
+        "RecordState": "ACTIVE",
+        "Workflow": {"Status": "NEW"},
+    }
+    return parse_asff(record).finding
+
+
+def test_a_long_resource_id_still_makes_a_valid_incident_id_unique_to_its_resource():
+    opened = datetime(2026, 12, 7, 12, 58, 19, tzinfo=UTC)
+    stem = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/" + "a" * 400
+    first, second = (route(_other_resource_finding(f"{stem[:399]}{end}")) for end in "12")
+    assert len(first.resource_id) == 400 and first.playbook == TRIAGE_PLAYBOOK
+    for destination in (first, second):
+        made = incident_id(destination.incident_key, opened)
+        assert incident_id_refusal(made) is None, made
+        assert destination.incident_key.startswith(f"triage-other-{ACCOUNT}-{REGION}-arn_aws_ssm_"), "still readable"
+    assert first.incident_key != second.incident_key, "ids differing only at their end stay apart"
+    assert incident_id(first.incident_key, opened) != incident_id(second.incident_key, opened)
+    assert route(_other_resource_finding(f"{stem[:399]}1")).incident_key == first.incident_key, "and stable"

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from irflow.devstack.demo import sample_finding
+from irflow.intake.documents import read_findings
 from irflow.intake.envelopes import Arrival, LogFileReference, unwrap_arrivals, unwrap_text_arrivals
 from irflow.intake.trust import (
     BUILT_IN_PRODUCTS,
@@ -175,9 +176,21 @@ def test_a_file_has_no_sender_or_topic_but_its_product_and_account_are_checked()
     assert code == UNTRUSTED_SOURCE
     [(code, _)] = _outcomes(_gd(account="210987654321")["detail"], FILE)
     assert code == UNTRUSTED_ACCOUNT
-    # what `irflow ingest` calls: no arrival known
-    parsed = unwrap_arrivals(untrusted)[0][0]
-    assert refusal(parsed, None, FILE, POLICY).code == UNTRUSTED_SOURCE
+    # what `irflow ingest` calls: each finding with the arrival its file gave it
+    [(parsed, arrival)] = read_findings(json.dumps(untrusted))
+    assert refusal(parsed, arrival, FILE, POLICY).code == UNTRUSTED_SOURCE
+
+
+def test_a_file_holding_an_event_from_a_forged_source_is_refused_as_on_a_queue():
+    forged = {**_gd(), "source": "custom.guardduty"}
+    [(code, reason)] = _outcomes(forged, FILE)
+    assert code == UNTRUSTED_SOURCE and "'custom.guardduty'" in reason and "'aws.guardduty'" in reason
+    [(parsed, arrival)] = read_findings(json.dumps(forged))
+    assert refusal(parsed, arrival, FILE, POLICY).reason == reason, "what `irflow ingest` calls"
+    [(code, _)] = _outcomes(
+        _securityhub_event([_asff_access_key_finding("alice", "AKIAEXAMPLE000000001")], "my.app"), FILE
+    )
+    assert code == UNTRUSTED_SOURCE
 
 
 def test_rejected_input_keeps_its_own_reason():
