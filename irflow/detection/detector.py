@@ -56,7 +56,7 @@ class Detector:
     Records made by irflow's own principals (`own_principals`, ARN globs matched against the caller's ARN
     and, for a role session, the role that issued it: see irflow.own_principals) are never evaluated: its
     containment and its undo call the very APIs the rules watch, and an undo must not re-open the incident
-    it closes. They are counted in `own` (by event name) and logged nowhere."""
+    it closes. They are counted in `own` (by event name), which the listener's closing summary reports."""
 
     def __init__(
         self,

@@ -166,11 +166,13 @@ class FindingListener:
         log.info("listener stopped: %s", json.dumps(self.stats.snapshot(), sort_keys=True))
         if self.detector is not None:
             log.info(
-                "detection: %d event(s); alerts %s; leads below the floor %s; grouped into earlier findings %s",
+                "detection: %d event(s); alerts %s; leads below the floor %s; grouped into earlier findings %s; "
+                "irflow's own records skipped %s",
                 self.detector.events,
                 dict(self.detector.alerts),
                 dict(self.detector.below_floor),
                 dict(self.detector.grouped),
+                dict(self.detector.own),
             )
         return self.stats
 
