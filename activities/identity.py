@@ -95,9 +95,5 @@ def verify_decision_proof(request: VerifyProofInput) -> VerifiedCaller:
         arn, account, user_id = caller_identity(body)
     except (ValueError, ParseError) as error:
         raise ApplicationError(f"STS's answer could not be read: {error}", type="StsUnavailable") from error
-    return VerifiedCaller(
-        arn=arn, account=account, user_id=user_id, access_key_id=signed.access_key_id, proof_id=request.proof.proof_id
-    )
+    return VerifiedCaller(arn=arn, account=account, user_id=user_id, access_key_id=signed.access_key_id)
 
-
-IDENTITY_ACTIVITIES = (verify_decision_proof,)

@@ -6,12 +6,11 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import boto3
-from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
+from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import NoCredentialsError
 
@@ -49,22 +48,6 @@ def endpoint_host(url: str) -> str:
     return host
 
 
-class _SigV4At(SigV4Auth):
-    """SigV4 at a given moment (botocore's takes the clock): so a test can sign a proof that is already old."""
-
-    def __init__(self, credentials, service: str, region: str, at: datetime) -> None:
-        super().__init__(credentials, service, region)
-        self.at = at
-
-    def add_auth(self, request: AWSRequest) -> None:
-        if self.credentials is None:
-            raise NoCredentialsError()
-        request.context["timestamp"] = self.at.astimezone(UTC).strftime(SIGV4_TIMESTAMP)
-        self._modify_request_before_signing(request)
-        canonical = self.canonical_request(request)
-        self._inject_signature_to_request(request, self.signature(self.string_to_sign(request, canonical), request))
-
-
 def sign_decision(
     session: boto3.session.Session,
     endpoint_url: str,
@@ -73,10 +56,9 @@ def sign_decision(
     verb: str,
     comment: str,
     choice: str | None = None,
-    at: datetime | None = None,
-    nonce: str | None = None,
 ) -> DecisionProof:
-    """A proof for one decision, signed with the session's credentials for the STS endpoint `endpoint_url`."""
+    """A proof for one decision, signed now (botocore's SigV4, its clock) with the session's credentials for
+    the STS endpoint `endpoint_url`, bound to the decision with a fresh nonce."""
     credentials = session.get_credentials()
     if credentials is None:
         raise NoCredentialsError()
@@ -85,7 +67,7 @@ def sign_decision(
         verb=verb,
         comment_sha256=comment_digest(comment),
         choice=choice or NO_CHOICE,
-        nonce=nonce or secrets.token_hex(16),
+        nonce=secrets.token_hex(16),
     )
     request = AWSRequest(
         method="POST",
@@ -98,7 +80,7 @@ def sign_decision(
         },
     )
     region = session.region_name or DEFAULT_STS_REGION
-    _SigV4At(credentials.get_frozen_credentials(), "sts", region, at or datetime.now(UTC)).add_auth(request)
+    SigV4Auth(credentials.get_frozen_credentials(), "sts", region).add_auth(request)
     return DecisionProof(headers=dict(request.headers.items()))
 
 

@@ -32,6 +32,9 @@ SLOW = {
     "heartbeat_timeout": timedelta(seconds=90),
     "retry_policy": _retry(5, 60),
 }
+# Someone is waiting for the answer (a decision's proof at STS): a short timeout, a few quick retries while
+# STS is unreachable. A refused proof is raised non-retryable by the activity itself.
+INTERACTIVE = {"start_to_close_timeout": timedelta(seconds=15), "retry_policy": _retry(3, 4)}
 
 
 def activity_name(activity: Callable[..., Any]) -> str:

@@ -22,11 +22,10 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.identity import PROOF_REFUSED, VerifyProofInput, verify_decision_proof
+    from activities.identity import VerifyProofInput, verify_decision_proof
     from irflow.models.incident import (
         Decision,
         DecisionKind,
@@ -37,21 +36,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from irflow.models.proof import VerifiedCaller
 
+from workflows.activity_options import INTERACTIVE
 from workflows.notifications import Notifier
+from workflows.playbook import ContainmentPlan
 from workflows.policy import approvals_required, decision_refusal, eradication_choice
 from workflows.record import IncidentRecord, error_text
 
 EnterPhase = Callable[[Phase, str, str | None], None]
-# Someone is waiting for the answer: a short timeout, a few retries while STS is unreachable.
-VERIFY_PROOF = {
-    "start_to_close_timeout": timedelta(seconds=15),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=4),
-        maximum_attempts=3,
-        non_retryable_error_types=[PROOF_REFUSED],
-    ),
-}
 DECISION_REFUSED = "DecisionRefused"
 
 
@@ -104,7 +95,7 @@ class DecisionDesk:
                 max_age_seconds=int(self.record.policy.proof_max_age.total_seconds()),
             )
             try:
-                caller = await workflow.execute_activity(verify_decision_proof, verify, **VERIFY_PROOF)
+                caller = await workflow.execute_activity(verify_decision_proof, verify, **INTERACTIVE)
             except ActivityError as error:
                 return self._refuse(kind, _claimed(raw), via, f"proof refused: {error_text(error)}", proof_id)
             request, refusal = self.check(kind, raw, caller)  # the moment may have passed while STS answered
@@ -190,16 +181,17 @@ class DecisionDesk:
 
     # --- asking, waiting, reminding, escalating ---
 
-    async def ask(self, stage: str, question: str, at_least: int = 1) -> Decision:
-        """Ask the analysts and wait for an accepted decision."""
+    async def ask(self, stage: str, question: str, plan: ContainmentPlan | None = None) -> Decision:
+        """Ask the analysts and wait for an accepted decision: from as many different approvers as the stage
+        needs at this severity, or as `plan` needs (a protected subject)."""
         state, policy = self.record.state, self.record.policy
         timeout, reminder = policy.decision_timeout, policy.decision_reminder
         now = workflow.now()
         self.decision = None
         options = ["approve", "reject"] + (["release"] if stage == "eradication" else [])
-        required = max(at_least, approvals_required(stage, state.severity, policy))
+        required = max(plan.approvals_required if plan else 1, approvals_required(stage, state.severity, policy))
         if required > 1:
-            why = "protected" if at_least > 1 else state.severity
+            why = "protected" if plan and plan.protected else state.severity
             question += f" ({why}: two different approvers must approve)"
         state.pending_decision = PendingDecision(
             kind=stage,

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.activity_options import QUICK
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
-from workflows.policy import approval_reasons
+from workflows.policy import plan_iam_role_containment
 
 IAM_ROLE_CONTAINMENT_STEPS = (
     TAG_STEP,
@@ -83,26 +83,15 @@ class IamRolePlaybook(Playbook):
         self.context = await self.incident.act(describe_iam_role_context, self.target, QUICK)
         self.target = self.target.model_copy(update={"role_name": self.context.role_name})
         self.incident.keep_context(self.context)
-        severity, requires_approval, reasons = approval_reasons(
-            self.incident.findings, self.context.tags, self.incident.policy, "role"
-        )
         if self.context.unmodifiable_reason:
             self.contains = False
-            reasons.append(f"role {self.context.role_name} is {self.context.unmodifiable_reason}: triage only")
-        else:
-            reasons.append(
-                f"every session of role {self.context.role_name} issued before containment will be denied; "
-                "new sessions keep working"
-            )
-        if self.context.instances_using_role:
-            reasons.append(
-                f"{len(self.context.instances_using_role)} instance(s) carry the role and will fetch fresh "
-                f"credentials: {', '.join(self.context.instances_using_role)}"
-            )
-        related = self._related_instances()
-        if related:
-            reasons.append(f"the credentials came from an instance: incident(s) opened for {', '.join(related)}")
-        return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+        return plan_iam_role_containment(
+            self.incident.findings,
+            self.context,
+            self.target.session_name,
+            self._related_instances(),
+            self.incident.policy,
+        )
 
     def _related_instances(self) -> list[str]:
         if not self.exfiltrated_from_instance:

@@ -39,7 +39,6 @@ from workflows.iam_user_playbook import IamUserPlaybook
 from workflows.lambda_playbook import LambdaPlaybook
 from workflows.notifications import Notifier
 from workflows.playbook import ContainmentPlan, Playbook
-from workflows.protection import PROTECTED_APPROVALS, protection_reason
 from workflows.rds_playbook import RdsPlaybook
 from workflows.record import IncidentRecord, error_text, error_type, summarise
 from workflows.s3_bucket_playbook import S3BucketPlaybook
@@ -105,7 +104,8 @@ class IncidentWorkflow(DecisionDoors):
         except ActivityError as error:
             return await self._finish(Status.FAILED, f"detection & analysis failed: {error_text(error)}", fail=True)
         self.state.severity = plan.severity
-        plan, approvals = await self._guardrails(plan) if playbook.contains else (plan, 1)
+        if playbook.contains:
+            plan = await self._guardrails(plan)
         self.state.containment_requires_approval = plan.requires_approval
         self.state.plan_reasons = plan.reasons
         self.record.publish()
@@ -113,7 +113,7 @@ class IncidentWorkflow(DecisionDoors):
             return await self._triage(playbook)
 
         if plan.requires_approval:
-            decision = await self.desk.ask("containment", f"Contain {self.state.resource_id}?", at_least=approvals)
+            decision = await self.desk.ask("containment", f"Contain {self.state.resource_id}?", plan)
             if decision.kind == DecisionKind.REJECT:
                 return await self._finish(Status.ROLLED_BACK, f"rejected before containment by {decision.by}")
 
@@ -159,15 +159,11 @@ class IncidentWorkflow(DecisionDoors):
         self.state.recovered_at = workflow.now()
         return await self._finish(Status.RESOLVED, None)
 
-    async def _guardrails(self, plan: ContainmentPlan) -> tuple[ContainmentPlan, int]:
-        """What irflow must not do unasked: contain a protected subject (two approvers decide) or contain
-        beyond the blast-radius cap (an analyst decides). The plan as it stands, and how many approvers."""
-        protected = protection_reason(self.state, self.record.policy)
-        if protected:
-            why = f"{protected}: never contained automatically; two different approvers decide"
-            return replace(plan, requires_approval=True, reasons=[*plan.reasons, why]), PROTECTED_APPROVALS
+    async def _guardrails(self, plan: ContainmentPlan) -> ContainmentPlan:
+        """What irflow must not do unasked, beyond what the plan says (a protected subject is the plan's:
+        `workflows.policy.protection`): contain beyond the blast-radius cap. The plan as it then stands."""
         if plan.requires_approval:
-            return plan, 1  # an analyst decides anyway: nothing automatic to count
+            return plan  # an analyst decides anyway: nothing automatic to count
         policy = self.record.policy
         request = ReservationRequest(
             incident_id=self.state.incident_id,
@@ -181,7 +177,7 @@ class IncidentWorkflow(DecisionDoors):
         except ActivityError as error:
             refusal = f"the blast-radius governor did not answer ({error_text(error)})"
         if not refusal:
-            return plan, 1
+            return plan
         plan = replace(plan, requires_approval=True, reasons=[*plan.reasons, f"{refusal}: containment waits"])
         self.record.note(refusal)
         self.notifier.notify(
@@ -189,7 +185,7 @@ class IncidentWorkflow(DecisionDoors):
             f"irflow: automatic containment held for {self.state.resource_id}",
             f"{refusal}. {self.state.finding.type} on {self.state.resource_id} waits for an analyst.",
         )
-        return plan, 1
+        return plan
 
     async def _triage(self, playbook: Playbook) -> IncidentState:
         """No automated containment: evidence, a notification, and an analyst's call."""

@@ -44,7 +44,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.activity_options import QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
-from workflows.policy import approval_reasons
+from workflows.policy import approval_plan
 
 LAMBDA_CONTAINMENT_STEPS = (
     TAG_STEP,
@@ -78,11 +78,11 @@ class LambdaPlaybook(Playbook):
         self.context = await self.incident.act(describe_lambda_context, self.target, QUICK)
         self.target = self.target.model_copy(update={"function_name": self.context.function_name})
         self.incident.keep_context(self.context)
-        severity, requires_approval, reasons = approval_reasons(
-            self.incident.findings, self.context.tags, self.incident.policy, "function"
+        plan = approval_plan(
+            self.incident.findings, self.context.tags, self.incident.policy, "function", [self.context.function_arn]
         )
-        reasons.extend(self._consequences(self.context))
-        return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+        plan.reasons.extend(self._consequences(self.context))
+        return plan
 
     @staticmethod
     def _consequences(context: LambdaContext) -> list[str]:

@@ -123,9 +123,14 @@ TAG_STEP = ContainmentStep(tag_resource, restore_resource_tags, takes=tag_reques
 
 @dataclass(frozen=True)
 class ContainmentPlan:
+    """What analysis concluded: the severity, whether containment waits for an analyst, and why. A protected
+    subject (`workflows.policy.protection`) waits for `approvals_required` different approvers."""
+
     severity: Severity
     requires_approval: bool
     reasons: list[str] = field(default_factory=list)
+    approvals_required: int = 1
+    protected: bool = False
 
 
 class Playbook:

@@ -1,9 +1,15 @@
-"""Pure decisions about incidents, unit-tested without AWS or Temporal."""
+"""Pure decisions about incidents, unit-tested without AWS or Temporal.
+
+What irflow never contains on its own: a subject one of whose real ARNs (from its typed context) matches
+`IRFLOW_PROTECTED` or irflow's own principals (the worker's identity, the member role,
+`IRFLOW_OWN_PRINCIPALS`), or that is tagged `irflow:protected=true`. Its incident opens, records the finding
+and changes nothing: containment waits for two different approvers (docs/threat-model.md).
+"""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
 
     from irflow.models.ec2 import InstanceContext
     from irflow.models.finding import Finding, Severity
-    from irflow.models.iam import IamUserContext
+    from irflow.models.iam import IamRoleContext, IamUserContext
     from irflow.models.incident import (
         DECISION_REQUESTS,
         Approver,
@@ -25,18 +31,38 @@ with workflow.unsafe.imports_passed_through():
         ResponsePolicy,
     )
     from irflow.models.proof import ProofRefused, VerifiedCaller, check_proof
+    from irflow.own_principals import is_own_principal
 
 from workflows.playbook import ContainmentPlan
+
+PROTECTED_TAG = "irflow:protected"
+PROTECTED_APPROVALS = 2
 
 
 def incident_severity(findings: list[Finding]) -> Severity:
     return max((f.severity for f in findings), key=lambda s: s.rank)
 
 
-def approval_reasons(
-    findings: list[Finding], tags: dict[str, str], policy: ResponsePolicy, what: str
-) -> tuple[Severity, bool, list[str]]:
-    """Severity, whether containment waits for an analyst, and why — the same rules for every playbook."""
+def protection(arns: Iterable[str], tags: dict[str, str], policy: ResponsePolicy, what: str) -> str | None:
+    """Why a subject must not be contained without two different approvers, or None: one of its real ARNs is
+    one of irflow's own principals or matches IRFLOW_PROTECTED, or it is tagged irflow:protected=true."""
+    for arn in arns:
+        if is_own_principal(arn, policy.own_principals):
+            return f"{arn} is one of irflow's own principals"
+        glob = next((pattern for pattern in policy.protected if fnmatch.fnmatchcase(arn, pattern)), None)
+        if glob:
+            return f"{arn} is protected (IRFLOW_PROTECTED {glob})"
+    if tags.get(PROTECTED_TAG, "").lower() == "true":
+        return f"{what} is tagged {PROTECTED_TAG}=true"
+    return None
+
+
+def approval_plan(
+    findings: list[Finding], tags: dict[str, str], policy: ResponsePolicy, what: str, arns: Iterable[str]
+) -> ContainmentPlan:
+    """The start of every playbook's plan, by the same rules: the severity, whether containment waits for an
+    analyst, or for two (a protected subject: `protection` of the ARNs and tags of its typed context), and
+    why. The playbook adds to its `reasons` what containment will do."""
     finding = max(findings, key=lambda f: f.severity_score)
     severity = incident_severity(findings)
     reasons = [f"{finding.type}: GuardDuty severity {finding.severity_score} ({finding.severity})"]
@@ -53,11 +79,22 @@ def approval_reasons(
     if any(f.sample for f in findings):
         requires_approval = True
         reasons.append("GuardDuty marks this as a sample finding: containment waits for an analyst")
-    return severity, requires_approval, reasons
+    protected = protection(arns, tags, policy, what)
+    if protected:
+        reasons.append(f"{protected}: never contained automatically; two different approvers decide")
+    return ContainmentPlan(
+        severity=severity,
+        requires_approval=requires_approval or protected is not None,
+        reasons=reasons,
+        approvals_required=PROTECTED_APPROVALS if protected else 1,
+        protected=protected is not None,
+    )
 
 
 def plan_ec2_containment(findings: list[Finding], context: InstanceContext, policy: ResponsePolicy) -> ContainmentPlan:
-    severity, requires_approval, reasons = approval_reasons(findings, context.tags, policy, "instance")
+    arn = f"arn:{findings[0].partition}:ec2:{context.region}:{context.account_id}:instance/{context.instance_id}"
+    plan = approval_plan(findings, context.tags, policy, "instance", [arn])
+    reasons = plan.reasons
     if context.state != "running":
         reasons.append(f"instance is {context.state}, not running")
     if context.auto_scaling:
@@ -77,13 +114,14 @@ def plan_ec2_containment(findings: list[Finding], context: InstanceContext, poli
         f"{len(context.network_interfaces)} network interface(s) in {', '.join(context.vpc_ids) or 'no VPC'} "
         f"will be isolated; {len(context.volumes)} volume(s) will be snapshotted"
     )
-    return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+    return plan
 
 
 def plan_iam_user_containment(
     findings: list[Finding], context: IamUserContext, access_key_id: str | None, policy: ResponsePolicy
 ) -> ContainmentPlan:
-    severity, requires_approval, reasons = approval_reasons(findings, context.tags, policy, "user")
+    plan = approval_plan(findings, context.tags, policy, "user", [context.user_arn])
+    reasons = plan.reasons
     key = context.key(access_key_id)
     if key:
         reasons.append(f"access key {key.access_key_id} ({key.status}) will be deactivated, not deleted")
@@ -95,7 +133,44 @@ def plan_iam_user_containment(
     )
     if not context.mfa_devices:
         reasons.append("the user has no MFA device")
-    return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+    return plan
+
+
+def _role_arns(context: IamRoleContext, session_name: str | None) -> list[str]:
+    """A role by its ARN (its path kept) and, when the finding names one, by the ARN of that session (STS's
+    session ARNs carry the role's name, never its path)."""
+    arns = [context.role_arn]
+    if session_name:
+        _, partition, _, _, account, _ = context.role_arn.split(":", 5)
+        arns.append(f"arn:{partition}:sts::{account}:assumed-role/{context.role_name}/{session_name}")
+    return arns
+
+
+def plan_iam_role_containment(
+    findings: list[Finding],
+    context: IamRoleContext,
+    session_name: str | None,
+    related: list[str],
+    policy: ResponsePolicy,
+) -> ContainmentPlan:
+    """`related`: the instances the credentials came from, whose incidents the playbook opens."""
+    plan = approval_plan(findings, context.tags, policy, "role", _role_arns(context, session_name))
+    reasons = plan.reasons
+    if context.unmodifiable_reason:
+        reasons.append(f"role {context.role_name} is {context.unmodifiable_reason}: triage only")
+    else:
+        reasons.append(
+            f"every session of role {context.role_name} issued before containment will be denied; "
+            "new sessions keep working"
+        )
+    if context.instances_using_role:
+        reasons.append(
+            f"{len(context.instances_using_role)} instance(s) carry the role and will fetch fresh "
+            f"credentials: {', '.join(context.instances_using_role)}"
+        )
+    if related:
+        reasons.append(f"the credentials came from an instance: incident(s) opened for {', '.join(related)}")
+    return plan
 
 
 def affected_principal(identities: list[str], findings: list[Finding]) -> str | None:
@@ -177,9 +252,9 @@ def decision_refusal(
     phase: str,
     caller: VerifiedCaller | None = None,
     *,
-    incident_id: str = "",
-    used_proofs: Collection[str] = (),
-    now: datetime | None = None,
+    incident_id: str,
+    used_proofs: Collection[str],
+    now: datetime,
 ) -> tuple[Any, str | None]:
     """(the validated request or None, why the decision is refused or None): who may decide what, when.
 
@@ -194,11 +269,9 @@ def decision_refusal(
             f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in error.errors()
         )
     if caller is None:
-        refusal = proof_refusal(kind, request, policy, incident_id, used_proofs, now) if now else None
+        refusal = proof_refusal(kind, request, policy, incident_id, used_proofs, now)
         if refusal or request.proof is not None:
             return request, refusal or _moment_refusal(kind, pending, decided, phase)
-        if policy.require_proof:
-            return request, "a decision needs a proof of who decides (IRFLOW_DECISIONS_REQUIRE_PROOF)"
         who, approver, identities = request.by, policy.approvers.get(request.by), [request.by]
     else:
         who, approver, identities = caller.arn, approver_for(policy.approvers, caller.arn), caller.names()

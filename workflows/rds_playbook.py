@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.activity_options import QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
-from workflows.policy import approval_reasons
+from workflows.policy import approval_plan
 
 # Evidence, not a change to undo: no undo is registered, the snapshot stays on rejection or failure.
 SNAPSHOT_STEP = ContainmentStep(snapshot_db_instance, None)
@@ -52,7 +52,11 @@ RDS_CONTAINMENT_STEPS = (
 
 
 def plan_rds_containment(findings, context: DbInstanceContext, target: DbTarget, policy) -> ContainmentPlan:
-    severity, requires_approval, reasons = approval_reasons(findings, context.all_tags, policy, "DB instance")
+    cluster_arns = [context.cluster.arn] if context.cluster else []
+    arns = list(dict.fromkeys([context.db_instance_arn, *(m.arn for m in context.instances), *cluster_arns]))
+    what = "DB instance or its Aurora cluster" if context.cluster else "DB instance"
+    plan = approval_plan(findings, context.all_tags, policy, what, arns)
+    reasons = plan.reasons
     snapshot = snapshot_identifier(target.incident_id)
     groups = ", ".join(context.security_groups) or "none"
     public = [m.identifier for m in context.instances if m.publicly_accessible]
@@ -93,7 +97,7 @@ def plan_rds_containment(findings, context: DbInstanceContext, target: DbTarget,
     if user:
         reasons.append(f"database user {user}: rotate its credentials (irflow does not change users inside the engine)")
     reasons.append("rejection restores tags, public accessibility and security groups exactly; the snapshot stays")
-    return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+    return plan
 
 
 class RdsPlaybook(Playbook):

@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.activity_options import QUICK
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
-from workflows.policy import approval_reasons
+from workflows.policy import approval_plan
 
 S3_CONTAINMENT_STEPS = (
     TAG_STEP,
@@ -57,14 +57,13 @@ class S3BucketPlaybook(Playbook):
     async def analyse(self) -> ContainmentPlan:
         self.context = await self.incident.act(describe_bucket_context, self.target, QUICK)
         self.incident.keep_context(self.context)
-        severity, requires_approval, reasons = approval_reasons(
-            self.incident.findings, self.context.tags, self.incident.policy, "bucket"
-        )
-        reasons.append(
+        arn = f"arn:{self.incident.finding.partition}:s3:::{self.context.bucket}"  # a bucket's ARN is its name
+        plan = approval_plan(self.incident.findings, self.context.tags, self.incident.policy, "bucket", [arn])
+        plan.reasons.append(
             f"bucket {self.target.bucket}: statements granting access to everyone are removed and all four "
             "public-access-block settings turned on; the saved configuration is restored on rejection"
         )
-        return ContainmentPlan(severity=severity, requires_approval=requires_approval, reasons=reasons)
+        return plan
 
     def containment_input(self) -> BucketStepInput:
         return self._step()

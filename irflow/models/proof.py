@@ -106,9 +106,7 @@ class SignedRequest:
     """What a proof claims, parsed (not yet verified: only STS can say whose key signed it)."""
 
     access_key_id: str
-    region: str
     signed_headers: frozenset[str]
-    signature: str
     signed_at: datetime
     host: str
     binding: Binding
@@ -143,9 +141,7 @@ def parse_proof(proof: DecisionProof) -> SignedRequest:
         raise ProofRefused("the proof's credential scope and X-Amz-Date name different days")
     return SignedRequest(
         access_key_id=match.group("key"),
-        region=match.group("region"),
         signed_headers=signed,
-        signature=match.group("sig"),
         signed_at=signed_at,
         host=(proof.header("Host") or "").lower(),
         binding=Binding.parse(proof.header(PROOF_HEADER) or ""),
@@ -192,7 +188,6 @@ class VerifiedCaller(BaseModel):
     account: str = ""
     user_id: str = ""
     access_key_id: str = ""
-    proof_id: str = ""
 
     def names(self) -> list[str]:
         """Every name a finding might call this principal by: the ARN; the user, role and session names;

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import boto3
+import botocore.auth
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -18,10 +19,11 @@ from irflow.models.settings import IrflowSettings
 AT = datetime(2026, 12, 7, 13, 0, 0, tzinfo=UTC)
 
 
-def test_the_signature_is_botocores_sigv4_over_the_get_caller_identity_request():
+def test_the_signature_is_botocores_sigv4_over_the_get_caller_identity_request(monkeypatch):
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: AT.replace(tzinfo=None))
     session = boto3.session.Session(aws_access_key_id="AKIAEXAMPLE0000001", aws_secret_access_key="s3cret")
     proof = sign_decision(
-        session, "https://sts.us-east-1.amazonaws.com", incident_id="inc-1", verb="reject", comment="fp", at=AT
+        session, "https://sts.us-east-1.amazonaws.com", incident_id="inc-1", verb="reject", comment="fp"
     )
     # Recompute it as STS would, from the headers the proof names and the one body a proof may have.
     headers = {k: v for k, v in proof.headers.items() if k != "Authorization"}

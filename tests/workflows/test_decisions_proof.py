@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import botocore.auth
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
 
 from irflow.decision_proof import sign_decision
 from irflow.devstack.approvers import approvers_setting
 from irflow.models.incident import DecisionOutcome, Status
+from irflow.models.proof import DecisionProof
 from tests.support import observed_instance, open_incident, running_worker, wait_for
 from tests.workflows.test_decisions import _settled_history
 
@@ -30,11 +32,21 @@ def proofs(proof_endpoint):
 
 
 def _payload(session, url: str, incident_id: str, kind: str, at: datetime | None = None, **fields) -> dict:
+    """A decision with its proof, signed now or, given `at`, with botocore's SigV4 clock set to `at`."""
     words = fields.get("comment", fields.get("reason", fields.get("text", "")))
-    proof = sign_decision(
-        session, url, incident_id=incident_id, verb=kind, comment=words, choice=fields.get("eradication"), at=at
-    )
+    with pytest.MonkeyPatch.context() as clock:
+        if at is not None:
+            clock.setattr(
+                botocore.auth, "get_current_datetime", lambda *_, **__: at.astimezone(UTC).replace(tzinfo=None)
+            )
+        proof = sign_decision(
+            session, url, incident_id=incident_id, verb=kind, comment=words, choice=fields.get("eradication")
+        )
     return {**fields, "proof": proof.model_dump(mode="json")}
+
+
+def _proof_id(payload: dict) -> str:
+    return DecisionProof.model_validate(payload["proof"]).proof_id
 
 
 async def _refused(handle, kind: str, payload: dict) -> str:
@@ -89,6 +101,9 @@ async def test_only_a_proof_from_an_approvers_own_keys_decides_and_each_proof_de
     accepted = [(d.kind, d.by) for d in final.decisions if d.accepted]
     assert accepted == [("note", people["dave"].arn), ("approve", people["alice"].arn)], "the ARN, not the name"
     assert all(d.proof_id for d in final.decisions if d.accepted)
+    assert [d.proof_id for d in final.decisions if d.accepted] == [_proof_id(noted), _proof_id(approved)], (
+        "each decision records the id of the proof STS verified for it"
+    )
 
 
 async def test_one_principal_approving_twice_under_two_names_is_one_approver(dev_env, workload, proofs):

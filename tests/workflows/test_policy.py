@@ -1,4 +1,5 @@
-"""The containment plan for an EC2 incident: whether it waits for an analyst, and why. Pure: no AWS."""
+"""The containment plan: whether it waits for an analyst (or, for a protected subject, two), and why; who may
+decide what, when. Pure: no AWS."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from irflow.devstack.demo import sample_access_key_finding, sample_finding
+from irflow.devstack.demo import sample_access_key_finding, sample_finding, sample_role_finding
+from irflow.devstack.demo_rds import sample_rds_finding
 from irflow.models.ec2 import (
     AutoScalingMembership,
     InstanceContext,
@@ -16,19 +18,26 @@ from irflow.models.ec2 import (
     VolumeAttachment,
 )
 from irflow.models.finding import Finding, Severity, parse_guardduty
+from irflow.models.iam import IamRoleContext, IamRoleTarget, IamUserContext
 from irflow.models.incident import Decision, DecisionKind, Eradication, PendingDecision, ResponsePolicy
 from irflow.models.proof import VerifiedCaller
+from irflow.models.rds import DbClusterContext, DbInstanceContext, DbInstanceMember, DbTarget
 from workflows.policy import (
+    PROTECTED_APPROVALS,
     approvals_required,
     approver_for,
     decision_refusal,
     eradication_choice,
     incident_severity,
     plan_ec2_containment,
+    plan_iam_role_containment,
+    plan_iam_user_containment,
 )
+from workflows.rds_playbook import plan_rds_containment
 
 INSTANCE_ID = "i-0a1b2c3d4e5f60718"
 ACCOUNT, REGION = "111122223333", "us-east-1"
+NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
 
 
 def _finding(severity: float = 8.0, sample: bool = False, finding_type: str | None = None) -> Finding:
@@ -206,7 +215,18 @@ def _rules(kind, raw, pending=None, decided=False, findings=None):
         },
     )
     leaked = parse_guardduty(sample_access_key_finding("ci-deployer", "AKIAEXAMPLE000000001")).finding
-    return decision_refusal(kind, raw, policy, pending, findings or [leaked], decided, "analyst_decision")[1]
+    return decision_refusal(
+        kind,
+        raw,
+        policy,
+        pending,
+        findings or [leaked],
+        decided,
+        "analyst_decision",
+        incident_id="x",
+        used_proofs=(),
+        now=NOW,
+    )[1]
 
 
 def test_the_rule_book_refuses_strangers_analysts_the_affected_principal_and_double_approvals():
@@ -261,7 +281,11 @@ PROVEN = ResponsePolicy(
 
 
 def _proven(kind, raw, caller, pending=None, findings=()):
-    return decision_refusal(kind, raw, PROVEN, pending or _pending(), list(findings), False, "x", caller)[1]
+    pending = pending or _pending()
+    found = list(findings)
+    return decision_refusal(
+        kind, raw, PROVEN, pending, found, False, "x", caller, incident_id="x", used_proofs=(), now=NOW
+    )[1]
 
 
 def test_arn_globs_name_the_approvers_and_names_count_only_in_demo_mode():
@@ -290,3 +314,126 @@ def test_a_verified_principal_named_in_the_finding_cannot_decide_it():
     )
     carol = parse_guardduty(sample_access_key_finding("carol", "AKIAOTHER")).finding
     assert "nobody decides their own incident" in _proven(DecisionKind.APPROVE, {}, SESSION, None, [carol])
+
+
+# --- protected subjects: never contained without two different approvers (docs/threat-model.md) ---
+
+
+def _protection(plan) -> str | None:
+    """Why the plan waits for two approvers (its reasons), or None when it does not."""
+    if plan.approvals_required != PROTECTED_APPROVALS:
+        assert not plan.protected and plan.approvals_required == 1
+        return None
+    assert plan.protected and plan.requires_approval
+    return _reasons(plan)
+
+
+def _user_plan(policy: ResponsePolicy, tags: dict[str, str] | None = None):
+    event = sample_access_key_finding("ciso", "AKIAEXAMPLECISO00001", "123456789012", "us-east-1", severity=8.0)
+    finding = parse_guardduty(event).finding
+    context = IamUserContext(
+        user_name="ciso",
+        user_arn="arn:aws:iam::123456789012:user/ciso",
+        user_id="AIDAEXAMPLECISO",
+        tags=tags or {},
+        captured_at=NOW,
+    )
+    return plan_iam_user_containment([finding], context, finding.resource.access_key_id, policy)
+
+
+def _role_plan(policy: ResponsePolicy, role_arn: str = "arn:aws:iam::123456789012:role/irflow-worker"):
+    """The plan for a role as the playbook makes it: the role's own ARN, and the session the finding names."""
+    name = role_arn.rsplit("/", 1)[-1]
+    finding = parse_guardduty(sample_role_finding(name, "AROAEXAMPLE", None, severity=8.0)).finding
+    target = IamRoleTarget(
+        incident_id="x", account_id="123456789012", region="us-east-1", principal_id=finding.resource.principal_id
+    )
+    path = "/" + role_arn.split(":role/", 1)[1].removesuffix(name)
+    context = IamRoleContext(role_name=name, role_arn=role_arn, role_id="AROAEXAMPLE", path=path, captured_at=NOW)
+    return plan_iam_role_containment([finding], context, target.session_name, [], policy)
+
+
+def test_a_user_is_protected_by_its_arn_glob_its_tag_or_not_at_all():
+    assert _protection(_user_plan(ResponsePolicy())) is None
+    glob = ResponsePolicy(protected=["arn:aws:iam::*:user/ci*"])
+    assert "arn:aws:iam::123456789012:user/ciso" in _protection(_user_plan(glob)), "known by its own ARN"
+    assert "IRFLOW_PROTECTED" in _protection(_user_plan(glob))
+    assert _protection(_user_plan(ResponsePolicy(protected=["arn:aws:iam::*:user/cfo"]))) is None
+    tagged = _user_plan(ResponsePolicy(), tags={"irflow:protected": "True"})
+    assert "irflow:protected=true" in _protection(tagged)
+    assert "never contained automatically" in _protection(tagged)
+
+
+def test_a_role_is_protected_as_irflow_by_its_sessions_or_its_arn():
+    own = ResponsePolicy(own_principals=["arn:aws:sts::123456789012:assumed-role/irflow-worker/*"])
+    assert "irflow's own principals" in _protection(_role_plan(own))
+    by_role = ResponsePolicy(own_principals=["arn:aws:iam::123456789012:role/irflow-worker"])
+    assert _protection(_role_plan(by_role)) is not None
+    assert _protection(_role_plan(ResponsePolicy(own_principals=["arn:aws:iam::*:role/other"]))) is None
+
+
+def test_a_role_is_known_by_its_arn_with_its_path():
+    """`role/prod/*` names every role under /prod/: the role's real ARN keeps its path."""
+    payments = "arn:aws:iam::123456789012:role/prod/payments"
+    reason = _protection(_role_plan(ResponsePolicy(protected=["arn:aws:iam::*:role/prod/*"]), payments))
+    assert "arn:aws:iam::123456789012:role/prod/payments is protected (IRFLOW_PROTECTED" in reason
+    assert _protection(_role_plan(ResponsePolicy(protected=["arn:aws:iam::*:role/payments"]), payments)) is None
+    own = ResponsePolicy(own_principals=["arn:aws:iam::*:role/*/payments"])
+    assert "irflow's own principals" in _protection(_role_plan(own, payments))
+
+
+def _aurora(cluster_tags: dict[str, str] | None = None) -> DbInstanceContext:
+    cluster = DbClusterContext(
+        identifier="orders-cluster",
+        arn="arn:aws:rds:us-east-1:123456789012:cluster:orders-cluster",
+        engine="aurora-postgresql",
+        status="available",
+        tags=cluster_tags or {},
+        members=["orders-1", "orders-2"],
+    )
+    members = [
+        DbInstanceMember(
+            identifier=name,
+            arn=f"arn:aws:rds:us-east-1:123456789012:db:{name}",
+            status="available",
+            publicly_accessible=False,
+        )
+        for name in cluster.members
+    ]
+    return DbInstanceContext(
+        db_instance_identifier="orders-1",
+        db_instance_arn=members[0].arn,
+        engine="aurora-postgresql",
+        status="available",
+        publicly_accessible=False,
+        cluster=cluster,
+        instances=members,
+        captured_at=NOW,
+    )
+
+
+def _db_plan(context: DbInstanceContext, policy: ResponsePolicy):
+    finding = parse_guardduty(sample_rds_finding("orders-1", cluster_id="orders-cluster", severity=8.0)).finding
+    target = DbTarget(incident_id="x", account_id="123456789012", region="us-east-1", db_instance_identifier="orders-1")
+    return plan_rds_containment([finding], context, target, policy)
+
+
+def test_an_aurora_cluster_is_protected_by_its_own_tag_or_arn_and_so_is_every_member():
+    assert _protection(_db_plan(_aurora(), ResponsePolicy())) is None
+    tagged = _protection(_db_plan(_aurora({"irflow:protected": "true"}), ResponsePolicy()))
+    assert "Aurora cluster is tagged irflow:protected=true" in tagged
+    by_cluster = ResponsePolicy(protected=["arn:aws:rds:*:*:cluster:orders-*"])
+    assert "cluster:orders-cluster is protected" in _protection(_db_plan(_aurora(), by_cluster))
+    other_member = ResponsePolicy(protected=["arn:aws:rds:*:*:db:orders-2"])
+    assert "db:orders-2 is protected" in _protection(_db_plan(_aurora(), other_member)), "containment changes it too"
+
+
+def test_an_instance_is_known_by_its_arn():
+    policy = ResponsePolicy(protected=[f"arn:aws:ec2:*:{ACCOUNT}:instance/{INSTANCE_ID}"])
+    assert f"instance/{INSTANCE_ID} is protected" in _protection(
+        plan_ec2_containment([_finding(8.0)], _context(), policy)
+    )
+    assert (
+        _protection(plan_ec2_containment([_finding(8.0)], _context({"irflow:protected": "false"}), ResponsePolicy()))
+        is None
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import botocore.auth
 import pytest
 
 from irflow.decision_proof import sign_decision
@@ -28,8 +29,14 @@ SESSION = boto3.session.Session(
 )
 
 
+@pytest.fixture(autouse=True)
+def _signed_at_a_known_moment(monkeypatch):
+    """Every proof here is signed at AT: botocore's SigV4 reads its clock from `get_current_datetime` (naive UTC)."""
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *_, **__: AT.replace(tzinfo=None))
+
+
 def _proof(**changes) -> DecisionProof:
-    arguments = {"incident_id": INCIDENT, "verb": "approve", "comment": "confirmed", "choice": "stop", "at": AT}
+    arguments = {"incident_id": INCIDENT, "verb": "approve", "comment": "confirmed", "choice": "stop"}
     return sign_decision(SESSION, changes.pop("endpoint", ENDPOINT), **{**arguments, **changes})
 
 
