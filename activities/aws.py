@@ -163,15 +163,23 @@ def reset_clients() -> None:
 
 # --- Failures are typed: business errors stop retries, everything else Temporal retries with backoff. ---
 
-from irflow.models.errors import ACCESS_DENIED, INVALID_REQUEST, NOT_CONFIGURED, NOT_FOUND  # noqa: E402
+from irflow.models.errors import (  # noqa: E402
+    ACCESS_DENIED,
+    EVIDENCE_INTEGRITY,
+    INVALID_REQUEST,
+    NOT_CONFIGURED,
+    NOT_FOUND,
+)
 
-__all__ = ["ACCESS_DENIED", "INVALID_REQUEST", "NOT_CONFIGURED", "NOT_FOUND"]
+__all__ = ["ACCESS_DENIED", "EVIDENCE_INTEGRITY", "INVALID_REQUEST", "NOT_CONFIGURED", "NOT_FOUND"]
 
 _NOT_FOUND_CODES = {
     "InvalidInstanceID.NotFound",
     "InvalidInstanceID.Malformed",
     "InvalidNetworkInterfaceID.NotFound",
     "InvalidVolume.NotFound",
+    "InvalidSnapshot.NotFound",
+    "InvalidSnapshotID.NotFound",
     "InvalidGroup.NotFound",
     "InvalidAssociationID.NotFound",
     "NoSuchEntity",

@@ -7,13 +7,14 @@ undo restores the prior state captured during detection & analysis.
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import NOT_FOUND, InAccount, aws_activity, client, error_code, heartbeat, typed_aws_errors
 from activities.ec2_context import describe_instance, describe_live_instance
-from activities.forensic_egress import ForensicEgress, reconcile, resolve
+from activities.forensic_egress import ForensicEgress, reconcile, resolve, tolerating
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
@@ -99,16 +100,13 @@ _ALL_TRAFFIC = (
 )
 
 
-def _authorize_all_traffic(call, group_id: str) -> None:
-    for permission in _ALL_TRAFFIC:
-        try:
-            call(GroupId=group_id, IpPermissions=[permission])
-        except ClientError as error:
-            if error_code(error) != "InvalidPermission.Duplicate":
-                raise
+def _authorize_all_traffic(ec2, group_id: str) -> None:
+    for call in (ec2.authorize_security_group_ingress, ec2.authorize_security_group_egress):
+        for permission in _ALL_TRAFFIC:
+            tolerating("InvalidPermission.Duplicate", call, group_id, permission)
 
 
-# What ensure_isolation_groups needs: every activity that calls it declares these.
+# What isolation_groups needs: every activity that calls it declares these.
 ISOLATION_GROUP_ACTIONS = (
     "ec2:DescribeSecurityGroups",
     "ec2:CreateSecurityGroup",
@@ -121,21 +119,30 @@ ISOLATION_GROUP_ACTIONS = (
 )
 
 
-def ensure_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str]:
-    """Return (untracking group id, quarantine group id) for the VPC, creating each once, tagged."""
-    untrack, quarantine, _ = prepare_isolation_groups(target, vpc_id)
-    return untrack, quarantine
+class IsolationGroups(NamedTuple):
+    untrack: str  # the allow-all group that turns tracked flows into untracked ones
+    quarantine: str  # nothing in; out only HTTPS to `egress.applied`
+    egress: ForensicEgress  # the quarantine group's forensic egress in this VPC
 
 
-def prepare_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str, ForensicEgress]:
-    """(untracking group id, quarantine group id, the quarantine group's forensic egress) for the VPC.
+def _resolve_egress(ec2, vpc_ids: list[str]) -> dict[str, ForensicEgress]:
+    """IRFLOW_FORENSIC_EGRESS as each VPC can use it (activities/forensic_egress.py), resolved in one go."""
+    with typed_aws_errors(f"resolve the forensic egress for {', '.join(vpc_ids)}"):
+        return resolve(ec2, vpc_ids, get_settings().forensic_egress)
+
+
+def isolation_groups(target: InAccount, vpc_id: str, egress: ForensicEgress | None = None) -> IsolationGroups:
+    """The VPC's untrack and quarantine groups (each created once, tagged) and the quarantine group's forensic
+    egress: `egress` when the caller resolved it already (for several VPCs at once), else resolved here.
 
     Rules are reconciled on every call: a group someone loosened by hand is tightened again. The quarantine
     group allows nothing in, and out only HTTPS to the forensic egress (activities/forensic_egress.py).
     """
     settings = get_settings()
     ec2 = client("ec2", target.region, target.account_id)
-    ids, egress = [], ForensicEgress([], [])
+    if egress is None:
+        egress = _resolve_egress(ec2, [vpc_id])[vpc_id]
+    ids = {}
     for role, name in (
         ("untrack", settings.untracking_group_name),
         ("quarantine", settings.quarantine_group_name),
@@ -165,16 +172,12 @@ def prepare_isolation_groups(target: InAccount, vpc_id: str) -> tuple[str, str, 
                         raise
                     group_id = _find_group(ec2, vpc_id, role, name)["GroupId"]
                 group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-            group_id = group["GroupId"]
             if role == "quarantine":
-                if settings.forensic_egress:
-                    egress = resolve(ec2, vpc_id, settings.forensic_egress)
                 reconcile(ec2, group, egress.applied)
             else:
-                _authorize_all_traffic(ec2.authorize_security_group_ingress, group_id)
-                _authorize_all_traffic(ec2.authorize_security_group_egress, group_id)
-            ids.append(group_id)
-    return ids[0], ids[1], egress
+                _authorize_all_traffic(ec2, group["GroupId"])
+            ids[role] = group["GroupId"]
+    return IsolationGroups(ids["untrack"], ids["quarantine"], egress)
 
 
 def _eni_groups(ec2, eni_id: str) -> list[str]:
@@ -201,27 +204,30 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region, step.target.account_id)
     isolated, already = [], []
-    groups_by_vpc = {vpc: prepare_isolation_groups(step.target, vpc) for vpc in step.prior.vpc_ids}
+    egress = _resolve_egress(ec2, step.prior.vpc_ids)  # once, for every VPC the instance is in
+    groups_by_vpc = {vpc: isolation_groups(step.target, vpc, egress[vpc]) for vpc in step.prior.vpc_ids}
     for eni in step.prior.network_interfaces:
         heartbeat(eni.network_interface_id)
-        untrack, quarantine, _ = groups_by_vpc[eni.vpc_id]
+        groups = groups_by_vpc[eni.vpc_id]
         with typed_aws_errors(f"isolate {eni.network_interface_id}"):
-            if _eni_groups(ec2, eni.network_interface_id) == [quarantine]:
+            if _eni_groups(ec2, eni.network_interface_id) == [groups.quarantine]:
                 already.append(eni.network_interface_id)
                 continue
-            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni.network_interface_id, Groups=[untrack])
-            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni.network_interface_id, Groups=[quarantine])
+            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni.network_interface_id, Groups=[groups.untrack])
+            ec2.modify_network_interface_attribute(
+                NetworkInterfaceId=eni.network_interface_id, Groups=[groups.quarantine]
+            )
         isolated.append(eni.network_interface_id)
     return StepResult(
         changed=bool(isolated),
         detail={
             "isolated": isolated,
             "already_isolated": already,
-            "quarantine_groups": {vpc: groups[1] for vpc, groups in groups_by_vpc.items()},
+            "quarantine_groups": {vpc: groups.quarantine for vpc, groups in groups_by_vpc.items()},
             # What the quarantine group allows out (HTTPS), and what was configured but could not be applied.
-            "forensic_egress": {vpc: groups[2].applied for vpc, groups in groups_by_vpc.items()},
+            "forensic_egress": {vpc: groups.egress.applied for vpc, groups in groups_by_vpc.items()},
             "forensic_egress_missing": {
-                vpc: groups[2].missing for vpc, groups in groups_by_vpc.items() if groups[2].missing
+                vpc: groups.egress.missing for vpc, groups in groups_by_vpc.items() if groups.egress.missing
             },
         },
     )

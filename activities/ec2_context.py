@@ -93,6 +93,8 @@ def target_group_registrations(target: Ec2Target, vpc_ids: set[str]) -> list[Tar
 
 
 def instance_profile_state(target: Ec2Target) -> InstanceProfileState | None:
+    """The profile the instance holds now and its roles; None without one. A profile deleted while still
+    associated holds no role."""
     region, instance_id = target.region, target.instance_id
     ec2 = client("ec2", region, target.account_id)
     association = current_profile_association(ec2, instance_id)
@@ -101,14 +103,19 @@ def instance_profile_state(target: Ec2Target) -> InstanceProfileState | None:
     arn = association["IamInstanceProfile"]["Arn"]
     name = profile_name_from_arn(arn)
     iam = client("iam", region, target.account_id)
-    try:
-        roles = [r["RoleName"] for r in iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]]
-    except ClientError as error:
-        if error_code(error) != "NoSuchEntity":
-            raise
-        roles = []
+    with typed_aws_errors(f"read instance profile {name}"):
+        try:
+            roles = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
+        except ClientError as error:
+            if error_code(error) != "NoSuchEntity":
+                raise
+            roles = []
     return InstanceProfileState(
-        association_id=association["AssociationId"], profile_arn=arn, profile_name=name, role_names=roles
+        association_id=association["AssociationId"],
+        profile_arn=arn,
+        profile_name=name,
+        role_names=[r["RoleName"] for r in roles],
+        role_ids=[r["RoleId"] for r in roles],
     )
 
 

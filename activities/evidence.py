@@ -19,6 +19,7 @@ import os
 import re
 import socket
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -26,6 +27,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import (
+    EVIDENCE_INTEGRITY,
     INVALID_REQUEST,
     NOT_CONFIGURED,
     aws_activity,
@@ -40,6 +42,7 @@ from irflow.custody import (
     SIGNATURE_KIND,
     SIGNATURE_SUFFIX,
     build_manifest,
+    choose_algorithm,
     custody_fields,
     object_entry,
     sign_statement,
@@ -47,7 +50,7 @@ from irflow.custody import (
 )
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.finding import canonical_json, unpack_raw
-from irflow.models.identifiers import INCIDENT_ID, key_refusal, refusal
+from irflow.models.identifiers import INCIDENT_ID, key_refusal, refusal, region_of_arn
 from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput, SnapshotEvidence
 from irflow.models.settings import get_settings
 from irflow.models.tagging import INCIDENT_TAG
@@ -62,14 +65,19 @@ EVIDENCE_WRITE_ACTIONS = (
 
 
 _UNSAFE_KEY = re.compile(r"[^A-Za-z0-9._-]+")
+_ABSENT = ("404", "NoSuchKey", "NotFound")  # what S3 answers for a key it does not hold
+
+
+def _refuse(reason: str | None) -> None:
+    """A non-retryable InvalidRequest saying `reason`, when there is one (irflow.models.identifiers's refusals)."""
+    if reason:
+        raise ApplicationError(f"refused: {reason}", type=INVALID_REQUEST, non_retryable=True)
 
 
 def checked_identifier(kind: str, value: str) -> str:
     """`value` when it is a valid `kind` (irflow.models.identifiers), else a non-retryable InvalidRequest: a value
     from a finding that would reach a key, a policy or a command is refused before any call is made."""
-    reason = refusal(kind, value)
-    if reason:
-        raise ApplicationError(f"refused: {reason}", type=INVALID_REQUEST, non_retryable=True)
+    _refuse(refusal(kind, value))
     return value
 
 
@@ -81,10 +89,25 @@ def evidence_key(incident_id: str, relative_key: str) -> str:
     """`incidents/<incident id>/<relative key>`, every part checked: no step of the key can leave the incident's
     prefix ("..", an empty step, a character outside the identifiers'), whatever a finding named."""
     checked_identifier(INCIDENT_ID, incident_id)
-    reason = key_refusal(relative_key)
-    if reason:
-        raise ApplicationError(f"refused: {reason}", type=INVALID_REQUEST, non_retryable=True)
+    _refuse(key_refusal(relative_key))
     return evidence_prefix(incident_id) + relative_key
+
+
+def head_or_none(s3: Any, bucket: str, key: str, with_body: bool = False) -> dict | None:
+    """The object's head (with `with_body`, get_object's answer: the head and its Body), or None when the bucket
+    holds no such key; any other error is raised."""
+    try:
+        return (s3.get_object if with_body else s3.head_object)(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error_code(error) in _ABSENT:
+            return None
+        raise
+
+
+def oldest_snapshot(snapshots: list[dict]) -> dict:
+    """The first snapshot taken (the evidence, should a retry have made two), ties broken by id."""
+    earliest = datetime.min.replace(tzinfo=UTC)  # StartTime is aware; a snapshot without one sorts first
+    return min(snapshots, key=lambda s: (s.get("StartTime") or earliest, s["SnapshotId"]))
 
 
 def to_json_bytes(document: Any) -> bytes:
@@ -164,13 +187,9 @@ def store_evidence(
     bucket = settings.evidence_bucket
     digest = hashlib.sha256(body).hexdigest()
     with typed_aws_errors(f"store evidence s3://{bucket}/{key}"):
-        try:
-            head = s3.head_object(Bucket=bucket, Key=key)
-            if first_capture_wins or head.get("Metadata", {}).get("sha256") == digest:
-                return _record_from_head(bucket, key, kind, head)
-        except ClientError as error:
-            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
-                raise
+        head = head_or_none(s3, bucket, key)
+        if head is not None and (first_capture_wins or head.get("Metadata", {}).get("sha256") == digest):
+            return _record_from_head(bucket, key, kind, head)
         collected_at = datetime.now(UTC)
         custody = custody_metadata(collected_at)
         retain_until = (collected_at + timedelta(days=settings.evidence_retention_days)).replace(microsecond=0)
@@ -191,7 +210,7 @@ def store_evidence(
     stored_checksum = put.get("ChecksumSHA256")
     if stored_checksum and base64.b64decode(stored_checksum).hex() != digest:
         # S3 computed a different hash from what we sent: the bytes were altered in flight. Retry.
-        raise ApplicationError(f"checksum mismatch storing {key}", type="EvidenceIntegrity")
+        raise ApplicationError(f"checksum mismatch storing {key}", type=EVIDENCE_INTEGRITY)
     return EvidenceObject(
         kind=kind,
         bucket=bucket,
@@ -214,7 +233,7 @@ def store_raw_finding(request: RawFindingInput) -> EvidenceObject:
     if request.raw_sha256 and digest != request.raw_sha256:
         raise ApplicationError(
             f"raw finding {request.finding_id} does not hash to the SHA-256 recorded at intake",
-            type="EvidenceIntegrity",
+            type=EVIDENCE_INTEGRITY,
             non_retryable=True,
         )
     name = _UNSAFE_KEY.sub("_", request.finding_id)[-120:]
@@ -237,7 +256,7 @@ def snapshot_volumes(step: Ec2StepInput) -> list[SnapshotEvidence]:
                 ],
             )["Snapshots"]
             if existing:
-                snap = sorted(existing, key=lambda s: (s.get("StartTime") or datetime.min, s["SnapshotId"]))[0]
+                snap = oldest_snapshot(existing)
             else:
                 snap = ec2.create_snapshot(
                     VolumeId=volume.volume_id,
@@ -336,20 +355,25 @@ def _signature(incident_id: str, document: dict, manifest: EvidenceObject, key_i
     statement = signing_statement(document, manifest)
     key = manifest.key + SIGNATURE_SUFFIX
     with typed_aws_errors(f"read the signature s3://{manifest.bucket}/{key}"):
-        try:
-            current = s3.get_object(Bucket=manifest.bucket, Key=key)
-            existing = json.loads(current["Body"].read())
+        current = head_or_none(s3, manifest.bucket, key, with_body=True)
+        if current is not None:
+            try:
+                existing = json.loads(current["Body"].read())
+            except ValueError:
+                existing = {}  # not ours to read: a new version is signed beside it
             if existing.get("statement") == statement and existing.get("requested_key_id") == key_id:
                 return _record_from_head(manifest.bucket, key, SIGNATURE_KIND, current)
-        except ClientError as error:
-            if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
-                raise
-        except ValueError:
-            pass  # not ours to read: a new version is signed beside it
-    region = key_id.split(":")[3] if key_id.startswith("arn:") else (settings.evidence_region or None)
+    region = region_of_arn(key_id) or settings.evidence_region or None
     with typed_aws_errors(f"sign the manifest of {incident_id} with {key_id}"):
-        signature = sign_statement(client("kms", region), key_id, statement)
+        kms = client("kms", region)
+        signature = sign_statement(kms, key_id, statement, _signing_algorithm(kms, key_id))
     body = to_json_bytes({**signature, "requested_key_id": key_id})
     return store_evidence(
         incident_id, "manifest.json" + SIGNATURE_SUFFIX, body, SIGNATURE_KIND, first_capture_wins=False
     )
+
+
+@lru_cache(maxsize=16)
+def _signing_algorithm(kms: Any, key_id: str) -> str:
+    """The algorithm a signing key is used with (kms:DescribeKey once per key and client, not per manifest)."""
+    return choose_algorithm(kms.describe_key(KeyId=key_id)["KeyMetadata"].get("SigningAlgorithms") or [])

@@ -37,28 +37,34 @@ class ForensicEgress(NamedTuple):
     missing: list[str]  # configured but unusable there: a group of another VPC, a prefix list that does not exist
 
 
-def resolve(ec2, vpc_id: str, configured: list[str]) -> ForensicEgress:
-    """Split the configured ids into those usable in the VPC and the others: a rule can reference a security
-    group of its own VPC only, and a prefix list must exist in the region."""
+def resolve(ec2, vpc_ids: list[str], configured: list[str]) -> dict[str, ForensicEgress]:
+    """For each VPC, the configured ids split into those usable there and the others: a rule can reference a
+    security group of its own VPC only, and a prefix list must exist in the region (one call for each kind, however
+    many VPCs; none when nothing is configured)."""
     wanted = list(dict.fromkeys(configured))
     groups = [i for i in wanted if i.startswith("sg-")]
     lists = [i for i in wanted if i.startswith("pl-")]
-    found = set()
-    if groups:  # filters, not GroupIds: an unknown id is left out rather than failing the call
-        found |= {
-            g["GroupId"]
+    vpc_of: dict[str, str] = {}
+    if groups and vpc_ids:  # filters, not GroupIds: an unknown id is left out rather than failing the call
+        vpc_of = {
+            g["GroupId"]: g["VpcId"]
             for g in ec2.describe_security_groups(
-                Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-id", "Values": groups}]
+                Filters=[{"Name": "vpc-id", "Values": list(vpc_ids)}, {"Name": "group-id", "Values": groups}]
             )["SecurityGroups"]
         }
-    if lists:  # AWS-managed lists (the S3 gateway endpoint's) and the account's own alike
-        found |= {
+    regional = set()
+    if lists and vpc_ids:  # AWS-managed lists (the S3 gateway endpoint's) and the account's own alike
+        regional = {
             p["PrefixListId"]
             for p in ec2.describe_managed_prefix_lists(Filters=[{"Name": "prefix-list-id", "Values": lists}])[
                 "PrefixLists"
             ]
         }
-    return ForensicEgress([i for i in wanted if i in found], [i for i in wanted if i not in found])
+    egress = {}
+    for vpc_id in vpc_ids:
+        usable = [i for i in wanted if i in regional or vpc_of.get(i) == vpc_id]
+        egress[vpc_id] = ForensicEgress(usable, [i for i in wanted if i not in usable])
+    return egress
 
 
 def atoms(permissions: list[dict]) -> dict[Atom, dict]:
@@ -88,30 +94,25 @@ def egress_atoms(applied: list[str]) -> dict[Atom, dict]:
     return atoms(permissions)
 
 
-def _tolerating(code: str, call, group_id: str, permission: dict) -> bool:
+def tolerating(code: str, call, group_id: str, permission: dict) -> None:
+    """Authorize or revoke one permission of a group, the error `code` (it is there already, or gone) being none."""
     try:
         call(GroupId=group_id, IpPermissions=[permission])
     except ClientError as error:
         if error_code(error) != code:
             raise
-        return False
-    return True
 
 
-def reconcile(ec2, group: dict, applied: list[str]) -> int:
+def reconcile(ec2, group: dict, applied: list[str]) -> None:
     """Make the quarantine group's rules exactly: no ingress, HTTPS egress to `applied`. Unwanted rules go
-    first, so the group never allows more than wanted. Returns how many atoms changed."""
+    first, so the group never allows more than wanted."""
     group_id, wanted = group["GroupId"], egress_atoms(applied)
     ingress, egress = atoms(group.get("IpPermissions", [])), atoms(group.get("IpPermissionsEgress", []))
-    changed = 0
     for permission in ingress.values():
-        changed += _tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_ingress, group_id, permission)
+        tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_ingress, group_id, permission)
     for atom, permission in egress.items():
         if atom not in wanted:
-            changed += _tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_egress, group_id, permission)
+            tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_egress, group_id, permission)
     for atom, permission in wanted.items():
         if atom not in egress:
-            changed += _tolerating(
-                "InvalidPermission.Duplicate", ec2.authorize_security_group_egress, group_id, permission
-            )
-    return changed
+            tolerating("InvalidPermission.Duplicate", ec2.authorize_security_group_egress, group_id, permission)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_activity, best_effort, heartbeat, typed_aws_errors, without_metadata
+from activities.aws import EVIDENCE_INTEGRITY, aws_activity, best_effort, heartbeat, typed_aws_errors, without_metadata
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
 from activities.lambda_function import (
     absent_is_none,
@@ -157,7 +157,7 @@ def collect_lambda_code(step: LambdaStepInput) -> list[EvidenceObject]:
             if config.get("CodeSha256") and base64.b64encode(digest.digest()).decode() != config["CodeSha256"]:
                 # Location and CodeSha256 come from the same GetFunction: the bytes were altered on the way.
                 raise ApplicationError(
-                    f"the code package of {name} does not match its CodeSha256", type="EvidenceIntegrity"
+                    f"the code package of {name} does not match its CodeSha256", type=EVIDENCE_INTEGRITY
                 )
             package = store_evidence(
                 step.target.incident_id,

@@ -7,17 +7,18 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
-from activities.aws import aws_activity, client, error_code, heartbeat, typed_aws_errors
-from activities.ec2_context import current_profile_association, profile_name_from_arn
+from activities.aws import aws_activity, client, error_code, heartbeat
+from activities.ec2_context import instance_profile_state
 from activities.evidence import (
     EVIDENCE_WRITE_ACTIONS,
     checked_identifier,
     evidence_prefix,
+    head_or_none,
     require_evidence_bucket,
     store_evidence,
     to_json_bytes,
 )
-from activities.memory_image import IMAGE_NAME, IMAGE_READ_ACTIONS, find_image, printed_digest, record_image
+from activities.memory_image import IMAGE_NAME, IMAGE_READ_ACTIONS, printed_digest, record_image
 from irflow.models.ec2 import Ec2Target
 from irflow.models.identifiers import BUCKET_NAME, INCIDENT_ID, INSTANCE_ID, MEMORY_PREFIX, MEMORY_UPLOADER
 from irflow.models.incident import MemoryCaptureResult
@@ -70,17 +71,14 @@ def _wait_for_invocation(ssm, command_id: str, instance_id: str, wait_s: int) ->
 def quarantine_uploader(target: Ec2Target) -> tuple[str | None, str]:
     """(`<role id>:<instance id>`, "") for the role the instance holds now, as IAM's `aws:userid` names its
     session: the only folder its profile lets it write; (None, why) when it holds no role."""
-    ec2 = client("ec2", target.region, target.account_id)
-    association = current_profile_association(ec2, target.instance_id)
-    if association is None:
+    profile = instance_profile_state(target)
+    if profile is None:
         return None, "the instance has no instance profile: its SSM agent has no credentials to upload with"
-    name = profile_name_from_arn(association["IamInstanceProfile"]["Arn"])
-    iam = client("iam", target.region, target.account_id)
-    with typed_aws_errors(f"read instance profile {name}"):
-        roles = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]["Roles"]
-    if not roles:
-        return None, f"instance profile {name} holds no role: the SSM agent has no credentials to upload with"
-    return checked_identifier(MEMORY_UPLOADER, f"{roles[0]['RoleId']}:{target.instance_id}"), ""
+    if not profile.role_ids:
+        return None, (
+            f"instance profile {profile.profile_name} holds no role: the SSM agent has no credentials to upload with"
+        )
+    return checked_identifier(MEMORY_UPLOADER, f"{profile.role_ids[0]}:{target.instance_id}"), ""
 
 
 def capture_parameters(target: Ec2Target, uploader: str) -> dict[str, list[str]]:
@@ -157,7 +155,7 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
     image, agent_sha256 = None, printed_digest(stdout)
     if status == "Success" and uploader:
         key = f"{parameters['prefix'][0]}{IMAGE_NAME}"
-        head = find_image(s3, settings.evidence_bucket, key)
+        head = head_or_none(s3, settings.evidence_bucket, key)
         if head is None:
             reason = f"SSM reported Success but the instance stored no image at {key}"
         else:

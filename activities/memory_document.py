@@ -19,10 +19,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from activities.aws import error_code
 from irflow.models.identifiers import SSM_BUCKET_PATTERN, SSM_PREFIX_PATTERN
 from irflow.models.settings import DEFAULT_MEMORY_CAPTURE_COMMANDS, get_settings
 
 CAPTURE_MEMORY_DOCUMENT = "irflow-CaptureMemory"
+# What the document is and how it is tagged, as both the dev stack (create_document) and the template write it.
+DOCUMENT_PROPERTIES = {
+    "DocumentType": "Command",
+    "DocumentFormat": "JSON",
+    "Tags": [{"Key": "irflow:component", "Value": "memory-capture"}],
+}
 
 
 def capture_memory_document(commands: list[str] | None = None) -> dict[str, Any]:
@@ -55,23 +62,14 @@ def capture_memory_document(commands: list[str] | None = None) -> dict[str, Any]
     }
 
 
-def configured_document() -> dict[str, Any]:
-    """The document with the configured shell lines (IRFLOW_MEMORY_CAPTURE_COMMANDS)."""
-    return capture_memory_document(get_settings().memory_capture_commands)
-
-
-def ensure_capture_memory_document(ssm: Any, name: str = CAPTURE_MEMORY_DOCUMENT) -> bool:
-    """Create the document in the account and region of `ssm` unless it is there; True when created."""
+def ensure_capture_memory_document(ssm: Any) -> bool:
+    """Create the document, with the configured shell lines (IRFLOW_MEMORY_CAPTURE_COMMANDS), in the account and
+    region of `ssm` unless it is there; True when created."""
+    content = capture_memory_document(get_settings().memory_capture_commands)
     try:
-        ssm.create_document(
-            Name=name,
-            Content=json.dumps(configured_document()),
-            DocumentType="Command",
-            DocumentFormat="JSON",
-            Tags=[{"Key": "irflow:component", "Value": "memory-capture"}],
-        )
+        ssm.create_document(Name=CAPTURE_MEMORY_DOCUMENT, Content=json.dumps(content), **DOCUMENT_PROPERTIES)
     except ClientError as error:
-        if error.response.get("Error", {}).get("Code") != "DocumentAlreadyExists":
+        if error_code(error) != "DocumentAlreadyExists":
             raise
         return False
     return True
@@ -88,10 +86,8 @@ def cloudformation_template() -> dict[str, Any]:
                 "Type": "AWS::SSM::Document",
                 "Properties": {
                     "Name": CAPTURE_MEMORY_DOCUMENT,
-                    "DocumentType": "Command",
-                    "DocumentFormat": "JSON",
+                    **DOCUMENT_PROPERTIES,
                     "Content": capture_memory_document(),
-                    "Tags": [{"Key": "irflow:component", "Value": "memory-capture"}],
                 },
             }
         },

@@ -9,20 +9,16 @@ the worker's own, over the bytes stored.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 
-from botocore.exceptions import ClientError
-
-from activities.aws import error_code, heartbeat, typed_aws_errors
+from activities.aws import heartbeat, typed_aws_errors
 from activities.evidence import custody_metadata
-from irflow.custody import custody_fields
+from irflow.custody import custody_fields, hash_stream
 from irflow.models.incident import EvidenceObject
 
 IMAGE_NAME = "memory.lime"
 IMAGE_KIND = "memory-image"
-CHUNK = 8 * 1024 * 1024  # bytes read at a time: memory use stays at one chunk whatever the image's size
 IMAGE_READ_ACTIONS = ("s3:GetObject", "s3:PutObjectRetention")
 # The capture document runs `sha256sum /tmp/irflow-memory.lime`: its line in the command's output.
 _PRINTED_DIGEST = re.compile(r"^([0-9a-f]{64})\s+\S*irflow-memory\.lime\s*$", re.MULTILINE)
@@ -35,20 +31,14 @@ def printed_digest(stdout: str) -> str | None:
 
 
 def stream_sha256(s3, bucket: str, key: str, version_id: str) -> tuple[str, int]:
-    """SHA-256 and size of one object version, read a chunk at a time (heartbeating as it goes)."""
-    digest, size = hashlib.sha256(), 0
+    """SHA-256 and size of one object version, read a chunk at a time (irflow.custody.hash_stream: memory use stays
+    at one chunk whatever the image's size), heartbeating after each."""
     body = s3.get_object(Bucket=bucket, Key=key, VersionId=version_id)["Body"]
-    try:
-        for chunk in body.iter_chunks(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            heartbeat(f"hashed {size} bytes of {key}")
-    finally:
-        body.close()
-    return digest.hexdigest(), size
+    _, sha256, size = hash_stream(body, on_chunk=lambda done: heartbeat(f"hashed {done} bytes of {key}"))
+    return sha256, size
 
 
-def _retain(s3, key: str, head: dict, mode: str, days: int) -> tuple[str | None, datetime | None]:
+def _retain(s3, bucket: str, key: str, head: dict, mode: str, days: int) -> tuple[str | None, datetime | None]:
     """Keep the version under at least the evidence retention (the bucket's default may be shorter, or absent).
     `head` is the version's own head: its lock mode and retain-until date as S3 holds them."""
     wanted = (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
@@ -56,22 +46,12 @@ def _retain(s3, key: str, head: dict, mode: str, days: int) -> tuple[str | None,
     if until is not None and until >= wanted - timedelta(days=1) and held_mode in (mode, "COMPLIANCE"):
         return held_mode, until  # as asked (the day's slack: set when the object arrived), or stricter
     s3.put_object_retention(
-        Bucket=head["Bucket"],
+        Bucket=bucket,
         Key=key,
         VersionId=head.get("VersionId"),
         Retention={"Mode": mode, "RetainUntilDate": wanted},
     )
     return mode, wanted
-
-
-def find_image(s3, bucket: str, key: str) -> dict | None:
-    """The stored image's head (its latest version), or None when the instance uploaded nothing."""
-    try:
-        return {**s3.head_object(Bucket=bucket, Key=key), "Bucket": bucket}
-    except ClientError as error:
-        if error_code(error) in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise
 
 
 def record_image(settings, s3, key: str, head: dict, collected_by: str) -> EvidenceObject:
@@ -80,7 +60,7 @@ def record_image(settings, s3, key: str, head: dict, collected_by: str) -> Evide
     bucket, version_id = settings.evidence_bucket, head.get("VersionId")
     with typed_aws_errors(f"hash the memory image s3://{bucket}/{key}"):
         sha256, size = stream_sha256(s3, bucket, key, version_id)
-        mode, until = _retain(s3, key, head, settings.evidence_lock_mode, settings.evidence_retention_days)
+        mode, until = _retain(s3, bucket, key, head, settings.evidence_lock_mode, settings.evidence_retention_days)
     custody = custody_fields(custody_metadata(datetime.now(UTC)))  # who found and hashed it: this attempt
     return EvidenceObject(
         kind=IMAGE_KIND,

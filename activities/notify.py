@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from activities.aws import aws_activity, client, typed_aws_errors
+from irflow.models.identifiers import region_of_arn
 from irflow.models.incident import NotifyInput, StepResult
 from irflow.models.settings import get_settings
 
@@ -17,10 +18,9 @@ def publish_notification(request: NotifyInput) -> StepResult:
         topic = settings.notify_topic_arn  # an escalation must reach someone
     if not topic:
         return StepResult(changed=False, detail={"reason": "no SNS topic configured", "subject": request.subject})
-    region = topic.split(":")[3] if topic.startswith("arn:") else None
     message = json.dumps({"incident_id": request.incident_id, **request.body}, default=str, sort_keys=True)
     with typed_aws_errors(f"publish to {topic}"):
-        published = client("sns", region).publish(
+        published = client("sns", region_of_arn(topic)).publish(
             TopicArn=topic,
             Subject=request.subject[:100],
             Message=message,

@@ -32,7 +32,7 @@ from activities.aws import (
     tag_pairs,
     typed_aws_errors,
 )
-from activities.ec2_containment import ISOLATION_GROUP_ACTIONS, ensure_isolation_groups
+from activities.ec2_containment import ISOLATION_GROUP_ACTIONS, isolation_groups
 from irflow.models.incident import StepResult
 from irflow.models.rds import DbClusterContext, DbInstanceContext, DbInstanceMember, DbStepInput, DbTarget
 
@@ -293,7 +293,7 @@ def quarantine_db_security_groups(step: DbStepInput) -> StepResult:
     if not step.prior.vpc_id:
         return StepResult(changed=False, detail={"reason": "the instance is not in a VPC"})
     # The EC2 playbook's helper: it reads only the target's region and account (the member account).
-    _, quarantine = ensure_isolation_groups(step.target, step.prior.vpc_id)
+    quarantine = isolation_groups(step.target, step.prior.vpc_id).quarantine
     result = _set_groups(step, [quarantine], CONTAIN_PATIENCE_SECONDS)
     return result.model_copy(update={"detail": {**result.detail, "quarantine_group": quarantine}})
 

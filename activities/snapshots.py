@@ -16,14 +16,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import NOT_CONFIGURED, aws_activity, client, error_code, heartbeat, not_found, typed_aws_errors
+from activities.aws import (
+    EVIDENCE_INTEGRITY,
+    NOT_CONFIGURED,
+    NOT_FOUND,
+    aws_activity,
+    client,
+    heartbeat,
+    not_found,
+    typed_aws_errors,
+)
+from activities.evidence import oldest_snapshot
 from irflow.models.ec2 import Ec2Target
 from irflow.models.incident import SnapshotEvidence
 from irflow.models.settings import get_settings
@@ -32,11 +43,9 @@ from irflow.models.tagging import INCIDENT_TAG
 DIGEST_ALGORITHM = "sha256-ebs-written-blocks"
 SOURCE_SNAPSHOT_TAG = "irflow:source-snapshot-id"
 SOURCE_ACCOUNT_TAG = "irflow:source-account-id"
-INTEGRITY = "EvidenceIntegrity"
 _CHUNK = 64 * 1024
 _PAGE = 1000  # block tokens per ListSnapshotBlocks page (AWS allows 100-10000)
 _FIRST_POLL_SECONDS, _MAX_POLL_SECONDS = 2.0, 30.0  # well inside SLOW's 90-second heartbeat timeout
-_SNAPSHOT_GONE = {"InvalidSnapshot.NotFound", "InvalidSnapshotID.NotFound"}
 
 
 class SnapshotStep(BaseModel):
@@ -63,12 +72,7 @@ def wait_until_completed(ec2: Any, snapshot_id: str) -> dict:
     delay = _FIRST_POLL_SECONDS
     while True:
         with typed_aws_errors(f"describe snapshot {snapshot_id}"):
-            try:
-                found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
-            except ClientError as error:
-                if error_code(error) in _SNAPSHOT_GONE:
-                    raise not_found(f"snapshot {snapshot_id} not found") from error
-                raise
+            found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
         if not found:
             raise not_found(f"snapshot {snapshot_id} not found")
         snapshot = found[0]
@@ -78,7 +82,9 @@ def wait_until_completed(ec2: Any, snapshot_id: str) -> dict:
             return snapshot
         if state == "error":
             raise ApplicationError(
-                f"snapshot {snapshot_id} failed: {snapshot.get('StateMessage', '')}", type=INTEGRITY, non_retryable=True
+                f"snapshot {snapshot_id} failed: {snapshot.get('StateMessage', '')}",
+                type=EVIDENCE_INTEGRITY,
+                non_retryable=True,
             )
         _pause(delay)
         delay = min(delay * 2, _MAX_POLL_SECONDS)
@@ -96,7 +102,7 @@ def snapshot_digest(ebs: Any, snapshot_id: str) -> Digest:
         for block in page.get("Blocks", []):
             index = block["BlockIndex"]
             if index <= last:
-                raise ApplicationError(f"{snapshot_id}: block {index} listed after {last}", type=INTEGRITY)
+                raise ApplicationError(f"{snapshot_id}: block {index} listed after {last}", type=EVIDENCE_INTEGRITY)
             _digest_block(ebs, snapshot_id, block, digest)
             count, last = count + 1, index
             if count % 64 == 0:
@@ -121,10 +127,14 @@ def _digest_block(ebs: Any, snapshot_id: str, block: dict, digest: Any) -> None:
         body.close()
     expected_length = answer.get("DataLength")
     if expected_length is not None and expected_length != length:
-        raise ApplicationError(f"{snapshot_id} block {index}: {length} bytes, {expected_length} sent", type=INTEGRITY)
+        raise ApplicationError(
+            f"{snapshot_id} block {index}: {length} bytes, {expected_length} sent", type=EVIDENCE_INTEGRITY
+        )
     checksum = answer.get("Checksum")
     if answer.get("ChecksumAlgorithm") == "SHA256" and checksum and base64.b64encode(own.digest()).decode() != checksum:
-        raise ApplicationError(f"{snapshot_id} block {index}: data does not match its checksum", type=INTEGRITY)
+        raise ApplicationError(
+            f"{snapshot_id} block {index}: data does not match its checksum", type=EVIDENCE_INTEGRITY
+        )
 
 
 @aws_activity("ec2:DescribeSnapshots", "ebs:ListSnapshotBlocks", "ebs:GetSnapshotBlock")
@@ -152,10 +162,7 @@ def forensic_client(service: str, region: str) -> Any:
     """A client in the forensic account, through activities.aws's role assumption (its member role, or
     IRFLOW_FORENSIC_ROLE_NAME when that names another role)."""
     settings = get_settings()
-    role = settings.forensic_role_name
-    if role and role != settings.member_role_name:
-        return client(service, region, settings.forensic_account_id, role_name=role)
-    return client(service, region, settings.forensic_account_id)
+    return client(service, region, settings.forensic_account_id, role_name=settings.forensic_role_name or None)
 
 
 def find_copy(ec2: Any, snapshot_id: str) -> str | None:
@@ -165,26 +172,28 @@ def find_copy(ec2: Any, snapshot_id: str) -> str | None:
             OwnerIds=["self"], Filters=[{"Name": f"tag:{SOURCE_SNAPSHOT_TAG}", "Values": [snapshot_id]}]
         )["Snapshots"]
     found = [s for s in found if s.get("State") != "error"]
-    if not found:
-        return None
-    return sorted(found, key=lambda s: (s.get("StartTime") or datetime.min.replace(tzinfo=UTC), s["SnapshotId"]))[0][
-        "SnapshotId"
-    ]
+    return oldest_snapshot(found)["SnapshotId"] if found else None
+
+
+@contextmanager
+def _gone_is_done() -> Iterator[None]:
+    """A snapshot already gone is no error where it was to go anyway (a retry after it was deleted)."""
+    try:
+        yield
+    except ApplicationError as error:
+        if error.type != NOT_FOUND:
+            raise
 
 
 def _share(ec2: Any, snapshot_id: str, account_id: str, operation: str) -> None:
-    with typed_aws_errors(f"{operation} {snapshot_id} createVolumePermission for {account_id}"):
-        try:
-            ec2.modify_snapshot_attribute(
-                SnapshotId=snapshot_id,
-                Attribute="createVolumePermission",
-                OperationType=operation,
-                UserIds=[account_id],
-            )
-        except ClientError as error:
-            if operation == "remove" and error_code(error) in _SNAPSHOT_GONE:
-                return
-            raise
+    tolerated = _gone_is_done() if operation == "remove" else nullcontext()
+    with tolerated, typed_aws_errors(f"{operation} {snapshot_id} createVolumePermission for {account_id}"):
+        ec2.modify_snapshot_attribute(
+            SnapshotId=snapshot_id,
+            Attribute="createVolumePermission",
+            OperationType=operation,
+            UserIds=[account_id],
+        )
 
 
 def _start_copy(step: SnapshotStep, forensic_ec2: Any, kms_key_id: str) -> str:
@@ -209,12 +218,8 @@ def _start_copy(step: SnapshotStep, forensic_ec2: Any, kms_key_id: str) -> str:
 
 
 def _delete_original(ec2: Any, snapshot_id: str) -> None:
-    with typed_aws_errors(f"delete the original {snapshot_id}"):
-        try:
-            ec2.delete_snapshot(SnapshotId=snapshot_id)
-        except ClientError as error:
-            if error_code(error) not in _SNAPSHOT_GONE:
-                raise
+    with _gone_is_done(), typed_aws_errors(f"delete the original {snapshot_id}"):
+        ec2.delete_snapshot(SnapshotId=snapshot_id)
 
 
 @aws_activity(

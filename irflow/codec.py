@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from irflow.models.identifiers import region_of_arn
+
 ENCODING = b"binary/irflow-aes256gcm-kms"
 METADATA_ENCODING = "encoding"
 METADATA_KEY_ID = "irflow-kms-key-id"
@@ -54,8 +56,7 @@ class _DataKey:
 def _kms_client(key_id: str) -> Any:
     import boto3  # the codec is built by every client; boto3 only when a key is configured
 
-    region = key_id.split(":")[3] if key_id.startswith("arn:") else None
-    return boto3.session.Session().client("kms", region_name=region)
+    return boto3.session.Session().client("kms", region_name=region_of_arn(key_id))
 
 
 class KmsPayloadCodec(PayloadCodec):

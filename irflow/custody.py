@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -124,10 +124,11 @@ def choose_algorithm(offered: Iterable[str]) -> str:
     raise ValueError(f"the key offers no signing algorithm irflow verifies ({', '.join(offered) or 'none'})")
 
 
-def sign_statement(kms: Any, key_id: str, statement: dict[str, Any]) -> dict[str, Any]:
-    """The signature document stored beside the manifest (kms:DescribeKey, kms:Sign)."""
-    offered = kms.describe_key(KeyId=key_id)["KeyMetadata"].get("SigningAlgorithms") or []
-    algorithm = choose_algorithm(offered)
+def sign_statement(kms: Any, key_id: str, statement: dict[str, Any], algorithm: str | None = None) -> dict[str, Any]:
+    """The signature document stored beside the manifest (kms:Sign; kms:DescribeKey unless `algorithm` is given, as
+    choose_algorithm picks it from the key's)."""
+    if algorithm is None:
+        algorithm = choose_algorithm(kms.describe_key(KeyId=key_id)["KeyMetadata"].get("SigningAlgorithms") or [])
     signed = kms.sign(KeyId=key_id, Message=canonical_json(statement), MessageType="RAW", SigningAlgorithm=algorithm)
     return {
         "statement": statement,
@@ -166,7 +167,8 @@ def public_key_verifies(public_key_der: bytes, algorithm: str, message: bytes, s
 
 
 def signature_problems(kms: Any, trusted_key_id: str, signature: dict[str, Any], public_keys: dict) -> list[str]:
-    """Empty when `signature` was made by the trusted key (its public key from kms:GetPublicKey)."""
+    """Empty when `signature` was made by the trusted key (its public key from kms:GetPublicKey, kept in
+    `public_keys` by key id)."""
     if trusted_key_id not in public_keys:
         answer = kms.get_public_key(KeyId=trusted_key_id)
         public_keys[trusted_key_id] = (answer["KeyId"], answer["PublicKey"])
@@ -205,16 +207,24 @@ def _subject(key: str, version_id: str | None) -> str:
     return f"{key}@{version_id}" if version_id else key
 
 
-def _hash_stream(body: Any) -> tuple[bytes, str, int]:
-    """(the bytes when small enough to parse, SHA-256, size), read a chunk at a time: a memory image of many GiB
-    is verified in bounded memory."""
+def hash_stream(
+    body: Any, keep_at_most: int = 0, on_chunk: Callable[[int], None] | None = None
+) -> tuple[bytes, str, int]:
+    """(the bytes when at most `keep_at_most`, else b""; SHA-256; size) of a streaming body, read READ_CHUNK at a
+    time and closed: a memory image of many GiB is hashed in bounded memory. `on_chunk(bytes so far)` runs after
+    each chunk (an activity heartbeats there)."""
     digest, size, kept = hashlib.sha256(), 0, []
-    for chunk in body.iter_chunks(READ_CHUNK):
-        digest.update(chunk)
-        size += len(chunk)
-        if size <= KEEP_AT_MOST:
-            kept.append(chunk)
-    return (b"".join(kept) if size <= KEEP_AT_MOST else b""), digest.hexdigest(), size
+    try:
+        for chunk in body.iter_chunks(READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if size <= keep_at_most:
+                kept.append(chunk)
+            if on_chunk is not None:
+                on_chunk(size)
+    finally:
+        body.close()
+    return (b"".join(kept) if size <= keep_at_most else b""), digest.hexdigest(), size
 
 
 # The custody fields of an evidence record, by the name of the S3 user metadata that carries each on the object.
@@ -290,7 +300,7 @@ class Verifier:
         except ClientError as error:
             self.add("content", subject, [f"cannot read the recorded version: {error}"], "")
             return None
-        body, digest, size = _hash_stream(got["Body"])
+        body, digest, size = hash_stream(got["Body"], KEEP_AT_MOST)
         content = [] if digest == record.sha256 else [f"SHA-256 is {digest}, recorded {record.sha256}"]
         if size != record.size:
             content.append(f"size is {size} bytes, recorded {record.size}")
@@ -341,13 +351,19 @@ class Verifier:
         except ValueError:
             self.add("signature", subject, ["not a signature document"], "")
             return
+        self.check_signed(subject, signature, manifest)
+
+    def check_signed(self, subject: str, signature: dict[str, Any], manifest: EvidenceObject | None) -> None:
+        """The signature check of one signature document: it signs `manifest` (None: no manifest version the
+        incident recorded), and the trusted key made it (its public key asked of KMS once, kept here)."""
         statement = signature.get("statement") or {}
-        problems = []
-        if (statement.get("manifest_version_id"), statement.get("manifest_sha256")) != (
-            manifest.version_id,
-            manifest.sha256,
-        ):
-            problems.append(f"signs manifest version {statement.get('manifest_version_id')}, not {manifest.version_id}")
+        signed = (statement.get("manifest_version_id"), statement.get("manifest_sha256"))
+        if manifest is None:
+            problems = ["signs no manifest version the incident recorded"]
+        elif signed != (manifest.version_id, manifest.sha256):
+            problems = [f"signs manifest version {signed[0]}, not {manifest.version_id}"]
+        else:
+            problems = []
         if not self.signing_key_id:
             problems.append("no trusted signing key (IRFLOW_MANIFEST_SIGNING_KEY_ID or --signing-key) to check it")
         else:
@@ -455,17 +471,17 @@ def _check_versions(verifier: Verifier, incident_id: str, final: EvidenceObject,
         verifier.add(
             "versions", subject, [f"a version the incident did not record, beside the recorded one{latest}"], ""
         )
-        body = verifier.s3.get_object(Bucket=final.bucket, Key=key, VersionId=version_id)["Body"].read()
+        if key not in (final.key, final.key + SIGNATURE_SUFFIX):
+            continue  # only a manifest or a signature is read: an image re-uploaded beside its record is not
+        got = verifier.s3.get_object(Bucket=final.bucket, Key=key, VersionId=version_id)
         try:
-            document = json.loads(body)
+            document = json.loads(hash_stream(got["Body"], KEEP_AT_MOST)[0])
         except ValueError:
+            continue
+        if not isinstance(document, dict):
             continue
         if key == final.key:
             verifier.add("chain", subject, chain_problems(document), "chain holds")
-        elif key == final.key + SIGNATURE_SUFFIX:
-            statement = document.get("statement") or {}
-            signed = by_version.get(statement.get("manifest_version_id"))
-            problems = [] if signed else ["signs no manifest version the incident recorded"]
-            if verifier.signing_key_id:
-                problems += signature_problems(verifier.kms, verifier.signing_key_id, document, verifier.public_keys)
-            verifier.add("signature", subject, problems, "signature verifies")
+        else:
+            manifest = by_version.get((document.get("statement") or {}).get("manifest_version_id"))
+            verifier.check_signed(subject, document, manifest)

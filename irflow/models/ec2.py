@@ -56,6 +56,7 @@ class InstanceProfileState(BaseModel):
     profile_arn: str
     profile_name: str
     role_names: list[str] = Field(default_factory=list)
+    role_ids: list[str] = Field(default_factory=list)  # the same roles' ids: a session's `aws:userid` starts with one
 
 
 class InstanceContext(BaseModel):

@@ -31,18 +31,23 @@ DB_IDENTIFIER = "DB identifier"
 ACCOUNT_ID = "account id"
 REGION = "region"
 KEY_SEGMENT = "S3 key segment"
-EVIDENCE_PREFIX = "evidence prefix"
 MEMORY_UPLOADER = "memory uploader"
 MEMORY_PREFIX = "memory image prefix"
 
+# The fragments several kinds are made of.
+_INCIDENT_ID = rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}"
+_INSTANCE_ID = r"i-[0-9a-f]{8}(?:[0-9a-f]{9})?"
 _IAM_NAME = r"[A-Za-z0-9_+=,.@-]{1,64}"  # IAM's [\w+=,.@-]{1,64}, \w read as ASCII (IAM accepts no other)
+_IAM_UNIQUE_ID = r"[A-Z0-9]{16,128}"  # an access key's id, a role's id (AKIA…, AROA…)
+# Who uploads a memory image: the instance's role session, as IAM's `aws:userid` names it (`<role id>:<instance id>`).
+_MEMORY_UPLOADER = rf"{_IAM_UNIQUE_ID}:{_INSTANCE_ID}"
 
 PATTERNS: dict[str, re.Pattern[str]] = {
-    INCIDENT_ID: re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}"),
-    INSTANCE_ID: re.compile(r"i-[0-9a-f]{8}(?:[0-9a-f]{9})?"),
+    INCIDENT_ID: re.compile(_INCIDENT_ID),
+    INSTANCE_ID: re.compile(_INSTANCE_ID),
     IAM_USER_NAME: re.compile(_IAM_NAME),
     IAM_ROLE_NAME: re.compile(_IAM_NAME),
-    ACCESS_KEY_ID: re.compile(r"[A-Z0-9]{16,128}"),
+    ACCESS_KEY_ID: re.compile(_IAM_UNIQUE_ID),
     # What S3 has ever accepted (legacy us-east-1 names allowed capitals and underscores, up to 255).
     BUCKET_NAME: re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]"),
     LAMBDA_FUNCTION_NAME: re.compile(r"[A-Za-z0-9_-]{1,64}"),
@@ -51,22 +56,14 @@ PATTERNS: dict[str, re.Pattern[str]] = {
     REGION: re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}"),
     # One step of an evidence key below the incident's prefix: a name (IAM names are the widest), never "." or "..".
     KEY_SEGMENT: re.compile(r"(?!\.{1,2}$)[A-Za-z0-9_+=,.@-]{1,255}"),
-    EVIDENCE_PREFIX: re.compile(rf"incidents/[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}/"),
-    # Who uploads a memory image: the instance's role session, as IAM's `aws:userid` names it (`<role id>:<instance
-    # id>`). The quarantine profile may write only below `incidents/*/memory/${aws:userid}/` (irflow.iam_policy).
-    MEMORY_UPLOADER: re.compile(r"[A-Z0-9]{16,128}:i-[0-9a-f]{8}(?:[0-9a-f]{9})?"),
-    MEMORY_PREFIX: re.compile(
-        rf"incidents/[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}/memory/"
-        r"[A-Z0-9]{16,128}:i-[0-9a-f]{8}(?:[0-9a-f]{9})?/"
-    ),
+    # The quarantine profile may write only below `incidents/*/memory/${aws:userid}/` (irflow.iam_policy).
+    MEMORY_UPLOADER: re.compile(_MEMORY_UPLOADER),
+    MEMORY_PREFIX: re.compile(rf"incidents/{_INCIDENT_ID}/memory/{_MEMORY_UPLOADER}/"),
 }
 
-# The same checks in the dialect SSM's `allowedPattern` and similar validators take (no look-arounds).
-SSM_BUCKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,253}[A-Za-z0-9]$"
-SSM_PREFIX_PATTERN = (
-    rf"^incidents/[A-Za-z0-9][A-Za-z0-9._-]{{0,{INCIDENT_ID_MAX_LENGTH - 1}}}/memory/"
-    r"[A-Z0-9]{16,128}:i-[0-9a-f]{8}(?:[0-9a-f]{9})?/$"
-)
+# The same checks in the dialect SSM's `allowedPattern` and similar validators take (these have no look-arounds).
+SSM_BUCKET_PATTERN = f"^{PATTERNS[BUCKET_NAME].pattern}$"
+SSM_PREFIX_PATTERN = f"^{PATTERNS[MEMORY_PREFIX].pattern}$"
 
 
 class InvalidIdentifier(ValueError):
@@ -107,3 +104,10 @@ def key_refusal(relative_key: str) -> str | None:
         if reason:
             return f"evidence key {relative_key[:120]!r}: {reason}"
     return None
+
+
+def region_of_arn(arn: str) -> str | None:
+    """The region an ARN names (`arn:<partition>:<service>:<region>:…`); None for a bare id, an alias, or an ARN
+    of a global resource: the caller's default region then."""
+    parts = arn.split(":")
+    return (parts[3] or None) if parts[0] == "arn" and len(parts) > 3 else None

@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
+from activities.aws import client
 from activities.evidence import (
     collect_console_output,
     collect_instance_metadata,
     evidence_key,
+    oldest_snapshot,
     snapshot_volumes,
     store_evidence,
     store_raw_finding,
@@ -23,6 +26,7 @@ from activities.memory import acquire_memory
 from activities.report import write_report
 from irflow.models.errors import INVALID_REQUEST
 from irflow.models.finding import pack_raw, parse_guardduty
+from irflow.models.identifiers import region_of_arn
 from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput
 from irflow.models.settings import get_settings
 from tests.activities.evidence_support import (
@@ -60,6 +64,15 @@ def test_snapshot_volumes_twice_still_one_snapshot_per_volume(workload, step):
     second = snapshot_volumes(step)
     assert [s.snapshot_id for s in second] == [s.snapshot_id for s in first]
     assert len(incident_snapshots(workload, INCIDENT_ID)) == len(step.prior.volumes)
+
+
+def test_the_oldest_snapshot_is_the_evidence_one_without_a_start_time_first():
+    started = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)  # AWS's StartTime is aware
+    later = datetime(2026, 3, 1, 9, 5, tzinfo=UTC)
+    taken = [{"SnapshotId": "snap-b", "StartTime": started}, {"SnapshotId": "snap-c", "StartTime": later}]
+    assert oldest_snapshot(taken)["SnapshotId"] == "snap-b"
+    assert oldest_snapshot([*taken, {"SnapshotId": "snap-a", "StartTime": started}])["SnapshotId"] == "snap-a"
+    assert oldest_snapshot([*taken, {"SnapshotId": "snap-z"}])["SnapshotId"] == "snap-z"
 
 
 # --- locked objects, first capture wins ---
@@ -186,6 +199,18 @@ def test_manifest_is_rewritten_only_when_the_evidence_grows(workload, step, targ
     assert sorted(versions_of(workload, first)) == sorted([first.version_id, grown.version_id])
     assert_locked_evidence(workload, first)
     assert_locked_evidence(workload, grown)
+
+
+def test_the_signing_key_is_described_once_however_often_a_manifest_is_signed(workload, target, raw_request):
+    settings = get_settings()
+    kms = client("kms", region_of_arn(settings.manifest_signing_key_id) or settings.evidence_region or None)
+    described = []
+    kms.meta.events.register("provide-client-params.kms.DescribeKey", lambda params, **_: described.append(params))
+    raw = store_raw_finding(raw_request)
+    first = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=[raw]))
+    grown = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=[raw, collect_console_output(target)]))
+    assert first.signature and grown.signature and first.signature.version_id != grown.signature.version_id
+    assert len(described) == 1
 
 
 # --- without an evidence bucket, nothing is captured that could not be locked ---

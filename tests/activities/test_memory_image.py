@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import boto3
 
 from activities import memory_image
-from activities.memory_image import find_image, printed_digest, record_image, stream_sha256
+from activities.evidence import head_or_none
+from activities.memory_image import printed_digest, record_image, stream_sha256
+from irflow import custody
 from irflow.custody import Verifier
 from irflow.models.settings import get_settings
 from tests.activities.evidence_support import RETENTION, assert_locked_evidence
@@ -22,7 +24,7 @@ KEY = "incidents/inc-evidence-0001/memory/AROAEXAMPLEROLEID0001:i-0123456789abcd
 def _put(workload, body: bytes, **extra) -> dict:
     s3 = boto3.client("s3", region_name=workload.region)
     s3.put_object(Bucket=workload.evidence_bucket, Key=KEY, Body=body, **extra)
-    return find_image(s3, workload.evidence_bucket, KEY)
+    return head_or_none(s3, workload.evidence_bucket, KEY)
 
 
 def test_the_printed_digest_is_read_from_the_commands_output():
@@ -34,7 +36,7 @@ def test_the_printed_digest_is_read_from_the_commands_output():
 
 def test_the_image_is_hashed_a_chunk_at_a_time(workload, monkeypatch):
     body = os.urandom(5 * 1024 * 1024 + 3)
-    monkeypatch.setattr(memory_image, "CHUNK", 1024 * 1024)
+    monkeypatch.setattr(custody, "READ_CHUNK", 1024 * 1024)  # the one streaming hasher's chunk
     head = _put(workload, body)
     reads: list[int] = []
     monkeypatch.setattr(memory_image, "heartbeat", lambda progress: reads.append(progress))
@@ -61,7 +63,7 @@ def test_the_record_is_locked_for_the_evidence_retention_and_names_who_wrote_it(
 def again_unchanged(workload, record) -> bool:
     """A second take of the same version changes nothing (a retried activity)."""
     s3 = boto3.client("s3", region_name=workload.region)
-    head = find_image(s3, workload.evidence_bucket, KEY)
+    head = head_or_none(s3, workload.evidence_bucket, KEY)
     second = record_image(get_settings(), s3, KEY, head, record.collected_by)
     return (second.version_id, second.sha256, second.lock_mode) == (record.version_id, record.sha256, record.lock_mode)
 

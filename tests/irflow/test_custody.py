@@ -162,3 +162,16 @@ def test_a_manifest_signed_by_a_key_the_verifier_does_not_trust_fails(workload, 
     manifest = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=stored))
     checks = _verify(workload, [*stored, manifest], signing_key_id=_signing_key())
     assert _failed(checks) == [("signature", manifest.signature.key)] * 2
+
+
+def test_a_version_put_beside_an_exhibit_is_named_without_being_read(workload, raw_request, target):
+    stored = [store_raw_finding(raw_request), collect_console_output(target)]
+    manifest = write_manifest(ManifestInput(incident_id=INCIDENT_ID, evidence=stored))
+    s3(workload).put_object(Bucket=stored[1].bucket, Key=stored[1].key, Body=b"{}")  # a re-upload, of any size
+    reader, read = s3(workload), []
+    reader.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: read.append((params["Key"], params.get("VersionId")))
+    )
+    verifier = Verifier(reader, boto3.client("kms"), workload.kms_key_id, workload.signing_key_id)
+    assert _failed(verify_evidence(verifier, INCIDENT_ID, [*stored, manifest])) == [("versions", stored[1].key)]
+    assert [r for r in read if r[0] == stored[1].key] == [(stored[1].key, stored[1].version_id)], "the recorded one"

@@ -3,6 +3,7 @@ quotes are refused with a sentence saying why."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -89,3 +90,26 @@ def test_evidence_keys_are_made_of_valid_steps():
     assert ids.key_refusal("instance/i-0123456789abcdef0/memory-acquisition.json") is None
     for bad in ["", "a//b", "../x", "a/../../b", "s3/b;c/configuration.json", "/abs", "a/"]:
         assert ids.key_refusal(bad), bad
+
+
+def test_the_ssm_patterns_judge_as_the_checks_do():
+    folder = "incidents/inc-evidence-0001/memory/AROAEXAMPLEROLEID0001:i-0123456789abcdef0/"
+    cases = [
+        (ids.SSM_BUCKET_PATTERN, ids.BUCKET_NAME, ["irflow-evidence", "Legacy_Bucket.Name", "b;c", "-bucket", "ab"]),
+        (
+            ids.SSM_PREFIX_PATTERN,
+            ids.MEMORY_PREFIX,
+            [folder, folder.replace("inc-evidence-0001", "-rf"), folder + "x", "incidents/inc-1/", folder[:-2] + "/"],
+        ),
+    ]
+    for ssm_pattern, kind, values in cases:
+        for value in values:
+            assert (re.match(ssm_pattern, value) is not None) == (ids.refusal(kind, value) is None), value
+    assert ids.refusal(ids.MEMORY_PREFIX, folder) is None
+
+
+def test_the_region_of_an_arn_and_none_for_anything_else():
+    assert ids.region_of_arn("arn:aws:kms:eu-west-1:123456789012:key/1234abcd") == "eu-west-1"
+    assert ids.region_of_arn("arn:aws-us-gov:sns:us-gov-west-1:123456789012:irflow") == "us-gov-west-1"
+    for other in ["alias/irflow-manifest", "1234abcd-12ab-34cd-56ef-1234567890ab", "arn:aws:iam::123456789012:role/x"]:
+        assert ids.region_of_arn(other) is None, other
