@@ -49,9 +49,10 @@ from irflow.custody import (
     signing_statement,
 )
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
+from irflow.models.evidence import EvidenceObject, SnapshotEvidence
 from irflow.models.finding import canonical_json, unpack_raw
 from irflow.models.identifiers import INCIDENT_ID, key_refusal, refusal, region_of_arn
-from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput, SnapshotEvidence
+from irflow.models.incident import ManifestInput, RawFindingInput
 from irflow.models.settings import get_settings
 from irflow.models.tagging import INCIDENT_TAG
 

@@ -26,9 +26,10 @@ from activities.iam import (
     revocation_cutoff,
     revocation_policy_name,
 )
+from irflow.models.evidence import EvidenceObject
 from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
 from irflow.models.identifiers import ACCOUNT_ID, IAM_ROLE_NAME, REGION
-from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.incident import StepResult
 from irflow.visibility import identity_hash
 
 # Roles irflow must not (and IAM will not let it) change: AWS owns them.

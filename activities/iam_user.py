@@ -15,9 +15,10 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import NOT_FOUND, aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, checked_identifier, store_evidence, to_json_bytes
 from activities.iam import revocation_policy, revocation_policy_name
+from irflow.models.evidence import EvidenceObject
 from irflow.models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
 from irflow.models.identifiers import ACCESS_KEY_ID, ACCOUNT_ID, IAM_USER_NAME, REGION
-from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.incident import StepResult
 from irflow.visibility import identity_hash
 
 

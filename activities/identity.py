@@ -96,4 +96,3 @@ def verify_decision_proof(request: VerifyProofInput) -> VerifiedCaller:
     except (ValueError, ParseError) as error:
         raise ApplicationError(f"STS's answer could not be read: {error}", type="StsUnavailable") from error
     return VerifiedCaller(arn=arn, account=account, user_id=user_id, access_key_id=signed.access_key_id)
-

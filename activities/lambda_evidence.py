@@ -30,7 +30,7 @@ from activities.lambda_function import (
     reserved_concurrency,
     resource_policy,
 )
-from irflow.models.incident import EvidenceObject
+from irflow.models.evidence import EvidenceObject
 from irflow.models.lambda_function import LambdaStepInput
 
 # A deployment package is at most 250 MB unzipped (so less zipped); anything bigger is not a package.

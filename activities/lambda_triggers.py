@@ -25,7 +25,8 @@ from activities.lambda_function import (
     qualifiers,
     resource_policy,
 )
-from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.evidence import EvidenceObject
+from irflow.models.incident import StepResult
 from irflow.models.lambda_function import LambdaStepInput
 
 # States in which a mapping delivers records (or is about to): eradication disables these.

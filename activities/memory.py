@@ -20,8 +20,8 @@ from activities.evidence import (
 )
 from activities.memory_image import IMAGE_NAME, IMAGE_READ_ACTIONS, printed_digest, record_image
 from irflow.models.ec2 import Ec2Target
+from irflow.models.evidence import MemoryCaptureResult
 from irflow.models.identifiers import BUCKET_NAME, INCIDENT_ID, INSTANCE_ID, MEMORY_PREFIX, MEMORY_UPLOADER
-from irflow.models.incident import MemoryCaptureResult
 from irflow.models.settings import get_settings
 
 _TERMINAL = {

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from activities.aws import heartbeat, typed_aws_errors
 from activities.evidence import custody_metadata
 from irflow.custody import custody_fields, hash_stream
-from irflow.models.incident import EvidenceObject
+from irflow.models.evidence import EvidenceObject
 
 IMAGE_NAME = "memory.lime"
 IMAGE_KIND = "memory-image"

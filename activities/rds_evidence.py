@@ -23,7 +23,8 @@ from activities.rds import (
     rds_client,
     when_ready,
 )
-from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.evidence import EvidenceObject
+from irflow.models.incident import StepResult
 from irflow.models.rds import DbStepInput, snapshot_identifier
 from irflow.models.tagging import INCIDENT_TAG
 

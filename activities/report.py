@@ -23,7 +23,8 @@ from activities.report_wording import (
     outcome_text,
     time_text,
 )
-from irflow.models.incident import ActionRecord, Decision, EvidenceObject, IncidentState
+from irflow.models.evidence import EvidenceObject
+from irflow.models.incident import ActionRecord, Decision, IncidentState
 
 
 def _findings(state: IncidentState) -> list[dict[str, Any]]:

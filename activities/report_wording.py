@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from irflow.models.incident import ActionRecord, MemoryCapture, MemoryCaptureResult, SnapshotEvidence
+from irflow.models.evidence import MemoryCapture, MemoryCaptureResult, SnapshotEvidence
+from irflow.models.incident import ActionRecord
 
 MILESTONE_LABELS = {
     "first_observed": "activity first observed (finding's first sighting)",

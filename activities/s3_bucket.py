@@ -11,8 +11,9 @@ from botocore.exceptions import ClientError
 
 from activities.aws import aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, checked_identifier, store_evidence, to_json_bytes
+from irflow.models.evidence import EvidenceObject
 from irflow.models.identifiers import ACCOUNT_ID, BUCKET_NAME, REGION
-from irflow.models.incident import EvidenceObject, StepResult
+from irflow.models.incident import StepResult
 from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
 
 _MISSING = {

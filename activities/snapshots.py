@@ -36,7 +36,7 @@ from activities.aws import (
 )
 from activities.evidence import oldest_snapshot
 from irflow.models.ec2 import Ec2Target
-from irflow.models.incident import SnapshotEvidence
+from irflow.models.evidence import SnapshotEvidence
 from irflow.models.settings import get_settings
 from irflow.models.tagging import INCIDENT_TAG
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from activities.aws import aws_activity, client
 from activities.evidence import EVIDENCE_WRITE_ACTIONS, store_evidence, to_json_bytes
+from irflow.models.evidence import EvidenceObject
 from irflow.models.finding import Finding
-from irflow.models.incident import EvidenceObject, TriageInput
+from irflow.models.incident import TriageInput
 
 
 def _describers(finding: Finding) -> dict[str, Callable[[], Any]]:

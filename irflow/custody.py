@@ -25,8 +25,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from irflow.models.evidence import EvidenceObject
 from irflow.models.finding import canonical_json
-from irflow.models.incident import EvidenceObject
 
 MANIFEST_FORMAT = "irflow-manifest/2"
 READ_CHUNK = 8 * 1024 * 1024

@@ -38,13 +38,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.report_wording import copy_text
     from activities.snapshots import SnapshotStep, copy_snapshot_to_forensic_account, digest_snapshot
     from irflow.models.ec2 import Ec2StepInput, Ec2Target, InstanceContext
-    from irflow.models.incident import (
-        Eradication,
-        EvidenceObject,
-        MemoryCapture,
-        MemoryCaptureResult,
-        SnapshotEvidence,
-    )
+    from irflow.models.evidence import EvidenceObject, MemoryCapture, MemoryCaptureResult, SnapshotEvidence
+    from irflow.models.incident import Eradication
 
 from workflows.activity_options import QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook

@@ -16,15 +16,9 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.tagging import restore_resource_tags, tag_resource
+    from irflow.models.evidence import EvidenceObject, MemoryCaptureResult, SnapshotEvidence
     from irflow.models.finding import Finding, Severity
-    from irflow.models.incident import (
-        Eradication,
-        EvidenceObject,
-        MemoryCaptureResult,
-        ResponsePolicy,
-        SnapshotEvidence,
-        StepResult,
-    )
+    from irflow.models.incident import Eradication, ResponsePolicy, StepResult
     from irflow.models.tagging import tag_request_for
 
 from workflows.activity_options import QUICK, activity_name

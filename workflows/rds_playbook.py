@@ -28,7 +28,8 @@ with workflow.unsafe.imports_passed_through():
         stop_db_instance,
     )
     from activities.rds_evidence import collect_db_instance_evidence, snapshot_db_instance
-    from irflow.models.incident import Eradication, SnapshotEvidence, StepResult
+    from irflow.models.evidence import SnapshotEvidence
+    from irflow.models.incident import Eradication, StepResult
     from irflow.models.rds import (
         DbInstanceContext,
         DbStepInput,

@@ -19,20 +19,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.evidence import store_raw_finding, write_manifest
     from activities.worker_policy import WorkerPolicy
     from irflow.models.ec2 import InstanceContext
+    from irflow.models.evidence import EvidenceObject, MemoryCaptureResult, SnapshotEvidence
     from irflow.models.finding import Finding
     from irflow.models.incident import (
         ActionRecord,
         ActionStatus,
-        EvidenceObject,
         FindingDelivery,
         IncidentInput,
         IncidentState,
         ManifestInput,
-        MemoryCaptureResult,
         PolicyRequest,
         RawFindingInput,
         ResponsePolicy,
-        SnapshotEvidence,
         StepResult,
         TimelineEntry,
     )

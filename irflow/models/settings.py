@@ -18,8 +18,9 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from irflow.models.evidence import MemoryCapture
 from irflow.models.finding import Severity
-from irflow.models.incident import Approver, Eradication, MemoryCapture, ResponsePolicy
+from irflow.models.incident import Approver, Eradication, ResponsePolicy
 
 FORENSIC_EGRESS_ID = re.compile(r"(?:sg|pl)-[0-9a-f]{8,17}")
 

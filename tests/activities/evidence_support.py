@@ -17,8 +17,9 @@ from botocore.exceptions import ClientError
 from activities.ec2_context import describe_instance_context
 from irflow.devstack.demo import sample_finding
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
+from irflow.models.evidence import EvidenceObject
 from irflow.models.finding import parse_guardduty
-from irflow.models.incident import EvidenceObject, IncidentState, RawFindingInput
+from irflow.models.incident import IncidentState, RawFindingInput
 
 INCIDENT_ID = "inc-evidence-0001"
 RETENTION = timedelta(days=365)

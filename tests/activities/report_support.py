@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from irflow.devstack.demo import sample_finding
 from irflow.models.ec2 import InstanceContext
+from irflow.models.evidence import EvidenceObject, MemoryCaptureResult, SnapshotEvidence
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import (
     ActionRecord,
@@ -20,11 +21,8 @@ from irflow.models.incident import (
     Decision,
     DecisionKind,
     Eradication,
-    EvidenceObject,
     IncidentState,
-    MemoryCaptureResult,
     Phase,
-    SnapshotEvidence,
     Status,
     TimelineEntry,
 )

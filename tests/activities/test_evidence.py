@@ -25,9 +25,10 @@ from activities.evidence import (
 from activities.memory import acquire_memory
 from activities.report import write_report
 from irflow.models.errors import INVALID_REQUEST
+from irflow.models.evidence import EvidenceObject
 from irflow.models.finding import pack_raw, parse_guardduty
 from irflow.models.identifiers import region_of_arn
-from irflow.models.incident import EvidenceObject, ManifestInput, RawFindingInput
+from irflow.models.incident import ManifestInput, RawFindingInput
 from irflow.models.settings import get_settings
 from tests.activities.evidence_support import (
     INCIDENT_ID,

@@ -54,7 +54,7 @@ def test_every_milestone_of_the_record_has_a_label():
 
 def test_a_snapshot_reads_with_its_digest_and_its_forensic_copy():
     from activities.report_wording import copy_text, digest_text
-    from irflow.models.incident import SnapshotEvidence
+    from irflow.models.evidence import SnapshotEvidence
 
     bare = SnapshotEvidence(snapshot_id="snap-1", volume_id="vol-1", state="completed")
     assert digest_text(bare) == copy_text(bare) == "—"

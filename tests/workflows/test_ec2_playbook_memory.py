@@ -24,7 +24,8 @@ from temporalio.exceptions import ApplicationError
 from activities import all_activities
 from irflow.cli.evidence import verify_state
 from irflow.models.ec2 import Ec2Target
-from irflow.models.incident import IncidentState, MemoryCaptureResult, Status
+from irflow.models.evidence import MemoryCaptureResult
+from irflow.models.incident import IncidentState, Status
 from tests.fake_agent import fake_ssm_agent
 from tests.support import observed_instance, open_incident, quarantine_groups, read_evidence, running_worker, wait_for
 

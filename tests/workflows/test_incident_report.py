@@ -24,7 +24,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
-from irflow.models.incident import EvidenceObject, Phase, Status
+from irflow.models.evidence import EvidenceObject
+from irflow.models.incident import Phase, Status
 from tests.support import open_incident, read_evidence, running_worker, wait_for
 
 AFTER_THE_REPORT = ["write_report", "write_manifest", "publish_notification"]

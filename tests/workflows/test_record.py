@@ -11,7 +11,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from irflow.intake.router import incident_id, route
 from irflow.models.asff import parse_asff
 from irflow.models.errors import NOT_FOUND
-from irflow.models.incident import IncidentInput, SnapshotEvidence, StepResult
+from irflow.models.evidence import SnapshotEvidence
+from irflow.models.incident import IncidentInput, StepResult
 from irflow.visibility import identity_hash
 from workflows import search_attributes as sa
 from workflows.record import IncidentRecord, error_text, error_type, summarise

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from irflow.cli import app, incidents
 from irflow.cli.common import match_short_id
 from irflow.devstack.demo import sample_finding
+from irflow.models.evidence import EvidenceObject
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import (
     ActionRecord,
     ActionStatus,
-    EvidenceObject,
     IncidentState,
     PendingDecision,
     Phase,
