@@ -138,6 +138,8 @@ class Playbook:
 
     def __init__(self, incident: IncidentContext) -> None:
         self.incident = incident
+        # Each containment step taken, with the argument it took: what verification re-checks and re-applies.
+        self.applied: list[tuple[ContainmentStep, Any]] = []
 
     async def analyse(self) -> ContainmentPlan:
         raise NotImplementedError
@@ -156,12 +158,18 @@ class Playbook:
             argument = step.argument(step_input)
             if step.undo is not None:
                 self.incident.register_undo(step.name, step.undo, argument)
+            self.applied.append((step, argument))
             try:
                 result = await self.incident.act(step.activity, argument, self.containment_options)
             except ActivityError:
                 self.step_failed(step)
                 raise
             self.step_done(step, result)
+
+    async def reapply(self, step: ContainmentStep, argument: Any) -> StepResult:
+        """Take a step again (its postcondition no longer holds): every step is idempotent, and its undo is
+        registered already, with the prior state from before the first time."""
+        return await self.incident.act(step.activity, argument, self.containment_options)
 
     async def before_step(self, step: ContainmentStep) -> None:
         """About to take `step` (a playbook that must do something first, such as imaging memory before the

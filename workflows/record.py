@@ -83,7 +83,9 @@ class IncidentRecord:
         self.saga = Saga()
         self._policy = ResponsePolicy(approvers={})
         self._background: list[asyncio.Future] = []
-        self._published: tuple[str, ...] = ()
+        self._published: tuple[Any, ...] = ()
+        # What the contained incident guards (irflow.models.guarded), published as IrflowGuarded.
+        self.guarded: list[str] = []
         self._raw_pending: dict[str, tuple[str, str]] = {}
         self._raw_stored: set[str] = set()
         self._keep_raw(request.finding, request.raw_packed)
@@ -262,7 +264,7 @@ class IncidentRecord:
         (`IncidentInput.shown_resource_id`), and every identity the findings name only hashed (`irflow.visibility`)."""
         s = self.state
         shown = self.request.shown_resource_id or s.resource_id
-        published = (str(s.status), str(s.phase), str(s.severity))
+        published = (str(s.status), str(s.phase), str(s.severity), tuple(self.guarded))
         if published != self._published:  # each upsert is a history event: only when something changed
             self._published = published
             attributes = sa.incident_attributes(
@@ -272,6 +274,7 @@ class IncidentRecord:
                 status=str(s.status),
                 phase=str(s.phase),
                 severity=str(s.severity),
+                guarded=self.guarded,
             )
             workflow.upsert_search_attributes(sa.as_updates(attributes))
         waiting = f"**Waiting for:** {s.pending_decision.question}" if s.pending_decision else ""

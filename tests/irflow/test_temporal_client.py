@@ -22,6 +22,10 @@ from tests.support import free_port
 from workflows import search_attributes as sa
 
 IRFLOW_ATTRIBUTES = sorted(key.name for key in sa.ALL)
+# Every attribute is a keyword but what a contained incident guards, a keyword list.
+EXPECTED_TYPES = {key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in sa.ALL} | {
+    sa.GUARDED.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD_LIST
+}
 
 
 @pytest.fixture
@@ -70,9 +74,7 @@ async def _listed(client: Client) -> dict[str, int]:
 async def test_a_prepared_namespace_needs_nothing_added_and_lists_every_attribute(dev_env) -> None:
     assert await ensure_search_attributes(dev_env.client) == []
     listed = await _listed(dev_env.client)
-    assert {name: listed.get(name) for name in IRFLOW_ATTRIBUTES} == dict.fromkeys(
-        IRFLOW_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-    )
+    assert {name: listed.get(name) for name in IRFLOW_ATTRIBUTES} == EXPECTED_TYPES
 
 
 async def test_a_new_namespace_gets_every_attribute_once(dev_env, no_temporal_environment) -> None:
@@ -86,9 +88,7 @@ async def test_a_new_namespace_gets_every_attribute_once(dev_env, no_temporal_en
     assert await ensure_search_attributes(client) == IRFLOW_ATTRIBUTES
     assert await ensure_search_attributes(client) == []
     listed = await _listed(client)
-    assert {name: listed.get(name) for name in IRFLOW_ATTRIBUTES} == dict.fromkeys(
-        IRFLOW_ATTRIBUTES, IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-    )
+    assert {name: listed.get(name) for name in IRFLOW_ATTRIBUTES} == EXPECTED_TYPES
 
 
 async def test_a_namespace_that_does_not_exist_is_an_error_not_an_empty_answer(dev_env, no_temporal_environment):

@@ -36,5 +36,5 @@ def test_every_registered_attribute_gets_a_value():
 def test_the_workflows_upserts_carry_the_same_values():
     attributes = _attributes(status="awaiting_decision", phase="analyst_decision")
     updates = sa.as_updates(attributes)
-    assert {(u.key, u.value) for u in updates} == {(pair.key, pair.value) for pair in attributes}
+    assert [(u.key, u.value) for u in updates] == [(pair.key, pair.value) for pair in attributes]
     assert len(updates) == len(sa.ALL)
