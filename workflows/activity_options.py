@@ -37,6 +37,22 @@ SLOW = {
 INTERACTIVE = {"start_to_close_timeout": timedelta(seconds=15), "retry_policy": _retry(3, 4)}
 
 
+# Containment at the speed of the API: a short idempotent AWS call runs as a local activity, in the worker
+# that runs the workflow task, with no round trip through the server to schedule it, hand it to an activity
+# worker and report it back (docs/playbooks.md, "Containment at the speed of the API"). Its result is a
+# marker in history like any activity's; a worker that dies mid-call leaves the workflow task to be retried,
+# and the call runs again (every step is idempotent). Retries as QUICK does.
+LOCAL = {**QUICK, "local": True}
+
+
+async def execute(activity: Callable[..., Any], argument: Any, options: dict[str, Any]) -> Any:
+    """Run one activity with `options`: locally when they say `local` (LOCAL), else through the server."""
+    if options.get("local"):
+        rest = {k: v for k, v in options.items() if k not in ("local", "heartbeat_timeout")}
+        return await workflow.execute_local_activity(activity, argument, **rest)
+    return await workflow.execute_activity(activity, argument, **options)
+
+
 def activity_name(activity: Callable[..., Any]) -> str:
     """The name an activity function is registered under: its own name (no activity is renamed, and a test
     keeps it so), which is what the record, the report and fault injection call it."""

@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.visibility import redacted
 
 from workflows import search_attributes as sa
-from workflows.activity_options import QUICK, activity_name
+from workflows.activity_options import QUICK, activity_name, execute
 from workflows.policy import incident_severity
 from workflows.saga import Saga
 
@@ -136,7 +136,7 @@ class IncidentRecord:
     async def act(self, activity: Callable[..., Any], argument: Any, options: dict[str, Any]) -> Any:
         name, started = activity_name(activity), workflow.now()
         try:
-            result = await workflow.execute_activity(activity, argument, **options)
+            result = await execute(activity, argument, options)
         except ActivityError as error:
             self.state.actions.append(self.action(name, ActionStatus.FAILED, started, error=error_text(error)))
             self.note(f"{name} failed: {error_text(error)}")
