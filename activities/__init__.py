@@ -3,6 +3,7 @@ and declares its IAM actions."""
 
 from activities import (  # noqa: F401  (importing registers the activities)
     autoscaling,
+    changes,
     ec2_containment,
     ec2_context,
     evidence,
@@ -18,6 +19,7 @@ from activities import (  # noqa: F401  (importing registers the activities)
     load_balancing,
     memory,
     notify,
+    postconditions,
     rds,
     rds_evidence,
     report,

@@ -32,6 +32,7 @@ TESTED_THROUGH = {
     "irflow/models/s3.py": "tests/irflow/models/test_tagging.py",
     "irflow/models/errors.py": "tests/activities/test_aws.py",  # the typed failures activities raise
     "irflow/models/evidence.py": "tests/irflow/test_custody.py",  # evidence records, built and verified there
+    "irflow/models/postconditions.py": "tests/activities/test_postconditions.py",  # what the checks return
     "workflows/notifications.py": "tests/workflows/test_decisions_timeout.py",  # reminders, escalations: SNS
     "activities/governor.py": "tests/workflows/test_governor.py",  # the reservation, through the workflow
     "irflow/models/governor.py": "tests/workflows/test_governor.py",

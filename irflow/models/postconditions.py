@@ -20,6 +20,11 @@ class Postcondition(BaseModel):
     resources: list[str] = Field(
         default_factory=list, description="ids or names CloudTrail knows the drifted resources by (for LookupEvents)"
     )
+    gone: list[str] = Field(
+        default_factory=list,
+        description="resources that no longer exist (a terminated instance, a deleted key): not drift, since there "
+        "is nothing left to re-apply the step to, but worth a note",
+    )
 
 
 class ChangeQuery(BaseModel):

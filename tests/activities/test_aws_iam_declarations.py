@@ -19,6 +19,7 @@ import pytest
 
 import activities
 from activities.aws import registered_activities, reset_clients
+from activities.postconditions import POSTCONDITIONS
 from activities.snapshots import SnapshotStep
 from irflow.devstack import moto_fidelity_lambda, moto_fidelity_rds
 from irflow.devstack.demo import sample_access_key_finding, sample_finding
@@ -29,6 +30,7 @@ from irflow.models.finding import parse_guardduty
 from irflow.models.iam import IamRoleStepInput, IamRoleTarget, IamUserStepInput, IamUserTarget
 from irflow.models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput, TriageInput
 from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
+from irflow.models.postconditions import ChangeQuery
 from irflow.models.rds import DbStepInput, DbTarget
 from irflow.models.s3 import BucketStepInput, BucketTarget
 from irflow.models.settings import get_settings
@@ -159,6 +161,12 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
         for containment in steps:
             run(containment.undo_name if undo else containment.name, containment.argument(step_input))
 
+    def run_checks(steps: list[ContainmentStep], step_input: Any) -> None:
+        """The postcondition check of every step with an undo (activities.postconditions), on the step's argument."""
+        for containment in steps:
+            if containment.undo is not None:
+                run(POSTCONDITIONS[containment.name].__name__, containment.argument(step_input))
+
     target = Ec2Target(
         incident_id=INCIDENT_ID,
         account_id=workload.account_id,
@@ -169,11 +177,18 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     step = Ec2StepInput(target=target, prior=prior, issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC))
     steps, undos = list(EC2_CONTAINMENT_STEPS), list(reversed(EC2_CONTAINMENT_STEPS))
     run_steps(steps, step)
+    run_checks(steps, step)  # every check holding
     # Someone loosens the quarantine group: isolating again must tighten it (revoking ingress).
     ec2 = boto3.client("ec2", region_name=workload.region)
     quarantine = run("isolate_network", step).detail["quarantine_groups"][workload.vpc_id]
     ssh = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}
     ec2.authorize_security_group_ingress(GroupId=quarantine, IpPermissions=[ssh])
+    run_checks(steps, step)  # the network check finding drift
+    since = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
+    run(
+        "changes_to",
+        ChangeQuery(account_id=workload.account_id, region=workload.region, resources=[quarantine], since=since),
+    )
     run_steps(steps, step)  # the look-and-do-nothing branches, then the undos
     run_steps(undos, step, undo=True)
     run_steps(undos, step, undo=True)
@@ -246,6 +261,7 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     )
     user_steps = list(IAM_USER_CONTAINMENT_STEPS)
     run_steps(user_steps + user_steps, user_step)
+    run_checks(user_steps, user_step)
     run_steps(list(reversed(user_steps)) * 2, user_step, undo=True)
     run("collect_iam_user_evidence", user_step)
     run("remove_user_credentials", user_step)
@@ -258,6 +274,7 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     bucket_step = BucketStepInput(target=bucket_target, prior=run("describe_bucket_context", bucket_target))
     bucket_steps = list(S3_CONTAINMENT_STEPS)
     run_steps(bucket_steps + bucket_steps, bucket_step)
+    run_checks(bucket_steps, bucket_step)
     run_steps(list(reversed(bucket_steps)) * 2, bucket_step, undo=True)
     run("collect_bucket_evidence", bucket_step)
 
@@ -279,6 +296,7 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     role_step = role_step.model_copy(update={"prior": run("describe_iam_role_context", role_step.target)})
     role_steps = list(IAM_ROLE_CONTAINMENT_STEPS)
     run_steps(role_steps + role_steps, role_step)
+    run_checks(role_steps, role_step)
     run_steps(list(reversed(role_steps)) * 2, role_step, undo=True)
     run("collect_iam_role_evidence", role_step)
 
@@ -300,6 +318,7 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
             issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC),
         )
         run_steps(function_steps + function_steps, function_step)
+        run_checks(function_steps, function_step)
         run_steps(function_undos + function_undos, function_step, undo=True)
         run_steps(function_steps, function_step)
     run("collect_lambda_evidence", function_step)
@@ -323,6 +342,7 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
         )
         db_step = DbStepInput(target=db_target, prior=run("describe_db_instance_context", db_target))
         run_steps(db_steps + db_steps, db_step)
+        run_checks(db_steps, db_step)
         run_steps(db_undos + db_undos, db_step, undo=True)
         run("collect_db_instance_evidence", db_step)
         run("stop_db_instance", db_step)
@@ -389,6 +409,7 @@ def test_operations_map_to_the_documented_iam_actions(service, operation, params
 def test_declared_actions_are_well_formed():
     known = {
         "ebs",
+        "cloudtrail",
         "ec2",
         "autoscaling",
         "elasticloadbalancing",
