@@ -12,6 +12,7 @@ from typing import Any
 
 from irflow.detection.catalogue import load_catalogue
 from irflow.detection.findings import alert_to_finding
+from irflow.detection.tamper import tamper_finding
 from irflow.models.finding import ParsedFinding, Severity
 from irflow.own_principals import made_by_own_principal
 
@@ -56,7 +57,11 @@ class Detector:
     Records made by irflow's own principals (`own_principals`, ARN globs matched against the caller's ARN
     and, for a role session, the role that issued it: see irflow.own_principals) are never evaluated: its
     containment and its undo call the very APIs the rules watch, and an undo must not re-open the incident
-    it closes. They are counted in `own` (by event name), which the listener's closing summary reports."""
+    it closes. They are counted in `own` (by event name), which the listener's closing summary reports.
+
+    A record by anyone else that could undo a containment (`irflow.detection.tamper`) also yields a tamper finding,
+    counted in `tamper` (by event name): never grouped, never under the floor, it only joins the running incidents
+    that guard what the call touched (`irflow.intake.tamper`). The rules still judge the same record on its merits."""
 
     def __init__(
         self,
@@ -79,6 +84,7 @@ class Detector:
         self.grouped: Counter[str] = Counter()
         self.own_principals = list(own_principals)
         self.own: Counter[str] = Counter()  # irflow's own records, skipped unevaluated
+        self.tamper: Counter[str] = Counter()  # calls that may undo a containment, by anyone else
         self._groups: OrderedDict[tuple[str, str], _Group] = OrderedDict()
 
     def __call__(self, record: dict[str, Any]) -> list[ParsedFinding]:
@@ -86,7 +92,11 @@ class Detector:
         if self.own_principals and made_by_own_principal(record, self.own_principals):
             self.own[str(record.get("eventName", ""))] += 1
             return []
-        found = []
+        found: list[ParsedFinding] = []
+        tampered = tamper_finding(record)
+        if tampered is not None:
+            self.tamper[str(record.get("eventName", ""))] += 1
+            found.append(tampered)
         for alert in self.engine.evaluate(record):
             if alert.severity.rank < self.min_severity.rank:
                 self.below_floor[alert.rule_id] += 1  # the count is the record; one line per lead is debug only

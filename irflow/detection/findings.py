@@ -23,7 +23,8 @@ SCORES = {
 _INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8}([0-9a-f]{9})?$")
 
 
-def _time(event: dict[str, Any]) -> datetime:
+def event_time(event: dict[str, Any]) -> datetime:
+    """When a CloudTrail record says the call was made (UTC); now, when it does not say."""
     text = event.get("eventTime")
     try:
         moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
@@ -104,8 +105,8 @@ def alert_to_finding(alert: Alert, received_at: datetime | None = None) -> Parse
         severity=alert.severity,
         created_at=received_at or datetime.now(UTC),
         updated_at=received_at or datetime.now(UTC),
-        first_seen=_time(first),
-        last_seen=_time(last),
+        first_seen=event_time(first),
+        last_seen=event_time(last),
         count=len(events),
         resource=_resource(alert, last),
         action_type="AWS_API_CALL",

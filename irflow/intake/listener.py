@@ -11,6 +11,8 @@ Guarantees, in order of importance:
 * Bad input never stops the listener. SIGTERM finishes the messages in hand, then exits.
 * Two findings about one resource never make two incidents: the workflow id is the incident key and
   every submission is a signal-with-start with USE_EXISTING.
+* A call by anyone but irflow that may undo a containment (a tamper finding, `irflow.detection.tamper`) opens
+  nothing: it joins the running incidents that guard what it touched (`tamper`), or is counted and dropped.
 
 This module receives, hands findings to Temporal, holds messages through outages and deletes in batches;
 `trust` refuses findings from untrusted sources or about accounts irflow does not answer for (they are
@@ -37,6 +39,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from irflow.detection.tamper import TamperFinding
 from irflow.intake.dead_letters import DeadLetters
 from irflow.intake.envelopes import unwrap_text_arrivals
 from irflow.intake.filters import suppression_reason
@@ -44,6 +47,7 @@ from irflow.intake.listener_stats import ListenerStats
 from irflow.intake.log_files import LogFileReader
 from irflow.intake.router import route
 from irflow.intake.submit import submit
+from irflow.intake.tamper import deliver_tamper
 from irflow.intake.trust import (
     AccountsUnknown,
     Channel,
@@ -167,12 +171,13 @@ class FindingListener:
         if self.detector is not None:
             log.info(
                 "detection: %d event(s); alerts %s; leads below the floor %s; grouped into earlier findings %s; "
-                "irflow's own records skipped %s",
+                "irflow's own records skipped %s; tamper calls %s",
                 self.detector.events,
                 dict(self.detector.alerts),
                 dict(self.detector.below_floor),
                 dict(self.detector.grouped),
                 dict(self.detector.own),
+                dict(self.detector.tamper),
             )
         return self.stats
 
@@ -308,6 +313,8 @@ class FindingListener:
     async def _deliver(
         self, parsed: ParsedFinding, received_at: datetime, queue: str, delivery_id: str
     ) -> FindingRejected | None:
+        if isinstance(parsed, TamperFinding):  # before the filters: it only reaches incidents irflow opened
+            return await self._deliver_tamper(parsed, received_at, queue, delivery_id)
         finding = parsed.finding
         reason = suppression_reason(finding, self.settings)
         if reason:
@@ -322,12 +329,7 @@ class FindingListener:
         except FindingRejected as rejected:
             return rejected
         except Exception as error:  # noqa: BLE001 (sorted below: transient errors hold, others reject)
-            if _is_transient(error):
-                self._enter_outage(error)
-                raise _TemporalDown from error
-            return FindingRejected(
-                "submission_failed", f"could not hand finding {finding.id} to Temporal: {type(error).__name__}: {error}"
-            )
+            return self._temporal_failure(finding, error)
         self._temporal_is_back()
         if submission.joined:
             self.stats.joined += 1
@@ -341,6 +343,37 @@ class FindingListener:
             finding.id,
         )
         return None
+
+    async def _deliver_tamper(
+        self, tampered: TamperFinding, received_at: datetime, queue: str, delivery_id: str
+    ) -> FindingRejected | None:
+        """A tamper finding joins every running incident guarding what the call touched; none guarding it, the
+        call was ordinary administration: counted, logged, and the message is finished."""
+        finding = tampered.finding
+        try:
+            delivery = await deliver_tamper(
+                self.client, tampered, received_at=received_at, origin=queue, delivery_id=delivery_id
+            )
+        except Exception as error:  # noqa: BLE001 (as for submit: transient errors hold, others reject)
+            return self._temporal_failure(finding, error)
+        self._temporal_is_back()
+        touched = ", ".join(delivery.handles)  # handles show identities only hashed
+        if delivery.reached:
+            self.stats.tamper_joined += len(delivery.reached)
+            log.info("tamper %s on %s joined %s", finding.type, touched, ", ".join(delivery.reached))
+        else:
+            self.stats.tamper_unguarded += 1
+            log.info("tamper %s on %s: no running incident guards it; nothing to do", finding.type, touched)
+        return None
+
+    def _temporal_failure(self, finding: Finding, error: Exception) -> FindingRejected:
+        """A transient error is an outage (raises `_TemporalDown`: the message is held); any other rejects."""
+        if _is_transient(error):
+            self._enter_outage(error)
+            raise _TemporalDown from error
+        return FindingRejected(
+            "submission_failed", f"could not hand finding {finding.id} to Temporal: {type(error).__name__}: {error}"
+        )
 
     def _shown_resource(self, finding: Finding) -> str:
         """The resource as the incident would show it (log lines are never encrypted): the router decides what

@@ -25,6 +25,8 @@ class ListenerStats:
     errors: int = 0
     log_files: int = 0  # CloudTrail log files read from S3
     log_records: int = 0  # records in them, each evaluated by the detection rules
+    tamper_joined: int = 0  # running incidents a tamper call reached (one call may reach several)
+    tamper_unguarded: int = 0  # tamper calls on what no running incident guards: ordinary administration
     suppressed_by_reason: Counter = field(default_factory=Counter)
     rejected_by_code: Counter = field(default_factory=Counter)
 
@@ -44,6 +46,8 @@ class ListenerStats:
             "errors": self.errors,
             "log_files": self.log_files,
             "log_records": self.log_records,
+            "tamper_joined": self.tamper_joined,
+            "tamper_unguarded": self.tamper_unguarded,
             "suppressed_by_reason": dict(self.suppressed_by_reason),
             "rejected_by_code": dict(self.rejected_by_code),
         }

@@ -24,6 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 GUARDDUTY_DETAIL_TYPE = "GuardDuty Finding"
+# The type of a tamper finding is this prefix and the CloudTrail call: irflow:Tamper/UpdateAccessKey.
+TAMPER_TYPE_PREFIX = "irflow:Tamper/"
 
 
 class FindingRejected(ValueError):
@@ -249,11 +251,23 @@ class Finding(BaseModel):
         default=False, description="a configuration/compliance check (Security Hub controls, Inspector), not a threat"
     )
     raw_sha256: str = Field(description="SHA-256 of the original record, canonical JSON, for the evidence trail")
+    actor_arn: str | None = Field(
+        default=None,
+        description="who made the call the finding reports, when irflow knows it: the CloudTrail caller's ARN of "
+        "a tamper finding (irflow:Tamper/...). Absent in findings from GuardDuty, Security Hub and older payloads",
+    )
 
     @property
     def observed_at(self) -> datetime:
         """When the activity was first seen, the start of every time-to-X metric."""
         return self.first_seen or self.created_at
+
+    @property
+    def is_tamper(self) -> bool:
+        """A call by someone other than irflow that may undo a running incident's containment
+        (`irflow.detection.tamper`): it only ever joins the incidents that guard what it touched. Only irflow's
+        own detection makes one: a Security Hub finding that calls itself so is not."""
+        return self.source == FindingSource.IRFLOW_DETECTION and self.type.startswith(TAMPER_TYPE_PREFIX)
 
 
 class ParsedFinding(BaseModel):
