@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -48,6 +50,7 @@ WARM_SERVICES = (
     "eks",
     "ebs",
     "kms",
+    "cloudtrail",
 )
 
 
@@ -286,6 +289,28 @@ def tag_pairs(tags: list[dict[str, str]] | None) -> dict[str, str]:
 
 
 def heartbeat(*details: Any) -> None:
-    """Heartbeat when running inside an activity; a no-op when a test calls the function directly."""
-    if activity.in_activity():
+    """Heartbeat when running inside an activity; a no-op when a test calls the function directly, and in a
+    local activity (it has no heartbeat: the workflow task it runs in is its liveness)."""
+    if activity.in_activity() and not activity.info().is_local:
         activity.heartbeat(*details)
+
+
+# Independent AWS calls of one activity, side by side. A call made from one of these threads runs its own
+# calls one after another (see side_by_side), so the pool never waits on itself.
+_SIDE_BY_SIDE_THREADS = "irflow-aws-side-by-side"
+_side_by_side = ThreadPoolExecutor(max_workers=16, thread_name_prefix=_SIDE_BY_SIDE_THREADS)
+Made = TypeVar("Made")
+
+
+def side_by_side(*calls: Callable[[], Made]) -> list[Made]:
+    """Run independent calls (each a round trip or a short chain of them) at once: the wall time is the slowest
+    chain's, not the sum. Results in order; when any raised, the first error is raised after all have ended
+    (nothing is left running behind a failed activity). Each call runs in a copy of the caller's context."""
+    if len(calls) <= 1 or threading.current_thread().name.startswith(_SIDE_BY_SIDE_THREADS):
+        return [call() for call in calls]
+    futures = [_side_by_side.submit(contextvars.copy_context().run, call) for call in calls]
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]

@@ -7,12 +7,22 @@ undo restores the prior state captured during detection & analysis.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import NamedTuple
 
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import NOT_FOUND, InAccount, aws_activity, client, error_code, heartbeat, typed_aws_errors
+from activities.aws import (
+    NOT_FOUND,
+    InAccount,
+    aws_activity,
+    client,
+    error_code,
+    heartbeat,
+    side_by_side,
+    typed_aws_errors,
+)
 from activities.ec2_context import describe_instance, describe_live_instance
 from activities.forensic_egress import ForensicEgress, reconcile, resolve, tolerating
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
@@ -131,6 +141,51 @@ def _resolve_egress(ec2, vpc_ids: list[str]) -> dict[str, ForensicEgress]:
         return resolve(ec2, vpc_ids, get_settings().forensic_egress)
 
 
+def _prepare_group(ec2, vpc_id: str, role: str, name: str, egress: ForensicEgress) -> str:
+    """One of the VPC's isolation groups, found or created (tagged at creation), its rules reconciled."""
+    with typed_aws_errors(f"prepare {role} security group in {vpc_id}"):
+        group = _find_group(ec2, vpc_id, role, name)
+        if group is None:
+            try:
+                created = ec2.create_security_group(
+                    GroupName=name,
+                    Description=f"irflow {role} group: managed by irflow incident response, do not edit",
+                    VpcId=vpc_id,
+                    TagSpecifications=[
+                        {
+                            "ResourceType": "security-group",
+                            "Tags": [
+                                {"Key": ROLE_TAG, "Value": role},
+                                {"Key": MANAGED_TAG, "Value": "true"},
+                                {"Key": "Name", "Value": name},
+                            ],
+                        }
+                    ],
+                )
+                group_id = created["GroupId"]
+            except ClientError as error:
+                if error_code(error) != "InvalidGroup.Duplicate":
+                    raise
+                group_id = _find_group(ec2, vpc_id, role, name)["GroupId"]
+            group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+        if role == "quarantine":
+            reconcile(ec2, group, egress.applied)
+        else:
+            _authorize_all_traffic(ec2, group["GroupId"])
+        return group["GroupId"]
+
+
+def _groups_by_vpc(target: InAccount, egress: dict[str, ForensicEgress]) -> dict[str, IsolationGroups]:
+    """Every VPC's untrack and quarantine groups, prepared side by side (each group is its own chain of calls)."""
+    settings = get_settings()
+    ec2 = client("ec2", target.region, target.account_id)
+    roles = (("untrack", settings.untracking_group_name), ("quarantine", settings.quarantine_group_name))
+    wanted = [(vpc, role, name) for vpc in egress for role, name in roles]
+    ids = side_by_side(*(partial(_prepare_group, ec2, vpc, role, name, egress[vpc]) for vpc, role, name in wanted))
+    prepared = {(vpc, role): group_id for (vpc, role, _), group_id in zip(wanted, ids, strict=True)}
+    return {vpc: IsolationGroups(prepared[vpc, "untrack"], prepared[vpc, "quarantine"], egress[vpc]) for vpc in egress}
+
+
 def isolation_groups(target: InAccount, vpc_id: str, egress: ForensicEgress | None = None) -> IsolationGroups:
     """The VPC's untrack and quarantine groups (each created once, tagged) and the quarantine group's forensic
     egress: `egress` when the caller resolved it already (for several VPCs at once), else resolved here.
@@ -138,46 +193,19 @@ def isolation_groups(target: InAccount, vpc_id: str, egress: ForensicEgress | No
     Rules are reconciled on every call: a group someone loosened by hand is tightened again. The quarantine
     group allows nothing in, and out only HTTPS to the forensic egress (activities/forensic_egress.py).
     """
-    settings = get_settings()
-    ec2 = client("ec2", target.region, target.account_id)
     if egress is None:
-        egress = _resolve_egress(ec2, [vpc_id])[vpc_id]
-    ids = {}
-    for role, name in (
-        ("untrack", settings.untracking_group_name),
-        ("quarantine", settings.quarantine_group_name),
-    ):
-        with typed_aws_errors(f"prepare {role} security group in {vpc_id}"):
-            group = _find_group(ec2, vpc_id, role, name)
-            if group is None:
-                try:
-                    created = ec2.create_security_group(
-                        GroupName=name,
-                        Description=f"irflow {role} group: managed by irflow incident response, do not edit",
-                        VpcId=vpc_id,
-                        TagSpecifications=[
-                            {
-                                "ResourceType": "security-group",
-                                "Tags": [
-                                    {"Key": ROLE_TAG, "Value": role},
-                                    {"Key": MANAGED_TAG, "Value": "true"},
-                                    {"Key": "Name", "Value": name},
-                                ],
-                            }
-                        ],
-                    )
-                    group_id = created["GroupId"]
-                except ClientError as error:
-                    if error_code(error) != "InvalidGroup.Duplicate":
-                        raise
-                    group_id = _find_group(ec2, vpc_id, role, name)["GroupId"]
-                group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
-            if role == "quarantine":
-                reconcile(ec2, group, egress.applied)
-            else:
-                _authorize_all_traffic(ec2, group["GroupId"])
-            ids[role] = group["GroupId"]
-    return IsolationGroups(ids["untrack"], ids["quarantine"], egress)
+        egress = _resolve_egress(client("ec2", target.region, target.account_id), [vpc_id])[vpc_id]
+    return _groups_by_vpc(target, {vpc_id: egress})[vpc_id]
+
+
+def _isolate_eni(ec2, eni_id: str, groups: IsolationGroups) -> bool:
+    """Through the untrack group into quarantine; False when it was in quarantine already."""
+    with typed_aws_errors(f"isolate {eni_id}"):
+        if _eni_groups(ec2, eni_id) == [groups.quarantine]:
+            return False
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Groups=[groups.untrack])
+        ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Groups=[groups.quarantine])
+    return True
 
 
 def _eni_groups(ec2, eni_id: str) -> list[str]:
@@ -203,21 +231,19 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     """
     describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region, step.target.account_id)
-    isolated, already = [], []
     egress = _resolve_egress(ec2, step.prior.vpc_ids)  # once, for every VPC the instance is in
-    groups_by_vpc = {vpc: isolation_groups(step.target, vpc, egress[vpc]) for vpc in step.prior.vpc_ids}
-    for eni in step.prior.network_interfaces:
-        heartbeat(eni.network_interface_id)
-        groups = groups_by_vpc[eni.vpc_id]
-        with typed_aws_errors(f"isolate {eni.network_interface_id}"):
-            if _eni_groups(ec2, eni.network_interface_id) == [groups.quarantine]:
-                already.append(eni.network_interface_id)
-                continue
-            ec2.modify_network_interface_attribute(NetworkInterfaceId=eni.network_interface_id, Groups=[groups.untrack])
-            ec2.modify_network_interface_attribute(
-                NetworkInterfaceId=eni.network_interface_id, Groups=[groups.quarantine]
-            )
-        isolated.append(eni.network_interface_id)
+    groups_by_vpc = _groups_by_vpc(step.target, egress)
+    enis = [eni.network_interface_id for eni in step.prior.network_interfaces]
+    heartbeat(enis)
+    # Each interface is its own chain (check, untrack, quarantine): all of them at once.
+    changed = side_by_side(
+        *(
+            partial(_isolate_eni, ec2, eni.network_interface_id, groups_by_vpc[eni.vpc_id])
+            for eni in step.prior.network_interfaces
+        )
+    )
+    isolated = [eni for eni, was_changed in zip(enis, changed, strict=True) if was_changed]
+    already = [eni for eni, was_changed in zip(enis, changed, strict=True) if not was_changed]
     return StepResult(
         changed=bool(isolated),
         detail={

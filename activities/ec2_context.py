@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from botocore.exceptions import ClientError
 
-from activities.aws import aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
+from activities.aws import aws_activity, client, error_code, not_found, side_by_side, tag_pairs, typed_aws_errors
 from irflow.models.ec2 import (
     AutoScalingMembership,
     Ec2Target,
@@ -119,6 +120,31 @@ def instance_profile_state(target: Ec2Target) -> InstanceProfileState | None:
     )
 
 
+def _volume_details(ec2, volumes: list[VolumeAttachment]) -> list[VolumeAttachment]:
+    """Each attached volume with its size and encryption (one DescribeVolumes)."""
+    if not volumes:
+        return volumes
+    with typed_aws_errors("describe volumes"):
+        found = ec2.describe_volumes(VolumeIds=[v.volume_id for v in volumes])["Volumes"]
+    described = {v["VolumeId"]: v for v in found}
+    return [
+        v.model_copy(
+            update={
+                "size_gib": described.get(v.volume_id, {}).get("Size"),
+                "encrypted": described.get(v.volume_id, {}).get("Encrypted"),
+            }
+        )
+        for v in volumes
+    ]
+
+
+def _attribute(ec2, instance_id: str, attribute: str) -> Any:
+    """One instance attribute's value (DescribeInstanceAttribute names the answer like the attribute)."""
+    with typed_aws_errors(f"describe {attribute} of {instance_id}"):
+        answer = ec2.describe_instance_attribute(InstanceId=instance_id, Attribute=attribute)
+    return answer[attribute[0].upper() + attribute[1:]]["Value"]
+
+
 def observe_instance(target: Ec2Target) -> InstanceContext:
     """Read the instance's current containment-relevant state (also used to verify restorations)."""
     ec2 = client("ec2", target.region, target.account_id)
@@ -137,7 +163,7 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         for eni in instance.get("NetworkInterfaces", [])
     ]
     enis.sort(key=lambda e: (e.device_index, e.network_interface_id))
-    volumes = [
+    attached = [
         VolumeAttachment(
             volume_id=m["Ebs"]["VolumeId"],
             device_name=m["DeviceName"],
@@ -146,25 +172,15 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         for m in instance.get("BlockDeviceMappings", [])
         if "Ebs" in m
     ]
-    if volumes:
-        with typed_aws_errors(f"describe volumes of {target.instance_id}"):
-            described = {
-                v["VolumeId"]: v for v in ec2.describe_volumes(VolumeIds=[v.volume_id for v in volumes])["Volumes"]
-            }
-        volumes = [
-            v.model_copy(
-                update={
-                    "size_gib": described.get(v.volume_id, {}).get("Size"),
-                    "encrypted": described.get(v.volume_id, {}).get("Encrypted"),
-                }
-            )
-            for v in volumes
-        ]
-    with typed_aws_errors(f"describe attributes of {target.instance_id}"):
-        termination = ec2.describe_instance_attribute(InstanceId=target.instance_id, Attribute="disableApiTermination")
-        shutdown = ec2.describe_instance_attribute(
-            InstanceId=target.instance_id, Attribute="instanceInitiatedShutdownBehavior"
-        )
+    # Everything else depends only on the instance: read side by side (about three round trips, not ten).
+    volumes, termination, shutdown, auto_scaling, target_groups, profile = side_by_side(
+        lambda: _volume_details(ec2, attached),
+        lambda: _attribute(ec2, target.instance_id, "disableApiTermination"),
+        lambda: _attribute(ec2, target.instance_id, "instanceInitiatedShutdownBehavior"),
+        lambda: auto_scaling_membership(target),
+        lambda: target_group_registrations(target, {e.vpc_id for e in enis}),
+        lambda: instance_profile_state(target),
+    )
     return InstanceContext(
         instance_id=target.instance_id,
         account_id=target.account_id,
@@ -178,12 +194,12 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         vpc_id=instance.get("VpcId"),
         network_interfaces=enis,
         volumes=volumes,
-        auto_scaling=auto_scaling_membership(target),
-        target_groups=target_group_registrations(target, {e.vpc_id for e in enis}),
-        instance_profile=instance_profile_state(target),
+        auto_scaling=auto_scaling,
+        target_groups=target_groups,
+        instance_profile=profile,
         tags=tag_pairs(instance.get("Tags")),
-        disable_api_termination=bool(termination["DisableApiTermination"]["Value"]),
-        shutdown_behavior=shutdown["InstanceInitiatedShutdownBehavior"]["Value"],
+        disable_api_termination=bool(termination),
+        shutdown_behavior=shutdown,
         captured_at=datetime.now(UTC),
     )
 

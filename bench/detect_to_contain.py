@@ -1,4 +1,12 @@
-"""Latency: a CloudTrail event enters the queue → the credentials it shows being misused are contained.
+"""Latency: a finding enters the queue → what it names is contained.
+
+Two kinds of incident, measured from outside:
+- **EC2**: a GuardDuty finding about an instance (two ENIs, an Auto Scaling group, a target group) is put on
+  the queue, and the bench polls until every ENI carries only the quarantine group. Baseline, in the same run
+  on the same moto server: the same isolation (`isolate_network`'s own calls: the instance, the isolation
+  groups, each ENI through the untrack group into quarantine) made directly, one call after another.
+  Goals (issue 14): median <= 2x the baseline and <= 250 ms; p99 <= 2x the median.
+- **IAM user**: a CloudTrail event shows a user's key misused (below).
 
 Everything runs as real processes: a moto server (the AWS account and its SQS queue), a Temporal dev
 server, `worker.py` and the listener (`starter.py`, long-polling as in production). For each of N IAM users,
@@ -30,9 +38,11 @@ import boto3
 
 from bench.common import percentile, process_stack
 from bench.intake import _queue
-from irflow.devstack.demo import sample_cloudtrail_event, seed_workload
+from irflow.devstack.demo import sample_cloudtrail_event, sample_finding, seed_workload
 from irflow.devstack.processes import free_port
+from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.incident import IncidentState
+from irflow.models.settings import get_settings
 from irflow.temporal_client import exit_now
 from irflow.visibility import identity_hash
 
@@ -98,6 +108,101 @@ class BareResponder(threading.Thread):
                 self.sqs.delete_message(QueueUrl=self.queue, ReceiptHandle=message["ReceiptHandle"])
 
 
+def _enis(ec2, instance_id: str) -> list[str]:
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return [eni["NetworkInterfaceId"] for eni in instance["NetworkInterfaces"]]
+
+
+def _measure_isolation(ec2, sqs, queue: str, workload) -> float:
+    """Seconds from putting the GuardDuty finding on the queue to every ENI in quarantine, seen from outside."""
+    enis, quarantine = _enis(ec2, workload.instance_id), get_settings().quarantine_group_name
+    body = json.dumps(sample_finding(workload.instance_id, workload.account_id, workload.region, severity=8.0))
+    started = time.perf_counter()
+    sqs.send_message(QueueUrl=queue, MessageBody=body)
+    deadline = started + 60
+    while True:
+        described = ec2.describe_network_interfaces(NetworkInterfaceIds=enis)["NetworkInterfaces"]
+        if all([g["GroupName"] for g in eni["Groups"]] == [quarantine] for eni in described):
+            return time.perf_counter() - started
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{workload.instance_id} was not isolated within 60 s")
+        time.sleep(POLL / 2)
+
+
+def _direct_isolation(workload) -> float:
+    """The baseline: isolate_network's own calls, straight (its prior state read beforehand, not timed)."""
+    from activities.ec2_containment import isolate_network
+    from activities.ec2_context import describe_instance_context
+
+    target = Ec2Target(
+        incident_id=f"bench-{uuid.uuid4().hex[:8]}",
+        account_id=workload.account_id,
+        region=workload.region,
+        instance_id=workload.instance_id,
+    )
+    step = Ec2StepInput(target=target, prior=describe_instance_context(target))
+    started = time.perf_counter()
+    isolate_network(step)
+    return time.perf_counter() - started
+
+
+async def _close(client, instance_id: str) -> None:
+    """Let the incident finish (evidence, then a reject and its undo), so the next round runs on a quiet server."""
+    query = f"WorkflowType = 'IncidentWorkflow' AND IrflowResourceId = '{instance_id}'"
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        async for execution in client.list_workflows(query):
+            handle = client.get_workflow_handle(execution.id)
+            state = await handle.query("current_state", result_type=IncidentState)
+            if state.pending_decision is not None and state.pending_decision.kind == "eradication":
+                await handle.signal("reject", {"by": "alice", "reason": "benchmark cleanup"})
+                await handle.result()
+                return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the incident of {instance_id} did not reach its decision within 120 s")
+
+
+async def _ec2_rounds(client, sqs, queue: str, count: int, warmup: int, environment: dict[str, str]):
+    """Alternating, on fresh workloads in one account: irflow through the queue, then the direct baseline;
+    each incident is closed before the next round (its evidence work would otherwise load the server)."""
+    import os
+
+    os.environ.update(environment)  # the baseline isolates with the worker's own settings (forensic egress)
+    get_settings.cache_clear()
+    ec2 = boto3.client("ec2")
+    measured, baseline = [], []
+    for n in range(count + warmup):
+        irflow_workload, direct_workload = (
+            seed_workload(name=f"e{uuid.uuid4().hex[:8]}"),
+            seed_workload(name=f"d{uuid.uuid4().hex[:8]}"),
+        )
+        isolated = _measure_isolation(ec2, sqs, queue, irflow_workload)
+        await _close(client, irflow_workload.instance_id)
+        direct = _direct_isolation(direct_workload)
+        if n < warmup:
+            continue
+        measured.append(isolated)
+        baseline.append(direct)
+        if (n - warmup + 1) % 10 == 0:
+            print(f"  EC2 {n - warmup + 1}/{count}: {_summary('irflow', measured)}", flush=True)
+    return measured, baseline
+
+
+def _ec2_report(measured: list[float], baseline: list[float]) -> None:
+    median, base = statistics.median(measured), statistics.median(baseline)
+    p99 = percentile(measured, 0.99)
+    print(f"{len(measured)} GuardDuty findings about instances (2 ENIs, Auto Scaling and target group), one at a time")
+    print(_summary("direct isolation calls (baseline)                      ", baseline))
+    print(_summary("irflow, queue -> every ENI isolated                    ", measured))
+    print(f"ratio irflow / direct isolation (medians): {median / base:.1f}")
+    for goal, met in (
+        (f"median <= 2x the direct isolation ({2 * base * 1000:.0f} ms)", median <= 2 * base),
+        ("median <= 250 ms", median <= 0.25),
+        (f"p99 <= 2x the median ({2 * median * 1000:.0f} ms)", p99 <= 2 * median),
+    ):
+        print(f"goal: {goal} -> {'met' if met else 'NOT met'}")
+
+
 def _summary(label: str, values: list[float]) -> str:
     return (
         f"{label}: median {statistics.median(values) * 1000:6.0f} ms, p99 {percentile(values, 0.99) * 1000:6.0f} ms,"
@@ -118,7 +223,7 @@ async def _breakdown(client, sent: dict[str, float]) -> tuple[list[float], list[
     return to_listener, to_contained
 
 
-async def main(count: int, warmup: int) -> None:
+async def main(count: int, warmup: int, instances: int) -> None:
     async with process_stack() as stack:
         client = stack.client
         sqs, iam = boto3.client("sqs"), boto3.client("iam")
@@ -137,6 +242,9 @@ async def main(count: int, warmup: int) -> None:
         }
         stack.group.start("worker", [sys.executable, "worker.py"], env=env)
         stack.group.start("listener", [sys.executable, "starter.py"], env=env)  # default long poll (20 s)
+        if instances:
+            environment = workload.worker_environment()
+            ec2_measured, ec2_baseline = await _ec2_rounds(client, sqs, queue, instances, warmup, environment)
         bare = BareResponder(bare_queue)
         bare.start()
 
@@ -158,6 +266,10 @@ async def main(count: int, warmup: int) -> None:
         bare.stopping.set()
         bare.join(timeout=10)
         to_listener, to_contained = await _breakdown(client, sent)
+    if instances:
+        _ec2_report(ec2_measured, ec2_baseline)
+    if not count:
+        return
     print(f"{count} CloudTrail events, one at a time (moto server, Temporal dev server, worker and listener processes)")
     print(_summary("bare responder, queue -> key Inactive + deny policy   ", bare_all))
     print(_summary("irflow, queue -> key Inactive                          ", irflow_key))
@@ -175,6 +287,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--instances", type=int, default=30, help="EC2 incidents (queue -> every ENI isolated)")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.events, arguments.warmup))
+    asyncio.run(main(arguments.events, arguments.warmup, arguments.instances))
     exit_now(0)  # the SDK's runtime threads can crash interpreter teardown (see exit_now)

@@ -8,6 +8,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from irflow.models.errors import NON_RETRYABLE_TYPES
@@ -46,11 +47,28 @@ LOCAL = {**QUICK, "local": True}
 
 
 async def execute(activity: Callable[..., Any], argument: Any, options: dict[str, Any]) -> Any:
-    """Run one activity with `options`: locally when they say `local` (LOCAL), else through the server."""
-    if options.get("local"):
-        rest = {k: v for k, v in options.items() if k not in ("local", "heartbeat_timeout")}
+    """Run one activity with `options`: locally when they say `local` (LOCAL), else through the server.
+
+    Either way a failure is an `ActivityError` whose cause is the activity's own error: a local activity's
+    failure arrives bare (the server never wrapped it), and is wrapped here so that every caller (the record,
+    compensation, the error's type) treats both kinds alike."""
+    if not options.get("local"):
+        return await workflow.execute_activity(activity, argument, **options)
+    rest = {k: v for k, v in options.items() if k not in ("local", "heartbeat_timeout")}
+    try:
         return await workflow.execute_local_activity(activity, argument, **rest)
-    return await workflow.execute_activity(activity, argument, **options)
+    except (ActivityError, CancelledError):
+        raise
+    except FailureError as failure:
+        raise ActivityError(
+            f"local activity {activity_name(activity)} failed",
+            scheduled_event_id=0,
+            started_event_id=0,
+            identity="",
+            activity_type=activity_name(activity),
+            activity_id="",
+            retry_state=None,
+        ) from failure
 
 
 def activity_name(activity: Callable[..., Any]) -> str:

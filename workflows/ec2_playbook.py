@@ -1,11 +1,12 @@
 """The EC2 instance playbook, as a responder would write it on the whiteboard.
 
-Analyse: learn the instance (and its prior state). Contain: tag, protect, detach from Auto Scaling,
-deregister from target groups, isolate the network, cut the instance profile, revoke the role's
-sessions — each with its undo registered first. Evidence: snapshots (each digested, and copied
-into the forensic account when one is configured), metadata, console output, memory (through the forensic
-egress after isolation, or before isolation with a deadline, or skipped: the policy's `memory_capture`). Eradicate: stop
-(keep for forensics) or terminate, as the approving analyst chose.
+Analyse: learn the instance (and its prior state, read side by side). Contain, all at once (each step is
+independent, every undo registered before the first acts, each a local activity: docs/playbooks.md,
+"Containment at the speed of the API"): tag, protect, detach from Auto Scaling, deregister from target
+groups, isolate the network, cut the instance profile, revoke the role's sessions. Evidence: snapshots (each
+digested, and copied into the forensic account when one is configured), metadata, console output, memory
+(through the forensic egress after isolation, or before isolation with a deadline, or skipped: the policy's
+`memory_capture`). Eradicate: stop (keep for forensics) or terminate, as the approving analyst chose.
 """
 
 from __future__ import annotations
@@ -41,14 +42,16 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.evidence import EvidenceObject, MemoryCapture, MemoryCaptureResult, SnapshotEvidence
     from irflow.models.incident import Eradication
 
-from workflows.activity_options import QUICK, SLOW
+from workflows.activity_options import LOCAL, QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import plan_ec2_containment
 
 EC2_CONTAINMENT_STEPS = (
     TAG_STEP,
-    # Order matters: protection and leaving the Auto Scaling group come before isolation, because an
-    # isolated instance fails its health checks and the group would terminate it, evidence and all.
+    # Taken at once: isolation no longer waits for protection and leaving the Auto Scaling group. An isolated
+    # instance fails its load balancer's health checks, and the group would replace it, evidence and all, but
+    # only after several failed checks (at least tens of seconds): the detach is done within milliseconds.
+    # The undo order stays the declared one, reversed: the network comes back before the group takes it again.
     ContainmentStep(protect_instance, restore_instance_protection),
     ContainmentStep(detach_from_auto_scaling, reattach_to_auto_scaling),
     ContainmentStep(deregister_from_target_groups, register_with_target_groups),
@@ -70,6 +73,8 @@ SKIPPED_MEMORY = {
 class Ec2Playbook(Playbook):
     name = "ec2-instance"
     containment_steps = EC2_CONTAINMENT_STEPS
+    concurrent_containment = True
+    containment_options = LOCAL
 
     def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
@@ -100,7 +105,7 @@ class Ec2Playbook(Playbook):
             self.incident.note(f"memory capture passed its deadline ({deadline}): isolating regardless")
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act(describe_instance_context, self.target, QUICK)
+        self.context = await self.incident.act(describe_instance_context, self.target, LOCAL)
         self.incident.keep_context(self.context)
         return plan_ec2_containment(self.incident.findings, self.context, self.incident.policy)
 

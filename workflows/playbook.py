@@ -7,6 +7,7 @@ containment as steps, each an activity and its undo, and the base class walks th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, overload
@@ -135,6 +136,8 @@ class Playbook:
     contains = True
     containment_steps: tuple[ContainmentStep, ...] = ()
     containment_options: dict[str, Any] = QUICK
+    # True: the steps are independent and taken all at once (every undo registered first); False: in order.
+    concurrent_containment = False
 
     def __init__(self, incident: IncidentContext) -> None:
         self.incident = incident
@@ -150,21 +153,40 @@ class Playbook:
         raise NotImplementedError
 
     async def contain(self) -> None:
-        """Each step in order, its undo registered before it acts (a step that fails half-way is undone
-        too: every undo restores the recorded prior state and is idempotent)."""
+        """Every step with its undo registered before it acts (a step that fails half-way is undone too: every
+        undo restores the recorded prior state and is idempotent). In order, or all at once when the playbook's
+        steps are independent (`concurrent_containment`): then every undo is registered before the first step
+        acts, a failure waits for the steps still running, and the incident undoes them all, newest first."""
         step_input = self.containment_input()
-        for step in self.containment_steps:
-            await self.before_step(step)
-            argument = step.argument(step_input)
-            if step.undo is not None:
-                self.incident.register_undo(step.name, step.undo, argument)
-            self.applied.append((step, argument))
-            try:
-                result = await self.incident.act(step.activity, argument, self.containment_options)
-            except ActivityError:
-                self.step_failed(step)
-                raise
-            self.step_done(step, result)
+        if not self.concurrent_containment:
+            for step in self.containment_steps:
+                await self.before_step(step)
+                await self._take(step, self._register(step, step_input))
+            return
+        steps = [(step, self._register(step, step_input)) for step in self.containment_steps]
+        outcomes = await asyncio.gather(*(self._prepare_and_take(s, a) for s, a in steps), return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if errors:
+            raise next((e for e in errors if isinstance(e, ActivityError)), errors[0])
+
+    def _register(self, step: ContainmentStep, step_input: Any) -> Any:
+        argument = step.argument(step_input)
+        if step.undo is not None:
+            self.incident.register_undo(step.name, step.undo, argument)
+        self.applied.append((step, argument))
+        return argument
+
+    async def _prepare_and_take(self, step: ContainmentStep, argument: Any) -> None:
+        await self.before_step(step)
+        await self._take(step, argument)
+
+    async def _take(self, step: ContainmentStep, argument: Any) -> None:
+        try:
+            result = await self.incident.act(step.activity, argument, self.containment_options)
+        except ActivityError:
+            self.step_failed(step)
+            raise
+        self.step_done(step, result)
 
     async def reapply(self, step: ContainmentStep, argument: Any) -> StepResult:
         """Take a step again (its postcondition no longer holds): every step is idempotent, and its undo is

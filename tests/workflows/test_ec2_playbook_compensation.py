@@ -3,6 +3,8 @@ instance ends exactly as it was before irflow touched it."""
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 from temporalio.client import WorkflowFailureError
@@ -27,9 +29,12 @@ async def test_failure_at_any_containment_step_restores_the_instance_exactly(dev
     assert "injected failure" in str(failure.value.cause)
     assert state.status == Status.ROLLED_BACK
     assert observed_instance(workload) == before
-    k = STEPS.index(failing_step)
+    # The steps are taken at once, every undo registered before the first acts: whichever step fails, the others
+    # have acted too (the failure waits for them), and every undo runs once, newest first.
     undone = [c.result["undoes"] for c in state.compensations]
-    assert undone == list(reversed(STEPS[: k + 1])), "each registered undo runs once, newest first"
+    assert undone == list(reversed(STEPS)), "each registered undo runs once, newest first"
+    failed = [a.name for a in state.actions if a.status == ActionStatus.FAILED]
+    assert failed == [failing_step]
     assert all(c.status == ActionStatus.UNDONE for c in state.compensations)
 
 
@@ -66,3 +71,26 @@ async def test_instance_vanishing_mid_containment_fails_clearly_and_compensates(
     assert workload.instance_id in state.failure_reason and "vanished" in state.failure_reason
     assert state.compensations, "compensation ran for the steps that were done"
     assert {c.status for c in state.compensations} <= {ActionStatus.UNDONE, ActionStatus.SKIPPED}
+
+
+async def test_containment_steps_are_taken_at_once(dev_env, workload):
+    """Protection waits, inside its own step, until the network is isolated: taken in order, it would wait for
+    ever (isolation comes after it in the list); taken at once, isolation goes on meanwhile."""
+    ec2 = boto3.client("ec2", region_name=workload.region)
+
+    def until_isolated(step):
+        enis = [eni.network_interface_id for eni in step.prior.network_interfaces]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            found = ec2.describe_network_interfaces(NetworkInterfaceIds=enis)["NetworkInterfaces"]
+            if all(len(eni["Groups"]) == 1 and eni["Groups"][0]["GroupName"] == "irflow-quarantine" for eni in found):
+                return
+            time.sleep(0.05)
+        raise AssertionError("isolation did not happen while protection was under way")
+
+    client = dev_env.client
+    async with running_worker(client, activities=with_side_effect("protect_instance", until_isolated)) as settings:
+        _, handle = await open_incident(client, settings, workload)
+        state = await wait_for(handle, lambda s: s.contained_at is not None or s.status.is_final)
+    assert state.contained_at is not None, state.failure_reason
+    assert all(a.status == ActionStatus.DONE for a in state.actions if a.name == "protect_instance")
