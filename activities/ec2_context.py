@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 from activities.aws import aws_activity, client, error_code, not_found, side_by_side, tag_pairs, typed_aws_errors
 from irflow.models.ec2 import (
     AutoScalingMembership,
+    Ec2StepInput,
     Ec2Target,
     InstanceContext,
     InstanceProfileState,
@@ -145,11 +146,10 @@ def _attribute(ec2, instance_id: str, attribute: str) -> Any:
     return answer[attribute[0].upper() + attribute[1:]]["Value"]
 
 
-def observe_instance(target: Ec2Target) -> InstanceContext:
-    """Read the instance's current containment-relevant state (also used to verify restorations)."""
-    ec2 = client("ec2", target.region, target.account_id)
+def _first_look(target: Ec2Target) -> InstanceContext:
+    """What one DescribeInstances tells: state, interfaces and their groups, volumes, tags. Enough to decide
+    and to isolate; `enriched=False` until `_enriched` adds what the other steps need."""
     instance = describe_instance(target)
-    state = instance["State"]["Name"]
     enis = [
         NetworkInterfaceState(
             network_interface_id=eni["NetworkInterfaceId"],
@@ -163,7 +163,7 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         for eni in instance.get("NetworkInterfaces", [])
     ]
     enis.sort(key=lambda e: (e.device_index, e.network_interface_id))
-    attached = [
+    volumes = [
         VolumeAttachment(
             volume_id=m["Ebs"]["VolumeId"],
             device_name=m["DeviceName"],
@@ -172,20 +172,11 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         for m in instance.get("BlockDeviceMappings", [])
         if "Ebs" in m
     ]
-    # Everything else depends only on the instance: read side by side (about three round trips, not ten).
-    volumes, termination, shutdown, auto_scaling, target_groups, profile = side_by_side(
-        lambda: _volume_details(ec2, attached),
-        lambda: _attribute(ec2, target.instance_id, "disableApiTermination"),
-        lambda: _attribute(ec2, target.instance_id, "instanceInitiatedShutdownBehavior"),
-        lambda: auto_scaling_membership(target),
-        lambda: target_group_registrations(target, {e.vpc_id for e in enis}),
-        lambda: instance_profile_state(target),
-    )
     return InstanceContext(
         instance_id=target.instance_id,
         account_id=target.account_id,
         region=target.region,
-        state=state,
+        state=instance["State"]["Name"],
         instance_type=instance.get("InstanceType"),
         image_id=instance.get("ImageId"),
         platform=instance.get("Platform") or instance.get("PlatformDetails"),
@@ -194,14 +185,72 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
         vpc_id=instance.get("VpcId"),
         network_interfaces=enis,
         volumes=volumes,
-        auto_scaling=auto_scaling,
-        target_groups=target_groups,
-        instance_profile=profile,
         tags=tag_pairs(instance.get("Tags")),
-        disable_api_termination=bool(termination),
-        shutdown_behavior=shutdown,
+        enriched=False,
         captured_at=datetime.now(UTC),
     )
+
+
+def _enriched(target: Ec2Target, context: InstanceContext) -> InstanceContext:
+    """The first look plus everything else containment changes, read side by side (about three round trips,
+    not ten). The interfaces stay as the first look saw them: isolation may have changed them since."""
+    ec2 = client("ec2", target.region, target.account_id)
+    volumes, termination, shutdown, auto_scaling, target_groups, profile = side_by_side(
+        lambda: _volume_details(ec2, context.volumes),
+        lambda: _attribute(ec2, target.instance_id, "disableApiTermination"),
+        lambda: _attribute(ec2, target.instance_id, "instanceInitiatedShutdownBehavior"),
+        lambda: auto_scaling_membership(target),
+        lambda: target_group_registrations(target, set(context.vpc_ids)),
+        lambda: instance_profile_state(target),
+    )
+    return context.model_copy(
+        update={
+            "volumes": volumes,
+            "disable_api_termination": bool(termination),
+            "shutdown_behavior": shutdown,
+            "auto_scaling": auto_scaling,
+            "target_groups": target_groups,
+            "instance_profile": profile,
+            "enriched": True,
+        }
+    )
+
+
+def observe_instance(target: Ec2Target) -> InstanceContext:
+    """Read the instance's current containment-relevant state (also used to verify restorations)."""
+    return _enriched(target, _first_look(target))
+
+
+def _still_there(context: InstanceContext) -> InstanceContext:
+    if context.state in ("terminated", "shutting-down"):
+        raise not_found(f"instance {context.instance_id} is {context.state}; there is nothing left to contain")
+    return context
+
+
+@aws_activity("ec2:DescribeInstances")
+def look_at_instance(target: Ec2Target) -> InstanceContext:
+    """Detection & analysis at the speed of the API: one DescribeInstances, enough to decide (state, tags) and
+    to isolate (every interface and its groups, the prior state isolation's undo restores)."""
+    return _still_there(_first_look(target))
+
+
+@aws_activity(
+    "ec2:DescribeInstances",
+    "ec2:DescribeVolumes",
+    "ec2:DescribeInstanceAttribute",
+    "ec2:DescribeIamInstanceProfileAssociations",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeAutoScalingGroups",
+    "elasticloadbalancing:DescribeTargetGroups",
+    "elasticloadbalancing:DescribeTargetHealth",
+    "iam:GetInstanceProfile",
+)
+def enrich_instance_context(step: Ec2StepInput) -> InstanceContext:
+    """The rest of the prior state, after the first look (`step.prior`): volumes' details, attributes, Auto
+    Scaling group, target groups, instance profile. The interfaces are kept as the first look saw them. An
+    instance gone since the first look is ResourceNotFound, said so."""
+    describe_live_instance(step.target)
+    return _enriched(step.target, step.prior)
 
 
 @aws_activity(
@@ -217,7 +266,4 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
 )
 def describe_instance_context(target: Ec2Target) -> InstanceContext:
     """Enrich the instance: volumes, ENIs, Auto Scaling group, target groups, profile, tags, attributes."""
-    context = observe_instance(target)
-    if context.state in ("terminated", "shutting-down"):
-        raise not_found(f"instance {target.instance_id} is {context.state}; there is nothing left to contain")
-    return context
+    return _still_there(observe_instance(target))

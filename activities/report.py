@@ -19,6 +19,7 @@ from activities.report_wording import (
     copy_text,
     digest_text,
     duration_text,
+    escalation_texts,
     memory_facts,
     outcome_text,
     time_text,
@@ -66,6 +67,9 @@ def report_document(state: IncidentState) -> dict[str, Any]:
         "compensations": [c.model_dump(mode="json") for c in state.compensations],
         "decisions": [d.model_dump(mode="json") for d in state.decisions],
         "escalations": [e.isoformat() for e in state.escalations],
+        "drifts": [d.model_dump(mode="json") for d in state.drifts],
+        "containment_checks": state.containment_checks,
+        "last_verified_at": state.last_verified_at.isoformat() if state.last_verified_at else None,
         "eradication": state.eradication,
         "evidence": [e.model_dump(mode="json") for e in state.evidence],
         "snapshots": [s.model_dump(mode="json") for s in state.snapshots],
@@ -162,8 +166,7 @@ def render_markdown(state: IncidentState) -> str:
             f"- {d.at.isoformat()} — **{d.kind}**{stage} by `{_cell(d.by)}` via {d.via}, {_cell(_verdict(d))}{extra}: "
             f"{_cell(d.comment) or '—'}"
         )
-    for at in state.escalations:
-        lines.append(f"- {at.isoformat()} — escalated: no decision before the deadline; containment kept")
+    lines += [f"- {at.isoformat()} — escalated: {_cell(why)}" for at, why in escalation_texts(state)]
     lines += [
         "",
         "## Evidence",

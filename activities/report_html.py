@@ -16,6 +16,7 @@ from activities.report_wording import (
     copy_text,
     digest_text,
     duration_text,
+    escalation_texts,
     memory_facts,
     outcome_text,
     time_text,
@@ -225,7 +226,7 @@ def render_html(state: IncidentState) -> str:
     )
     escalations = _table(
         ["time (UTC)", "what happened"],
-        [[_when(at), "no decision before the deadline: escalated, containment kept"] for at in state.escalations],
+        [[_when(at), why] for at, why in escalation_texts(state)],
         "No escalation: every decision came before its deadline.",
     )
     evidence = _table(

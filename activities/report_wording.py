@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 
 from irflow.models.evidence import MemoryCapture, MemoryCaptureResult, SnapshotEvidence
-from irflow.models.incident import ActionRecord
+from irflow.models.incident import ActionRecord, DriftRecord, IncidentState
 
 MILESTONE_LABELS = {
     "first_observed": "activity first observed (finding's first sighting)",
@@ -65,6 +65,22 @@ def copy_text(snapshot: SnapshotEvidence) -> str:
 def outcome_text(action: ActionRecord) -> str:
     """The error if the action failed, else its result as compact, stable JSON."""
     return action.error or json.dumps(action.result, sort_keys=True, default=str)
+
+
+DEADLINE_ESCALATION = "no decision before the deadline: escalated, containment kept"
+
+
+def drift_text(d: DriftRecord) -> str:
+    """A drift in one line: what was undone, who did it (as far as anyone could tell), and what irflow did."""
+    who = ", ".join(dict.fromkeys(c.principal for c in d.changed_by)) or f"unknown ({d.changed_by_unknown or '—'})"
+    outcome = "re-applied, holds again" if d.holds_after else f"NOT repaired: {d.reapply_error or d.found_after}"
+    return f"containment undone, found by the {d.trigger} check: {d.step} ({d.found}); changed by {who}; {outcome}"
+
+
+def escalation_texts(state: IncidentState) -> list[tuple[datetime, str]]:
+    """Each escalation with why: containment found undone (a drift at that moment), or a decision's deadline."""
+    drifts = {d.at: d for d in state.drifts}
+    return [(at, drift_text(drifts[at]) if at in drifts else DEADLINE_ESCALATION) for at in state.escalations]
 
 
 MEMORY_MODES = {

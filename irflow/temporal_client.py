@@ -86,7 +86,9 @@ async def ensure_search_attributes(client: Client) -> list[str]:
         if error.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server cannot list
             raise
         existing = set()
-    missing = {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in sa.ALL if key.name not in existing}
+    missing = {
+        key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in sa.ALL if key.name not in existing
+    }
     if missing:
         try:
             await client.operator_service.add_search_attributes(

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         stop_instance,
         terminate_instance,
     )
-    from activities.ec2_context import describe_instance_context
+    from activities.ec2_context import enrich_instance_context, look_at_instance
     from activities.evidence import collect_console_output, collect_instance_metadata, snapshot_volumes
     from activities.iam import (
         remove_session_revocation,
@@ -46,16 +46,19 @@ from workflows.activity_options import LOCAL, QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import plan_ec2_containment
 
+ISOLATION = ContainmentStep(isolate_network, restore_network)
 EC2_CONTAINMENT_STEPS = (
+    # Isolation first, alone, on the first look's interfaces; then the rest of the prior state is read, and the
+    # other steps are taken all at once. Isolation no longer waits for protection and leaving the Auto Scaling
+    # group: an isolated instance fails its load balancer's health checks and the group would replace it,
+    # evidence and all, but only after several failed checks (tens of seconds at least), and the detach follows
+    # within milliseconds. Undone in reverse: the network comes back last, a moment after the instance rejoins
+    # its groups, too short for a health check to notice (docs/playbooks.md).
+    ISOLATION,
     TAG_STEP,
-    # Taken at once: isolation no longer waits for protection and leaving the Auto Scaling group. An isolated
-    # instance fails its load balancer's health checks, and the group would replace it, evidence and all, but
-    # only after several failed checks (at least tens of seconds): the detach is done within milliseconds.
-    # The undo order stays the declared one, reversed: the network comes back before the group takes it again.
     ContainmentStep(protect_instance, restore_instance_protection),
     ContainmentStep(detach_from_auto_scaling, reattach_to_auto_scaling),
     ContainmentStep(deregister_from_target_groups, register_with_target_groups),
-    ContainmentStep(isolate_network, restore_network),
     ContainmentStep(replace_instance_profile, restore_instance_profile),
     ContainmentStep(revoke_role_sessions, remove_session_revocation),
 )
@@ -105,9 +108,38 @@ class Ec2Playbook(Playbook):
             self.incident.note(f"memory capture passed its deadline ({deadline}): isolating regardless")
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act(describe_instance_context, self.target, LOCAL)
+        """One DescribeInstances decides (state, tags) and is enough to isolate. When an analyst must approve
+        first, the rest is read now, so the question shows everything containment will change."""
+        self.context = await self.incident.act(look_at_instance, self.target, LOCAL)
+        plan = plan_ec2_containment(self.incident.findings, self.context, self.incident.policy)
+        if plan.requires_approval:
+            await self.enrich()
+            plan = plan_ec2_containment(self.incident.findings, self.context, self.incident.policy)
         self.incident.keep_context(self.context)
-        return plan_ec2_containment(self.incident.findings, self.context, self.incident.policy)
+        return plan
+
+    async def enrich(self) -> None:
+        """The rest of the prior state (Auto Scaling, target groups, profile, attributes, volumes' details)."""
+        if self.context is None or self.context.enriched:
+            return
+        step = Ec2StepInput(target=self.target, prior=self.context)
+        self.context = await self.incident.act(enrich_instance_context, step, LOCAL)
+        self.incident.keep_context(self.context)
+
+    async def contain(self) -> None:
+        """Isolation first, alone (nothing competes with it for the API), then the rest of the prior state, then
+        every other step at once. With memory to image before isolation, isolation waits for that (up to its
+        deadline) while the other steps go ahead."""
+        isolation_input = self.containment_input()
+        isolation = asyncio.ensure_future(self._prepare_and_take(ISOLATION, self._register(ISOLATION, isolation_input)))
+        if self.incident.policy.memory_capture != MemoryCapture.BEFORE_ISOLATION:
+            await isolation
+        try:
+            await self.enrich()
+            await self.take_at_once(self.containment_steps[1:], self.containment_input())
+        finally:
+            await asyncio.gather(isolation, return_exceptions=True)  # never leave isolation behind a failure
+        isolation.result()  # its failure, if it failed
 
     def containment_input(self) -> Ec2StepInput:
         # The revocation cut-off is fixed here, once, so every retry writes the identical policy.

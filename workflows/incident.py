@@ -31,9 +31,10 @@ with workflow.unsafe.imports_passed_through():
         Status,
     )
 
-from workflows.activity_options import QUICK, UNDO, activity_name
+from workflows.activity_options import LOCAL, QUICK, UNDO, activity_name
 from workflows.decisions import DecisionDesk, DecisionDoors
 from workflows.ec2_playbook import Ec2Playbook
+from workflows.guard import ContainmentGuard
 from workflows.iam_role_playbook import IamRolePlaybook
 from workflows.iam_user_playbook import IamUserPlaybook
 from workflows.lambda_playbook import LambdaPlaybook
@@ -68,6 +69,7 @@ class IncidentWorkflow(DecisionDoors):
         self.state = self.record.state
         self.notifier = Notifier(self.record)
         self.desk = DecisionDesk(self.record, self.notifier, self.enter)
+        self.guard = ContainmentGuard(self.record, self.notifier)
 
     @workflow.query
     def current_state(self) -> IncidentState:
@@ -75,8 +77,10 @@ class IncidentWorkflow(DecisionDoors):
 
     @workflow.signal
     def add_finding(self, delivery: FindingDelivery) -> None:
-        """A finding (new, repeated or re-published) about the same resource joins this incident."""
-        self.record.absorb(delivery)
+        """A finding (new, repeated or re-published) about the same resource joins this incident; a new one has a
+        contained incident check its containment at once (a redelivery or a repeat tells nothing new)."""
+        if self.record.absorb(delivery):
+            self.guard.finding_joined(delivery.finding)
 
     # --- the lifecycle ---
 
@@ -128,6 +132,7 @@ class IncidentWorkflow(DecisionDoors):
             return await self._finish(Status.FAILED if vanished else Status.ROLLED_BACK, reason, fail=True)
         self.state.contained_at = workflow.now()
         self.record.note("contained")
+        self.guard.start(playbook)  # verified from now on, not assumed
 
         self.enter(Phase.EVIDENCE, "containment complete; collecting evidence")
         await asyncio.gather(playbook.collect_evidence(), self.record.store_raw_findings())
@@ -138,6 +143,7 @@ class IncidentWorkflow(DecisionDoors):
             f"{self.state.resource_id} is contained. Approve eradication, reject as a false positive, or "
             "release it (real, but recovered: containment is lifted)?",
         )
+        await self.guard.stop()  # whatever follows (undo, eradication) meets no re-apply
         if decision.kind == DecisionKind.REJECT:
             await self._compensate(f"rejected as a false positive by {decision.by}")
             return await self._finish(Status.ROLLED_BACK, None)
@@ -172,7 +178,9 @@ class IncidentWorkflow(DecisionDoors):
             fleet_limit=policy.max_auto_containments_fleet_per_hour,
         )
         try:
-            reservation = await self.record.act(reserve_automatic_containment, request, QUICK)
+            # Local: it stands between the finding and isolation, and a round trip through the server costs more
+            # than the reservation itself (an update of the governor workflow).
+            reservation = await self.record.act(reserve_automatic_containment, request, LOCAL)
             refusal = None if reservation.granted else f"blast-radius cap reached: {reservation.reason}"
         except ActivityError as error:
             refusal = f"the blast-radius governor did not answer ({error_text(error)})"
@@ -214,6 +222,7 @@ class IncidentWorkflow(DecisionDoors):
     # --- compensation and closing ---
 
     async def _compensate(self, reason: str) -> None:
+        await self.guard.stop()
         self.record.note(f"compensating ({len(self.record.saga)} undo(s)): {reason}")
         await self.record.saga.compensate(self._run_undo)
         self.record.publish()
@@ -239,6 +248,7 @@ class IncidentWorkflow(DecisionDoors):
         self.record.note(f"undo {undo.step} via {name}: {status}")
 
     async def _finish(self, status: Status, reason: str | None, fail: bool = False) -> IncidentState:
+        await self.guard.stop()  # a finished incident guards nothing
         self.state.status = status
         self.state.failure_reason = reason
         self.state.pending_decision = None

@@ -163,8 +163,13 @@ class Playbook:
                 await self.before_step(step)
                 await self._take(step, self._register(step, step_input))
             return
-        steps = [(step, self._register(step, step_input)) for step in self.containment_steps]
-        outcomes = await asyncio.gather(*(self._prepare_and_take(s, a) for s, a in steps), return_exceptions=True)
+        await self.take_at_once(self.containment_steps, step_input)
+
+    async def take_at_once(self, steps: tuple[ContainmentStep, ...] | list[ContainmentStep], step_input: Any) -> None:
+        """Steps that do not depend on each other, all at once: every undo registered before the first acts; a
+        failure waits for the others still running (no undo races its step), then is raised."""
+        taken = [(step, self._register(step, step_input)) for step in steps]
+        outcomes = await asyncio.gather(*(self._prepare_and_take(s, a) for s, a in taken), return_exceptions=True)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:
             raise next((e for e in errors if isinstance(e, ActivityError)), errors[0])

@@ -80,6 +80,11 @@ class InstanceContext(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     disable_api_termination: bool = False
     shutdown_behavior: str = "stop"
+    enriched: bool = Field(
+        default=True,
+        description="False: only the first look (one DescribeInstances: state, interfaces, volumes, tags), enough "
+        "to decide and isolate; Auto Scaling, target groups, profile and attributes are not read yet",
+    )
     captured_at: datetime
 
     @property

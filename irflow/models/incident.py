@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from irflow.models.ec2 import InstanceContext
 from irflow.models.evidence import EvidenceObject, MemoryCapture, MemoryCaptureResult, SnapshotEvidence
 from irflow.models.finding import Finding, Severity
+from irflow.models.postconditions import Change
 from irflow.models.proof import DecisionProof
 
 # The incident workflow's type name: what clients start and list (`WorkflowType = 'IncidentWorkflow'`),
@@ -104,6 +105,11 @@ class ResponsePolicy(BaseModel):
     )
     max_auto_containments_per_hour: int = 10
     max_auto_containments_fleet_per_hour: int = 50
+    verify_containment: timedelta | None = Field(
+        default=timedelta(seconds=300),
+        description="IRFLOW_VERIFY_CONTAINMENT_SECONDS: how often a contained incident re-checks its containment "
+        "(besides whenever a finding joins it); None: only when a finding joins",
+    )
 
 
 class PolicyRequest(BaseModel):
@@ -283,6 +289,24 @@ class TimelineEntry(BaseModel):
     event: str
 
 
+class DriftRecord(BaseModel):
+    """Containment found undone while the incident held it (someone re-enabled a key, put an instance back into
+    its groups...), and what irflow did about it: re-applied the step, checked again, escalated."""
+
+    at: datetime
+    step: str = Field(description="the containment step whose postcondition no longer held")
+    found: str = Field(description="what the check found, in words")
+    trigger: Literal["finding", "timer"] = Field(description="a finding joining the incident, or the periodic check")
+    changed_by: list[Change] = Field(
+        default_factory=list, description="who changed it: the tamper finding's actor, or CloudTrail's records"
+    )
+    changed_by_unknown: str = Field(default="", description="why nobody could be named (CloudTrail's reason)")
+    reapplied: bool = Field(default=False, description="the step ran again and succeeded")
+    reapply_error: str | None = None
+    holds_after: bool = Field(default=False, description="the check passed again after the re-apply")
+    found_after: str = ""
+
+
 class IncidentState(BaseModel):
     """What the `state` query returns and the post-incident report is built from."""
 
@@ -310,6 +334,9 @@ class IncidentState(BaseModel):
     memory_capture: MemoryCaptureResult | None = None
     timeline: list[TimelineEntry] = Field(default_factory=list)
     escalations: list[datetime] = Field(default_factory=list)
+    drifts: list[DriftRecord] = Field(default_factory=list, description="containment found undone, and repaired")
+    containment_checks: int = Field(default=0, description="times the containment's postconditions were checked")
+    last_verified_at: datetime | None = Field(default=None, description="the last check where everything held")
     related_incidents: list[str] = Field(
         default_factory=list, description="workflow ids of incidents this one opened or joined"
     )

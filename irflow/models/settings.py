@@ -121,6 +121,12 @@ class IrflowSettings(BaseSettings):
     )
     decision_reminder_seconds: int = Field(default=3600, ge=0, description="0: no reminders")
     decision_timeout_action: Literal["keep", "contain"] = "keep"
+    verify_containment_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="a contained incident re-checks its containment this often (and whenever a finding joins "
+        "it), re-applying what was undone; 0: only when a finding joins",
+    )
 
     # Accounts: the worker runs in the security account (evidence always lands there); incidents about
     # another account are handled by assuming arn:<partition>:iam::<account>:role/<member_role_name>.
@@ -336,6 +342,9 @@ class IrflowSettings(BaseSettings):
             protected=self.protected,
             max_auto_containments_per_hour=self.max_auto_containments_per_hour,
             max_auto_containments_fleet_per_hour=self.max_auto_containments_fleet_per_hour,
+            verify_containment=timedelta(seconds=self.verify_containment_seconds)
+            if self.verify_containment_seconds
+            else None,
         )
 
 

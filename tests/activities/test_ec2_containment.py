@@ -40,11 +40,11 @@ EVERYONE = ("0.0.0.0/0", "::/0")
 SSH_FROM_ANYWHERE = {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
 
 PAIRS = [
+    (isolate_network, restore_network),  # first, alone: containment at the speed of the API
     (tag_resource, restore_resource_tags),
     (protect_instance, restore_instance_protection),
     (detach_from_auto_scaling, reattach_to_auto_scaling),
     (deregister_from_target_groups, register_with_target_groups),
-    (isolate_network, restore_network),
     (replace_instance_profile, restore_instance_profile),
     (revoke_role_sessions, remove_session_revocation),
 ]

@@ -7,8 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from activities.report_wording import MILESTONE_LABELS, duration_text, outcome_text, time_text
-from irflow.models.incident import ActionRecord, ActionStatus, Phase
+from activities.report_wording import (
+    DEADLINE_ESCALATION,
+    MILESTONE_LABELS,
+    drift_text,
+    duration_text,
+    escalation_texts,
+    outcome_text,
+    time_text,
+)
+from irflow.models.incident import ActionRecord, ActionStatus, DriftRecord, Phase
+from irflow.models.postconditions import Change
 from tests.activities.report_support import _state
 
 
@@ -77,3 +86,24 @@ def test_a_snapshot_reads_with_its_digest_and_its_forensic_copy():
         "snap-2 in 222233334444 us-east-1, KMS key arn:aws:kms:us-east-1:222233334444:key/k, completed, "
         "digest matches, original deleted"
     )
+
+
+def test_an_escalation_says_whether_containment_was_undone_or_a_deadline_passed():
+    deadline, drifted = datetime(2026, 3, 1, 13, 0, tzinfo=UTC), datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    drift = DriftRecord(
+        at=drifted,
+        step="isolate_network",
+        found="eni-1 carries sg-web",
+        trigger="timer",
+        changed_by=[Change(event_name="ModifyNetworkInterfaceAttribute", event_time=drifted, principal="arn:x:bob")],
+        reapplied=True,
+        holds_after=True,
+    )
+    texts = dict(escalation_texts(_state(escalations=[drifted, deadline], drifts=[drift])))
+    assert texts[deadline] == DEADLINE_ESCALATION
+    assert "isolate_network (eni-1 carries sg-web)" in texts[drifted] and "arn:x:bob" in texts[drifted]
+    assert "re-applied, holds again" in texts[drifted]
+    unrepaired = drift.model_copy(
+        update={"changed_by": [], "changed_by_unknown": "no LookupEvents", "holds_after": False}
+    )
+    assert "unknown (no LookupEvents)" in drift_text(unrepaired) and "NOT repaired" in drift_text(unrepaired)

@@ -29,10 +29,12 @@ async def test_failure_at_any_containment_step_restores_the_instance_exactly(dev
     assert "injected failure" in str(failure.value.cause)
     assert state.status == Status.ROLLED_BACK
     assert observed_instance(workload) == before
-    # The steps are taken at once, every undo registered before the first acts: whichever step fails, the others
-    # have acted too (the failure waits for them), and every undo runs once, newest first.
+    # Isolation first, alone; then the other steps at once, every undo registered before the first acts: when one
+    # of those fails, the others have acted too (the failure waits for them). Every registered undo runs once,
+    # newest first.
+    taken = STEPS[:1] if failing_step == "isolate_network" else STEPS
     undone = [c.result["undoes"] for c in state.compensations]
-    assert undone == list(reversed(STEPS)), "each registered undo runs once, newest first"
+    assert undone == list(reversed(taken)), "each registered undo runs once, newest first"
     failed = [a.name for a in state.actions if a.status == ActionStatus.FAILED]
     assert failed == [failing_step]
     assert all(c.status == ActionStatus.UNDONE for c in state.compensations)
@@ -62,7 +64,8 @@ async def test_instance_vanishing_mid_containment_fails_clearly_and_compensates(
         ec2.terminate_instances(InstanceIds=[step.target.instance_id])
 
     client = dev_env.client
-    async with running_worker(client, activities=with_side_effect("deregister_from_target_groups", terminate)) as s:
+    # Between isolation and the other steps (taken at once, they would each find it gone).
+    async with running_worker(client, activities=with_side_effect("enrich_instance_context", terminate)) as s:
         _, handle = await open_incident(client, s, workload)
         with pytest.raises(WorkflowFailureError):
             await handle.result()

@@ -42,12 +42,30 @@ def _at(stamp: Timestamp) -> datetime:
     return stamp.ToDatetime(tzinfo=UTC)
 
 
+def _local_activity(event) -> dict | None:
+    """A local activity's marker (a containment step, say): its name and outcome, recorded when the workflow task
+    that ran it completed (so after the activity ended: `local`)."""
+    marker = event.marker_recorded_event_attributes
+    if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED or marker.marker_name != "core_local_activity":
+        return None
+    data = json.loads(marker.details["data"].payloads[0].data)
+    at = _at(event.event_time)
+    status = "failed" if marker.HasField("failure") else "done"
+    return {"name": data["activity_type"], "status": status, "scheduled_at": at, "closed_at": at, "local": True}
+
+
 def _activities(history: WorkflowHistory) -> tuple[list[str], list[dict]]:
-    """Activity names in scheduling order, and each activity as it closed (in closing order)."""
+    """Activity names in scheduling order, and each activity as it closed (in closing order); a local activity is
+    both at its marker."""
     scheduled: dict[int, tuple[str, datetime]] = {}
     closed = []
     for event in history.events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+        if (local := _local_activity(event)) and local["name"] == "load_response_policy":
+            continue  # the worker's policy, read when the incident starts: the incident's rules, not an action
+        if local:
+            scheduled[event.event_id] = (local["name"], local["scheduled_at"])
+            closed.append(local)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             name = event.activity_task_scheduled_event_attributes.activity_type.name
             scheduled[event.event_id] = (name, _at(event.event_time))
         elif event.event_type in CLOSED:
@@ -111,14 +129,18 @@ async def test_the_report_lists_every_action_the_history_shows_in_order_with_the
     assert sorted(scheduled) == sorted(c["name"] for c in closed), "every activity scheduled has closed"
     assert [a.name for a in final.actions] == [name for name, _ in reported] + AFTER_THE_REPORT
     assert report["compensations"] == [] and final.compensations == []
-    assert {"describe_instance_context", "isolate_network", "snapshot_volumes", "stop_instance"} <= {
+    assert {"look_at_instance", "isolate_network", "snapshot_volumes", "stop_instance"} <= {
         name for name, _ in reported
     }
 
     # Each action's recorded times bracket its activity in the history.
+    # A local activity's marker is written when the workflow task that ran it completes: after it finished.
     for action, event in zip(report["actions"], closed, strict=False):
         started, finished = datetime.fromisoformat(action["started_at"]), datetime.fromisoformat(action["finished_at"])
-        assert started <= event["scheduled_at"] <= event["closed_at"] <= finished, action["name"]
+        if event.get("local"):
+            assert started <= finished <= event["closed_at"], action["name"]
+        else:
+            assert started <= event["scheduled_at"] <= event["closed_at"] <= finished, action["name"]
 
     # The decision in the report is the signal in the history.
     assert _decision_signals(history) == [

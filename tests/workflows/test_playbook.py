@@ -113,7 +113,8 @@ async def test_a_failing_step_stops_containment_with_its_undo_already_registered
 @pytest.mark.parametrize("kind", EVERY_PLAYBOOKS_STEPS)
 def test_every_playbook_marks_the_resource_first_and_can_undo_every_change(kind):
     steps = EVERY_PLAYBOOKS_STEPS[kind]
-    assert steps[0] is TAG_STEP
+    # The instance is isolated first (containment at the speed of the API), then tagged with the other steps.
+    assert steps[1 if kind == "ec2" else 0] is TAG_STEP
     changes_without_undo = [s.name for s in steps if s.undo is None and s is not SNAPSHOT_STEP]
     assert changes_without_undo == [], "only evidence (the RDS snapshot) may stay on rejection"
     assert len({s.name for s in steps}) == len(steps)
@@ -133,4 +134,4 @@ def test_the_tag_step_takes_a_tag_request_made_from_the_step_input(workload):
     assert [(r.kind, r.name) for r in request.resources] == [(TaggableKind.EC2_INSTANCE, workload.instance_id)]
     assert (TAG_STEP.activity, TAG_STEP.undo) == (tag_resource, restore_resource_tags)
     assert (TAG_STEP.name, TAG_STEP.undo_name) == ("tag_resource", "restore_resource_tags")
-    assert EC2_CONTAINMENT_STEPS[1].argument(step_input) is step_input, "other steps take the step input itself"
+    assert EC2_CONTAINMENT_STEPS[0].argument(step_input) is step_input, "other steps take the step input itself"
