@@ -21,6 +21,7 @@ from activities.aws import (
     error_code,
     heartbeat,
     side_by_side,
+    tag_pairs,
     typed_aws_errors,
 )
 from activities.ec2_context import describe_instance, describe_live_instance
@@ -84,23 +85,29 @@ def restore_instance_protection(step: Ec2StepInput) -> StepResult:
 # --- network isolation ---
 
 
-def _find_group(ec2, vpc_id: str, role: str, name: str) -> dict | None:
+def _find_groups(ec2, vpc_id: str, names: dict[str, str]) -> dict[str, dict]:
+    """The VPC's isolation groups that exist, by role: found by their role tag (one call for every role), else by
+    name (a group created by an earlier attempt that died before tagging, or by hand: adopted, tagged)."""
     by_tag = ec2.describe_security_groups(
-        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": f"tag:{ROLE_TAG}", "Values": [role]}]
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": f"tag:{ROLE_TAG}", "Values": list(names)}]
     )["SecurityGroups"]
-    if by_tag:
-        return sorted(by_tag, key=lambda g: g["GroupId"])[0]
+    found: dict[str, dict] = {}
+    for group in sorted(by_tag, key=lambda g: g["GroupId"]):
+        found.setdefault(tag_pairs(group.get("Tags")).get(ROLE_TAG, ""), group)
+    missing = {name: role for role, name in names.items() if role not in found}
+    if not missing:
+        return found
     by_name = ec2.describe_security_groups(
-        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [name]}]
+        Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": list(missing)}]
     )["SecurityGroups"]
-    if by_name:
-        # Created by an earlier attempt that died before tagging, or by hand: adopt it.
+    for group in by_name:
+        role = missing[group["GroupName"]]
         ec2.create_tags(
-            Resources=[by_name[0]["GroupId"]],
+            Resources=[group["GroupId"]],
             Tags=[{"Key": ROLE_TAG, "Value": role}, {"Key": MANAGED_TAG, "Value": "true"}],
         )
-        return by_name[0]
-    return None
+        found[role] = group
+    return found
 
 
 # One permission per address family: AWS refuses a whole request when any part of it already exists.
@@ -141,10 +148,10 @@ def _resolve_egress(ec2, vpc_ids: list[str]) -> dict[str, ForensicEgress]:
         return resolve(ec2, vpc_ids, get_settings().forensic_egress)
 
 
-def _prepare_group(ec2, vpc_id: str, role: str, name: str, egress: ForensicEgress) -> str:
-    """One of the VPC's isolation groups, found or created (tagged at creation), its rules reconciled."""
+def _prepare_group(ec2, vpc_id: str, role: str, name: str, egress: ForensicEgress, group: dict | None) -> str:
+    """One of the VPC's isolation groups (`group` when it exists), else created, tagged at creation; its rules
+    reconciled either way."""
     with typed_aws_errors(f"prepare {role} security group in {vpc_id}"):
-        group = _find_group(ec2, vpc_id, role, name)
         if group is None:
             try:
                 created = ec2.create_security_group(
@@ -162,13 +169,15 @@ def _prepare_group(ec2, vpc_id: str, role: str, name: str, egress: ForensicEgres
                         }
                     ],
                 )
-                group_id = created["GroupId"]
+                group = {"GroupId": created["GroupId"]}
             except ClientError as error:
                 if error_code(error) != "InvalidGroup.Duplicate":
                     raise
-                group_id = _find_group(ec2, vpc_id, role, name)["GroupId"]
-            group = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+                group = _find_groups(ec2, vpc_id, {role: name})[role]  # another incident made it meanwhile
         if role == "quarantine":
+            # Its rules as they are (a group just made has AWS's default egress), to be reconciled.
+            if "IpPermissionsEgress" not in group:
+                group = ec2.describe_security_groups(GroupIds=[group["GroupId"]])["SecurityGroups"][0]
             reconcile(ec2, group, egress.applied)
         else:
             _authorize_all_traffic(ec2, group["GroupId"])
@@ -176,14 +185,22 @@ def _prepare_group(ec2, vpc_id: str, role: str, name: str, egress: ForensicEgres
 
 
 def _groups_by_vpc(target: InAccount, egress: dict[str, ForensicEgress]) -> dict[str, IsolationGroups]:
-    """Every VPC's untrack and quarantine groups, prepared side by side (each group is its own chain of calls)."""
+    """Every VPC's untrack and quarantine groups: found (one call per VPC), then each prepared, side by side."""
     settings = get_settings()
     ec2 = client("ec2", target.region, target.account_id)
-    roles = (("untrack", settings.untracking_group_name), ("quarantine", settings.quarantine_group_name))
-    wanted = [(vpc, role, name) for vpc in egress for role, name in roles]
-    ids = side_by_side(*(partial(_prepare_group, ec2, vpc, role, name, egress[vpc]) for vpc, role, name in wanted))
+    names = {"untrack": settings.untracking_group_name, "quarantine": settings.quarantine_group_name}
+    vpcs = list(egress)
+    with typed_aws_errors(f"find the isolation groups in {', '.join(vpcs)}"):
+        found = dict(zip(vpcs, side_by_side(*(partial(_find_groups, ec2, vpc, names) for vpc in vpcs)), strict=True))
+    wanted = [(vpc, role, name) for vpc in vpcs for role, name in names.items()]
+    ids = side_by_side(
+        *(
+            partial(_prepare_group, ec2, vpc, role, name, egress[vpc], found[vpc].get(role))
+            for vpc, role, name in wanted
+        )
+    )
     prepared = {(vpc, role): group_id for (vpc, role, _), group_id in zip(wanted, ids, strict=True)}
-    return {vpc: IsolationGroups(prepared[vpc, "untrack"], prepared[vpc, "quarantine"], egress[vpc]) for vpc in egress}
+    return {vpc: IsolationGroups(prepared[vpc, "untrack"], prepared[vpc, "quarantine"], egress[vpc]) for vpc in vpcs}
 
 
 def isolation_groups(target: InAccount, vpc_id: str, egress: ForensicEgress | None = None) -> IsolationGroups:
@@ -198,19 +215,23 @@ def isolation_groups(target: InAccount, vpc_id: str, egress: ForensicEgress | No
     return _groups_by_vpc(target, {vpc_id: egress})[vpc_id]
 
 
-def _isolate_eni(ec2, eni_id: str, groups: IsolationGroups) -> bool:
-    """Through the untrack group into quarantine; False when it was in quarantine already."""
+def _isolate_eni(ec2, eni_id: str, groups: IsolationGroups) -> None:
+    """Through the untrack group into quarantine."""
     with typed_aws_errors(f"isolate {eni_id}"):
-        if _eni_groups(ec2, eni_id) == [groups.quarantine]:
-            return False
         ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Groups=[groups.untrack])
         ec2.modify_network_interface_attribute(NetworkInterfaceId=eni_id, Groups=[groups.quarantine])
-    return True
+
+
+def _groups_of(ec2, eni_ids: list[str]) -> dict[str, list[str]]:
+    """Each interface's groups, sorted, in one DescribeNetworkInterfaces."""
+    if not eni_ids:
+        return {}
+    found = ec2.describe_network_interfaces(NetworkInterfaceIds=eni_ids)["NetworkInterfaces"]
+    return {eni["NetworkInterfaceId"]: sorted(g["GroupId"] for g in eni.get("Groups", [])) for eni in found}
 
 
 def _eni_groups(ec2, eni_id: str) -> list[str]:
-    eni = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
-    return sorted(g["GroupId"] for g in eni.get("Groups", []))
+    return _groups_of(ec2, [eni_id])[eni_id]
 
 
 @aws_activity(
@@ -235,15 +256,22 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     groups_by_vpc = _groups_by_vpc(step.target, egress)
     enis = [eni.network_interface_id for eni in step.prior.network_interfaces]
     heartbeat(enis)
-    # Each interface is its own chain (check, untrack, quarantine): all of them at once.
-    changed = side_by_side(
+    with typed_aws_errors(f"describe {', '.join(enis)}"):
+        now = _groups_of(ec2, enis)  # one call for every interface
+    already = [
+        e.network_interface_id
+        for e in step.prior.network_interfaces
+        if now[e.network_interface_id] == [groups_by_vpc[e.vpc_id].quarantine]
+    ]
+    isolated = [eni for eni in enis if eni not in already]
+    # Each interface is its own chain (untrack, then quarantine): all of them at once.
+    side_by_side(
         *(
             partial(_isolate_eni, ec2, eni.network_interface_id, groups_by_vpc[eni.vpc_id])
             for eni in step.prior.network_interfaces
+            if eni.network_interface_id in isolated
         )
     )
-    isolated = [eni for eni, was_changed in zip(enis, changed, strict=True) if was_changed]
-    already = [eni for eni, was_changed in zip(enis, changed, strict=True) if not was_changed]
     return StepResult(
         changed=bool(isolated),
         detail={
