@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.iam import IamRoleContext, IamRoleStepInput, IamRoleTarget
     from irflow.models.incident import Eradication, RelatedIncidentsInput
 
-from workflows.activity_options import QUICK
+from workflows.activity_options import LOCAL, QUICK
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import plan_iam_role_containment
 
@@ -57,6 +57,9 @@ def source_instances(finding) -> list[str]:
 class IamRolePlaybook(Playbook):
     name = "iam-role-sessions"
     containment_steps = IAM_ROLE_CONTAINMENT_STEPS
+    # Independent steps, each a short idempotent call: all at once, as local activities (docs/playbooks.md).
+    concurrent_containment = True
+    containment_options = LOCAL
 
     def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
@@ -80,7 +83,7 @@ class IamRolePlaybook(Playbook):
         return IamRoleStepInput(target=self.target, prior=self.context, issued_before=issued_before)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act(describe_iam_role_context, self.target, QUICK)
+        self.context = await self.incident.act(describe_iam_role_context, self.target, LOCAL)
         self.target = self.target.model_copy(update={"role_name": self.context.role_name})
         self.incident.keep_context(self.context)
         if self.context.unmodifiable_reason:

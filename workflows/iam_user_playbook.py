@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.iam import IamUserContext, IamUserStepInput, IamUserTarget
     from irflow.models.incident import Eradication
 
-from workflows.activity_options import QUICK
+from workflows.activity_options import LOCAL, QUICK
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import plan_iam_user_containment
 
@@ -37,6 +37,9 @@ IAM_USER_CONTAINMENT_STEPS = (
 class IamUserPlaybook(Playbook):
     name = "iam-user-credentials"
     containment_steps = IAM_USER_CONTAINMENT_STEPS
+    # Independent steps, each a short idempotent call: all at once, as local activities (docs/playbooks.md).
+    concurrent_containment = True
+    containment_options = LOCAL
 
     def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
@@ -54,7 +57,7 @@ class IamUserPlaybook(Playbook):
         return IamUserStepInput(target=self.target, prior=self.context, issued_before=issued_before)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act(describe_iam_user_context, self.target, QUICK)
+        self.context = await self.incident.act(describe_iam_user_context, self.target, LOCAL)
         self.target = self.target.model_copy(update={"user_name": self.context.user_name})
         self.incident.keep_context(self.context)
         return plan_iam_user_containment(

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.incident import Eradication
     from irflow.models.lambda_function import LambdaContext, LambdaStepInput, LambdaTarget
 
-from workflows.activity_options import QUICK, SLOW
+from workflows.activity_options import LOCAL, QUICK, SLOW
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import approval_plan
 
@@ -59,6 +59,9 @@ _NAMED = 5  # functions sharing the role named in the plan; the context lists th
 class LambdaPlaybook(Playbook):
     name = "lambda-function"
     containment_steps = LAMBDA_CONTAINMENT_STEPS
+    # Independent steps, each a short idempotent call: all at once, as local activities (docs/playbooks.md).
+    concurrent_containment = True
+    containment_options = LOCAL
 
     def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
@@ -75,7 +78,7 @@ class LambdaPlaybook(Playbook):
         return LambdaStepInput(target=self.target, prior=self.context, issued_before=issued_before)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act(describe_lambda_context, self.target, QUICK)
+        self.context = await self.incident.act(describe_lambda_context, self.target, LOCAL)
         self.target = self.target.model_copy(update={"function_name": self.context.function_name})
         self.incident.keep_context(self.context)
         plan = approval_plan(

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.incident import Eradication
     from irflow.models.s3 import BucketContext, BucketStepInput, BucketTarget
 
-from workflows.activity_options import QUICK
+from workflows.activity_options import LOCAL, QUICK
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import approval_plan
 
@@ -38,6 +38,9 @@ S3_CONTAINMENT_STEPS = (
 class S3BucketPlaybook(Playbook):
     name = "s3-bucket"
     containment_steps = S3_CONTAINMENT_STEPS
+    # Independent steps, each a short idempotent call: all at once, as local activities (docs/playbooks.md).
+    concurrent_containment = True
+    containment_options = LOCAL
 
     def __init__(self, incident: IncidentContext) -> None:
         super().__init__(incident)
@@ -55,7 +58,7 @@ class S3BucketPlaybook(Playbook):
         return BucketStepInput(target=self.target, prior=self.context)
 
     async def analyse(self) -> ContainmentPlan:
-        self.context = await self.incident.act(describe_bucket_context, self.target, QUICK)
+        self.context = await self.incident.act(describe_bucket_context, self.target, LOCAL)
         self.incident.keep_context(self.context)
         arn = f"arn:{self.incident.finding.partition}:s3:::{self.context.bucket}"  # a bucket's ARN is its name
         plan = approval_plan(self.incident.findings, self.context.tags, self.incident.policy, "bucket", [arn])
