@@ -173,7 +173,10 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
         region=workload.region,
         instance_id=workload.instance_id,
     )
+    first_look = run("look_at_instance", target)  # what the playbook reads first; the whole context is the same
+    enriched = run("enrich_instance_context", Ec2StepInput(target=target, prior=first_look))
     prior = run("describe_instance_context", target)
+    assert enriched.model_dump(exclude={"captured_at"}) == prior.model_dump(exclude={"captured_at"})
     step = Ec2StepInput(target=target, prior=prior, issued_before=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC))
     steps, undos = list(EC2_CONTAINMENT_STEPS), list(reversed(EC2_CONTAINMENT_STEPS))
     run_steps(steps, step)
