@@ -130,7 +130,8 @@ async def test_retried_steps_change_nothing_twice(dev_env, demo):
         submission, handle = await _open(client, settings, demo)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=90)
         contained = [a for a in state.actions if a.phase == Phase.CONTAINMENT and a.name in STEPS]
-        assert [a.name for a in contained] == STEPS, "each step recorded once, though each ran twice"
+        # Taken at once: recorded in the order they finished.
+        assert sorted(a.name for a in contained) == sorted(STEPS), "each step recorded once, though each ran twice"
         assert [a.result["changed"] for a in contained] == [False] * len(STEPS), "the retry found it done"
         seen = observed_function(demo)
         assert seen["reserved_concurrency"] == 0
