@@ -227,14 +227,8 @@ def _still_there(context: InstanceContext) -> InstanceContext:
     return context
 
 
-@aws_activity("ec2:DescribeInstances")
-def look_at_instance(target: Ec2Target) -> InstanceContext:
-    """Detection & analysis at the speed of the API: one DescribeInstances, enough to decide (state, tags) and
-    to isolate (every interface and its groups, the prior state isolation's undo restores)."""
-    return _still_there(_first_look(target))
-
-
-@aws_activity(
+# What reading the whole prior state (`_first_look` and `_enriched`) calls.
+WHOLE_CONTEXT_ACTIONS = (
     "ec2:DescribeInstances",
     "ec2:DescribeVolumes",
     "ec2:DescribeInstanceAttribute",
@@ -245,6 +239,16 @@ def look_at_instance(target: Ec2Target) -> InstanceContext:
     "elasticloadbalancing:DescribeTargetHealth",
     "iam:GetInstanceProfile",
 )
+
+
+@aws_activity("ec2:DescribeInstances")
+def look_at_instance(target: Ec2Target) -> InstanceContext:
+    """Detection & analysis at the speed of the API: one DescribeInstances, enough to decide (state, tags) and
+    to isolate (every interface and its groups, the prior state isolation's undo restores)."""
+    return _still_there(_first_look(target))
+
+
+@aws_activity(*WHOLE_CONTEXT_ACTIONS)
 def enrich_instance_context(step: Ec2StepInput) -> InstanceContext:
     """The rest of the prior state, after the first look (`step.prior`): volumes' details, attributes, Auto
     Scaling group, target groups, instance profile. The interfaces are kept as the first look saw them. An
@@ -253,17 +257,8 @@ def enrich_instance_context(step: Ec2StepInput) -> InstanceContext:
     return _enriched(step.target, step.prior)
 
 
-@aws_activity(
-    "ec2:DescribeInstances",
-    "ec2:DescribeVolumes",
-    "ec2:DescribeInstanceAttribute",
-    "ec2:DescribeIamInstanceProfileAssociations",
-    "autoscaling:DescribeAutoScalingInstances",
-    "autoscaling:DescribeAutoScalingGroups",
-    "elasticloadbalancing:DescribeTargetGroups",
-    "elasticloadbalancing:DescribeTargetHealth",
-    "iam:GetInstanceProfile",
-)
+@aws_activity(*WHOLE_CONTEXT_ACTIONS)
 def describe_instance_context(target: Ec2Target) -> InstanceContext:
-    """Enrich the instance: volumes, ENIs, Auto Scaling group, target groups, profile, tags, attributes."""
+    """The whole prior state in one activity: what incidents opened before the first look (`look_at_instance`) and
+    the enrichment (`enrich_instance_context`) were split call, kept registered so their histories replay."""
     return _still_there(observe_instance(target))
