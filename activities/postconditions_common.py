@@ -185,3 +185,18 @@ def check_revocation(
             f"before {revocation_cutoff(issued_before)}): {json.dumps(document, sort_keys=True)}",
             name,
         )
+
+
+def check_role_revocation(
+    verdict: Verdict, iam, role: str, incident_id: str, issued_before: datetime | None, who: str = ""
+) -> None:
+    """`check_revocation` on a role (an instance's, a function's, or the role an incident is about)."""
+    check_revocation(
+        verdict,
+        who or f"role {role}",
+        role,
+        lambda policy: iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"],
+        lambda: iam.get_role(RoleName=role),
+        incident_id,
+        issued_before,
+    )

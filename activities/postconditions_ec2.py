@@ -24,7 +24,7 @@ from activities.postconditions_common import (
     Verdict,
     check_quarantine_group,
     check_read_only,
-    check_revocation,
+    check_role_revocation,
     is_gone,
 )
 from irflow.models.ec2 import Ec2StepInput
@@ -212,13 +212,5 @@ def check_revoke_role_sessions(step: Ec2StepInput) -> Postcondition:
         return verdict.result()
     iam = client("iam", step.target.region, step.target.account_id)
     for role in profile.role_names:
-        check_revocation(
-            verdict,
-            f"role {role}",
-            role,
-            lambda policy, role=role: iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"],
-            lambda role=role: iam.get_role(RoleName=role),
-            step.target.incident_id,
-            step.issued_before,
-        )
+        check_role_revocation(verdict, iam, role, step.target.incident_id, step.issued_before)
     return verdict.result()

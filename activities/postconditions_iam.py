@@ -12,7 +12,7 @@ from activities.aws import aws_activity, typed_aws_errors
 from activities.evidence import checked_identifier
 from activities.iam_role import _iam as _role_iam
 from activities.iam_user import _iam as _user_iam
-from activities.postconditions_common import Verdict, check_read_only, check_revocation, is_gone
+from activities.postconditions_common import Verdict, check_read_only, check_revocation, check_role_revocation, is_gone
 from irflow.models.iam import IamRoleStepInput, IamUserStepInput
 from irflow.models.identifiers import IAM_ROLE_NAME, IAM_USER_NAME
 from irflow.models.postconditions import Postcondition
@@ -66,13 +66,5 @@ def check_revoke_iam_role_sessions(step: IamRoleStepInput) -> Postcondition:
     """The role carries the incident's deny-older-sessions policy, unchanged."""
     verdict = Verdict("revoke_iam_role_sessions")
     iam, role = _role_iam(step.target), checked_identifier(IAM_ROLE_NAME, step.prior.role_name)
-    check_revocation(
-        verdict,
-        f"role {role}",
-        role,
-        lambda policy: iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"],
-        lambda: iam.get_role(RoleName=role),
-        step.target.incident_id,
-        step.issued_before,
-    )
+    check_role_revocation(verdict, iam, role, step.target.incident_id, step.issued_before)
     return verdict.result()

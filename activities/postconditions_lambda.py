@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import aws_activity, client, typed_aws_errors
 from activities.evidence import checked_identifier
 from activities.lambda_function import lambda_client, reserved_concurrency
-from activities.postconditions_common import Verdict, check_read_only, check_revocation, is_gone
+from activities.postconditions_common import Verdict, check_read_only, check_role_revocation, is_gone
 from irflow.models.identifiers import IAM_ROLE_NAME
 from irflow.models.lambda_function import LambdaStepInput
 from irflow.models.postconditions import Postcondition
@@ -43,13 +43,5 @@ def check_revoke_function_role_sessions(step: LambdaStepInput) -> Postcondition:
     verdict = Verdict("revoke_function_role_sessions")
     role = checked_identifier(IAM_ROLE_NAME, step.prior.role_name)
     iam = client("iam", step.target.region, step.target.account_id)
-    check_revocation(
-        verdict,
-        f"execution role {role}",
-        role,
-        lambda policy: iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"],
-        lambda: iam.get_role(RoleName=role),
-        step.target.incident_id,
-        step.issued_before,
-    )
+    check_role_revocation(verdict, iam, role, step.target.incident_id, step.issued_before, f"execution role {role}")
     return verdict.result()
