@@ -141,7 +141,9 @@ class ContainmentGuard:
         self._stopping = True
         if self._watching is not None:
             await self._watching
-        self.record.guarded = []
+        if self.record.guarded:
+            self.record.guarded = []
+            self.record.publish()  # IrflowGuarded says so at once, not at the next change of status
 
     async def _watch(self) -> None:
         every = self.record.policy.verify_containment
