@@ -24,7 +24,7 @@ from activities.aws import (
     tag_pairs,
     typed_aws_errors,
 )
-from activities.ec2_context import describe_instance, describe_live_instance
+from activities.ec2_context import DEPARTED_STATES, describe_instance, describe_live_instance, interface_groups
 from activities.forensic_egress import ForensicEgress, reconcile, resolve, tolerating
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.incident import StepResult
@@ -250,28 +250,22 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     packet by packet. Hence two steps per ENI: first the allow-all "untrack" group (turning the live
     sessions into untracked flows), then at once the empty quarantine group, which drops them.
     """
-    describe_live_instance(step.target)
+    now = interface_groups(describe_live_instance(step.target))  # every attached interface's groups
     ec2 = client("ec2", step.target.region, step.target.account_id)
     egress = _resolve_egress(ec2, step.prior.vpc_ids)  # once, for every VPC the instance is in
     groups_by_vpc = _groups_by_vpc(step.target, egress)
-    enis = [eni.network_interface_id for eni in step.prior.network_interfaces]
-    heartbeat(enis)
-    with typed_aws_errors(f"describe {', '.join(enis)}"):
-        now = _groups_of(ec2, enis)  # one call for every interface
+    enis = step.prior.network_interfaces
+    heartbeat([eni.network_interface_id for eni in enis])
+    detached = [eni.network_interface_id for eni in enis if eni.network_interface_id not in now]
+    with typed_aws_errors(f"describe {', '.join(detached)}"):
+        now |= _groups_of(ec2, detached)  # an interface detached since the first look (gone: NotFound)
     already = [
-        e.network_interface_id
-        for e in step.prior.network_interfaces
-        if now[e.network_interface_id] == [groups_by_vpc[e.vpc_id].quarantine]
+        e.network_interface_id for e in enis if now[e.network_interface_id] == [groups_by_vpc[e.vpc_id].quarantine]
     ]
-    isolated = [eni for eni in enis if eni not in already]
+    to_isolate = [e for e in enis if e.network_interface_id not in already]
     # Each interface is its own chain (untrack, then quarantine): all of them at once.
-    side_by_side(
-        *(
-            partial(_isolate_eni, ec2, eni.network_interface_id, groups_by_vpc[eni.vpc_id])
-            for eni in step.prior.network_interfaces
-            if eni.network_interface_id in isolated
-        )
-    )
+    side_by_side(*(partial(_isolate_eni, ec2, e.network_interface_id, groups_by_vpc[e.vpc_id]) for e in to_isolate))
+    isolated = [e.network_interface_id for e in to_isolate]
     return StepResult(
         changed=bool(isolated),
         detail={
@@ -343,9 +337,9 @@ def stop_instance(target: Ec2Target) -> StepResult:
 def terminate_instance(target: Ec2Target) -> StepResult:
     """Terminate after approval. Snapshots taken during evidence capture outlive the instance."""
     state = describe_instance(target)["State"]["Name"]
-    if state in ("terminated", "shutting-down"):
+    if state in DEPARTED_STATES:
         return StepResult(changed=False, detail={"state": state})
     _set_attributes(target, protect=False, shutdown="stop")
     with typed_aws_errors(f"terminate {target.instance_id}"):
         client("ec2", target.region, target.account_id).terminate_instances(InstanceIds=[target.instance_id])
-    return StepResult(changed=True, detail={"state": _wait_for_state(target, {"terminated", "shutting-down"})})
+    return StepResult(changed=True, detail={"state": _wait_for_state(target, set(DEPARTED_STATES))})

@@ -30,10 +30,22 @@ def describe_instance(target: Ec2Target) -> dict:
     return instances[0]
 
 
+# An instance in these states is gone for incident response: nothing left to contain, tag or restore.
+DEPARTED_STATES = ("terminated", "shutting-down")
+
+
+def interface_groups(instance: dict) -> dict[str, list[str]]:
+    """Each attached interface's groups, sorted, as a DescribeInstances answer names them."""
+    return {
+        eni["NetworkInterfaceId"]: sorted(g["GroupId"] for g in eni.get("Groups", []))
+        for eni in instance.get("NetworkInterfaces", [])
+    }
+
+
 def describe_live_instance(target: Ec2Target) -> dict:
     """The instance, or ResourceNotFound when it is gone (terminated instances linger in describe calls)."""
     instance = describe_instance(target)
-    if instance["State"]["Name"] in ("terminated", "shutting-down"):
+    if instance["State"]["Name"] in DEPARTED_STATES:
         raise not_found(f"instance {target.instance_id} is {instance['State']['Name']}: it vanished mid-incident")
     return instance
 
@@ -156,7 +168,7 @@ def _first_look(target: Ec2Target) -> InstanceContext:
             vpc_id=eni["VpcId"],
             subnet_id=eni.get("SubnetId"),
             device_index=eni.get("Attachment", {}).get("DeviceIndex", 0),
-            group_ids=sorted(g["GroupId"] for g in eni.get("Groups", [])),
+            group_ids=interface_groups({"NetworkInterfaces": [eni]})[eni["NetworkInterfaceId"]],
             private_ip=eni.get("PrivateIpAddress"),
             public_ip=eni.get("Association", {}).get("PublicIp"),
         )
@@ -222,7 +234,7 @@ def observe_instance(target: Ec2Target) -> InstanceContext:
 
 
 def _still_there(context: InstanceContext) -> InstanceContext:
-    if context.state in ("terminated", "shutting-down"):
+    if context.state in DEPARTED_STATES:
         raise not_found(f"instance {context.instance_id} is {context.state}; there is nothing left to contain")
     return context
 

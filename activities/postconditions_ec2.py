@@ -13,9 +13,11 @@ from temporalio.exceptions import ApplicationError
 from activities.aws import aws_activity, client, typed_aws_errors
 from activities.ec2_containment import _attributes, _eni_groups
 from activities.ec2_context import (
+    DEPARTED_STATES,
     auto_scaling_membership,
     current_profile_association,
     describe_instance,
+    interface_groups,
     profile_name_from_arn,
     target_group_registrations,
 )
@@ -31,8 +33,6 @@ from irflow.models.ec2 import Ec2StepInput
 from irflow.models.postconditions import Postcondition
 from irflow.models.settings import get_settings
 
-_DEPARTED = ("terminated", "shutting-down")
-
 
 def _live_instance(verdict: Verdict, step: Ec2StepInput) -> dict | None:
     """The instance as EC2 describes it now, or None (noted as gone) when it is terminated or no longer exists."""
@@ -45,7 +45,7 @@ def _live_instance(verdict: Verdict, step: Ec2StepInput) -> dict | None:
         verdict.vanished(f"instance {instance_id} no longer exists: nothing is left to contain", instance_id)
         return None
     state = instance["State"]["Name"]
-    if state in _DEPARTED:
+    if state in DEPARTED_STATES:
         verdict.vanished(f"instance {instance_id} is {state}: nothing is left to contain", instance_id)
         return None
     return instance
@@ -144,24 +144,25 @@ def check_isolate_network(step: Ec2StepInput) -> Postcondition:
         group = quarantine.get(vpc_id)
         return [group["GroupId"]] if group else []
 
-    isolated = set()
+    attached = interface_groups(instance)  # the instance's answer names every attached interface's groups
+    isolated = {eni.network_interface_id for eni in step.prior.network_interfaces}
     for eni in step.prior.network_interfaces:
-        isolated.add(eni.network_interface_id)
-        try:
-            with typed_aws_errors(f"read the groups of {eni.network_interface_id}"):
-                groups = _eni_groups(ec2, eni.network_interface_id)
-        except ApplicationError as error:
-            if not is_gone(error):
-                raise
-            verdict.vanished(f"{eni.network_interface_id} no longer exists", eni.network_interface_id)
-            continue
+        groups = attached.get(eni.network_interface_id)
+        if groups is None:  # detached since: only its own description tells (or that it is gone)
+            try:
+                with typed_aws_errors(f"read the groups of {eni.network_interface_id}"):
+                    groups = _eni_groups(ec2, eni.network_interface_id)
+            except ApplicationError as error:
+                if not is_gone(error):
+                    raise
+                verdict.vanished(f"{eni.network_interface_id} no longer exists", eni.network_interface_id)
+                continue
         _compare(verdict, eni.network_interface_id, groups, wanted(eni.vpc_id), "")
-    for attached in instance.get("NetworkInterfaces", []):
-        eni_id = attached["NetworkInterfaceId"]
+    vpc_of = {e["NetworkInterfaceId"]: e.get("VpcId", "") for e in instance.get("NetworkInterfaces", [])}
+    note = f" (attached to {step.target.instance_id} since containment)"
+    for eni_id, groups in attached.items():
         if eni_id not in isolated:
-            groups = sorted(g["GroupId"] for g in attached.get("Groups", []))
-            note = f" (attached to {step.target.instance_id} since containment)"
-            _compare(verdict, eni_id, groups, wanted(attached.get("VpcId", "")), note)
+            _compare(verdict, eni_id, groups, wanted(vpc_of[eni_id]), note)
     return verdict.result()
 
 

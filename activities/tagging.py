@@ -15,6 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from activities.aws import aws_activity, client, error_code, not_found, tag_pairs, typed_aws_errors
+from activities.ec2_context import DEPARTED_STATES
 from activities.lambda_function import function_tags, unqualified_arn
 from irflow.models.incident import StepResult
 from irflow.models.tagging import INCIDENT_TAGS, TaggableKind, TaggedResource, TagRequest
@@ -67,7 +68,7 @@ def _ec2_read(ec2, instance_id: str) -> Tags | None:
         reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
         instances = [i for r in reservations for i in r["Instances"]]
         # Terminated instances linger in describe calls: there is nothing left to mark.
-        if not instances or instances[0]["State"]["Name"] in ("terminated", "shutting-down"):
+        if not instances or instances[0]["State"]["Name"] in DEPARTED_STATES:
             return None
         return tag_pairs(instances[0].get("Tags"))
 
