@@ -12,6 +12,7 @@ from activities.aws import INVALID_REQUEST, NOT_FOUND, aws_activity, client, err
 from activities.ec2_context import current_profile_association, describe_live_instance, profile_name_from_arn
 from activities.evidence import checked_identifier
 from irflow.models.ec2 import Ec2StepInput
+from irflow.models.iam import REVOCATION_POLICY_PREFIX
 from irflow.models.identifiers import IAM_ROLE_NAME, INCIDENT_ID
 from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
@@ -94,7 +95,7 @@ def restore_instance_profile(step: Ec2StepInput) -> StepResult:
 
 def revocation_policy_name(incident_id: str) -> str:
     """The incident's inline policy name; an incident id irflow could not have made is refused (InvalidRequest)."""
-    return f"irflow-revoke-sessions-{checked_identifier(INCIDENT_ID, incident_id)}"[:128]
+    return f"{REVOCATION_POLICY_PREFIX}{checked_identifier(INCIDENT_ID, incident_id)}"[:128]
 
 
 def revocation_policy(issued_before) -> dict:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from irflow.detection.authoring import event_account
 from irflow.detection.events import get_path
 from irflow.detection.findings import SCORES, event_time
 from irflow.models import guarded
@@ -45,12 +46,11 @@ from irflow.models.finding import (
     Severity,
     canonical_json,
 )
+from irflow.models.iam import REVOCATION_POLICY_PREFIX
 
 TAMPER_SHAPE = "irflow_tamper_event"
 TAMPER_RULE_ID = "irflow.tamper"
 SEVERITY = Severity.HIGH
-# activities.iam.revocation_policy_name: the incident's deny-older-sessions policy is this and the incident id.
-REVOCATION_POLICY_PREFIX = "irflow-revoke-sessions-"
 # Refused attempts count; other errors (a bad name, a missing policy) changed nothing and meant nothing.
 _REFUSED = re.compile(r"^(Client\.)?(AccessDenied|UnauthorizedOperation|UnauthorizedAccess)")
 # Lambda's CloudTrail names carry the API version: PutFunctionConcurrency20171031.
@@ -142,7 +142,7 @@ def call_name(record: dict[str, Any]) -> str:
 
 
 def _account(record: dict[str, Any]) -> str:
-    return _text(record.get("recipientAccountId")) or _text(get_path(record, "userIdentity.accountId"))
+    return _text(event_account(record))
 
 
 def _touched(record: dict[str, Any]) -> Touched:

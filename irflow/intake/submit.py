@@ -37,6 +37,21 @@ class Submission:
     finding_type: str
 
 
+def finding_delivery(
+    parsed: ParsedFinding, received_at: datetime | None, origin: str, delivery_id: str | None
+) -> FindingDelivery:
+    """A finding as it reaches an incident: its original packed (left out when too big), when and where from, and
+    the delivery's id (a redelivered message is recognised by it)."""
+    packed = pack_raw(parsed.raw)
+    return FindingDelivery(
+        finding=parsed.finding,
+        raw_packed=packed if len(packed) <= PACKED_RAW_LIMIT else None,
+        received_at=received_at or datetime.now(UTC),
+        origin=origin,
+        delivery_id=delivery_id or f"{origin}:{parsed.finding.raw_sha256}",
+    )
+
+
 async def submit(
     client: Client,
     parsed: ParsedFinding,
@@ -66,14 +81,7 @@ async def submit(
     # The workflow keeps showing it so: it is handed the router's decision, not left to guess.
     shown = destination.shown_id
     nonce = uuid.uuid4().hex  # tells afterwards whether this call opened the incident or joined one
-    packed = pack_raw(parsed.raw)
-    delivery = FindingDelivery(
-        finding=finding,
-        raw_packed=packed if len(packed) <= PACKED_RAW_LIMIT else None,
-        received_at=received_at,
-        origin=origin,
-        delivery_id=delivery_id or f"{origin}:{finding.raw_sha256}",
-    )
+    delivery = finding_delivery(parsed, received_at, origin, delivery_id)
     request = IncidentInput(
         incident_id=new_incident_id,
         playbook=destination.playbook,

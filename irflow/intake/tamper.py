@@ -15,15 +15,14 @@ Temporal errors propagate, as `submit`'s do: the listener holds the message whil
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from irflow.detection.tamper import TamperFinding
-from irflow.intake.submit import PACKED_RAW_LIMIT
-from irflow.models.finding import pack_raw
-from irflow.models.incident import INCIDENT_WORKFLOW, FindingDelivery
+from irflow.intake.submit import finding_delivery
+from irflow.models.incident import INCIDENT_WORKFLOW
 from irflow.telemetry import tracer
 from workflows import search_attributes as sa
 
@@ -65,14 +64,7 @@ async def deliver_tamper(
     """Signal `add_finding` to each running incident guarding what the call touched, to the run that guards it
     (a later run of the same incident key guards nothing yet). A run that ended meanwhile is passed over."""
     finding = tampered.finding
-    packed = pack_raw(tampered.raw)
-    delivery = FindingDelivery(
-        finding=finding,
-        raw_packed=packed if len(packed) <= PACKED_RAW_LIMIT else None,
-        received_at=received_at or datetime.now(UTC),
-        origin=origin,
-        delivery_id=delivery_id or f"{origin}:{finding.raw_sha256}",
-    )
+    delivery = finding_delivery(tampered, received_at, origin, delivery_id)
     attributes = {
         "irflow.finding.id": finding.id,
         "irflow.finding.type": finding.type,

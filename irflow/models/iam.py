@@ -8,6 +8,10 @@ from pydantic import BaseModel, Field
 
 from irflow.models.tagging import TaggableKind, TaggedResource
 
+# The incident's deny-older-sessions inline policy is named this and the incident id (activities.iam), which is
+# also how a CloudTrail record of its deletion is recognised (irflow.detection.tamper).
+REVOCATION_POLICY_PREFIX = "irflow-revoke-sessions-"
+
 
 class IamUserTarget(BaseModel):
     incident_id: str
