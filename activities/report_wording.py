@@ -78,9 +78,13 @@ def drift_text(d: DriftRecord) -> str:
 
 
 def escalation_texts(state: IncidentState) -> list[tuple[datetime, str]]:
-    """Each escalation with why: containment found undone (a drift at that moment), or a decision's deadline."""
-    drifts = {d.at: d for d in state.drifts}
-    return [(at, drift_text(drifts[at]) if at in drifts else DEADLINE_ESCALATION) for at in state.escalations]
+    """Each escalation with why: containment found undone (the escalated drifts of that moment, in order: one
+    check may find several at once), or a decision's deadline."""
+    drifts: dict[datetime, list[DriftRecord]] = {}
+    for drift in state.drifts:
+        if drift.escalated:
+            drifts.setdefault(drift.at, []).append(drift)
+    return [(at, drift_text(drifts[at].pop(0)) if drifts.get(at) else DEADLINE_ESCALATION) for at in state.escalations]
 
 
 MEMORY_MODES = {

@@ -26,6 +26,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.changes import changes_to
     from activities.postconditions import POSTCONDITIONS
+    from activities.report_wording import drift_text
     from irflow.models import guarded as kinds
     from irflow.models.ec2 import Ec2StepInput
     from irflow.models.finding import TAMPER_TYPE_PREFIX, Finding
@@ -248,14 +249,11 @@ class ContainmentGuard:
 
     def _escalate(self, drift: DriftRecord) -> None:
         state = self.record.state
-        who = ", ".join(dict.fromkeys(c.principal for c in drift.changed_by)) or f"unknown ({drift.changed_by_unknown})"
-        if drift.holds_after:
-            outcome = "re-applied: it holds again"
-        else:
-            outcome = f"NOT repaired: {drift.reapply_error or drift.found_after}"
-        self.record.note(f"drift on {drift.step}: changed by {who}; {outcome}")
+        text = drift_text(drift)
+        self.record.note(f"drift: {text}")
         if not drift.holds_after and drift.step in self._unrepaired:
-            return  # escalated already, and nothing changed since
+            drift.escalated = False  # escalated already, and nothing changed since
+            return
         if drift.holds_after:
             self._unrepaired.discard(drift.step)
         else:
@@ -264,9 +262,4 @@ class ContainmentGuard:
         if not state.status.is_final:
             state.status = Status.ESCALATED
         self.record.publish()
-        self.notifier.notify(
-            "escalation",
-            f"irflow: ESCALATION, containment of {state.resource_id} was undone",
-            f"{drift.step} no longer held ({drift.found}), found by the {drift.trigger} check. Changed by {who}. "
-            f"{outcome[0].upper()}{outcome[1:]}.",
-        )
+        self.notifier.notify("escalation", f"irflow: ESCALATION, containment of {state.resource_id} was undone", text)

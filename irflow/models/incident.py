@@ -305,6 +305,9 @@ class DriftRecord(BaseModel):
     reapply_error: str | None = None
     holds_after: bool = Field(default=False, description="the check passed again after the re-apply")
     found_after: str = ""
+    escalated: bool = Field(
+        default=True, description="False: the same step still did not hold, escalated once already (not again)"
+    )
 
 
 class IncidentState(BaseModel):

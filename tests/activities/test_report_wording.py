@@ -107,3 +107,14 @@ def test_an_escalation_says_whether_containment_was_undone_or_a_deadline_passed(
         update={"changed_by": [], "changed_by_unknown": "no LookupEvents", "holds_after": False}
     )
     assert "unknown (no LookupEvents)" in drift_text(unrepaired) and "NOT repaired" in drift_text(unrepaired)
+
+
+def test_drifts_found_by_one_check_each_explain_their_own_escalation():
+    """One check (one moment) may find several steps undone; a step still undone is not escalated again."""
+    at = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    key = DriftRecord(at=at, step="deactivate_access_key", found="key Active", trigger="finding", holds_after=True)
+    policy = key.model_copy(update={"step": "revoke_user_sessions", "found": "no revocation policy"})
+    again = key.model_copy(update={"step": "isolate_network", "escalated": False})
+    texts = [text for _, text in escalation_texts(_state(escalations=[at, at], drifts=[key, again, policy]))]
+    assert ["deactivate_access_key" in texts[0], "revoke_user_sessions" in texts[1]] == [True, True]
+    assert not any("isolate_network" in text for text in texts)
