@@ -203,11 +203,14 @@ def _first_look(target: Ec2Target) -> InstanceContext:
     )
 
 
-def _enriched(target: Ec2Target, context: InstanceContext) -> InstanceContext:
+def _enriched(target: Ec2Target, context: InstanceContext, still_there: bool = False) -> InstanceContext:
     """The first look plus everything else containment changes, read side by side (about three round trips,
-    not ten). The interfaces stay as the first look saw them: isolation may have changed them since."""
+    not ten). The interfaces stay as the first look saw them: isolation may have changed them since.
+    `still_there`: and the instance is still alive, side by side with the rest (its NotFound is raised first)."""
     ec2 = client("ec2", target.region, target.account_id)
-    volumes, termination, shutdown, auto_scaling, target_groups, profile = side_by_side(
+    alive = [lambda: describe_live_instance(target)] if still_there else []
+    *_, volumes, termination, shutdown, auto_scaling, target_groups, profile = side_by_side(
+        *alive,
         lambda: _volume_details(ec2, context.volumes),
         lambda: _attribute(ec2, target.instance_id, "disableApiTermination"),
         lambda: _attribute(ec2, target.instance_id, "instanceInitiatedShutdownBehavior"),
@@ -265,8 +268,7 @@ def enrich_instance_context(step: Ec2StepInput) -> InstanceContext:
     """The rest of the prior state, after the first look (`step.prior`): volumes' details, attributes, Auto
     Scaling group, target groups, instance profile. The interfaces are kept as the first look saw them. An
     instance gone since the first look is ResourceNotFound, said so."""
-    describe_live_instance(step.target)
-    return _enriched(step.target, step.prior)
+    return _enriched(step.target, step.prior, still_there=True)
 
 
 @aws_activity(*WHOLE_CONTEXT_ACTIONS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,6 +19,19 @@ from irflow.devstack.processes import (
     start_temporal_on_free_ports,
 )
 from irflow.temporal_client import connect, ensure_search_attributes
+
+
+def print_goals(measured: list[float], baseline: list[float], limit_seconds: float) -> None:
+    """Issue 14's goals, each met or not: median <= 2x the baseline's median, median <= `limit_seconds`, and
+    p99 <= 2x the median."""
+    median, base = statistics.median(measured), statistics.median(baseline)
+    p99 = percentile(measured, 0.99)
+    for goal, met in (
+        (f"median <= 2x the baseline ({2 * base * 1000:.0f} ms)", median <= 2 * base),
+        (f"median <= {limit_seconds * 1000:.0f} ms", median <= limit_seconds),
+        (f"p99 ({p99 * 1000:.0f} ms) <= 2x the median ({2 * median * 1000:.0f} ms)", p99 <= 2 * median),
+    ):
+        print(f"goal: {goal} -> {'met' if met else 'NOT met'}")
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -23,7 +23,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.aws import reset_clients
-from bench.common import percentile
+from bench.common import percentile, print_goals
 from irflow.devstack import moto_fidelity
 from irflow.devstack.demo import seed_workload
 from irflow.devstack.processes import binary
@@ -119,13 +119,7 @@ async def main(incidents: int) -> None:
     )
     print(f"ratio irflow/baseline (medians): {irflow_median / base_median:.2f}")
     print(f"ratio with/without forensic egress (medians): {irflow_median / plain_median:.2f}")
-    p99 = percentile(measured, 0.99)
-    for goal, met in (
-        (f"median <= 2x the direct calls ({2 * base_median * 1000:.0f} ms)", irflow_median <= 2 * base_median),
-        (f"p99 ({p99 * 1000:.0f} ms) <= 2x the median ({2 * irflow_median * 1000:.0f} ms)", p99 <= 2 * irflow_median),
-        ("median under 1000 ms", irflow_median < 1.0),
-    ):
-        print(f"goal: {goal} -> {'met' if met else 'NOT met'}")
+    print_goals(measured, baseline, limit_seconds=1.0)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ async def execute(activity: Callable[..., Any], argument: Any, options: dict[str
     compensation, the error's type) treats both kinds alike."""
     if not options.get("local"):
         return await workflow.execute_activity(activity, argument, **options)
-    rest = {k: v for k, v in options.items() if k not in ("local", "heartbeat_timeout")}
+    if "heartbeat_timeout" in options:  # a local activity has no heartbeat: its liveness would be lost unsaid
+        raise ValueError(f"{activity_name(activity)}: a local activity cannot have a heartbeat timeout")
+    rest = {k: v for k, v in options.items() if k != "local"}
     try:
         return await workflow.execute_local_activity(activity, argument, **rest)
     except (ActivityError, CancelledError):
