@@ -85,9 +85,10 @@ def restore_instance_protection(step: Ec2StepInput) -> StepResult:
 # --- network isolation ---
 
 
-def _find_groups(ec2, vpc_id: str, names: dict[str, str]) -> dict[str, dict]:
+def find_isolation_groups(ec2, vpc_id: str, names: dict[str, str], adopt: bool = True) -> dict[str, dict]:
     """The VPC's isolation groups that exist, by role: found by their role tag (one call for every role), else by
-    name (a group created by an earlier attempt that died before tagging, or by hand: adopted, tagged)."""
+    name (a group created by an earlier attempt that died before tagging, or by hand: adopted, tagged, unless
+    `adopt` is False: a read-only caller)."""
     by_tag = ec2.describe_security_groups(
         Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": f"tag:{ROLE_TAG}", "Values": list(names)}]
     )["SecurityGroups"]
@@ -102,10 +103,11 @@ def _find_groups(ec2, vpc_id: str, names: dict[str, str]) -> dict[str, dict]:
     )["SecurityGroups"]
     for group in by_name:
         role = missing[group["GroupName"]]
-        ec2.create_tags(
-            Resources=[group["GroupId"]],
-            Tags=[{"Key": ROLE_TAG, "Value": role}, {"Key": MANAGED_TAG, "Value": "true"}],
-        )
+        if adopt:
+            ec2.create_tags(
+                Resources=[group["GroupId"]],
+                Tags=[{"Key": ROLE_TAG, "Value": role}, {"Key": MANAGED_TAG, "Value": "true"}],
+            )
         found[role] = group
     return found
 
@@ -142,7 +144,7 @@ class IsolationGroups(NamedTuple):
     egress: ForensicEgress  # the quarantine group's forensic egress in this VPC
 
 
-def _resolve_egress(ec2, vpc_ids: list[str]) -> dict[str, ForensicEgress]:
+def resolve_egress(ec2, vpc_ids: list[str]) -> dict[str, ForensicEgress]:
     """IRFLOW_FORENSIC_EGRESS as each VPC can use it (activities/forensic_egress.py), resolved in one go."""
     with typed_aws_errors(f"resolve the forensic egress for {', '.join(vpc_ids)}"):
         return resolve(ec2, vpc_ids, get_settings().forensic_egress)
@@ -173,7 +175,7 @@ def _prepare_group(ec2, vpc_id: str, role: str, name: str, egress: ForensicEgres
             except ClientError as error:
                 if error_code(error) != "InvalidGroup.Duplicate":
                     raise
-                group = _find_groups(ec2, vpc_id, {role: name})[role]  # another incident made it meanwhile
+                group = find_isolation_groups(ec2, vpc_id, {role: name})[role]  # another incident made it meanwhile
         if role == "quarantine":
             # Its rules as they are (a group just made has AWS's default egress), to be reconciled.
             if "IpPermissionsEgress" not in group:
@@ -191,7 +193,8 @@ def _groups_by_vpc(target: InAccount, egress: dict[str, ForensicEgress]) -> dict
     names = {"untrack": settings.untracking_group_name, "quarantine": settings.quarantine_group_name}
     vpcs = list(egress)
     with typed_aws_errors(f"find the isolation groups in {', '.join(vpcs)}"):
-        found = dict(zip(vpcs, side_by_side(*(partial(_find_groups, ec2, vpc, names) for vpc in vpcs)), strict=True))
+        lookups = side_by_side(*(partial(find_isolation_groups, ec2, vpc, names) for vpc in vpcs))
+    found = dict(zip(vpcs, lookups, strict=True))
     wanted = [(vpc, role, name) for vpc in vpcs for role, name in names.items()]
     ids = side_by_side(
         *(
@@ -211,7 +214,7 @@ def isolation_groups(target: InAccount, vpc_id: str, egress: ForensicEgress | No
     group allows nothing in, and out only HTTPS to the forensic egress (activities/forensic_egress.py).
     """
     if egress is None:
-        egress = _resolve_egress(client("ec2", target.region, target.account_id), [vpc_id])[vpc_id]
+        egress = resolve_egress(client("ec2", target.region, target.account_id), [vpc_id])[vpc_id]
     return _groups_by_vpc(target, {vpc_id: egress})[vpc_id]
 
 
@@ -252,7 +255,7 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     """
     now = interface_groups(describe_live_instance(step.target))  # every attached interface's groups
     ec2 = client("ec2", step.target.region, step.target.account_id)
-    egress = _resolve_egress(ec2, step.prior.vpc_ids)  # once, for every VPC the instance is in
+    egress = resolve_egress(ec2, step.prior.vpc_ids)  # once, for every VPC the instance is in
     groups_by_vpc = _groups_by_vpc(step.target, egress)
     enis = step.prior.network_interfaces
     heartbeat([eni.network_interface_id for eni in enis])

@@ -103,16 +103,24 @@ def tolerating(code: str, call, group_id: str, permission: dict) -> None:
             raise
 
 
+def unwanted(group: dict, applied: list[str]) -> tuple[dict[Atom, dict], dict[Atom, dict]]:
+    """What the quarantine group allows beyond isolation's rules: (every ingress atom, every egress atom but HTTPS
+    to `applied`), each with the permission that revokes it. Pure: `reconcile` revokes them, a check reports them."""
+    wanted = egress_atoms(applied)
+    egress = atoms(group.get("IpPermissionsEgress", []))
+    return atoms(group.get("IpPermissions", [])), {a: p for a, p in egress.items() if a not in wanted}
+
+
 def reconcile(ec2, group: dict, applied: list[str]) -> None:
     """Make the quarantine group's rules exactly: no ingress, HTTPS egress to `applied`. Unwanted rules go
     first, so the group never allows more than wanted."""
-    group_id, wanted = group["GroupId"], egress_atoms(applied)
-    ingress, egress = atoms(group.get("IpPermissions", [])), atoms(group.get("IpPermissionsEgress", []))
+    group_id = group["GroupId"]
+    ingress, extra_egress = unwanted(group, applied)
     for permission in ingress.values():
         tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_ingress, group_id, permission)
-    for atom, permission in egress.items():
-        if atom not in wanted:
-            tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_egress, group_id, permission)
-    for atom, permission in wanted.items():
+    for permission in extra_egress.values():
+        tolerating("InvalidPermission.NotFound", ec2.revoke_security_group_egress, group_id, permission)
+    egress = atoms(group.get("IpPermissionsEgress", []))
+    for atom, permission in egress_atoms(applied).items():
         if atom not in egress:
             tolerating("InvalidPermission.Duplicate", ec2.authorize_security_group_egress, group_id, permission)

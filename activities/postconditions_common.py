@@ -17,8 +17,8 @@ from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import NOT_FOUND, error_code, typed_aws_errors
-from activities.ec2_containment import ROLE_TAG
-from activities.forensic_egress import Atom, atoms, egress_atoms, resolve
+from activities.ec2_containment import find_isolation_groups, resolve_egress
+from activities.forensic_egress import Atom, unwanted
 from activities.iam import revocation_cutoff, revocation_policy, revocation_policy_name
 from irflow.models.postconditions import Postcondition
 from irflow.models.settings import get_settings
@@ -79,21 +79,11 @@ def check_read_only(actions: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def quarantine_group(ec2, vpc_id: str) -> dict | None:
-    """The VPC's quarantine group as `ec2_containment.isolation_groups` finds it (by its role tag, else by
-    name), read only: that helper would tag a group found by name, and tighten its rules."""
+    """The VPC's quarantine group as isolation finds it (by its role tag, else by name), read only: isolation
+    would tag a group found by name (`adopt`)."""
+    name = get_settings().quarantine_group_name
     with typed_aws_errors(f"find the quarantine group of {vpc_id}"):
-        by_tag = ec2.describe_security_groups(
-            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": f"tag:{ROLE_TAG}", "Values": ["quarantine"]}]
-        )["SecurityGroups"]
-        if by_tag:
-            return sorted(by_tag, key=lambda g: g["GroupId"])[0]
-        by_name = ec2.describe_security_groups(
-            Filters=[
-                {"Name": "vpc-id", "Values": [vpc_id]},
-                {"Name": "group-name", "Values": [get_settings().quarantine_group_name]},
-            ]
-        )["SecurityGroups"]
-    return by_name[0] if by_name else None
+        return find_isolation_groups(ec2, vpc_id, {"quarantine": name}, adopt=False).get("quarantine")
 
 
 def _shown(atom: Atom, direction: str) -> str:
@@ -111,11 +101,9 @@ def quarantine_rule_drift(ec2, group: dict, vpc_id: str) -> list[str]:
     """What the quarantine group allows beyond isolation's rules (forensic_egress.reconcile): any ingress at
     all, any egress but HTTPS to the forensic egress usable in its VPC. Egress missing from what is configured
     loosens nothing and is not drift."""
-    with typed_aws_errors(f"resolve the forensic egress for {vpc_id}"):
-        applied = resolve(ec2, [vpc_id], get_settings().forensic_egress)[vpc_id].applied
-    wanted = egress_atoms(applied)
-    inbound = sorted(atoms(group.get("IpPermissions", [])), key=str)
-    outbound = sorted((a for a in atoms(group.get("IpPermissionsEgress", [])) if a not in wanted), key=str)
+    applied = resolve_egress(ec2, [vpc_id])[vpc_id].applied
+    ingress, egress = unwanted(group, applied)
+    inbound, outbound = sorted(ingress, key=str), sorted(egress, key=str)
     problems = []
     group_id = group["GroupId"]
     if inbound:
