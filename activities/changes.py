@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.aws import aws_activity, client, error_code
 from irflow.models.postconditions import Change, ChangeLookup, ChangeQuery
-from irflow.own_principals import caller_arns, made_by_own_principal
+from irflow.own_principals import caller_arn, made_by_own_principal
 
 PAGE_SIZE = 50  # LookupEvents' most
 MAX_PAGES = 4  # per resource: the newest 200 events; LookupEvents is slow and throttled
@@ -77,11 +77,10 @@ def _change(event: dict[str, Any], resource: str, own_principals: list[str]) -> 
     name = event.get("EventName") or record.get("eventName")
     if not when or not name:
         return None
-    arns = caller_arns(record)
     return Change(
         event_name=name,
         event_time=when,
-        principal=arns[0] if arns else event.get("Username") or "unknown",
+        principal=caller_arn(record) or event.get("Username") or "unknown",
         event_id=event.get("EventId") or record.get("eventID") or "",
         resource=resource,
     )

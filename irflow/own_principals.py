@@ -81,6 +81,15 @@ def caller_arns(record: Mapping[str, Any]) -> list[str]:
     return [arn for arn in found if isinstance(arn, str) and arn]
 
 
+def caller_arn(record: Mapping[str, Any]) -> str | None:
+    """Who made a CloudTrail record's call, in one word: its caller's ARN, else the AWS service that made it on
+    someone's behalf (`userIdentity.invokedBy`); None when the record names neither."""
+    arns = caller_arns(record)
+    identity = record.get("userIdentity")
+    service = identity.get("invokedBy") if isinstance(identity, Mapping) else None
+    return arns[0] if arns else service if isinstance(service, str) and service else None
+
+
 def made_by_own_principal(record: Mapping[str, Any], patterns: Iterable[str]) -> bool:
     """True when a CloudTrail record's caller (or the role behind its session) is one of irflow's own."""
     patterns = list(patterns)

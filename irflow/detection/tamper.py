@@ -47,6 +47,7 @@ from irflow.models.finding import (
     canonical_json,
 )
 from irflow.models.iam import REVOCATION_POLICY_PREFIX
+from irflow.own_principals import caller_arn
 
 TAMPER_SHAPE = "irflow_tamper_event"
 TAMPER_RULE_ID = "irflow.tamper"
@@ -196,10 +197,7 @@ def _resource(kind: str, value: str, record: dict[str, Any]) -> AffectedResource
 
 def actor_arn(record: dict[str, Any]) -> str | None:
     """Who made the call: `userIdentity.arn`, else the AWS service that made it on someone's behalf."""
-    identity = record.get("userIdentity") or {}
-    if not isinstance(identity, dict):
-        return None
-    return _text(identity.get("arn")) or _text(identity.get("invokedBy")) or None
+    return caller_arn(record)
 
 
 def tamper_finding(record: dict[str, Any], received_at: datetime | None = None) -> TamperFinding | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from irflow.models.settings import IrflowSettings
 from irflow.own_principals import (
     arn_patterns,
+    caller_arn,
     caller_arns,
     is_own_principal,
     made_by_own_principal,
@@ -65,3 +66,12 @@ def test_a_record_is_irflows_by_its_caller_or_by_the_role_behind_the_session():
     assert not made_by_own_principal(other, patterns)
     assert not made_by_own_principal({"eventName": "X"}, patterns) and caller_arns({"userIdentity": "x"}) == []
     assert not made_by_own_principal(by_session, []), "no patterns: nobody is irflow"
+
+
+def test_who_made_a_call_is_the_callers_arn_else_the_service_that_made_it():
+    session = "arn:aws:sts::111122223333:assumed-role/app/i-1"
+    assert caller_arn({"userIdentity": {"arn": session, "invokedBy": "autoscaling.amazonaws.com"}}) == session
+    assert caller_arn({"userIdentity": {"type": "AWSService", "invokedBy": "lambda.amazonaws.com"}}) == (
+        "lambda.amazonaws.com"
+    )
+    assert caller_arn({"userIdentity": {}}) is None and caller_arn({}) is None
