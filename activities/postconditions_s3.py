@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import aws_activity
 from activities.postconditions_common import Verdict, check_read_only, is_gone
-from activities.s3_bucket import _ALL_BLOCKED, _current, _grants_everyone
+from activities.s3_bucket import _ALL_BLOCKED, _current, public_statements
 from irflow.models.postconditions import Postcondition
 from irflow.models.s3 import BucketStepInput
 
@@ -35,9 +34,7 @@ def check_remove_public_policy_statements(step: BucketStepInput) -> Postconditio
     current = _configuration(verdict, step)
     if current is None or not current["policy"]:
         return verdict.result()
-    statements = json.loads(current["policy"]).get("Statement", [])
-    statements = statements if isinstance(statements, list) else [statements]
-    public = [s.get("Sid") or f"#{n}" for n, s in enumerate(statements) if _grants_everyone(s)]
+    _, _, public = public_statements(current["policy"])
     if public:
         verdict.drifted(
             f"bucket {step.target.bucket}'s policy grants access to everyone: statement(s) {', '.join(public)}",

@@ -111,6 +111,16 @@ def _grants_everyone(statement: dict[str, Any]) -> bool:
     return False
 
 
+def public_statements(policy: str) -> tuple[dict, list[dict], list[str]]:
+    """A bucket policy's document, the statements that do not grant everyone access, and the names (Sid, else
+    `#<position>`) of those that do: what the step removes, and what its check looks for."""
+    document = json.loads(policy)
+    statements = document.get("Statement", [])
+    statements = statements if isinstance(statements, list) else [statements]
+    kept = [s for s in statements if not _grants_everyone(s)]
+    return document, kept, [s.get("Sid") or f"#{n}" for n, s in enumerate(statements) if _grants_everyone(s)]
+
+
 @aws_activity(
     "s3:ListBucket",
     "s3:GetBucketPolicy",
@@ -124,11 +134,7 @@ def remove_public_policy_statements(step: BucketStepInput) -> StepResult:
     policy = _current(step.target)["policy"]
     if not policy:
         return StepResult(changed=False, detail={"reason": "the bucket has no policy"})
-    document = json.loads(policy)
-    statements = document.get("Statement", [])
-    statements = statements if isinstance(statements, list) else [statements]
-    kept = [s for s in statements if not _grants_everyone(s)]
-    removed = [s.get("Sid", f"#{n}") for n, s in enumerate(statements) if _grants_everyone(s)]
+    document, kept, removed = public_statements(policy)
     if not removed:
         return StepResult(changed=False, detail={"reason": "no statement grants access to everyone"})
     s3 = _s3(step.target)
