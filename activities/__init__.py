@@ -22,9 +22,13 @@ from activities import (  # noqa: F401  (importing registers the activities)
     postconditions,
     rds,
     rds_evidence,
+    readiness,
+    readiness_temporal,
     report,
     s3_bucket,
+    sequences,
     snapshots,
+    source_findings,
     tagging,
     triage,
 )
@@ -36,6 +40,8 @@ UNDECLARED_ACTIVITIES = (
     incidents.open_instance_incidents,
     governor.reserve_automatic_containment,
     identity.verify_decision_proof,
+    *readiness_temporal.UNDECLARED,
+    *sequences.UNDECLARED,
 )
 
 

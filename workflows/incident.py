@@ -86,7 +86,7 @@ class IncidentWorkflow(DecisionDoors):
 
     @workflow.run
     async def run(self, request: IncidentInput) -> IncidentState:
-        playbook = PLAYBOOKS[request.playbook](self.record)
+        playbook = self.playbook = PLAYBOOKS[request.playbook](self.record)
         self.record.note(f"incident opened: {request.finding.type} on {self.state.resource_id}")
         self.record.publish()
         try:
@@ -256,6 +256,7 @@ class IncidentWorkflow(DecisionDoors):
         self.state.closed_at = workflow.now()
         self.enter(Phase.REPORT, f"incident {status}" + (f": {reason}" if reason else ""))
         await self.record.background_done()  # snapshot digests and forensic copies, for the report
+        await self.playbook.before_report()
         await asyncio.gather(self.record.store_raw_findings(), self.notifier.sent())  # the report shows them
         reports = await self.record.try_act(write_report, self.state, QUICK)
         if reports:

@@ -211,5 +211,8 @@ class Playbook:
     async def collect_evidence(self) -> None:
         raise NotImplementedError
 
+    async def before_report(self) -> None:
+        """The incident is about to write its report (a playbook that rolls up other incidents reads them here)."""
+
     async def eradicate(self, choice: Eradication) -> None:
         raise NotImplementedError

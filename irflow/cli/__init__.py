@@ -16,7 +16,7 @@ from irflow.cli.common import app
 from irflow.temporal_client import exit_now
 
 # Importing a module registers its commands, and `irflow --help` lists them in that order: an analyst's first.
-for _commands in ("incidents", "evidence", "detection", "operations"):
+for _commands in ("incidents", "evidence", "stats", "detection", "readiness", "operations"):
     importlib.import_module(f"irflow.cli.{_commands}")
 
 __all__ = ["app", "main"]

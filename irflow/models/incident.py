@@ -14,6 +14,7 @@ from irflow.models.evidence import EvidenceObject, MemoryCapture, MemoryCaptureR
 from irflow.models.finding import Finding, Severity
 from irflow.models.postconditions import Change
 from irflow.models.proof import DecisionProof
+from irflow.models.sequence import ChildIncident
 
 # The incident workflow's type name: what clients start and list (`WorkflowType = 'IncidentWorkflow'`),
 # so the listener and the CLI need not import the workflow's code.
@@ -342,6 +343,9 @@ class IncidentState(BaseModel):
     last_verified_at: datetime | None = Field(default=None, description="the last check where everything held")
     related_incidents: list[str] = Field(
         default_factory=list, description="workflow ids of incidents this one opened or joined"
+    )
+    children: list[ChildIncident] = Field(
+        default_factory=list, description="an attack sequence's incidents, one per resource it names"
     )
     failure_reason: str | None = None
     eradication: Eradication | None = None

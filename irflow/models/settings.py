@@ -210,6 +210,42 @@ class IrflowSettings(BaseSettings):
 
     activity_threads: int = Field(default=16, ge=1)
 
+    # Preparation (`irflow preflight`, the ReadinessWorkflow on a Temporal Schedule): what is checked, and how often.
+    readiness_interval_seconds: int = Field(
+        default=3600, ge=60, description="how often the scheduled readiness check runs (`irflow schedule`)"
+    )
+    readiness_regions: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="regions checked per account (GuardDuty, trail, intake, egress); empty: the evidence region",
+    )
+    worker_role_arn: str = Field(
+        default="",
+        description="the worker's IAM role, whose permissions readiness checks; empty: the role of the worker's "
+        "own credentials (STS), unknown when they are not a role",
+    )
+    intake_stack_name: str = Field(
+        default="irflow-findings-intake", description="the CloudFormation stack of infra/findings-intake.yaml"
+    )
+
+    # Closing the loop with AWS when an incident ends, and the links notifications carry.
+    update_source_findings: bool = Field(
+        default=True,
+        description="send GuardDuty feedback and Security Hub workflow status and notes back to the findings",
+    )
+    archive_guardduty_findings: Literal["never", "false-positive", "closed"] = Field(
+        default="false-positive",
+        description="archive an incident's GuardDuty findings when it ends as a false positive, whenever it ends "
+        "(closed), or never",
+    )
+    temporal_ui_url: str = Field(
+        default="http://localhost:8233", description="the Temporal UI's address, for the links notifications carry"
+    )
+    attack_sequence_fanout: bool = Field(
+        default=True,
+        description="an AttackSequence finding also opens (or joins) an incident per resource it names that a "
+        "playbook answers",
+    )
+
     # The finding listener (starter.py): queues to long-poll, and what it lets through.
     queue_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     dead_letter_queue_url: str = Field(default="", description="override; default: the queue's redrive target")
@@ -311,6 +347,7 @@ class IrflowSettings(BaseSettings):
         "own_principals",
         "codec_server_origins",
         "forensic_egress",
+        "readiness_regions",
         mode="before",
     )
     @classmethod
