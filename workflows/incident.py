@@ -44,6 +44,7 @@ from workflows.rds_playbook import RdsPlaybook
 from workflows.record import IncidentRecord, error_text, error_type, summarise
 from workflows.s3_bucket_playbook import S3BucketPlaybook
 from workflows.saga import Undo
+from workflows.sequence_playbook import SequencePlaybook
 from workflows.triage_playbook import TriagePlaybook
 
 PLAYBOOKS: dict[str, type[Playbook]] = {
@@ -55,6 +56,7 @@ PLAYBOOKS: dict[str, type[Playbook]] = {
         LambdaPlaybook,
         RdsPlaybook,
         S3BucketPlaybook,
+        SequencePlaybook,
         TriagePlaybook,
     )
 }
