@@ -1,10 +1,10 @@
 """The post-incident report, built only from the workflow's own record, stored beside the evidence.
 
-Three renderings of the same sections (summary, findings, metrics, analysis, timeline, actions,
-compensation, decisions, escalations, evidence, snapshots, memory capture): the JSON document for tools
-and Markdown for people and terminals, here; the self-contained HTML page in `report_html`. The
-`write_report` activity stores all three. Nothing here reads a clock: the report of a record is always
-the same report.
+Three renderings of the same sections (summary, findings, an attack sequence's child incidents, metrics,
+analysis, timeline, actions, compensation, decisions, escalations, evidence, snapshots, memory capture): the
+JSON document for tools and Markdown for people and terminals, here; the self-contained HTML page in
+`report_html`. The `write_report` activity stores all three. Nothing here reads a clock: the report of a
+record is always the same report.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from activities.report_wording import (
 )
 from irflow.models.evidence import EvidenceObject
 from irflow.models.incident import ActionRecord, Decision, IncidentState
+from irflow.models.sequence import ChildIncident
 
 
 def _findings(state: IncidentState) -> list[dict[str, Any]]:
@@ -59,6 +60,7 @@ def report_document(state: IncidentState) -> dict[str, Any]:
         "finding_deliveries": state.finding_deliveries,
         "findings": _findings(state),
         "related_incidents": state.related_incidents,
+        "children": [c.model_dump(mode="json") for c in state.children],
         "plan_reasons": state.plan_reasons,
         "milestones": {k: v.isoformat() if v else None for k, v in state.milestones().items()},
         "metrics": state.metrics(),
@@ -111,6 +113,23 @@ def _cell(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "\\<")
 
 
+def _markdown_children(children: list[ChildIncident]) -> list[str]:
+    """An attack sequence's incidents, one per resource it names: how each stood when the report was written."""
+    return [
+        "",
+        "## Incidents of the resources the sequence names",
+        "",
+        "| incident | resource | playbook | status | time to contain | decisions |",
+        "|---|---|---|---|---|---|",
+    ] + [
+        f"| {_cell(c.incident_id)}{' (joined)' if c.joined else ''} | "
+        f"{_cell(c.resource_type)} `{_cell(c.resource_id)}` | {_cell(c.playbook)} | {_cell(c.status or 'unknown')} | "
+        f"{duration_text(c.time_to_contain_seconds)} | "
+        f"{_cell('; '.join(c.decisions) or '—')} |"
+        for c in children
+    ]
+
+
 def render_markdown(state: IncidentState) -> str:
     f = state.finding
     metrics = state.metrics()
@@ -143,6 +162,8 @@ def render_markdown(state: IncidentState) -> str:
         f"{x.count} |"
         for x in state.findings_absorbed or [f]
     ]
+    if state.children:
+        lines += _markdown_children(state.children)
     lines += ["", "## Metrics", "", "| milestone | time (UTC) |", "|---|---|"]
     lines += [f"| {MILESTONE_LABELS[name]} | {time_text(at)} |" for name, at in milestones.items()]
     lines += ["", "| measure | seconds | duration |", "|---|---|---|"]

@@ -1,3 +1,187 @@
-"""(being written)"""
+"""Attack sequences fan out: the parent incident (`workflows.sequence_playbook`) opens or joins one incident per
+resource the sequence names that a playbook answers, and before its report reads back how each went.
 
-UNDECLARED: tuple = ()
+Opening goes through the listener's own path, resource by resource: the sequence as a finding about that resource
+(`models.sequence_parsing.resource_finding`) is screened like any arrival (its account, `intake.filters`), routed
+(`intake.router.route`: the playbook the listener would give a finding about it), and submitted with
+signal-with-start on the resource's incident key (`activities.incidents`). A resource already in an incident joins
+it; a retried call or a repeated sequence is one delivery per parent and resource, never a second incident.
+Resources no playbook answers (triage) are not opened: the parent lists them, with why.
+
+Both activities act on Temporal only (UNDECLARED: no IAM action of the worker's). `open_sequence_incidents`
+reads IRFLOW_ATTACK_SEQUENCE_FANOUT and opens nothing when it is off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.service import RPCError
+
+from activities.incidents import open_related_incident, original_record
+from irflow.intake.filters import suppression_reason
+from irflow.intake.router import SEQUENCE_PLAYBOOK, TRIAGE_PLAYBOOK, Route, route
+from irflow.models.finding import AffectedResource, Finding, FindingRejected
+from irflow.models.incident import Decision, DecisionKind, IncidentState, incident_hash
+from irflow.models.sequence import ChildIncident
+from irflow.models.sequence_parsing import resource_finding
+from irflow.models.settings import IrflowSettings, get_settings
+from workflows import search_attributes as sa
+
+# Submissions in flight at once: each is a start and a describe; a sequence names a handful, at most 50.
+OPENED_AT_ONCE = 8
+QUERY_TIMEOUT = timedelta(seconds=10)
+_WORKFLOW_ID = re.compile(r"[A-Za-z0-9._-]{1,256}")  # what the router makes: safe inside a visibility query
+DECISION_WORDS_MAX = 200
+
+
+class SequenceFanoutInput(BaseModel):
+    incident_id: str = Field(description="the parent incident")
+    finding: Finding = Field(description="the attack sequence, with the resources it names")
+    raw_packed: str | None = None
+    task_queue: str
+
+
+class SequenceFanout(BaseModel):
+    enabled: bool = Field(description="IRFLOW_ATTACK_SEQUENCE_FANOUT: off, nothing is opened")
+    children: list[ChildIncident] = Field(default_factory=list, description="opened or joined, in the sequence's order")
+    not_opened: list[str] = Field(default_factory=list, description="each resource not opened, and why, in words")
+
+
+class ChildIncidentsInput(BaseModel):
+    incident_id: str = Field(description="the parent incident")
+    children: list[ChildIncident]
+
+
+def resource_words(resource: AffectedResource) -> str:
+    return f"{resource.resource_type} {resource.resource_id or '(no valid id)'}"
+
+
+def plan_children(sequence: Finding, settings: IrflowSettings) -> tuple[list[tuple[Finding, Route]], list[str]]:
+    """(each resource's finding and where the listener would route it, one per incident key; each resource not
+    opened, and why). Pure: the same screening as an arrival at the listener, then the router."""
+    planned: dict[str, tuple[Finding, Route]] = {}
+    not_opened: list[str] = []
+    for resource in sequence.sequence_resources:
+        finding, named = resource_finding(sequence, resource), resource_words(resource)
+        if finding.account_id != sequence.account_id and finding.account_id not in settings.accounts:
+            not_opened.append(
+                f"{named}: in account {finding.account_id}, not the sequence's own; irflow opens incidents in "
+                "another account only when IRFLOW_ACCOUNTS names it"
+            )
+            continue
+        suppressed = suppression_reason(finding, settings)
+        if suppressed:
+            not_opened.append(f"{named}: suppressed, {suppressed}")
+            continue
+        try:
+            destination = route(finding, settings.playbook_overrides)
+        except FindingRejected as rejected:
+            not_opened.append(f"{named}: {rejected.reason}")
+            continue
+        if destination.playbook in (TRIAGE_PLAYBOOK, SEQUENCE_PLAYBOOK):
+            not_opened.append(f"{named}: no playbook answers it ({destination.reason})")
+            continue
+        planned.setdefault(destination.incident_key, (finding, destination))  # a bucket and its objects: one
+    return list(planned.values()), not_opened
+
+
+@activity.defn
+async def open_sequence_incidents(request: SequenceFanoutInput) -> SequenceFanout:
+    """One incident per resource a playbook answers, started or joined; idempotent (fixed delivery ids)."""
+    settings = get_settings()
+    if not settings.attack_sequence_fanout:
+        return SequenceFanout(enabled=False)
+    settings = settings.model_copy(update={"task_queue": request.task_queue})
+    planned, not_opened = plan_children(request.finding, settings)
+    raw = original_record(request.finding, request.raw_packed)
+    gate = asyncio.Semaphore(OPENED_AT_ONCE)
+
+    async def open_one(finding: Finding, destination: Route) -> ChildIncident:
+        async with gate:
+            submission = await open_related_incident(
+                request.incident_id, finding, raw, settings, subject=destination.incident_key
+            )
+        return ChildIncident(
+            workflow_id=submission.workflow_id,
+            incident_id=submission.incident_id,
+            resource_type=finding.resource.resource_type,
+            resource_id=destination.resource_id,
+            playbook=destination.playbook,
+            joined=submission.joined,
+        )
+
+    # Every submission runs to its end; the first failure is then raised, and the retry opens or joins them all.
+    outcomes = await asyncio.gather(*(open_one(f, d) for f, d in planned), return_exceptions=True)
+    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+    if failed is not None:
+        raise failed
+    return SequenceFanout(enabled=True, children=list(outcomes), not_opened=not_opened)
+
+
+# --- the roll-up ---
+
+
+def decision_words(decision: Decision) -> str:
+    """One decision in words: 'approve (eradication) by alice, eradication: stop: confirmed'."""
+    stage = f" ({decision.stage})" if decision.stage else ""
+    choice = f", eradication: {decision.eradication}" if decision.eradication else ""
+    comment = decision.comment[:DECISION_WORDS_MAX] + ("…" if len(decision.comment) > DECISION_WORDS_MAX else "")
+    return f"{decision.kind}{stage} by {decision.by}{choice}" + (f": {comment}" if comment else "")
+
+
+def rolled_up(child: ChildIncident, state: IncidentState) -> ChildIncident:
+    """The child as its incident stands: status, when it was received and contained, how long that took (from its
+    own detection), and its decisions (accepted ones; notes and refusals are not decisions)."""
+    return child.model_copy(
+        update={
+            "status": str(state.status),
+            "received_at": state.received_at,
+            "contained_at": state.contained_at,
+            "time_to_contain_seconds": state.metrics()["detected_to_contained_s"],
+            "decisions": [decision_words(d) for d in state.decisions if d.accepted and d.kind != DecisionKind.NOTE],
+        }
+    )
+
+
+async def _state(handle: WorkflowHandle) -> IncidentState:
+    return await handle.query("current_state", result_type=IncidentState, rpc_timeout=QUERY_TIMEOUT)
+
+
+async def child_state(client: Client, child: ChildIncident) -> IncidentState:
+    """The child's incident as it stands (a finished one answers too). Its workflow id is its resource's key: when
+    the resource has had a later incident since, the child's own run is found by its incident's hash."""
+    if not _WORKFLOW_ID.fullmatch(child.workflow_id):
+        raise LookupError(f"{child.workflow_id[:80]!r} is not an incident key")
+    latest = await _state(client.get_workflow_handle(child.workflow_id))
+    if latest.incident_id == child.incident_id:
+        return latest
+    query = f"WorkflowId = '{child.workflow_id}' AND {sa.INCIDENT_HASH.name} = '{incident_hash(child.incident_id)}'"
+    async for execution in client.list_workflows(query):
+        return await _state(client.get_workflow_handle(child.workflow_id, run_id=execution.run_id))
+    raise LookupError(f"no run of {child.workflow_id} is incident {child.incident_id}")
+
+
+@activity.defn
+async def read_child_incidents(request: ChildIncidentsInput) -> list[ChildIncident]:
+    """Each child as its incident stands; one that cannot be read keeps what the parent knew, its status unknown."""
+    client = activity.client()
+
+    async def read(child: ChildIncident) -> ChildIncident:
+        try:
+            return rolled_up(child, await child_state(client, child))
+        except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, LookupError) as error:
+            activity.logger.warning(
+                "incident %s: child %s unreadable: %s", request.incident_id, child.workflow_id, error
+            )
+            return child.model_copy(update={"status": "unknown"})
+
+    return list(await asyncio.gather(*(read(child) for child in request.children)))
+
+
+UNDECLARED: tuple = (open_sequence_incidents, read_child_incidents)

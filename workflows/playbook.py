@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.evidence import EvidenceObject, MemoryCaptureResult, SnapshotEvidence
     from irflow.models.finding import Finding, Severity
     from irflow.models.incident import Eradication, ResponsePolicy, StepResult
+    from irflow.models.sequence import ChildIncident
     from irflow.models.tagging import tag_request_for
 
 from workflows.activity_options import QUICK, activity_name
@@ -89,6 +90,9 @@ class IncidentContext(Protocol):
         """Start evidence work the report (not the analyst) waits for; its future."""
 
     def keep_related_incident(self, workflow_id: str) -> None: ...
+
+    def keep_child(self, child: ChildIncident) -> None:
+        """An incident this one opened or joined (an attack sequence's, per resource), or its newer state."""
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         StepResult,
         TimelineEntry,
     )
+    from irflow.models.sequence import ChildIncident
     from irflow.visibility import redacted
 
 from workflows import search_attributes as sa
@@ -202,6 +203,17 @@ class IncidentRecord:
 
     def keep_related_incident(self, workflow_id: str) -> None:
         self.state.related_incidents.append(workflow_id)
+
+    def keep_child(self, child: ChildIncident) -> None:
+        """An incident this one opened or joined for a resource it names (an attack sequence's), or how it stands
+        now: one entry per child, in the order they were opened; a new one is a related incident too."""
+        children = self.state.children
+        at = next((i for i, known in enumerate(children) if known.workflow_id == child.workflow_id), None)
+        if at is None:
+            children.append(child)
+            self.keep_related_incident(child.workflow_id)
+        else:
+            children[at] = child
 
     def add_evidence(self, *objects: EvidenceObject) -> None:
         known = {(e.key, e.version_id) for e in self.state.evidence}

@@ -4,6 +4,11 @@ The routing table works on the resource a finding names and on its type family (
 GuardDuty type between ':' and '/'), never on a list of type names, so a type GuardDuty adds tomorrow
 still routes. Whatever no containment playbook fits goes to the triage-only playbook: evidence, a
 notification and an analyst, never silence.
+
+An attack sequence (`AttackSequence:*`, its resource "AttackSequence") goes to the attack-sequence playbook, one
+incident per sequence; each resource it names is routed on its own by the same table (`is_attack_sequence`,
+`workflows.sequence_playbook`), as a finding of the sequence's type about that resource: its kind decides, not
+the sequence's type family.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ IAM_ROLE_PLAYBOOK = "iam-role-sessions"
 S3_PLAYBOOK = "s3-bucket"
 LAMBDA_PLAYBOOK = "lambda-function"
 RDS_PLAYBOOK = "rds-instance"
+SEQUENCE_PLAYBOOK = "attack-sequence"
 TRIAGE_PLAYBOOK = "triage-only"
+ATTACK_SEQUENCE_PREFIX = "AttackSequence:"
 
 ALL_PLAYBOOKS = (
     EC2_PLAYBOOK,
@@ -34,11 +41,21 @@ ALL_PLAYBOOKS = (
     S3_PLAYBOOK,
     LAMBDA_PLAYBOOK,
     RDS_PLAYBOOK,
+    SEQUENCE_PLAYBOOK,
     TRIAGE_PLAYBOOK,
 )
 # Playbooks this version can run (all of them, now); a finding meant for another goes to triage, saying so.
 AVAILABLE_PLAYBOOKS = frozenset(
-    {EC2_PLAYBOOK, IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK, S3_PLAYBOOK, LAMBDA_PLAYBOOK, RDS_PLAYBOOK, TRIAGE_PLAYBOOK}
+    {
+        EC2_PLAYBOOK,
+        IAM_USER_PLAYBOOK,
+        IAM_ROLE_PLAYBOOK,
+        S3_PLAYBOOK,
+        LAMBDA_PLAYBOOK,
+        RDS_PLAYBOOK,
+        SEQUENCE_PLAYBOOK,
+        TRIAGE_PLAYBOOK,
+    }
 )
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -55,6 +72,7 @@ _KEY_PREFIX = {
     S3_PLAYBOOK: "s3",
     LAMBDA_PLAYBOOK: "lambda",
     RDS_PLAYBOOK: "rds",
+    SEQUENCE_PLAYBOOK: "sequence",
     TRIAGE_PLAYBOOK: "triage",
 }
 # Resource types (GuardDuty's words; ASFF's are mapped to them in models.asff) and type families that
@@ -98,6 +116,11 @@ def type_family(finding_type: str) -> str:
     return after_colon.split("/", 1)[0]
 
 
+def is_attack_sequence(finding: Finding) -> bool:
+    """The sequence itself, not one of the resources it names (a finding of its type about that resource)."""
+    return finding.resource.resource_type == "AttackSequence"
+
+
 def _key(prefix: str, finding: Finding, resource_id: str, personal: bool = False) -> str:
     # Workflow ids are stored in clear text: only account, region, kind and the resource id go in, and
     # an identity (a user or role name may be a person's name) only as a hash.
@@ -114,8 +137,10 @@ def _key(prefix: str, finding: Finding, resource_id: str, personal: bool = False
 def _intended(finding: Finding) -> tuple[str, str]:
     """(playbook, why) from the table, before overrides and availability."""
     resource, family = finding.resource, type_family(finding.type)
-    if finding.type.startswith("AttackSequence:") or resource.resource_type == "AttackSequence":
-        return TRIAGE_PLAYBOOK, "attack sequences span several resources: an analyst decides what to contain"
+    if is_attack_sequence(finding):
+        return SEQUENCE_PLAYBOOK, "an attack sequence: an incident of its own, and one per resource it names"
+    if finding.type.startswith(ATTACK_SEQUENCE_PREFIX):
+        family = ""  # a resource the sequence names: its own kind decides, not the sequence's type family
     # S3 findings from management events name the caller's access key *and* the bucket: the bucket is
     # what the finding is about, so the type family decides before the resource type does.
     if family in ("IAMUser", "IAM") or (resource.resource_type == "AccessKey" and family not in _BY_TYPE_FAMILY):
@@ -141,7 +166,7 @@ def _intended(finding: Finding) -> tuple[str, str]:
         return TRIAGE_PLAYBOOK, f"{family} finding about {resource.resource_type} that names no bucket"
     if playbook:
         return playbook, f"resource type {resource.resource_type}"
-    return TRIAGE_PLAYBOOK, f"no containment playbook for {resource.resource_type} ({family})"
+    return TRIAGE_PLAYBOOK, f"no containment playbook for {resource.resource_type}" + (f" ({family})" if family else "")
 
 
 def _subject(playbook: str, resource) -> str | None:
@@ -205,8 +230,7 @@ def route(
     if playbook == TRIAGE_PLAYBOOK:
         # One triage incident per subject (the intended playbook's: a role's sessions, whatever their
         # keys, are one incident); attack sequences and findings naming nothing are incidents alone.
-        sequence = resource.resource_type == "AttackSequence" or finding.type.startswith("AttackSequence:")
-        subject = None if sequence else _subject(intended, resource)
+        subject = None if is_attack_sequence(finding) else _subject(intended, resource)
         kind = _UNSAFE.sub("_", resource.resource_type.lower())
         resource_id = subject or f"finding-{finding.id[-40:]}"
         personal = bool(subject) and (

@@ -158,6 +158,7 @@ class _Service(_GuardDutyModel):
     additional_info: dict[str, Any] | None = None
     resource_role: str | None = None
     detector_id: str | None = None
+    detection: Any = None  # an attack sequence's details: read by models.sequence_parsing, leniently
 
     @field_validator("additional_info", mode="before")
     @classmethod
@@ -214,6 +215,12 @@ class AffectedResource(BaseModel):
     db_cluster_id: str | None = Field(default=None, description="the Aurora cluster an RDS finding's instance is in")
     db_user: dict[str, str] = Field(default_factory=dict, description="the database user an RDS finding names")
     tags: dict[str, str] = Field(default_factory=dict)
+    account_id: str | None = Field(
+        default=None, description="its own account, when an attack sequence says (else the finding's)"
+    )
+    region: str | None = Field(
+        default=None, description="its own region, when an attack sequence says (else the finding's)"
+    )
 
 
 class Finding(BaseModel):
@@ -240,6 +247,12 @@ class Finding(BaseModel):
     archived: bool = False
     sample: bool = False
     resource: AffectedResource
+    sequence_resources: tuple[AffectedResource, ...] = Field(
+        default=(),
+        description="what an attack sequence names (service.detection.sequence.resources), checked, answerable "
+        "kinds first, at most models.sequence_parsing.MAX_SEQUENCE_RESOURCES",
+    )
+    sequence_resources_named: int = Field(default=0, description="how many the sequence named, left-out ones too")
     action_type: str | None = None
     remote_ip: str | None = None
     product: str = "GuardDuty"
@@ -444,7 +457,10 @@ def parse_guardduty(record: Any) -> ParsedFinding:
             f"finding {gd.id} says region {gd.region} but its ARN says {arn_region}: "
             "irflow will not guess where the resource is",
         )
+    from irflow.models.sequence_parsing import sequence_resources  # it builds on AffectedResource, above
+
     additional = gd.service.additional_info or {}
+    named, named_count = sequence_resources(gd.service.detection, gd.partition)
     sample = additional.get("sample") in (True, "true", "True")
     finding = Finding(
         source=FindingSource.GUARDDUTY,
@@ -466,6 +482,8 @@ def parse_guardduty(record: Any) -> ParsedFinding:
         archived=gd.service.archived,
         sample=sample,
         resource=_affected_resource(gd.resource),
+        sequence_resources=named,
+        sequence_resources_named=named_count,
         action_type=(gd.service.action or {}).get("actionType"),
         remote_ip=_remote_ip(gd.service.action),
         raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),

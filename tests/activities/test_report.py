@@ -11,6 +11,7 @@ import pytest
 
 from activities.report import render_markdown, report_document, write_report
 from irflow.models.incident import Decision, DecisionKind, Status
+from irflow.models.sequence import ChildIncident
 from tests.activities.evidence_support import (
     INCIDENT_ID,
     assert_locked_evidence,
@@ -157,6 +158,62 @@ def test_a_decision_refused_before_any_question_does_not_print_none():
     decisions = _section(render_markdown(_state(decisions=[early])), "Decisions")
     assert "`bob`" in decisions and "refused (no decision is pending)" in decisions
     assert "None" not in decisions, decisions
+
+
+# --- an attack sequence's report rolls up its children ---
+
+CHILDREN = [
+    ChildIncident(
+        workflow_id="ec2-111122223333-us-east-1-i-0a1b2c3d4e5f60718",
+        incident_id="ec2-111122223333-us-east-1-i-0a1b2c3d4e5f60718-20260301T090031Z",
+        resource_type="Instance",
+        resource_id=INSTANCE_ID,
+        playbook="ec2-instance",
+        status="awaiting_decision",
+        received_at=RECEIVED_AT,
+        contained_at=CONTAINED_AT,
+        time_to_contain_seconds=42.5,
+    ),
+    ChildIncident(
+        workflow_id="iam-user-111122223333-us-east-1-h0123456789abcdef0123",
+        incident_id="iam-user-111122223333-us-east-1-h0123456789abcdef0123-20260301T090031Z",
+        resource_type="AccessKey",
+        resource_id="alice.martin",
+        playbook="iam-user-credentials",
+        joined=True,
+        status="rolled_back",
+        time_to_contain_seconds=390.0,
+        decisions=["reject (eradication) by bob: our | own <b>deploy</b> key"],
+    ),
+]
+
+
+def test_the_markdown_lists_each_child_with_its_status_time_to_contain_and_decisions():
+    section = _section(render_markdown(_state(children=CHILDREN)), "Incidents of the resources the sequence names")
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[0] == "| incident | resource | playbook | status | time to contain | decisions |"
+    instance, key = rows[1:]
+    assert instance == (
+        f"| {CHILDREN[0].incident_id} | Instance `{INSTANCE_ID}` | ec2-instance | awaiting_decision | 42.5s | — |"
+    )
+    assert key.startswith(f"| {CHILDREN[1].incident_id} (joined) | AccessKey `alice.martin` | iam-user-credentials |")
+    assert "| rolled_back | 6m 30s | reject (eradication) by bob: our \\| own \\<b>deploy\\</b> key |" in key
+    unread = CHILDREN[0].model_copy(update={"status": None, "time_to_contain_seconds": None})
+    assert "| unknown | — | — |" in render_markdown(_state(children=[unread]))
+
+
+def test_a_report_without_children_has_no_children_section():
+    assert "Incidents of the resources" not in render_markdown(_state())
+    assert report_document(_state())["children"] == []
+
+
+def test_the_json_document_carries_the_children():
+    document = json.loads(json.dumps(report_document(_state(children=CHILDREN))))
+    assert [(c["playbook"], c["status"], c["time_to_contain_seconds"]) for c in document["children"]] == [
+        ("ec2-instance", "awaiting_decision", 42.5),
+        ("iam-user-credentials", "rolled_back", 390.0),
+    ]
+    assert document["children"][1]["decisions"] == CHILDREN[1].decisions and document["children"][1]["joined"]
 
 
 # --- every rendering lists every action, in order (the HTML's in test_report_html.py) ---

@@ -17,6 +17,7 @@ from irflow.intake.router import (
     IAM_USER_PLAYBOOK,
     RDS_PLAYBOOK,
     S3_PLAYBOOK,
+    SEQUENCE_PLAYBOOK,
     TRIAGE_PLAYBOOK,
     incident_id,
     route,
@@ -123,19 +124,26 @@ def test_root_credentials_go_to_triage_only_whatever_the_playbooks(available):
     assert WORKFLOW_ID_CHARACTERS.fullmatch(destination.incident_key)
 
 
-def test_each_attack_sequence_is_an_incident_of_its_own_in_triage():
+def test_each_attack_sequence_is_an_incident_of_its_own():
     first = _finding("AttackSequence:IAM/CompromisedCredentials", {"resourceType": "AttackSequence"}, "seq0001")
     second = _finding("AttackSequence:IAM/CompromisedCredentials", {"resourceType": "AttackSequence"}, "seq0002")
     one, two = route(first), route(second)
-    assert one.playbook == two.playbook == TRIAGE_PLAYBOOK
+    assert one.playbook == two.playbook == SEQUENCE_PLAYBOOK
     assert "attack sequence" in one.reason
+    assert one.incident_key == f"sequence-{ACCOUNT}-{REGION}-finding-seq0001"
     assert one.incident_key != two.incident_key
-    assert "seq0001" in one.incident_key and "seq0002" in two.incident_key
     assert route(first).incident_key == one.incident_key  # an update of the same sequence joins it
     assert WORKFLOW_ID_CHARACTERS.fullmatch(one.incident_key)
 
 
-def test_the_attack_sequences_of_the_corpus_each_open_their_own_triage_incident():
+def test_an_attack_sequence_sent_to_triage_by_an_override_keeps_an_incident_of_its_own():
+    sequence = _finding("AttackSequence:IAM/CompromisedCredentials", {"resourceType": "AttackSequence"}, "seq0003")
+    destination = route(sequence, {"AttackSequence:*": TRIAGE_PLAYBOOK})
+    assert destination.playbook == TRIAGE_PLAYBOOK
+    assert destination.incident_key == f"triage-attacksequence-{ACCOUNT}-{REGION}-finding-seq0003"
+
+
+def test_the_attack_sequences_of_the_corpus_each_open_their_own_sequence_incident():
     sequences = [
         parse_guardduty(line["event_eventbridge"]).finding
         for line in GUARDDUTY_CORPUS
@@ -144,7 +152,9 @@ def test_the_attack_sequences_of_the_corpus_each_open_their_own_triage_incident(
     assert len(sequences) == 2
     keys = {route(f).incident_key for f in sequences}
     assert len(keys) == 2
-    assert {route(f).playbook for f in sequences} == {TRIAGE_PLAYBOOK}
+    assert {route(f).playbook for f in sequences} == {SEQUENCE_PLAYBOOK}
+    # Stripped of their details, they name no resource: an incident each, and nothing to fan out.
+    assert [(f.sequence_resources, f.sequence_resources_named) for f in sequences] == [((), 0), ((), 0)]
 
 
 # --- bucket findings ---

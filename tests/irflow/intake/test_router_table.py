@@ -25,6 +25,7 @@ from irflow.intake.router import (
     LAMBDA_PLAYBOOK,
     RDS_PLAYBOOK,
     S3_PLAYBOOK,
+    SEQUENCE_PLAYBOOK,
     TRIAGE_PLAYBOOK,
     Route,
     route,
@@ -61,7 +62,7 @@ def _as_guardduty_sends(entry: dict[str, Any]) -> tuple[dict[str, Any] | None, s
     finding_type, about, source = entry["type"], entry["resource_type"], entry["source"]
     family = type_family(finding_type)
     if finding_type.startswith("AttackSequence:"):
-        return {"resourceType": "AttackSequence"}, TRIAGE_PLAYBOOK
+        return {"resourceType": "AttackSequence"}, SEQUENCE_PLAYBOOK
     if family == "IAMUser":
         if "RootCredentialUsage" in finding_type:
             root = _access_key("Root", "Root", SESSION_KEY, principal_id=ACCOUNT)
