@@ -1,6 +1,10 @@
 """The post-incident report as one self-contained HTML page, to hand around: inline CSS, no scripts, no
 external resources, and every value escaped (finding titles and analyst comments are attacker- and
-analyst-written). The same sections as the JSON document and the Markdown of `report`, worded alike.
+analyst-written). The same sections as the JSON document and the Markdown of `report`, worded alike; the
+timeline also drawn, as inline SVG (`report_timeline`).
+
+The building blocks (`escape`, `Markup`, `table`, `section`, `page`...) are also those of the report's timeline
+and of `irflow stats --html` (irflow/stats.py): one escaping, one policy for every page irflow writes.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from activities.report_wording import (
     time_text,
 )
 from irflow.models.incident import ActionRecord, IncidentState
+from irflow.models.sequence import ChildIncident
 
 HTML_CONTENT_TYPE = "text/html; charset=utf-8"
 
-_CSS = """
+CSS = """
 :root { color-scheme: light; --ink: #1d2430; --muted: #5b6574; --line: #d8dde5; --band: #f4f6f9; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); }
@@ -55,6 +60,7 @@ dd { margin: 0; }
 .error { color: #7d1616; }
 .muted { color: var(--muted); }
 footer { padding: 16px 32px; color: var(--muted); border-top: 1px solid var(--line); }
+svg.timeline, svg.chart { display: block; max-width: 100%; height: auto; margin: 8px 0 12px; }
 @media print {
   nav { display: none; }
   header { background: none; color: var(--ink); }
@@ -63,31 +69,31 @@ footer { padding: 16px 32px; color: var(--muted); border-top: 1px solid var(--li
 """
 
 # Even if something escaped the escaping, the page could run nothing and fetch nothing.
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
 
-class _Markup(str):
+class Markup(str):
     """HTML already escaped (built here from escaped parts); everything else is escaped on output."""
 
 
-def _e(value: Any) -> _Markup:
-    if isinstance(value, _Markup):
+def escape(value: Any) -> Markup:
+    if isinstance(value, Markup):
         return value
     if value is None:
-        return _Markup("—")
-    return _Markup(html.escape(str(value), quote=True))
+        return Markup("—")
+    return Markup(html.escape(str(value), quote=True))
 
 
-def _code(value: Any) -> _Markup:
-    return _Markup(f"<code>{_e(value)}</code>")
+def code(value: Any) -> Markup:
+    return Markup(f"<code>{escape(value)}</code>")
 
 
-def _badge(value: Any) -> _Markup:
+def badge(value: Any) -> Markup:
     css = re.sub(r"[^a-z0-9_-]", "", str(value).lower())
-    return _Markup(f'<span class="badge s-{css}">{_e(value)}</span>')
+    return Markup(f'<span class="badge s-{css}">{escape(value)}</span>')
 
 
-class _Cell(_Markup):
+class _Cell(Markup):
     """Escaped content for a table cell with a CSS class (numbers right-aligned, times unbroken)."""
 
     css = ""
@@ -101,44 +107,44 @@ class _When(_Cell):
     css = "when"
 
 
-def _num(value: Any) -> _Num:
-    return _Num(_e(value))
+def num(value: Any) -> _Num:
+    return _Num(escape(value))
 
 
-def _when(moment: datetime | None) -> _When:
-    return _When(_e(time_text(moment)))
+def when(moment: datetime | None) -> _When:
+    return _When(escape(time_text(moment)))
 
 
 def _td(cell: Any) -> str:
-    return f'<td class="{cell.css}">{cell}</td>' if isinstance(cell, _Cell) else f"<td>{_e(cell)}</td>"
+    return f'<td class="{cell.css}">{cell}</td>' if isinstance(cell, _Cell) else f"<td>{escape(cell)}</td>"
 
 
-def _table(headers: list[str], rows: list[list[Any]], empty: str) -> _Markup:
+def table(headers: list[str], rows: list[list[Any]], empty: str) -> Markup:
     if not rows:
-        return _Markup(f'<p class="muted">{_e(empty)}</p>')
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+        return Markup(f'<p class="muted">{escape(empty)}</p>')
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
-    return _Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return Markup(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
-def _section(ident: str, title: str, *parts: Any) -> _Markup:
-    return _Markup(f'<section id="{ident}"><h2>{_e(title)}</h2>{"".join(_e(p) for p in parts)}</section>')
+def section(ident: str, title: str, *parts: Any) -> Markup:
+    return Markup(f'<section id="{ident}"><h2>{escape(title)}</h2>{"".join(escape(p) for p in parts)}</section>')
 
 
-def _definitions(items: list[tuple[str, Any]]) -> _Markup:
-    return _Markup("<dl>" + "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items) + "</dl>")
+def definitions(items: list[tuple[str, Any]]) -> Markup:
+    return Markup("<dl>" + "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in items) + "</dl>")
 
 
 def _action_rows(records: list[ActionRecord]) -> list[list[Any]]:
     return [
         [
-            _num(i),
-            _code(a.name),
+            num(i),
+            code(a.name),
             a.phase,
-            _badge(a.status),
-            _when(a.started_at),
-            _when(a.finished_at),
-            _Markup(f'<span class="error">{_e(a.error)}</span>') if a.error else _code(outcome_text(a)),
+            badge(a.status),
+            when(a.started_at),
+            when(a.finished_at),
+            Markup(f'<span class="error">{escape(a.error)}</span>') if a.error else code(outcome_text(a)),
         ]
         for i, a in enumerate(records, 1)
     ]
@@ -159,21 +165,70 @@ SECTIONS = [
     ("memory-capture", "Memory capture"),
     ("prior-state", "Prior state"),
 ]
+# Only in an attack sequence's report, after its findings: the incidents it opened or joined.
+CHILDREN_SECTION = ("children", "Child incidents")
+CHILDREN_HEADING = "Incidents of the resources the sequence names"  # as the Markdown heads it
+
+
+def sections_of(state: IncidentState) -> list[tuple[str, str]]:
+    """The page's sections, in order: every one of SECTIONS, and the child incidents when there are any."""
+    if not state.children:
+        return list(SECTIONS)
+    at = [ident for ident, _ in SECTIONS].index("findings") + 1
+    return [*SECTIONS[:at], CHILDREN_SECTION, *SECTIONS[at:]]
+
+
+def _children(children: list[ChildIncident]) -> Markup:
+    return table(
+        ["incident", "resource", "playbook", "opened or joined", "status", "time to contain", "decisions"],
+        [
+            [
+                code(c.incident_id),
+                Markup(f"{escape(c.resource_type)} {code(c.resource_id)}"),
+                c.playbook,
+                "joined (was running)" if c.joined else "opened",
+                badge(c.status or "unknown"),
+                num(duration_text(c.time_to_contain_seconds)),
+                "; ".join(c.decisions) or None,
+            ]
+            for c in children
+        ],
+        "",
+    )
+
+
+def page(title: str, header: Markup, nav: Markup, main: list[Markup], footer: Markup) -> str:
+    """A whole page of irflow's: the CSS inline, the policy that lets it run nothing and fetch nothing."""
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{escape(CSP)}">'
+        '<meta name="referrer" content="no-referrer">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{CSS}</style></head>\n<body>"
+        f"<header>{header}</header><nav>{nav}</nav>\n<main>{''.join(main)}</main>\n"
+        f"<footer>{footer}</footer></body></html>\n"
+    )
 
 
 def render_html(state: IncidentState) -> str:
     """One self-contained page: inline CSS, no script, nothing fetched, every value escaped."""
+    from activities.report_timeline import timeline_svg  # it draws with this module's escaping
+
     f = state.finding
     metrics = state.metrics()
     summary = [
-        ("status", _badge(state.status)),
+        ("status", badge(state.status)),
         ("phase", state.phase),
         ("severity", f"{state.severity} (GuardDuty score {f.severity_score})"),
-        ("finding", _Markup(f"{_code(f.type)} {_e(f.id)}")),
+        ("finding", Markup(f"{code(f.type)} {escape(f.id)}")),
         ("title", f.title),
         (
             "resource",
-            _Markup(f"{_e(f.resource.resource_type)} {_code(state.resource_id)} in {_e(f.account_id)}/{_e(f.region)}"),
+            Markup(
+                f"{escape(f.resource.resource_type)} {code(state.resource_id)} in "
+                f"{escape(f.account_id)}/{escape(f.region)}"
+            ),
         ),
         ("playbook", state.playbook),
         ("findings absorbed", f"{len(state.findings_absorbed)} ({state.finding_deliveries} deliveries)"),
@@ -181,42 +236,42 @@ def render_html(state: IncidentState) -> str:
         ("related incidents", ", ".join(state.related_incidents) or None),
     ]
     if state.failure_reason:
-        summary.append(("failure", _Markup(f'<span class="error">{_e(state.failure_reason)}</span>')))
-    findings = _table(
+        summary.append(("failure", Markup(f'<span class="error">{escape(state.failure_reason)}</span>')))
+    findings = table(
         ["first seen (UTC)", "finding", "type", "severity", "count", "title"],
         [
             [
-                _when(x.observed_at),
-                _code(x.id),
-                _code(x.type),
+                when(x.observed_at),
+                code(x.id),
+                code(x.type),
                 f"{x.severity} ({x.severity_score})",
-                _num(x.count),
+                num(x.count),
                 x.title,
             ]
             for x in state.findings_absorbed or [f]
         ],
         "No finding recorded.",
     )
-    milestones = _table(
+    milestones = table(
         ["milestone", "time (UTC)"],
-        [[MILESTONE_LABELS[name], _when(at)] for name, at in state.milestones().items()],
+        [[MILESTONE_LABELS[name], when(at)] for name, at in state.milestones().items()],
         "",
     )
-    measures = _table(
+    measures = table(
         ["measure", "seconds", "duration"],
-        [[_code(name), _num("—" if v is None else v), _num(duration_text(v))] for name, v in metrics.items()],
+        [[code(name), num("—" if v is None else v), num(duration_text(v))] for name, v in metrics.items()],
         "",
     )
-    decisions = _table(
+    decisions = table(
         ["time (UTC)", "decision", "stage", "by", "via", "verdict", "eradication", "comment"],
         [
             [
-                _when(d.at),
-                _badge(d.kind),
+                when(d.at),
+                badge(d.kind),
                 d.stage,
-                _code(d.by),
+                code(d.by),
                 d.via,
-                _Markup(f"{_badge('accepted' if d.accepted else 'refused')} {_e(d.refusal or '')}"),
+                Markup(f"{badge('accepted' if d.accepted else 'refused')} {escape(d.refusal or '')}"),
                 d.eradication,
                 d.comment or None,
             ]
@@ -224,109 +279,105 @@ def render_html(state: IncidentState) -> str:
         ],
         "No analyst decision was recorded.",
     )
-    escalations = _table(
+    escalations = table(
         ["time (UTC)", "what happened"],
-        [[_when(at), why] for at, why in escalation_texts(state)],
+        [[when(at), why] for at, why in escalation_texts(state)],
         "No escalation: every decision came before its deadline.",
     )
-    evidence = _table(
+    evidence = table(
         ["kind", "object", "SHA-256", "size (bytes)", "version id", "retained until", "lock mode"],
         [
             [
                 e.kind,
-                _code(f"s3://{e.bucket}/{e.key}"),
-                _code(e.sha256),
-                _num(e.size),
-                _code(e.version_id or "—"),
-                _when(e.retain_until),
+                code(f"s3://{e.bucket}/{e.key}"),
+                code(e.sha256),
+                num(e.size),
+                code(e.version_id or "—"),
+                when(e.retain_until),
                 e.lock_mode or "no lock",
             ]
             for e in state.evidence
         ],
         "No evidence was stored.",
     )
-    snapshots = _table(
+    snapshots = table(
         ["snapshot", "volume", "state", "started (UTC)", "SHA-256 of its written blocks", "forensic copy"],
         [
-            [_code(s.snapshot_id), _code(s.volume_id), s.state, _when(s.started_at), digest_text(s), copy_text(s)]
+            [code(s.snapshot_id), code(s.volume_id), s.state, when(s.started_at), digest_text(s), copy_text(s)]
             for s in state.snapshots
         ],
         "No snapshot was taken.",
     )
     m = state.memory_capture
     memory = (
-        _definitions(
+        definitions(
             [
                 *((label, text) for label, text in memory_facts(m) if text),
-                ("status", _badge(m.status)),
-                ("record", _code(m.evidence.key) if m.evidence else None),
+                ("status", badge(m.status)),
+                ("record", code(m.evidence.key) if m.evidence else None),
             ]
         )
         if m
-        else _Markup('<p class="muted">No memory capture was attempted.</p>')
+        else Markup('<p class="muted">No memory capture was attempted.</p>')
     )
     prior = state.context.model_dump(mode="json") if state.context else state.resource_context
     prior_html = (
-        _Markup(f"<pre>{_e(json.dumps(prior, indent=2, sort_keys=True, default=str))}</pre>")
+        Markup(f"<pre>{escape(json.dumps(prior, indent=2, sort_keys=True, default=str))}</pre>")
         if prior
-        else _Markup('<p class="muted">No prior state was captured.</p>')
+        else Markup('<p class="muted">No prior state was captured.</p>')
     )
     body = [
-        _section("summary", "Summary", _definitions(summary)),
-        _section("findings", "Findings", findings),
-        _section("metrics", "Metrics", milestones, measures),
-        _section(
+        section("summary", "Summary", definitions(summary)),
+        section("findings", "Findings", findings),
+        *([section("children", CHILDREN_HEADING, _children(state.children))] if state.children else []),
+        section("metrics", "Metrics", milestones, measures),
+        section(
             "analysis",
             "Analysis",
-            _Markup("<ul>" + "".join(f"<li>{_e(r)}</li>" for r in state.plan_reasons) + "</ul>")
+            Markup("<ul>" + "".join(f"<li>{escape(r)}</li>" for r in state.plan_reasons) + "</ul>")
             if state.plan_reasons
-            else _Markup('<p class="muted">No analysis notes.</p>'),
+            else Markup('<p class="muted">No analysis notes.</p>'),
         ),
-        _section(
+        section(
             "timeline",
             "Timeline",
-            _table(
+            timeline_svg(state),
+            table(
                 ["time (UTC)", "phase", "event"],
-                [[_when(t.at), t.phase, t.event] for t in state.timeline],
+                [[when(t.at), t.phase, t.event] for t in state.timeline],
                 "No event recorded.",
             ),
         ),
-        _section(
+        section(
             "actions",
             "Actions",
-            _table(
+            table(
                 ["#", "action", "phase", "status", "started (UTC)", "finished (UTC)", "result or error"],
                 _action_rows(state.actions),
                 "No action was run.",
             ),
         ),
-        _section(
+        section(
             "compensations",
             "Compensation (undone in reverse order)",
-            _table(
+            table(
                 ["#", "undo", "phase", "status", "started (UTC)", "finished (UTC)", "result or error"],
                 _action_rows(state.compensations),
                 "Nothing was undone.",
             ),
         ),
-        _section("decisions", "Decisions", decisions),
-        _section("escalations", "Escalations", escalations),
-        _section("evidence", "Evidence", evidence),
-        _section("snapshots", "Snapshots", snapshots),
-        _section("memory-capture", "Memory capture", memory),
-        _section("prior-state", "Prior state", prior_html),
+        section("decisions", "Decisions", decisions),
+        section("escalations", "Escalations", escalations),
+        section("evidence", "Evidence", evidence),
+        section("snapshots", "Snapshots", snapshots),
+        section("memory-capture", "Memory capture", memory),
+        section("prior-state", "Prior state", prior_html),
     ]
-    nav = "".join(f'<a href="#{ident}">{_e(title)}</a>' for ident, title in SECTIONS)
+    nav = "".join(f'<a href="#{ident}">{escape(title)}</a>' for ident, title in sections_of(state))
     title = f"Incident {state.incident_id}"
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_e(_CSP)}">'
-        '<meta name="referrer" content="no-referrer">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)} — irflow post-incident report</title><style>{_CSS}</style></head>\n<body>"
-        f"<header><h1>{_e(title)}</h1><p>{_e(state.status)} · {_e(state.severity)} · {_e(f.type)} on "
-        f"{_e(state.resource_id)}</p></header><nav>{nav}</nav>\n<main>{''.join(body)}</main>\n"
-        f"<footer>Post-incident report generated by irflow from the workflow's own record "
-        f"(phase {_e(state.phase)}).</footer></body></html>\n"
+    header = (
+        f"<h1>{escape(title)}</h1><p>{escape(state.status)} · {escape(state.severity)} · {escape(f.type)} on "
+        f"{escape(state.resource_id)}</p>"
     )
+    footer = f"Post-incident report generated by irflow from the workflow's own record (phase {escape(state.phase)})."
+    return page(f"{title} — irflow post-incident report", Markup(header), Markup(nav), body, Markup(footer))

@@ -4,12 +4,15 @@ and the Markdown."""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from datetime import timedelta
 from html.parser import HTMLParser
 
 from activities.report import render_markdown, report_document
 from activities.report_html import SECTIONS, render_html
+from activities.report_timeline import SVG_NS
 from irflow.models.incident import Decision, DecisionKind, IncidentState, Phase, TimelineEntry
+from irflow.models.sequence import ChildIncident
 from tests.activities.report_support import (
     ACTION_NAMES,
     CONTAINED_AT,
@@ -182,3 +185,69 @@ def test_the_three_renderings_list_the_same_actions_in_the_same_order():
     ]
     from_markdown = [row.split(" | ")[1] for row in markdown_rows]
     assert from_json == from_html == from_markdown == [a.name for a in state.actions] == ACTION_NAMES
+
+
+# --- the timeline picture and an attack sequence's children ---
+
+
+def test_the_timeline_section_holds_the_svg_picture_before_its_table():
+    state = _state()
+    page = render_html(state)
+    section = page.split('<section id="timeline">', 1)[1].split("</section>", 1)[0]
+    assert section.index("<svg") < section.index("<table>")
+    svg = ET.fromstring(section[section.index("<svg") : section.index("</svg>") + len("</svg>")])
+    phases = [r.get("data-phase") for r in svg.iter(f"{{{SVG_NS}}}rect") if r.get("class") == "phase"]
+    assert phases == [t.phase.value for t in state.timeline]  # three phases, one entry each
+    tags = _parsed(state).tags
+    assert sum(1 for t, _ in tags if t == "svg") == 1
+    assert "svg.timeline" in page.split("<style>")[1].split("</style>")[0], "the page sizes the picture"
+
+
+CHILDREN = [
+    ChildIncident(
+        workflow_id="ec2-111122223333-us-east-1-i-0aaa",
+        incident_id="ec2-111122223333-us-east-1-i-0aaa-20260301T090100Z",
+        resource_type="Instance",
+        resource_id="i-0aaa",
+        playbook="ec2-instance",
+        status="resolved",
+        time_to_contain_seconds=12.5,
+        decisions=["approve by alice@example.com: stop"],
+    ),
+    ChildIncident(
+        workflow_id="iam-user-111122223333-us-east-1-h1",
+        incident_id="iam-user-111122223333-us-east-1-h1-20260301T090101Z",
+        resource_type="AccessKey",
+        resource_id="<script>AKIA</script>",
+        playbook="iam-user",
+        joined=True,
+        status="awaiting_decision",
+    ),
+]
+
+
+def test_an_attack_sequence_lists_its_child_incidents_after_its_findings():
+    state = _state(children=CHILDREN)
+    parsed = _parsed(state)
+    assert list(parsed.rows)[:3] == ["summary", "findings", "children"]
+    assert [a["href"] for t, a in parsed.tags if "href" in a][2] == "#children"
+    header, first, second = parsed.rows["children"]
+    assert header == ["incident", "resource", "playbook", "opened or joined", "status", "time to contain", "decisions"]
+    assert first == [
+        CHILDREN[0].incident_id,
+        "Instance i-0aaa",
+        "ec2-instance",
+        "opened",
+        "resolved",
+        "12.5s",
+        "approve by alice@example.com: stop",
+    ]
+    assert second[1] == "AccessKey <script>AKIA</script>" and second[3] == "joined (was running)"
+    assert second[4:] == ["awaiting_decision", "—", "—"]
+    assert "<h2>Incidents of the resources the sequence names</h2>" in render_html(state)
+    assert "<script" not in render_html(state)
+
+
+def test_no_children_no_children_section():
+    page = render_html(_state())
+    assert 'id="children"' not in page and "#children" not in page
