@@ -1,4 +1,4 @@
-"""The irflow worker: runs IncidentWorkflow and the AWS activities on the task queue."""
+"""The irflow worker: runs IncidentWorkflow, the governor, ReadinessWorkflow and the activities on the task queue."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from irflow.telemetry import shutdown_tracing
 from irflow.temporal_client import connect, exit_now
 from workflows.governor import ContainmentGovernor
 from workflows.incident import IncidentWorkflow
+from workflows.readiness import ReadinessWorkflow
 
 log = logging.getLogger("irflow.worker")
 
@@ -31,7 +32,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[IncidentWorkflow, ContainmentGovernor],
+        workflows=[IncidentWorkflow, ContainmentGovernor, ReadinessWorkflow],
         activities=[
             *(activities if activities is not None else all_activities()),
             policy.load_response_policy,

@@ -36,6 +36,7 @@ TESTED_THROUGH = {
     "workflows/notifications.py": "tests/workflows/test_decisions_timeout.py",  # reminders, escalations: SNS
     "activities/governor.py": "tests/workflows/test_governor.py",  # the reservation, through the workflow
     "irflow/models/governor.py": "tests/workflows/test_governor.py",
+    "irflow/models/readiness.py": "tests/workflows/test_readiness.py",  # what the checks return, read there
     "worker.py": "tests/e2e/test_processes.py",  # entry points: run as processes
     "starter.py": "tests/e2e/test_processes.py",
 }

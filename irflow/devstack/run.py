@@ -5,7 +5,9 @@ demo workload and the findings intake (infra/findings-intake.yaml: EventBridge r
 findings queue and its dead-letter queue), the worker and the finding listener (`starter.py`), then
 publishes two sample GuardDuty findings with EventBridge `put_events`, so the demo walks the same path
 as production: command and control from one web instance (HIGH: contained at once, then irflow asks
-whether to eradicate) and a port probe on the other (LOW: irflow asks before containing). Prints the UI
+whether to eradicate) and a port probe on the other (LOW: irflow asks before containing). The account is made
+ready as its administrator would (irflow/devstack/seed.py, irflow/devstack/readiness.py); once the worker polls,
+`irflow schedule` creates the readiness schedule and `irflow preflight` shows its checks. Prints the UI
 link and the `irflow` lines to paste in another terminal, in order, each working as printed; keeps
 everything up until Ctrl-C or SIGTERM and stops what it started.
 
@@ -21,7 +23,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -171,6 +175,7 @@ def main() -> int:
         probe_id = _publish(probe, workload.region)
         print(f"published a GuardDuty finding for {workload.other_instance_id} with EventBridge put_events", flush=True)
         probed, _ = asyncio.run(_await_ready(address, probe_id, deadline))
+        _show_readiness(environment)
         _print_ready(state, probed, workflow_id, args, env_file, elapsed, workload, intake, approvers)
         if args.exit_when_ready:
             print(json.dumps({"ready": True, "status": state.status, "seconds_since_worker_start": round(elapsed, 3)}))
@@ -185,6 +190,26 @@ def main() -> int:
     finally:
         print("stopping the processes irflow started ...", flush=True)
         group.stop()
+
+
+def _show_readiness(environment: dict[str, str]) -> None:
+    """`irflow schedule` (the readiness checks on a Temporal Schedule) and `irflow preflight` (its table), run as
+    another terminal would, side by side, once the worker polls; what they print is shown here."""
+    irflow = [sys.executable, "-m", "irflow.cli"]
+    env = {**os.environ, **environment, "COLUMNS": str(shutil.get_terminal_size().columns)}
+    running = [
+        subprocess.Popen(
+            [*irflow, command], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for command in ("schedule", "preflight")
+    ]
+    try:
+        (scheduled, _), (table, _) = (process.communicate(timeout=120) for process in running)
+    finally:
+        for process in running:  # only a command that hung is still there: stopped by its pid
+            if process.poll() is None:
+                process.kill()
+    print(f"\n{scheduled.strip()}\nreadiness now (irflow preflight):\n{table.rstrip()}", flush=True)
 
 
 async def _register_search_attributes(address: str) -> None:

@@ -1,7 +1,8 @@
 """Seed the stand-in account for the containers: `python -m irflow.devstack.seed --settings-file /config/irflow.env`.
 
 docker-compose.yml runs this once against the `aws` service (a moto server): it waits for the endpoint,
-seeds the demo workload, deploys infra/findings-intake.yaml, writes the IRFLOW_* settings the worker
+seeds the demo workload, deploys infra/findings-intake.yaml and makes the account ready (GuardDuty, a trail,
+the worker's role: irflow/devstack/readiness.py), writes the IRFLOW_* settings the worker
 and the listener need (evidence bucket and key, topics, approvers, the findings queue) as a dotenv file
 that they read through IRFLOW_SETTINGS_FILE, and with --publish-sample puts a GuardDuty finding about
 the demo instance on EventBridge, where the intake's rule queues it for the listener. It prints the
@@ -22,17 +23,19 @@ import boto3
 
 from activities.memory_document import ensure_capture_memory_document
 from irflow.devstack.demo import DemoWorkload, sample_finding, seed_workload
-from irflow.devstack.intake_stack import IntakeStack, deploy_intake_stack, publish_findings
+from irflow.devstack.intake_stack import IntakeStack, publish_findings
 from irflow.devstack.processes import wait_for_port
+from irflow.devstack.readiness import make_ready
 
 
 def prepare_account(region: str = "us-east-1") -> tuple[DemoWorkload, IntakeStack, dict[str, str]]:
-    """The demo workload and the findings intake in the stand-in account, and the IRFLOW_* settings a
-    worker and a listener need to answer for it (`make run` and the `seed` container both start here)."""
+    """The demo workload and the findings intake in the stand-in account, made ready as `irflow preflight` checks
+    it (irflow/devstack/readiness.py), and the IRFLOW_* settings a worker and a listener need to answer for it
+    (`make run` and the `seed` container both start here)."""
     workload = seed_workload(region)
     ensure_capture_memory_document(boto3.client("ssm", region_name=workload.region))  # irflow-CaptureMemory
-    intake = deploy_intake_stack(region=workload.region)
-    return workload, intake, {**workload.worker_environment(), "IRFLOW_QUEUE_URLS": intake.queue_url}
+    ready = make_ready(workload)
+    return workload, ready.intake, {**workload.worker_environment(), **ready.settings}
 
 
 def write_settings(path: Path, settings: dict[str, str]) -> None:

@@ -359,6 +359,18 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     )
     run("describe_related_resources", TriageInput(incident_id=INCIDENT_ID, finding=eks))
 
+    # Readiness: every AWS check, in the account made ready and in a member account.
+    from activities.readiness import readiness_plan, readiness_scopes
+    from irflow.devstack.readiness import make_ready
+
+    for name, value in make_ready(workload).settings.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("IRFLOW_ACCOUNTS", "111122223333")
+    get_settings.cache_clear()
+    for scope, checks in readiness_plan(readiness_scopes(get_settings())):
+        for check in checks:
+            run(check.__name__, scope)
+
 
 def test_every_activity_calls_only_what_it_declares(workload, monkeypatch, recorder):
     exercise_every_activity(workload, monkeypatch, recorder)
@@ -426,6 +438,12 @@ def test_declared_actions_are_well_formed():
         "ecs",
         "lambda",
         "rds",
+        # readiness checks and closing the loop
+        "cloudformation",
+        "events",
+        "guardduty",
+        "securityhub",
+        "sqs",
     }
     malformed = {
         name: [

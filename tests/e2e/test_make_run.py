@@ -135,6 +135,29 @@ def _groups(ec2, instance_id: str) -> list[list[str]]:
     return sorted(sorted(g["GroupId"] for g in eni["Groups"]) for eni in interfaces)
 
 
+def _readiness_was_shown_and_scheduled(output: list[str], source: str) -> None:
+    """`make run` made the demo account ready, printed `irflow preflight` (all green) and created the readiness
+    schedule, whose first run started at once."""
+    (scheduled,) = [line for line in output if line.startswith("created schedule ")]
+    assert scheduled.startswith("created schedule irflow-readiness-irflow: ReadinessWorkflow every 3600 s"), scheduled
+    start = output.index("readiness now (irflow preflight):")
+    verdict = next(i for i in range(start, len(output)) if output[i].startswith(("ready:", "not ready:")))
+    table = "\n".join(output[start:verdict])
+    assert re.fullmatch(r"ready: no required check fails \(\d+ pass, 0 fail, 0 unknown\)", output[verdict]), table
+    assert "kms.keys" in table and "Temporal" in table and "status" in table.splitlines()[2]
+    settings = _settings(source)
+    described = _paste(
+        source,
+        f"{BIN / 'temporal'} schedule describe -s irflow-readiness-irflow --address {settings['TEMPORAL_ADDRESS']} "
+        "-o json",
+    )
+    assert described.returncode == 0, described.stderr
+    schedule = json.loads(described.stdout)
+    assert schedule["schedule"]["spec"]["interval"] == [{"interval": "3600s"}]
+    assert schedule["schedule"]["action"]["startWorkflow"]["workflowType"]["name"] == "ReadinessWorkflow"
+    assert int(schedule["info"]["actionCount"]) >= 1
+
+
 def test_every_line_make_run_prints_works_pasted_as_printed(tmp_path):
     stack = MakeRun(tmp_path / "run")
     try:
@@ -147,6 +170,7 @@ def test_every_line_make_run_prints_works_pasted_as_printed(tmp_path):
 
         source, *rest = _printed_block(output)
         assert source == f"source {tmp_path / 'run' / 'demo.env'}"
+        _readiness_was_shown_and_scheduled(output, source)
         commands = [line for line in rest if not line.startswith("#")]
         assert [line.split()[:2] for line in commands] == [
             [".venv/bin/irflow", verb] for verb in ("list", "show", "ingest", "approve", "watch", "reject")

@@ -1,0 +1,86 @@
+"""Whether IAM policy documents allow an action on a resource, read the way IAM reads them, for where the policy
+simulator is not available (moto, a worker without iam:SimulatePrincipalPolicy). Pure.
+
+The grammar is small: Effect, Action/NotAction and Resource/NotResource with `*` and `?` globs (actions compared
+without case, resources with it), an explicit Deny winning over any Allow. What this comparison cannot know, it
+says: a statement with a Condition is not evaluated (an Allow under a condition counts as allowing, and is
+reported as conditional; a Deny under a condition does not count as denying, and is reported too), and neither
+service control policies nor resource policies are seen. A permissions boundary is applied when given.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+
+class Decision(NamedTuple):
+    allowed: bool
+    denied: bool = False  # an unconditional Deny matched
+    conditional: bool = False  # allowed only through statements with a Condition, or a conditional Deny matched
+
+
+def as_list(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in as_list(document.get("Statement", [])) if isinstance(s, dict)]
+
+
+@lru_cache(maxsize=4096)
+def _pattern(glob: str, ignore_case: bool) -> re.Pattern[str]:
+    text = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in glob)
+    return re.compile(text, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def matches(globs: Any, value: str, ignore_case: bool) -> bool:
+    return any(_pattern(str(glob), ignore_case).fullmatch(value) for glob in as_list(globs))
+
+
+def applies(statement: dict[str, Any], action: str, resource: str) -> bool:
+    """The statement names the action and the resource (conditions aside)."""
+    if "Action" in statement and not matches(statement["Action"], action, True):
+        return False
+    if "NotAction" in statement and matches(statement["NotAction"], action, True):
+        return False
+    if "Resource" in statement and not matches(statement["Resource"], resource, False):
+        return False
+    if "NotResource" in statement and matches(statement["NotResource"], resource, False):
+        return False
+    return "Action" in statement or "NotAction" in statement
+
+
+def decide(documents: list[dict[str, Any]], action: str, resource: str) -> Decision:
+    """One action on one resource under the identity policies `documents`."""
+    allowed = conditional_allow = conditional_deny = False
+    for statement in (s for document in documents for s in statements(document)):
+        if not applies(statement, action, resource):
+            continue
+        if statement.get("Effect") == "Deny":
+            if not statement.get("Condition"):
+                return Decision(allowed=False, denied=True)
+            conditional_deny = True
+        elif statement.get("Effect") == "Allow":
+            if statement.get("Condition"):
+                conditional_allow = True
+            else:
+                allowed = True
+    if allowed:
+        return Decision(allowed=True, conditional=conditional_deny)
+    return Decision(allowed=conditional_allow, conditional=conditional_allow or conditional_deny)
+
+
+def decide_all(
+    documents: list[dict[str, Any]], action: str, resources: list[str], boundary: list[dict[str, Any]] | None = None
+) -> Decision:
+    """The action on every one of `resources` (each must be allowed), within the permissions boundary if any."""
+    decisions = [decide(documents, action, r) for r in resources]
+    if boundary:
+        decisions += [decide(boundary, action, r) for r in resources]
+    return Decision(
+        allowed=all(d.allowed for d in decisions),
+        denied=any(d.denied for d in decisions),
+        conditional=any(d.conditional for d in decisions),
+    )

@@ -1,0 +1,116 @@
+"""`irflow preflight` as an operator runs it: every readiness check once, a table or JSON with one entry per check,
+and an exit code that follows the required checks; `irflow schedule` creates the readiness schedule, then updates
+it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import boto3
+import pytest
+from typer.testing import CliRunner
+
+from activities.readiness import readiness_plan, readiness_scopes
+from activities.readiness_temporal import pollers_check
+from irflow.cli import app
+from irflow.devstack.readiness import ReadyAccount, make_ready
+from irflow.models.readiness import CheckStatus
+from irflow.models.settings import get_settings
+from irflow.readiness_schedule import readiness_schedule_id
+from tests.support import free_port, running_worker
+
+RUNNER = CliRunner()
+TEMPORAL_CHECKS = ["temporal.search_attributes", "temporal.workflow_pollers", "temporal.activity_pollers"]
+
+
+@pytest.fixture
+def ready(workload, monkeypatch) -> ReadyAccount:
+    """The demo account made ready (irflow/devstack/readiness.py), its settings in this process's environment."""
+    account = make_ready(workload)
+    for name, value in account.settings.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return account
+
+
+async def _preflight(*args: str, env: dict[str, str]):
+    return await asyncio.to_thread(RUNNER.invoke, app, ["preflight", *args], env=env)
+
+
+async def _polled(client, queue: str) -> None:
+    """Until the worker just started has polled its queue for both kinds of task, as a running one has."""
+    for _ in range(200):
+        checked = [await pollers_check(client, queue, kind) for kind in ("workflow", "activity")]
+        if all(r.status == CheckStatus.PASS for r in checked):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no worker seen polling {queue}")
+
+
+async def test_preflight_json_has_one_entry_per_check_and_exits_by_the_required_ones(
+    dev_env, ready, workload, monkeypatch
+):
+    client = dev_env.client
+    async with running_worker(client) as settings:
+        monkeypatch.setenv("IRFLOW_TASK_QUEUE", settings.task_queue)
+        get_settings.cache_clear()
+        await _polled(client, settings.task_queue)
+        env = {"TEMPORAL_ADDRESS": client.service_client.config.target_host}
+
+        green = await _preflight("--json", env=env)
+        assert green.exit_code == 0, green.output
+        shown = json.loads(green.stdout)
+        planned = [c.check_id for _, checks in readiness_plan(readiness_scopes(get_settings())) for c in checks]
+        assert [r["check"] for r in shown["results"]] == planned + TEMPORAL_CHECKS, "one entry per check, in order"
+        assert len({r["key"] for r in shown["results"]}) == len(shown["results"])
+        assert shown["ready"] is True
+        assert [(r["check"], r["evidence"]) for r in shown["results"] if r["status"] != "pass"] == []
+
+        boto3.client("kms", region_name=workload.region).disable_key(KeyId=workload.kms_key_id)
+        broken = await _preflight("--json", env=env)
+        assert broken.exit_code == 1, broken.output
+        shown = json.loads(broken.stdout)
+        failing = [r for r in shown["results"] if r["status"] != "pass"]
+        assert [(r["check"], r["status"], r["required"]) for r in failing] == [("kms.keys", "fail", True)]
+        assert shown["ready"] is False and workload.kms_key_id in failing[0]["evidence"] and failing[0]["fix"]
+
+        table = await _preflight(env={**env, "COLUMNS": "200"})
+        assert table.exit_code == 1
+        lines = table.stdout.splitlines()
+        assert any("kms.keys" in line and "fail" in line for line in lines), table.stdout
+        assert lines[-1].startswith("not ready: 1 required check(s) fail: kms.keys@"), lines[-1]
+
+
+async def test_unreachable_temporal_leaves_the_temporal_checks_unknown_and_the_exit_to_aws(ready):
+    nowhere = f"127.0.0.1:{free_port()}"
+    result = await _preflight("--json", env={"TEMPORAL_ADDRESS": nowhere})
+    shown = json.loads(result.stdout)
+    temporal = [r for r in shown["results"] if r["check"].startswith("temporal.")]
+    assert [(r["check"], r["status"]) for r in temporal] == [(c, "unknown") for c in TEMPORAL_CHECKS]
+    assert all(nowhere in r["evidence"] for r in temporal)
+    assert result.exit_code == 0 and shown["ready"] is True, "unknown is not a failure"
+
+
+async def test_schedule_creates_the_schedule_then_updates_it(dev_env):
+    client = dev_env.client
+    queue = f"irflow-cli-{free_port()}"
+    env = {"TEMPORAL_ADDRESS": client.service_client.config.target_host, "IRFLOW_TASK_QUEUE": queue}
+    schedule_id = readiness_schedule_id(queue)
+    try:
+        first = await asyncio.to_thread(RUNNER.invoke, app, ["schedule"], env=env)
+        assert first.exit_code == 0, first.output
+        assert first.stdout.startswith(f"created schedule {schedule_id}: ReadinessWorkflow every 3600 s on task queue")
+        get_settings.cache_clear()  # another run of the command, with another setting
+        again = await asyncio.to_thread(
+            RUNNER.invoke, app, ["schedule"], env={**env, "IRFLOW_READINESS_INTERVAL_SECONDS": "600"}
+        )
+        assert again.exit_code == 0 and again.stdout.startswith(
+            f"updated schedule {schedule_id}: ReadinessWorkflow every 600 s"
+        )
+        described = await client.get_schedule_handle(schedule_id).describe()
+        assert [i.every.total_seconds() for i in described.schedule.spec.intervals] == [600]
+    finally:
+        await client.get_schedule_handle(schedule_id).delete()
+        async for run in client.list_workflows(f"TaskQueue = '{queue}' AND ExecutionStatus = 'Running'"):
+            await client.get_workflow_handle(run.id, run_id=run.run_id).terminate("test over")
