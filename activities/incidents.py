@@ -13,7 +13,7 @@ from temporalio import activity
 from irflow.intake.router import EC2_PLAYBOOK
 from irflow.intake.submit import Submission, submit
 from irflow.models.finding import AffectedResource, Finding, ParsedFinding, canonical_json, unpack_raw
-from irflow.models.incident import RelatedIncident, RelatedIncidentsInput
+from irflow.models.incident import RELATED_DELIVERY_PREFIX, RelatedIncident, RelatedIncidentsInput
 from irflow.models.settings import IrflowSettings, get_settings
 
 
@@ -37,8 +37,8 @@ async def open_related_incident(
         activity.client(),
         ParsedFinding(finding=finding, original_shape="related", raw=raw),
         settings,
-        origin=f"incident:{asking}",
-        delivery_id=f"incident:{asking}:{subject}",
+        origin=f"{RELATED_DELIVERY_PREFIX}{asking}",
+        delivery_id=f"{RELATED_DELIVERY_PREFIX}{asking}:{subject}",
         opened_by=opened_by,
     )
 

@@ -37,6 +37,8 @@ TESTED_THROUGH = {
     "activities/governor.py": "tests/workflows/test_governor.py",  # the reservation, through the workflow
     "irflow/models/governor.py": "tests/workflows/test_governor.py",
     "irflow/models/readiness.py": "tests/workflows/test_readiness.py",  # what the checks return, read there
+    "irflow/models/source_findings.py": "tests/activities/test_source_findings_naming.py",
+    "workflows/closing.py": "tests/workflows/test_incident_source_findings.py",
     "worker.py": "tests/e2e/test_processes.py",  # entry points: run as processes
     "starter.py": "tests/e2e/test_processes.py",
 }

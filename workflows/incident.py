@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.activity_options import LOCAL, QUICK, UNDO, activity_name
+from workflows.closing import SourceFindings
 from workflows.decisions import DecisionDesk, DecisionDoors
 from workflows.ec2_playbook import Ec2Playbook
 from workflows.guard import ContainmentGuard
@@ -72,6 +73,7 @@ class IncidentWorkflow(DecisionDoors):
         self.notifier = Notifier(self.record)
         self.desk = DecisionDesk(self.record, self.notifier, self.enter)
         self.guard = ContainmentGuard(self.record, self.notifier)
+        self.source_findings = SourceFindings(self.record)
 
     @workflow.query
     def current_state(self) -> IncidentState:
@@ -81,6 +83,7 @@ class IncidentWorkflow(DecisionDoors):
     def add_finding(self, delivery: FindingDelivery) -> None:
         """A finding (new, repeated or re-published) about the same resource joins this incident; a new one has a
         contained incident check its containment at once (a redelivery or a repeat tells nothing new)."""
+        self.source_findings.keep(delivery.finding, delivery.raw_packed, delivery.delivery_id)
         if self.record.absorb(delivery):
             self.guard.finding_joined(delivery.finding)
 
@@ -135,6 +138,7 @@ class IncidentWorkflow(DecisionDoors):
         self.state.contained_at = workflow.now()
         self.record.note("contained")
         self.guard.start(playbook)  # verified from now on, not assumed
+        self.source_findings.contained()  # Security Hub: NOTIFIED
 
         self.enter(Phase.EVIDENCE, "containment complete; collecting evidence")
         await asyncio.gather(playbook.collect_evidence(), self.record.store_raw_findings())
@@ -259,7 +263,8 @@ class IncidentWorkflow(DecisionDoors):
         self.enter(Phase.REPORT, f"incident {status}" + (f": {reason}" if reason else ""))
         await self.record.background_done()  # snapshot digests and forensic copies, for the report
         await self.playbook.before_report()
-        await asyncio.gather(self.record.store_raw_findings(), self.notifier.sent())  # the report shows them
+        # The report shows them: the raw findings stored, the notifications sent, the findings told the verdict.
+        await asyncio.gather(self.record.store_raw_findings(), self.notifier.sent(), self.source_findings.closed())
         reports = await self.record.try_act(write_report, self.state, QUICK)
         if reports:
             self.record.add_evidence(*reports)

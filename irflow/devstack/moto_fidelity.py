@@ -16,10 +16,11 @@ def apply() -> None:
     _eni_groups_are_the_enis_own()
     _shutdown_behaviour_is_applied()
     _deregistered_targets_drain()
-    from irflow.devstack import moto_fidelity_ebs, moto_fidelity_rds
+    from irflow.devstack import moto_fidelity_ebs, moto_fidelity_findings, moto_fidelity_rds
 
     moto_fidelity_rds.apply()
     moto_fidelity_ebs.apply()
+    moto_fidelity_findings.apply()
 
 
 def _eni_groups_are_the_enis_own() -> None:

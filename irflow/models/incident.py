@@ -120,6 +120,11 @@ class PolicyRequest(BaseModel):
     account_id: str = ""
 
 
+# A finding one incident hands another (an attack sequence's resources, a role's instance: activities.incidents) is
+# delivered under `incident:<asking incident>:<resource>`: the incident asking answers for it to AWS, not the other.
+RELATED_DELIVERY_PREFIX = "incident:"
+
+
 class FindingDelivery(BaseModel):
     """One arrival of a finding: what the listener or `irflow ingest` hands to an incident."""
 

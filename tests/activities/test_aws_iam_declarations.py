@@ -21,12 +21,12 @@ import activities
 from activities.aws import registered_activities, reset_clients
 from activities.postconditions import POSTCONDITIONS
 from activities.snapshots import SnapshotStep
-from irflow.devstack import moto_fidelity_lambda, moto_fidelity_rds
+from irflow.devstack import moto_fidelity_findings, moto_fidelity_lambda, moto_fidelity_rds
 from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.devstack.demo_lambda import seed_lambda_function
 from irflow.devstack.demo_rds import seed_aurora_cluster, seed_rds_instance
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
-from irflow.models.finding import parse_guardduty
+from irflow.models.finding import FindingSource, parse_guardduty
 from irflow.models.iam import IamRoleStepInput, IamRoleTarget, IamUserStepInput, IamUserTarget
 from irflow.models.incident import IncidentState, ManifestInput, NotifyInput, RawFindingInput, TriageInput
 from irflow.models.lambda_function import LambdaStepInput, LambdaTarget
@@ -34,6 +34,14 @@ from irflow.models.postconditions import ChangeQuery
 from irflow.models.rds import DbStepInput, DbTarget
 from irflow.models.s3 import BucketStepInput, BucketTarget
 from irflow.models.settings import get_settings
+from irflow.models.source_findings import (
+    LinkedNotifyInput,
+    NotificationSubject,
+    SourceFinding,
+    SourceFindingsUpdate,
+    Verdict,
+    source_finding,
+)
 from tests.support import member_session
 from workflows.activity_options import activity_name
 from workflows.ec2_playbook import EC2_CONTAINMENT_STEPS
@@ -242,6 +250,23 @@ def exercise_every_activity(workload, monkeypatch, recorder: CallRecorder) -> No
     run("write_report", state)
     for channel in ("team", "escalation"):
         run("publish_notification", NotifyInput(incident_id=INCIDENT_ID, channel=channel, subject="s", body={}))
+    about = NotificationSubject(account_id=workload.account_id, region=workload.region)
+    run("publish_notification", LinkedNotifyInput(incident_id=INCIDENT_ID, subject="s", body={}, about=about))
+    moto_fidelity_findings.apply()
+    detector = boto3.client("guardduty", region_name=workload.region).create_detector(Enable=True)["DetectorId"]
+    told = source_finding(finding).model_copy(update={"detector_id": detector})
+    hub = SourceFinding(
+        source=FindingSource.SECURITY_HUB,
+        id="hub-1",
+        account_id=workload.account_id,
+        region=workload.region,
+        product_arn=f"arn:aws:securityhub:{workload.region}::product/aws/macie",
+    )
+    for verdict in (Verdict.CONTAINED, Verdict.FALSE_POSITIVE):
+        run(
+            "update_source_findings",
+            SourceFindingsUpdate(incident_id=INCIDENT_ID, verdict=verdict, findings=[told, hub]),
+        )
 
     run("stop_instance", target)
     run("stop_instance", target)
