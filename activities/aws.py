@@ -13,7 +13,8 @@ from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.exceptions import ClientError, HTTPClientError, ParamValidationError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -51,6 +52,7 @@ WARM_SERVICES = (
     "ebs",
     "kms",
     "cloudtrail",
+    "guardduty",
 )
 
 
@@ -84,30 +86,43 @@ def member_role_arn(account_id: str, role_name: str | None = None) -> str:
     return f"arn:{settings.aws_partition}:iam::{account_id}:role/{role_name or settings.member_role_name}"
 
 
-def _assumed_credentials(account_id: str, role_name: str | None = None) -> tuple[dict[str, str], float]:
+def assume(account_id: str, role_name: str | None, session_name: str, duration: int) -> tuple[dict[str, str], float]:
+    """A fresh sts:AssumeRole of the member role (or `role_name`) in `account_id`, with IRFLOW_MEMBER_EXTERNAL_ID:
+    (the keys a client is made with, when they expire). A refusal is raised as AWS gave it (ClientError)."""
     settings = get_settings()
     arguments = {
         "RoleArn": member_role_arn(account_id, role_name),
-        "RoleSessionName": "irflow-responder",
-        "DurationSeconds": settings.member_session_seconds,
+        "RoleSessionName": session_name,
+        "DurationSeconds": duration,
     }
     if settings.member_external_id:
         arguments["ExternalId"] = settings.member_external_id
-    try:
-        credentials = _make("sts", None).assume_role(**arguments)["Credentials"]
-    except ClientError as error:
-        code = error_code(error)
-        raise ApplicationError(
-            f"cannot act in account {account_id}: assuming {arguments['RoleArn']} failed: {code}: {error}",
-            type=ACCESS_DENIED,
-            non_retryable=code in _ACCESS_CODES or code == "AccessDenied",
-        ) from error
+    credentials = client("sts", None).assume_role(**arguments)["Credentials"]
     keys = {
         "aws_access_key_id": credentials["AccessKeyId"],
         "aws_secret_access_key": credentials["SecretAccessKey"],
         "aws_session_token": credentials["SessionToken"],
     }
     return keys, credentials["Expiration"].timestamp()
+
+
+def _assumed_credentials(account_id: str, role_name: str | None = None) -> tuple[dict[str, str], float]:
+    try:
+        return assume(account_id, role_name, "irflow-responder", get_settings().member_session_seconds)
+    except ClientError as error:
+        code = error_code(error)
+        raise ApplicationError(
+            f"cannot act in account {account_id}: assuming {member_role_arn(account_id, role_name)} failed: "
+            f"{code}: {error_message(error) or error}",
+            type=ACCESS_DENIED,
+            non_retryable=code in ACCESS_CODES,
+        ) from error
+
+
+def make_client(service: str, region: str | None, credentials: dict[str, str] | None = None) -> Any:
+    """A new client, not cached (with the process's retries and timeouts): `credentials` as `assume` gives them,
+    or the worker's own. Most code wants `client`."""
+    return _make(service, region, credentials)
 
 
 class InAccount(Protocol):
@@ -194,13 +209,40 @@ _NOT_FOUND_CODES = {
     "DBInstanceNotFoundFault",
     "DBClusterNotFoundFault",
 }
-_ACCESS_CODES = {
+# Codes that mean "you may not" (SNS says AuthorizationError, EC2 UnauthorizedOperation).
+ACCESS_CODES = {
     "AccessDenied",
     "AccessDeniedException",
+    "AuthorizationError",
     "UnauthorizedOperation",
     "UnrecognizedClientException",
     "InvalidClientTokenId",
     "AuthFailure",
+}
+# Codes of a call worth making again (botocore's throttled and transient codes): with a 429 or a 5xx status, what
+# `transient` tells apart from a refusal.
+_TRANSIENT_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
 }
 _INVALID_CODES = {
     "InvalidTarget",
@@ -216,6 +258,23 @@ def error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
 
 
+def error_message(error: ClientError) -> str:
+    """AWS's message of a refused call ("" when it gave none)."""
+    return error.response.get("Error", {}).get("Message", "")
+
+
+def transient(error: BaseException) -> bool:
+    """The call may well succeed when made again: throttled, a 5xx, a timeout or a connection that failed (botocore
+    has retried it already; Temporal retries the activity). A refusal, a validation error or a missing resource is
+    not. A member role that could not be assumed is transient when its cause is."""
+    if isinstance(error, ApplicationError):
+        return error.__cause__ is not None and transient(error.__cause__)
+    if isinstance(error, ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error_code(error) in _TRANSIENT_CODES or status == 429 or status >= 500
+    return isinstance(error, (BotoConnectionError, HTTPClientError))
+
+
 def not_found(what: str) -> ApplicationError:
     return ApplicationError(what, type=NOT_FOUND, non_retryable=True)
 
@@ -229,11 +288,10 @@ def typed_aws_errors(doing: str) -> Iterator[None]:
         raise ApplicationError(f"{doing}: {error}", type=INVALID_REQUEST, non_retryable=True) from error
     except ClientError as error:
         code = error_code(error)
-        message = error.response.get("Error", {}).get("Message", str(error))
-        text = f"{doing}: {code}: {message}"
+        text = f"{doing}: {code}: {error_message(error) or error}"
         if code in _NOT_FOUND_CODES:
             raise ApplicationError(text, type=NOT_FOUND, non_retryable=True) from error
-        if code in _ACCESS_CODES:
+        if code in ACCESS_CODES:
             raise ApplicationError(text, type=ACCESS_DENIED, non_retryable=True) from error
         if code in _INVALID_CODES:
             raise ApplicationError(text, type=INVALID_REQUEST, non_retryable=True) from error
@@ -254,7 +312,7 @@ def best_effort(call: Callable[[], Any]) -> Any:
     try:
         return without_metadata(call())
     except ClientError as error:
-        return {"error": f"{error_code(error)}: {error.response.get('Error', {}).get('Message', '')}"}
+        return {"error": f"{error_code(error)}: {error_message(error)}"}
     except ApplicationError as error:  # a helper that already typed the AWS error
         return {"error": f"{error.type}: {error}"}
 

@@ -40,6 +40,12 @@ _UNMODIFIABLE_PATHS = {
 _ROLE_ID = re.compile(r"^(AROA[A-Z0-9]+)")
 
 
+def managed_policy_document(iam, policy_arn: str) -> dict:
+    """A managed policy's document: its default version's."""
+    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
+    return iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]["Document"]
+
+
 def _iam(target: IamRoleTarget):
     """The client for the role's account; the names a finding gave are checked first (InvalidRequest, not
     retried): they reach IAM calls, policy documents and evidence keys."""
@@ -160,8 +166,7 @@ def collect_iam_role_evidence(step: IamRoleStepInput) -> EvidenceObject:
             documents[f"inline:{name}"] = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
         for arn in step.prior.attached_policies:
             try:
-                version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-                documents[arn] = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+                documents[arn] = managed_policy_document(iam, arn)
             except ClientError as error:
                 documents[arn] = {"error": error_code(error)}
     document = {

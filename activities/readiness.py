@@ -3,8 +3,9 @@ not fail on the night of the incident? `irflow preflight` and the scheduled Read
 docs/readiness.md says what each looks at and how to fix it.
 
 Every check is an activity (activities/readiness_*.py): `check(scope: ReadinessScope) -> CheckResult`, pass,
-fail (with the fix in words) or unknown (it could not look: AccessDenied, a service not answering). It never
-raises for what it finds, and declares the read-only IAM actions it uses.
+fail (with the fix in words) or unknown (it could not look: AccessDenied, a member role not assumable). It never
+raises for what it finds, and declares the read-only IAM actions it uses. What may pass on its own (throttling, a
+5xx, a timeout) it raises, for Temporal to retry; `run_aws_checks` (no Temporal) makes that unknown at once.
 
 How a round runs:
 
@@ -35,7 +36,7 @@ from activities.readiness_account import (
     guardduty_enabled,
     guardduty_publishing_frequency,
 )
-from activities.readiness_common import Check
+from activities.readiness_common import Check, checked
 from activities.readiness_evidence import (
     evidence_bucket_encryption,
     evidence_bucket_object_lock,
@@ -119,9 +120,9 @@ def run_aws_checks(
     scope: ReadinessScope, first: bool = True, checks: Sequence[Check] | None = None
 ) -> list[CheckResult]:
     """Run one scope's checks (`checks_for(scope, first)` unless given) side by side, as plain functions; results
-    in the order of the checks."""
+    in the order of the checks. Nothing retries them here: a transient error is `unknown` at once."""
     chosen = checks_for(scope, first) if checks is None else tuple(checks)
-    return side_by_side(*(lambda check=check: check(scope) for check in chosen))
+    return side_by_side(*(lambda check=check: checked(check, scope) for check in chosen))
 
 
 def run_all_aws_checks(settings: IrflowSettings | None = None) -> list[CheckResult]:

@@ -3,9 +3,13 @@ the forensic egress an isolated instance's memory capture goes through."""
 
 from __future__ import annotations
 
+from shlex import quote
+
+from botocore.exceptions import ClientError
+
 from activities import forensic_egress
-from activities.aws import client
-from activities.readiness_common import Verdict, failed, passed, readiness_check
+from activities.aws import client, own_account_id, transient
+from activities.readiness_common import Verdict, described_error, failed, passed, readiness_check, unknown
 from irflow.models.readiness import ReadinessScope
 from irflow.models.settings import get_settings
 
@@ -16,7 +20,7 @@ _FREQUENCY_WORDS = {"FIFTEEN_MINUTES": "15 minutes", "ONE_HOUR": "1 hour", "SIX_
 def _where(scope: ReadinessScope) -> str:
     """`--region R` for a fix line, and the account it must be run in when it is not the worker's own."""
     account = f" (in account {scope.account_id})" if scope.account_id else ""
-    return f"--region {scope.region}{account}"
+    return f"--region {quote(scope.region)}{account}"
 
 
 def _detector(scope: ReadinessScope) -> tuple[str, dict] | None:
@@ -47,7 +51,7 @@ def guardduty_enabled(scope: ReadinessScope) -> Verdict:
     if detector.get("Status") != "ENABLED":
         return failed(
             f"detector {detector_id} is {detector.get('Status', 'without a status')}: GuardDuty raises no finding",
-            f"aws guardduty update-detector --detector-id {detector_id} --enable {_where(scope)}",
+            f"aws guardduty update-detector --detector-id {quote(detector_id)} --enable {_where(scope)}",
         )
     return passed(f"detector {detector_id} is ENABLED")
 
@@ -71,7 +75,7 @@ def guardduty_publishing_frequency(scope: ReadinessScope) -> Verdict:
     if frequency != RECOMMENDED_FREQUENCY:
         return failed(
             f"detector {detector_id} publishes updated findings every {words}",
-            f"aws guardduty update-detector --detector-id {detector_id} --finding-publishing-frequency "
+            f"aws guardduty update-detector --detector-id {quote(detector_id)} --finding-publishing-frequency "
             f"{RECOMMENDED_FREQUENCY} {_where(scope)}",
         )
     return passed(f"detector {detector_id} publishes updated findings every {words}")
@@ -97,18 +101,40 @@ def cloudtrail_trail(scope: ReadinessScope) -> Verdict:
             f"--is-multi-region-trail {_where(scope)}; then aws cloudtrail start-logging --name irflow-trail "
             f"{_where(scope)}",
         )
-    stopped = []
+    looking_from = scope.account_id or own_account_id()
+    stopped, elsewhere, unreadable = [], [], []
     for trail in trails:
-        status = cloudtrail.get_trail_status(Name=trail["TrailARN"])
+        arn, home = trail["TrailARN"], trail.get("HomeRegion") or scope.region
+        owner = arn.split(":")[4] if arn.count(":") >= 5 else looking_from
+        if trail.get("IsOrganizationTrail") and owner != looking_from:
+            elsewhere.append(f"organization trail {arn} of account {owner}")  # its status is read there
+            continue
+        try:
+            status = client("cloudtrail", home, scope.account_id or None).get_trail_status(Name=arn)
+        except ClientError as error:
+            if transient(error):
+                raise
+            unreadable.append(f"{arn}: {described_error(error)}")
+            continue
         if status.get("IsLogging"):
-            return passed(f"trail {trail['TrailARN']} (multi-region) is logging")
+            return passed(f"trail {arn} (multi-region) is logging")
         stopped.append(trail)
+    if elsewhere:
+        return passed(
+            f"{'; '.join(elsewhere)} (multi-region): its logging is read in that account, not from {looking_from}"
+            + (f"; not logging here: {', '.join(t['TrailARN'] for t in stopped)}" if stopped else "")
+        )
+    if unreadable and not stopped:
+        return unknown(f"the status of no multi-region trail could be read: {'; '.join(unreadable)}")
     names = ", ".join(t["TrailARN"] for t in stopped)
     first = stopped[0]
     return failed(
-        f"multi-region trail(s) not logging: {names}",
-        f"aws cloudtrail start-logging --name {first['TrailARN']} --region {first.get('HomeRegion', scope.region)}"
+        f"multi-region trail(s) not logging: {names}"
+        + (f"; status unreadable: {'; '.join(unreadable)}" if unreadable else ""),
+        f"aws cloudtrail start-logging --name {quote(first['TrailARN'])} --region "
+        f"{quote(first.get('HomeRegion') or scope.region)}"
         + (f" (in account {scope.account_id})" if scope.account_id else ""),
+        problems=[f"{t['TrailARN']}: not logging" for t in stopped],
     )
 
 
@@ -161,5 +187,6 @@ def forensic_egress_vpcs(scope: ReadinessScope) -> Verdict:
             + "): create the VPC interface endpoints for ssm, "
             "ssmmessages and ec2messages in one security group open to the VPC on 443, and an S3 gateway endpoint; "
             "then add that group's id (sg-…) or the S3 prefix list (pl-…) to IRFLOW_FORENSIC_EGRESS",
+            problems=[f"{vpc}: no forensic egress" for vpc in blind],
         )
     return passed(f"every VPC with instances reaches forensic egress: {reached}")

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from shlex import quote
 
 from botocore.exceptions import ClientError
 
-from activities.aws import client, error_code
-from activities.readiness_common import DENIED_CODES, Verdict, failed, passed, readiness_check, unknown
+from activities.aws import ACCESS_CODES, client, error_code
+from activities.readiness_common import Verdict, failed, passed, readiness_check, unknown
 from irflow.models.identifiers import region_of_arn
 from irflow.models.readiness import ReadinessScope
 from irflow.models.settings import IrflowSettings, get_settings
@@ -48,8 +49,8 @@ def _bucket_check(
         if error_code(error) == "NoSuchBucket":
             return failed(
                 f"evidence bucket {bucket} does not exist",
-                f"aws s3api create-bucket --bucket {bucket} --object-lock-enabled-for-bucket --region "
-                f"{_evidence_region(settings, scope)} (or set IRFLOW_EVIDENCE_BUCKET to the bucket you have)",
+                f"aws s3api create-bucket --bucket {quote(bucket)} --object-lock-enabled-for-bucket --region "
+                f"{quote(_evidence_region(settings, scope))} (or set IRFLOW_EVIDENCE_BUCKET to the bucket you have)",
             )
         if error_code(error) in _NO_CONFIGURATION:
             return failed(f"evidence bucket {bucket}: {error_code(error)}", fix(bucket, settings))
@@ -57,7 +58,7 @@ def _bucket_check(
 
 
 def _versioning_fix(bucket: str, settings: IrflowSettings) -> str:
-    return f"aws s3api put-bucket-versioning --bucket {bucket} --versioning-configuration Status=Enabled"
+    return f"aws s3api put-bucket-versioning --bucket {quote(bucket)} --versioning-configuration Status=Enabled"
 
 
 def _object_lock_fix(bucket: str, settings: IrflowSettings) -> str:
@@ -66,8 +67,8 @@ def _object_lock_fix(bucket: str, settings: IrflowSettings) -> str:
         "Rule": {"DefaultRetention": {"Mode": settings.evidence_lock_mode, "Days": settings.evidence_retention_days}},
     }
     return (
-        f"aws s3api put-object-lock-configuration --bucket {bucket} --object-lock-configuration "
-        f"'{json.dumps(configuration)}' (the bucket must be versioned)"
+        f"aws s3api put-object-lock-configuration --bucket {quote(bucket)} --object-lock-configuration "
+        f"{quote(json.dumps(configuration))} (the bucket must be versioned)"
     )
 
 
@@ -76,14 +77,14 @@ def _encryption_fix(bucket: str, settings: IrflowSettings) -> str:
     default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
     rules = {"Rules": [{"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": True}]}
     return (
-        f"aws s3api put-bucket-encryption --bucket {bucket} --server-side-encryption-configuration "
-        f"'{json.dumps(rules)}'"
+        f"aws s3api put-bucket-encryption --bucket {quote(bucket)} --server-side-encryption-configuration "
+        f"{quote(json.dumps(rules))}"
     )
 
 
 def _public_access_fix(bucket: str, settings: IrflowSettings) -> str:
     flags = ",".join(f"{name}=true" for name in PUBLIC_ACCESS_BLOCK)
-    return f"aws s3api put-public-access-block --bucket {bucket} --public-access-block-configuration {flags}"
+    return f"aws s3api put-public-access-block --bucket {quote(bucket)} --public-access-block-configuration {flags}"
 
 
 def versioning(s3, bucket: str, settings: IrflowSettings) -> Verdict:
@@ -117,12 +118,18 @@ def object_lock(s3, bucket: str, settings: IrflowSettings) -> Verdict:
     return passed(f"evidence bucket {bucket}: Object Lock, default retention {mode} for {period}")
 
 
-def _key_id(key: str) -> str:
-    """A key id from an id or a key ARN (`arn:…:key/<id>`); aliases stay as they are."""
-    return key.rsplit("key/", 1)[-1] if ":key/" in key else key
+def _key_arn(key: str, region: str) -> str | None:
+    """The ARN of the key `key` names (an id, a key ARN, an alias name or an alias ARN); None when there is no such
+    key."""
+    try:
+        return client("kms", region_of_arn(key) or region).describe_key(KeyId=key)["KeyMetadata"]["Arn"]
+    except ClientError as error:
+        if error_code(error) != "NotFoundException":
+            raise
+        return None
 
 
-def encryption(s3, bucket: str, settings: IrflowSettings) -> Verdict:
+def encryption(s3, bucket: str, settings: IrflowSettings, region: str) -> Verdict:
     rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"].get("Rules", [])
     default = rules[0].get("ApplyServerSideEncryptionByDefault", {}) if rules else {}
     algorithm, key = default.get("SSEAlgorithm", "none"), default.get("KMSMasterKeyID", "")
@@ -130,21 +137,33 @@ def encryption(s3, bucket: str, settings: IrflowSettings) -> Verdict:
     if algorithm not in ("aws:kms", "aws:kms:dsse"):
         return failed(f"evidence bucket {bucket}: default encryption is {algorithm}, not SSE-KMS", fix)
     wanted = settings.evidence_kms_key_id
-    comparable = wanted and key and not (wanted.startswith("alias/") or key.startswith("alias/"))
-    if comparable and _key_id(wanted) != _key_id(key):
+    if not wanted:
+        return passed(f"evidence bucket {bucket}: default encryption {algorithm} with {key or 'the AWS managed key'}")
+    if not key:
         return failed(
-            f"evidence bucket {bucket}: default encryption uses {key}, not IRFLOW_EVIDENCE_KMS_KEY_ID {wanted} (the "
-            "quarantine profile may only use the configured key: a memory image upload fails)",
+            f"evidence bucket {bucket}: default encryption {algorithm} uses the AWS managed key (aws/s3), not "
+            f"IRFLOW_EVIDENCE_KMS_KEY_ID {wanted} (the quarantine profile may only use the configured key: a memory "
+            "image upload fails)",
             fix,
         )
-    return passed(f"evidence bucket {bucket}: default encryption {algorithm} with {key or 'the AWS managed key'}")
+    wanted_arn, key_arn = _key_arn(wanted, region), _key_arn(key, region)
+    if wanted_arn is None or wanted_arn != key_arn:
+        found = key if key_arn == key else f"{key} ({key_arn or 'no key KMS knows'})"
+        also = "" if wanted_arn else f" (which is no key in {region_of_arn(wanted) or region}: see kms.keys)"
+        return failed(
+            f"evidence bucket {bucket}: default encryption uses {found}, not IRFLOW_EVIDENCE_KMS_KEY_ID {wanted}"
+            f"{also} (the quarantine profile may only use the configured key: a memory image upload fails)",
+            fix,
+        )
+    return passed(f"evidence bucket {bucket}: default encryption {algorithm} with {key_arn}")
 
 
 def public_access(s3, bucket: str, settings: IrflowSettings) -> Verdict:
     block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
     off = [name for name in PUBLIC_ACCESS_BLOCK if not block.get(name)]
     if off:
-        return failed(f"evidence bucket {bucket}: {', '.join(off)} not set", _public_access_fix(bucket, settings))
+        fix = _public_access_fix(bucket, settings)
+        return failed(f"evidence bucket {bucket}: {', '.join(off)} not set", fix, problems=[f"{n} off" for n in off])
     return passed(f"evidence bucket {bucket}: all four public access block settings on")
 
 
@@ -171,11 +190,14 @@ def evidence_bucket_object_lock(scope: ReadinessScope) -> Verdict:
     "evidence_bucket.encryption",
     "The evidence bucket encrypts with KMS by default",
     "s3:GetEncryptionConfiguration",
+    "kms:DescribeKey",
     reach="global",
 )
 def evidence_bucket_encryption(scope: ReadinessScope) -> Verdict:
-    """Default encryption SSE-KMS, with IRFLOW_EVIDENCE_KMS_KEY_ID when it is set."""
-    return _bucket_check(scope, encryption, _encryption_fix)
+    """Default encryption SSE-KMS, with IRFLOW_EVIDENCE_KMS_KEY_ID when it is set: both keys resolved to their ARN
+    (kms:DescribeKey), so a key id, a key ARN, an alias or an alias ARN name the same key alike."""
+    region = _evidence_region(get_settings(), scope)
+    return _bucket_check(scope, lambda s3, bucket, settings: encryption(s3, bucket, settings, region), _encryption_fix)
 
 
 @readiness_check(
@@ -206,32 +228,33 @@ def kms_keys(scope: ReadinessScope) -> Verdict:
     keys = configured_keys(settings)
     if not keys:
         return passed("no customer managed key configured (evidence uses the AWS managed key)")
-    findings, fixes, unreadable = [], [], []
+    findings, fixes, unreadable, problems = [], [], [], []
     for setting, key in keys.items():
         region = region_of_arn(key) or _evidence_region(settings, scope)
+        where = f"--key-id {quote(key)} --region {quote(region)}"
         try:
             state = client("kms", region).describe_key(KeyId=key)["KeyMetadata"]["KeyState"]
         except ClientError as error:
-            if error_code(error) in DENIED_CODES:
+            if error_code(error) in ACCESS_CODES:
                 unreadable.append(f"{setting} {key}: {error_code(error)}")
                 continue
             if error_code(error) != "NotFoundException":
                 raise
             findings.append(f"{setting} {key}: not found in {region}")
             fixes.append(f"set {setting} to an existing key")
+            problems.append(f"{setting}: not found")
             continue
         findings.append(f"{setting} {key}: {state}")
         if state == "Disabled":
-            fixes.append(f"aws kms enable-key --key-id {key} --region {region}")
+            fixes.append(f"aws kms enable-key {where}")
         elif state == "PendingDeletion":
-            fixes.append(
-                f"aws kms cancel-key-deletion --key-id {key} --region {region}; then aws kms enable-key --key-id "
-                f"{key} --region {region}"
-            )
+            fixes.append(f"aws kms cancel-key-deletion {where}; then aws kms enable-key {where}")
         elif state != "Enabled":
             fixes.append(f"make {key} usable (its state is {state}) or set {setting} to another key")
+        if state != "Enabled":
+            problems.append(f"{setting}: {state}")
     if fixes:
-        return failed("; ".join(findings + unreadable), "; ".join(fixes))
+        return failed("; ".join(findings + unreadable), "; ".join(fixes), problems=problems)
     if unreadable:
         return unknown("; ".join(findings + unreadable))
     return passed("; ".join(findings))
@@ -252,7 +275,7 @@ def sns_topics(scope: ReadinessScope) -> Verdict:
             "aws sns create-topic --name irflow-incidents, subscribe the team, and set IRFLOW_NOTIFY_TOPIC_ARN to "
             "its ARN",
         )
-    findings, fixes = [], []
+    findings, fixes, problems = [], [], []
     for setting, topic in topics.items():
         if not topic:
             findings.append(f"{setting} not set (escalations go to the team's topic)")
@@ -264,10 +287,12 @@ def sns_topics(scope: ReadinessScope) -> Verdict:
             if error_code(error) != "NotFound":
                 raise
             findings.append(f"{setting} {topic} does not exist")
-            fixes.append(f"aws sns create-topic --name {topic.rsplit(':', 1)[-1]} --region {region}, then subscribe")
+            name = topic.rsplit(":", 1)[-1]
+            fixes.append(f"aws sns create-topic --name {quote(name)} --region {quote(region)}, then subscribe")
+            problems.append(f"{setting}: does not exist")
             continue
         subscribed = attributes.get("SubscriptionsConfirmed", "?")
         findings.append(f"{setting} {topic} exists ({subscribed} confirmed subscription(s))")
     if fixes:
-        return failed("; ".join(findings), "; ".join(fixes))
+        return failed("; ".join(findings), "; ".join(fixes), problems=problems)
     return passed("; ".join(findings))

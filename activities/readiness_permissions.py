@@ -6,22 +6,32 @@ it does not (moto does not implement it; the worker may lack the permission), th
 policies are read and each action compared with their statements (activities/readiness_policy.py); the evidence
 says which way was used. Actions that `irflow.iam_policy` scopes to resources are asked about such a resource
 (an evidence object under incidents/, the capture document and an instance, a role passed to EC2), with the
-request context its conditions test; every other action about `*`.
+request context its conditions test; every other action about `*`, any resource a finding may name: there, an
+Allow naming some resources allows the action on some only (said, not missing), and a Deny naming some fails it.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Any
+from shlex import quote
+from typing import Any, NamedTuple
 
-import boto3
 from botocore.exceptions import ClientError
 
 from activities import readiness_policy
-from activities.aws import client, error_code, member_role_arn, own_account_id, own_identity
+from activities.aws import (
+    ACCESS_CODES,
+    assume,
+    client,
+    error_code,
+    make_client,
+    member_role_arn,
+    own_account_id,
+    own_identity,
+)
+from activities.iam_role import managed_policy_document
 from activities.readiness_common import (
-    DENIED_CODES,
     Verdict,
     described_error,
     failed,
@@ -56,15 +66,17 @@ def role_of(caller_arn: str) -> str | None:
 
 
 def probes(settings: IrflowSettings, account_id: str, region: str) -> dict[str, Probe]:
-    """The resource (and context) each scoped action is asked about; actions not named here are asked about `*`."""
+    """The resource (and context) each action `irflow policy` scopes (irflow.iam_policy.SCOPED_ACTIONS; the tests
+    hold the two together) is asked about; actions not named here are asked about `*`."""
+    from irflow.iam_policy import EVIDENCE_OBJECT_ACTIONS  # imports `activities`: at call time
+
     partition = settings.aws_partition
     bucket = settings.evidence_bucket or "${EvidenceBucket}"
     evidence = ((f"arn:{partition}:s3:::{bucket}/incidents/readiness-probe/object",), ())
     instance = f"arn:{partition}:ec2:{region}:{account_id}:instance/i-0123456789abcdef0"
     document = f"arn:{partition}:ssm:{region}:{account_id}:document/{settings.memory_capture_document}"
     return {
-        "s3:PutObject": evidence,
-        "s3:PutObjectRetention": evidence,
+        **dict.fromkeys(EVIDENCE_OBJECT_ACTIONS, evidence),
         "ssm:SendCommand": ((document, instance), ((f"ssm:resourceTag/{INCIDENT_TAG}", "readiness-probe"),)),
         "iam:PassRole": (
             (f"arn:{partition}:iam::{account_id}:role/readiness-probe",),
@@ -108,10 +120,7 @@ def role_documents(iam: Any, role_name: str) -> list[dict[str, Any]]:
     documents = []
     for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=role_name):
         for attached in page["AttachedPolicies"]:
-            version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
-            documents.append(
-                iam.get_policy_version(PolicyArn=attached["PolicyArn"], VersionId=version)["PolicyVersion"]["Document"]
-            )
+            documents.append(managed_policy_document(iam, attached["PolicyArn"]))
     for page in iam.get_paginator("list_role_policies").paginate(RoleName=role_name):
         for name in page["PolicyNames"]:
             documents.append(iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"])
@@ -120,26 +129,34 @@ def role_documents(iam: Any, role_name: str) -> list[dict[str, Any]]:
 
 def _boundary(iam: Any, role: dict[str, Any]) -> list[dict[str, Any]] | None:
     arn = role.get("PermissionsBoundary", {}).get("PermissionsBoundaryArn")
-    if not arn:
-        return None
-    version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
-    return [iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]]
+    return [managed_policy_document(iam, arn)] if arn else None
 
 
-def compared_missing(
-    iam: Any, role: dict[str, Any], actions: list[str], scoped: dict[str, Probe]
-) -> tuple[list[str], list[str]]:
-    """(actions the role's policies do not allow, actions allowed only under conditions not evaluated)."""
+class Compared(NamedTuple):
+    """The role's policies read against the actions: what they do not allow, what a Deny forbids on some resources,
+    what they allow only under conditions (not evaluated) and only on some resources."""
+
+    missing: list[str]
+    partly_denied: list[str]
+    conditional: list[str]
+    some_resources: list[str]
+
+
+def compared_missing(iam: Any, role: dict[str, Any], actions: list[str], scoped: dict[str, Probe]) -> Compared:
     documents, boundary = role_documents(iam, role["RoleName"]), _boundary(iam, role)
-    missing, conditional = [], []
+    found = Compared([], [], [], [])
     for action in actions:
         resources = list(scoped.get(action, (("*",), ()))[0])
         decision = readiness_policy.decide_all(documents, action, resources, boundary)
-        if not decision.allowed:
-            missing.append(action)
+        if decision.partly_denied and not decision.denied:
+            found.partly_denied.append(action)
+        elif not decision.allowed:
+            found.missing.append(action)
         elif decision.conditional:
-            conditional.append(action)
-    return missing, conditional
+            found.conditional.append(action)
+        elif decision.some_resources:
+            found.some_resources.append(action)
+    return found
 
 
 def _why(error: Exception) -> str:
@@ -159,20 +176,35 @@ def role_verdict(iam: Any, role_arn: str, actions: list[str], scoped: dict[str, 
         if error_code(error) != "NoSuchEntity":
             raise
         return failed(f"role {role_arn} does not exist", fix)
-    conditional: list[str] = []
+    compared = Compared([], [], [], [])
     try:
         missing = simulated_missing(iam, role["Arn"], actions, scoped)
         method = "IAM policy simulation (iam:SimulatePrincipalPolicy)"
     except Exception as error:  # noqa: BLE001 (any way the simulator fails, the policies are read instead)
-        missing, conditional = compared_missing(iam, role, actions, scoped)
+        compared = compared_missing(iam, role, actions, scoped)
+        missing = compared.missing
         method = (
             f"comparison with the role's policies, the simulator being unavailable ({_why(error)}); "
             "conditions not evaluated, service control policies not seen"
         )
-    if missing:
-        shown = ", ".join(sorted(missing))
-        return failed(f"role {role['Arn']} lacks {len(missing)} of {len(actions)} action(s): {shown} ({method})", fix)
-    also = f"; allowed only under conditions: {', '.join(sorted(conditional))}" if conditional else ""
+    partly = compared.partly_denied
+    if missing or partly:
+        found = [f"lacks {len(missing)} of {len(actions)} action(s): {', '.join(sorted(missing))}"] if missing else []
+        if partly:
+            found.append(f"is denied {', '.join(sorted(partly))} on some resources (a Deny naming them)")
+        return failed(
+            f"role {role['Arn']} {'; '.join(found)} ({method})",
+            fix,
+            problems=[f"{a}: not allowed" for a in missing] + [f"{a}: denied on some resources" for a in partly],
+        )
+    also = "".join(
+        f"; {what}: {', '.join(sorted(names))}"
+        for what, names in (
+            ("allowed only under conditions", compared.conditional),
+            ("allowed on some resources only", compared.some_resources),
+        )
+        if names
+    )
     return passed(f"role {role['Arn']} allows all {len(actions)} declared action(s) ({method}){also}")
 
 
@@ -201,14 +233,14 @@ def worker_permissions(scope: ReadinessScope) -> Verdict:
     account = role_arn.split(":")[4]
     fix = (
         f"irflow policy > worker-policy.json, then attach it to the role {name}: aws iam put-role-policy "
-        f"--role-name {name} --policy-name irflow-worker --policy-document file://worker-policy.json"
+        f"--role-name {quote(name)} --policy-name irflow-worker --policy-document file://worker-policy.json"
     )
     scoped = probes(settings, account, settings.evidence_region or scope.region)
     return role_verdict(client("iam", None), role_arn, _declared(member=False), scoped, fix)
 
 
 def _member_fix(account_id: str, settings: IrflowSettings) -> str:
-    bucket = settings.evidence_bucket or "<evidence bucket>"
+    bucket = quote(settings.evidence_bucket) if settings.evidence_bucket else "<evidence bucket>"
     return (
         f"irflow policy --member-template > member-role.json, then in account {account_id}: aws cloudformation deploy "
         "--template-file member-role.json --stack-name irflow-member-role --capabilities CAPABILITY_NAMED_IAM "
@@ -229,27 +261,19 @@ def member_role_assumable(scope: ReadinessScope) -> Verdict:
     if _security_account(scope):
         return passed("the security account: the worker's own credentials act here, no role to assume")
     arn = member_role_arn(scope.account_id)
-    arguments = {"RoleArn": arn, "RoleSessionName": "irflow-readiness", "DurationSeconds": 900}
-    if settings.member_external_id:
-        arguments["ExternalId"] = settings.member_external_id
     fix = _member_fix(scope.account_id, settings)
     try:
-        credentials = client("sts", None).assume_role(**arguments)["Credentials"]
+        keys, _ = assume(scope.account_id, None, "irflow-readiness", 900)
     except ClientError as error:
-        if error_code(error) not in DENIED_CODES:
+        if error_code(error) not in ACCESS_CODES:
             raise
         return failed(f"assuming {arn} was refused: {described_error(error)}", fix)
-    # A session of its own, made from the fresh credentials: the doorway's cached client would hide a role
-    # deleted or untrusted since it was last assumed.
-    session = boto3.session.Session(
-        aws_access_key_id=credentials["AccessKeyId"],
-        aws_secret_access_key=credentials["SecretAccessKey"],
-        aws_session_token=credentials["SessionToken"],
-    )
+    # A client of its own, made from the fresh credentials: the doorway's cached client would hide a role deleted
+    # or untrusted since it was last assumed.
     try:
-        session.client("iam", region_name=scope.region).get_role(RoleName=settings.member_role_name)
+        make_client("iam", scope.region, keys).get_role(RoleName=settings.member_role_name)
     except ClientError as error:
-        if error_code(error) not in DENIED_CODES:
+        if error_code(error) not in ACCESS_CODES:
             raise
         return failed(f"assumed {arn}, but its session cannot read the role: {described_error(error)}", fix)
     return passed(f"assumed {arn} and acted with its session")

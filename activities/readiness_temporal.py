@@ -1,13 +1,13 @@
 """Readiness on the Temporal side, and what the scheduled ReadinessWorkflow asks of Temporal: which checks to run
-where (the plan), and the previous run's report (through visibility). Temporal, not AWS: none of these needs an
-IAM action of the worker, so they are in `UNDECLARED`.
+where (the plan). Temporal, not AWS: none of these needs an IAM action of the worker, so they are in `UNDECLARED`.
 
-The checks are plain functions of a client (`temporal_checks`), run by `irflow preflight` in-process, and
-activities of the same (`activity.client()`), run by the workflow."""
+The checks are plain functions of a client (`temporal_checks`), run by `irflow preflight` in-process: irflow's
+search attributes in the namespace, and a worker polling the task queue for each kind of task. The workflow runs
+only the first, as an activity (`activity.client()`): it runs on the task queue the pollers check, so without a
+worker no run starts, and a run would always find its own worker polling; those two are preflight's alone."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -20,7 +20,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from irflow.models.readiness import CheckResult, CheckStatus, ReadinessReport, ReadinessScope
+from irflow.models.readiness import CheckResult, CheckStatus, ReadinessScope
 from irflow.models.settings import IrflowSettings, get_settings
 from workflows import search_attributes as sa
 
@@ -67,18 +67,6 @@ class PlannedCheck(BaseModel):
 
 class ReadinessPlan(BaseModel):
     checks: list[PlannedCheck] = Field(default_factory=list)
-
-
-class PreviousReportRequest(BaseModel):
-    task_queue: str
-
-
-class PreviousReport(BaseModel):
-    """The latest completed ReadinessWorkflow on the task queue, and its report; none before the first."""
-
-    workflow_id: str = ""
-    run_id: str = ""
-    report: ReadinessReport | None = None
 
 
 def where_checked(result: CheckResult) -> str:
@@ -211,7 +199,7 @@ def temporal_unreachable(reason: str) -> list[CheckResult]:
     ]
 
 
-# --- the same checks as activities, for the ReadinessWorkflow; they check the task queue they run on ---
+# --- the one the ReadinessWorkflow runs, as an activity ---
 
 
 @activity.defn
@@ -219,30 +207,16 @@ async def check_search_attributes(scope: ReadinessScope) -> CheckResult:
     return await search_attributes_check(activity.client())
 
 
-@activity.defn
-async def check_workflow_pollers(scope: ReadinessScope) -> CheckResult:
-    return await pollers_check(activity.client(), activity.info().task_queue, "workflow")
-
-
-@activity.defn
-async def check_activity_pollers(scope: ReadinessScope) -> CheckResult:
-    return await pollers_check(activity.client(), activity.info().task_queue, "activity")
-
-
-TEMPORAL_CHECKS: dict[str, Callable[[ReadinessScope], Awaitable[CheckResult]]] = {
-    SEARCH_ATTRIBUTES: check_search_attributes,
-    WORKFLOW_POLLERS: check_workflow_pollers,
-    ACTIVITY_POLLERS: check_activity_pollers,
-}
-
-
 def temporal_plan() -> list[PlannedCheck]:
-    """The Temporal-side checks as the workflow runs them: once, in no account or region."""
+    """The Temporal-side checks as the workflow runs them: the search attributes, once, in no account or region
+    (not the pollers: see the module's docstring)."""
     return [
         PlannedCheck(
-            activity=fn.__name__, check=check, title=TITLES[check], scope=ReadinessScope(account_id="", region="")
+            activity=check_search_attributes.__name__,
+            check=SEARCH_ATTRIBUTES,
+            title=TITLES[SEARCH_ATTRIBUTES],
+            scope=ReadinessScope(account_id="", region=""),
         )
-        for check, fn in TEMPORAL_CHECKS.items()
     ]
 
 
@@ -272,23 +246,4 @@ def plan_readiness() -> ReadinessPlan:
     return ReadinessPlan(checks=[*aws_plan(get_settings()), *temporal_plan()])
 
 
-@activity.defn
-async def previous_readiness_report(request: PreviousReportRequest) -> PreviousReport:
-    """The report of the latest ReadinessWorkflow completed on the task queue (visibility lists the most
-    recently closed first; the first page is searched for the latest close, to be sure)."""
-    client = activity.client()
-    query = (
-        f"WorkflowType = '{READINESS_WORKFLOW}' AND TaskQueue = '{request.task_queue}' "
-        "AND ExecutionStatus = 'Completed'"
-    )
-    latest = None
-    async for execution in client.list_workflows(query, limit=20):
-        if latest is None or (execution.close_time and latest.close_time and execution.close_time > latest.close_time):
-            latest = execution
-    if latest is None:
-        return PreviousReport()
-    handle = client.get_workflow_handle(latest.id, run_id=latest.run_id, result_type=ReadinessReport)
-    return PreviousReport(workflow_id=latest.id, run_id=latest.run_id, report=await handle.result())
-
-
-UNDECLARED: tuple = (*TEMPORAL_CHECKS.values(), plan_readiness, previous_readiness_report)
+UNDECLARED: tuple = (check_search_attributes, plan_readiness)

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from activities.report_html import Markup, escape
-from activities.report_wording import drift_text, duration_text, escalation_texts, time_text
-from irflow.models.incident import Decision, IncidentState, Phase, TimelineEntry
+from activities.report_wording import decision_text, drift_text, duration_text, escalation_texts, time_text
+from irflow.models.incident import IncidentState, Phase, TimelineEntry
 
 SVG_NS = "http://www.w3.org/2000/svg"
 WIDTH = 960  # the page's main column is wider; CSS scales the picture down on a narrow screen
@@ -75,6 +75,28 @@ def tag(name: str, content: Any = "", /, **attributes: Any) -> Markup:
     )
     inner = "".join(escape(part) for part in content) if isinstance(content, list) else escape(content)
     return Markup(f"<{name}{rendered}>{inner}</{name}>" if inner else f"<{name}{rendered}/>")
+
+
+def svg_root(
+    ident: str, title: str, description: str, parts: list[Markup], *, width: int, height: int, class_: str
+) -> Markup:
+    """A picture inline in the page: `<svg id=ident>`, an image to assistive technology, named by its `<title>`
+    and described by its `<desc>` (ids `ident`-title and `ident`-desc), `width` x `height` pixels at most (the
+    viewBox: CSS scales it down), in the page's font."""
+    return tag(
+        "svg",
+        [tag("title", title, id=f"{ident}-title"), tag("desc", description, id=f"{ident}-desc"), *parts],
+        xmlns=SVG_NS,
+        role="img",
+        aria_labelledby=f"{ident}-title {ident}-desc",
+        viewBox=f"0 0 {width} {height}",
+        width=str(width),
+        height=str(height),
+        font_family="system-ui, sans-serif",
+        font_size="12",
+        class_=class_,
+        id=ident,
+    )
 
 
 def nice_step(span: float, max_ticks: int) -> int:
@@ -170,13 +192,6 @@ def _short(seconds: float) -> str:
     return duration_text(round(seconds, 1))
 
 
-def _decision_text(d: Decision) -> str:
-    verdict = "accepted" if d.accepted else f"refused: {d.refusal or '—'}"
-    stage = f" ({d.stage})" if d.stage else ""
-    extra = f", eradication {d.eradication}" if d.eradication else ""
-    return f"{d.kind}{stage} by {d.by} via {d.via} at {time_text(d.at)}, {verdict}{extra}: {d.comment or '—'}"
-
-
 def _triangle(x: float, y: float) -> str:
     corners = [(x, y - MARK), (x + MARK, y + MARK), (x - MARK, y + MARK)]
     return "M" + "L".join(f"{_number(a)} {_number(b)}" for a, b in corners) + "Z"
@@ -242,7 +257,7 @@ def timeline_svg(state: IncidentState) -> Markup:
             parts.append(
                 tag(
                     "circle",
-                    [tag("title", _decision_text(d))],
+                    [tag("title", decision_text(d))],
                     cx=axis.x(d.at),
                     cy=middle,
                     r=float(MARK if d.kind != "note" else MARK - 2),
@@ -276,20 +291,5 @@ def timeline_svg(state: IncidentState) -> Markup:
         f"Phases on a time axis (UTC) from {time_text(spans[0].start)} to {time_text(spans[-1].end)}: {summary}. "
         f"{len(state.decisions)} decision(s), {len(escalations)} escalation(s)."
     )
-    return tag(
-        "svg",
-        [
-            tag("title", f"Timeline of incident {state.incident_id}", id="timeline-svg-title"),
-            tag("desc", description, id="timeline-svg-desc"),
-            *parts,
-        ],
-        xmlns=SVG_NS,
-        role="img",
-        aria_labelledby="timeline-svg-title timeline-svg-desc",
-        viewBox=f"0 0 {WIDTH} {height}",
-        width=str(WIDTH),
-        height=str(height),
-        font_family="system-ui, sans-serif",
-        font_size="12",
-        class_="timeline",
-    )
+    title = f"Timeline of incident {state.incident_id}"
+    return svg_root("timeline-svg", title, description, parts, width=WIDTH, height=height, class_="timeline")

@@ -8,7 +8,7 @@ import json
 from datetime import datetime
 
 from irflow.models.evidence import MemoryCapture, MemoryCaptureResult, SnapshotEvidence
-from irflow.models.incident import ActionRecord, DriftRecord, IncidentState
+from irflow.models.incident import ActionRecord, Decision, DriftRecord, IncidentState
 
 MILESTONE_LABELS = {
     "first_observed": "activity first observed (finding's first sighting)",
@@ -65,6 +65,21 @@ def copy_text(snapshot: SnapshotEvidence) -> str:
 def outcome_text(action: ActionRecord) -> str:
     """The error if the action failed, else its result as compact, stable JSON."""
     return action.error or json.dumps(action.result, sort_keys=True, default=str)
+
+
+def decision_text(d: Decision, *, when: bool = True, how: bool = True, limit: int | None = None) -> str:
+    """One decision in words, the same in every rendering:
+    'approve (eradication) by alice via update at 2026-03-01T09:20:30+00:00, accepted, eradication: stop: confirmed'.
+    `when=False` leaves out the time (for a line that starts with it); `how=False` leaves out the channel and
+    the verdict (for a list of settling decisions only); `limit` cuts the comment to that many characters
+    (with an ellipsis). No comment, no colon after the rest."""
+    stage = f" ({d.stage})" if d.stage else ""
+    via = f" via {d.via}" if how else ""
+    at = f" at {time_text(d.at)}" if when else ""
+    verdict = (", accepted" if d.accepted else f", refused: {d.refusal or '—'}") if how else ""
+    choice = f", eradication: {d.eradication}" if d.eradication else ""
+    comment = d.comment if limit is None or len(d.comment) <= limit else d.comment[:limit] + "…"
+    return f"{d.kind}{stage} by {d.by}{via}{at}{verdict}{choice}" + (f": {comment}" if comment else "")
 
 
 DEADLINE_ESCALATION = "no decision before the deadline: escalated, containment kept"

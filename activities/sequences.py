@@ -8,8 +8,16 @@ signal-with-start on the resource's incident key (`activities.incidents`). A res
 it; a retried call or a repeated sequence is one delivery per parent and resource, never a second incident.
 Resources no playbook answers (triage) are not opened: the parent lists them, with why.
 
-Both activities act on Temporal only (UNDECLARED: no IAM action of the worker's). `open_sequence_incidents`
-reads IRFLOW_ATTACK_SEQUENCE_FANOUT and opens nothing when it is off.
+A resource in another account than the sequence's is opened only in an account irflow answers for, as the listener
+decides it (`intake.trust.answered_accounts`: IRFLOW_ACCOUNTS, else the organization's, else the account of its own
+credentials). Each submission is its own: one Temporal refuses is listed with its error, the others open all the
+same. Whether a child was opened or joined is the child's to say (its opening finding is the sequence's, handed over
+by this parent: `Finding.sequence_parent`), so a retried fan-out never turns an opened child into a joined one.
+
+Both activities act on Temporal only (UNDECLARED: no IAM action of the worker's; with
+IRFLOW_ACCOUNTS_FROM_ORGANIZATION the worker lists the organization as the listener does, which needs
+organizations:ListAccounts: without it, other accounts are refused, saying so). `open_sequence_incidents` reads
+IRFLOW_ATTACK_SEQUENCE_FANOUT and opens nothing when it is off.
 """
 
 from __future__ import annotations
@@ -17,27 +25,34 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import timedelta
+from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError
 
+from activities.aws import client as aws_client
+from activities.aws import own_identity
 from activities.incidents import open_related_incident, original_record
+from activities.report_wording import decision_text
 from irflow.intake.filters import suppression_reason
 from irflow.intake.router import SEQUENCE_PLAYBOOK, TRIAGE_PLAYBOOK, Route, route
-from irflow.models.finding import AffectedResource, Finding, FindingRejected
-from irflow.models.incident import Decision, DecisionKind, IncidentState, incident_hash
+from irflow.intake.trust import AccountsUnknown, TrustPolicy, account_refusal, answered_accounts
+from irflow.models.finding import AffectedResource, Finding, FindingRejected, ParsedFinding
+from irflow.models.incident import Decision, IncidentState
 from irflow.models.sequence import ChildIncident
 from irflow.models.sequence_parsing import resource_finding
 from irflow.models.settings import IrflowSettings, get_settings
-from workflows import search_attributes as sa
+from irflow.visibility import find_incident_run
 
 # Submissions in flight at once: each is a start and a describe; a sequence names a handful, at most 50.
 OPENED_AT_ONCE = 8
 QUERY_TIMEOUT = timedelta(seconds=10)
 _WORKFLOW_ID = re.compile(r"[A-Za-z0-9._-]{1,256}")  # what the router makes: safe inside a visibility query
 DECISION_WORDS_MAX = 200
+ERROR_WORDS_MAX = 300
 
 
 class SequenceFanoutInput(BaseModel):
@@ -47,10 +62,18 @@ class SequenceFanoutInput(BaseModel):
     task_queue: str
 
 
+class ChildNotOpened(BaseModel):
+    resource: AffectedResource
+    error: str = Field(description="what Temporal answered, in words")
+
+
 class SequenceFanout(BaseModel):
     enabled: bool = Field(description="IRFLOW_ATTACK_SEQUENCE_FANOUT: off, nothing is opened")
     children: list[ChildIncident] = Field(default_factory=list, description="opened or joined, in the sequence's order")
     not_opened: list[str] = Field(default_factory=list, description="each resource not opened, and why, in words")
+    failed: list[ChildNotOpened] = Field(
+        default_factory=list, description="each resource whose submission failed: the others are opened all the same"
+    )
 
 
 class ChildIncidentsInput(BaseModel):
@@ -62,18 +85,41 @@ def resource_words(resource: AffectedResource) -> str:
     return f"{resource.resource_type} {resource.resource_id or '(no valid id)'}"
 
 
-def plan_children(sequence: Finding, settings: IrflowSettings) -> tuple[list[tuple[Finding, Route]], list[str]]:
-    """(each resource's finding and where the listener would route it, one per incident key; each resource not
-    opened, and why). Pure: the same screening as an arrival at the listener, then the router."""
+class _WorkerSession:
+    """The worker's own credentials, as `intake.trust.answered_accounts` asks for a client."""
+
+    def client(self, service: str) -> Any:
+        return aws_client(service, None)
+
+
+def answering(settings: IrflowSettings) -> TrustPolicy:
+    """The accounts irflow answers for, decided as the listener decides them; when AWS does not say, none (the
+    sequence's own account was screened by the listener already), and why."""
+    try:
+        identity = None if settings.accounts or settings.accounts_from_organization else own_identity()
+        accounts, accounts_from = answered_accounts(settings, session=_WorkerSession(), identity=identity)
+    except (AccountsUnknown, BotoCoreError, ClientError) as error:
+        return TrustPolicy(accounts=frozenset(), accounts_from=str(error))
+    return TrustPolicy(accounts=accounts, accounts_from=accounts_from)
+
+
+def plan_children(
+    sequence: Finding, settings: IrflowSettings, parent: str, trust: TrustPolicy
+) -> tuple[list[tuple[Finding, Route]], list[str]]:
+    """(each resource's finding, handed over by the incident `parent`, and where the listener would route it, one
+    per incident key; each resource not opened, and why). Pure: the same screening as an arrival at the listener
+    (`trust`: the accounts irflow answers for), then the router."""
     planned: dict[str, tuple[Finding, Route]] = {}
     not_opened: list[str] = []
     for resource in sequence.sequence_resources:
-        finding, named = resource_finding(sequence, resource), resource_words(resource)
-        if finding.account_id != sequence.account_id and finding.account_id not in settings.accounts:
-            not_opened.append(
-                f"{named}: in account {finding.account_id}, not the sequence's own; irflow opens incidents in "
-                "another account only when IRFLOW_ACCOUNTS names it"
-            )
+        finding, named = resource_finding(sequence, resource, parent), resource_words(resource)
+        if resource.refused:
+            not_opened.append(f"{named}: {resource.refused}")
+            continue
+        elsewhere = finding.account_id != sequence.account_id
+        refused = elsewhere and account_refusal(ParsedFinding(finding=finding, original_shape="related", raw={}), trust)
+        if refused:
+            not_opened.append(f"{named}: {refused.reason}")
             continue
         suppressed = suppression_reason(finding, settings)
         if suppressed:
@@ -98,15 +144,21 @@ async def open_sequence_incidents(request: SequenceFanoutInput) -> SequenceFanou
     if not settings.attack_sequence_fanout:
         return SequenceFanout(enabled=False)
     settings = settings.model_copy(update={"task_queue": request.task_queue})
-    planned, not_opened = plan_children(request.finding, settings)
+    trust = await asyncio.to_thread(answering, settings)
+    planned, not_opened = plan_children(request.finding, settings, request.incident_id, trust)
     raw = original_record(request.finding, request.raw_packed)
     gate = asyncio.Semaphore(OPENED_AT_ONCE)
 
-    async def open_one(finding: Finding, destination: Route) -> ChildIncident:
-        async with gate:
-            submission = await open_related_incident(
-                request.incident_id, finding, raw, settings, subject=destination.incident_key
-            )
+    async def open_one(finding: Finding, destination: Route) -> ChildIncident | ChildNotOpened:
+        try:
+            async with gate:
+                submission = await open_related_incident(
+                    request.incident_id, finding, raw, settings, subject=destination.incident_key
+                )
+        except Exception as error:  # noqa: BLE001 (each child is its own: one refused never hides the others)
+            activity.logger.warning("incident %s: %s not opened: %s", request.incident_id, destination.shown_id, error)
+            words = f"{type(error).__name__}: {error}"[:ERROR_WORDS_MAX]
+            return ChildNotOpened(resource=finding.resource, error=words)
         return ChildIncident(
             workflow_id=submission.workflow_id,
             incident_id=submission.incident_id,
@@ -116,12 +168,13 @@ async def open_sequence_incidents(request: SequenceFanoutInput) -> SequenceFanou
             joined=submission.joined,
         )
 
-    # Every submission runs to its end; the first failure is then raised, and the retry opens or joins them all.
-    outcomes = await asyncio.gather(*(open_one(f, d) for f, d in planned), return_exceptions=True)
-    failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-    if failed is not None:
-        raise failed
-    return SequenceFanout(enabled=True, children=list(outcomes), not_opened=not_opened)
+    outcomes = await asyncio.gather(*(open_one(f, d) for f, d in planned))
+    return SequenceFanout(
+        enabled=True,
+        children=[o for o in outcomes if isinstance(o, ChildIncident)],
+        not_opened=not_opened,
+        failed=[o for o in outcomes if isinstance(o, ChildNotOpened)],
+    )
 
 
 # --- the roll-up ---
@@ -129,22 +182,21 @@ async def open_sequence_incidents(request: SequenceFanoutInput) -> SequenceFanou
 
 def decision_words(decision: Decision) -> str:
     """One decision in words: 'approve (eradication) by alice, eradication: stop: confirmed'."""
-    stage = f" ({decision.stage})" if decision.stage else ""
-    choice = f", eradication: {decision.eradication}" if decision.eradication else ""
-    comment = decision.comment[:DECISION_WORDS_MAX] + ("…" if len(decision.comment) > DECISION_WORDS_MAX else "")
-    return f"{decision.kind}{stage} by {decision.by}{choice}" + (f": {comment}" if comment else "")
+    return decision_text(decision, when=False, how=False, limit=DECISION_WORDS_MAX)
 
 
-def rolled_up(child: ChildIncident, state: IncidentState) -> ChildIncident:
+def rolled_up(child: ChildIncident, state: IncidentState, parent: str) -> ChildIncident:
     """The child as its incident stands: status, when it was received and contained, how long that took (from its
-    own detection), and its decisions (accepted ones; notes and refusals are not decisions)."""
+    own detection), its decisions (accepted ones; notes and refusals are not decisions), and whether the parent
+    joined it (its opening finding is not one the parent handed over)."""
     return child.model_copy(
         update={
+            "joined": state.finding.sequence_parent != parent,
             "status": str(state.status),
             "received_at": state.received_at,
             "contained_at": state.contained_at,
             "time_to_contain_seconds": state.metrics()["detected_to_contained_s"],
-            "decisions": [decision_words(d) for d in state.decisions if d.accepted and d.kind != DecisionKind.NOTE],
+            "decisions": [decision_words(d) for d in state.decisions if d.settles],
         }
     )
 
@@ -161,10 +213,10 @@ async def child_state(client: Client, child: ChildIncident) -> IncidentState:
     latest = await _state(client.get_workflow_handle(child.workflow_id))
     if latest.incident_id == child.incident_id:
         return latest
-    query = f"WorkflowId = '{child.workflow_id}' AND {sa.INCIDENT_HASH.name} = '{incident_hash(child.incident_id)}'"
-    async for execution in client.list_workflows(query):
-        return await _state(client.get_workflow_handle(child.workflow_id, run_id=execution.run_id))
-    raise LookupError(f"no run of {child.workflow_id} is incident {child.incident_id}")
+    handle = await find_incident_run(client, child.workflow_id, child.incident_id)
+    if handle is None:
+        raise LookupError(f"no run of {child.workflow_id} is incident {child.incident_id}")
+    return await _state(handle)
 
 
 @activity.defn
@@ -174,7 +226,7 @@ async def read_child_incidents(request: ChildIncidentsInput) -> list[ChildIncide
 
     async def read(child: ChildIncident) -> ChildIncident:
         try:
-            return rolled_up(child, await child_state(client, child))
+            return rolled_up(child, await child_state(client, child), request.incident_id)
         except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError, LookupError) as error:
             activity.logger.warning(
                 "incident %s: child %s unreadable: %s", request.incident_id, child.workflow_id, error

@@ -2,13 +2,18 @@
 
 - GuardDuty (its own findings, and the Security Hub copies whose Id is a GuardDuty finding ARN): feedback through
   UpdateFindingsFeedback (NOT_USEFUL for a false positive, USEFUL when confirmed), then ArchiveFindings as
-  IRFLOW_ARCHIVE_GUARDDUTY_FINDINGS says.
+  IRFLOW_ARCHIVE_GUARDDUTY_FINDINGS says. GuardDuty lets only an administrator account archive: a member account
+  cannot archive even its own findings (API reference, ArchiveFindings), while the administrator archives its own
+  and all its members' (user guide, "Managing accounts"). So another account's findings are archived through the
+  security account's detector in their region (ListDetectors), the security account being the members' GuardDuty
+  administrator. Feedback has no such limit (members manage their own findings): the finding's account gives it.
 - Security Hub: BatchUpdateFindings sets the workflow status (NOTIFIED once contained, SUPPRESSED or RESOLVED at
   the end), the verification state at the end, and a note naming the incident.
 
-Each call is made in the finding's own account and region, in batches within the APIs' limits. Best-effort: an
-AWS error (AccessDenied, a finding that is gone, an API the stand-in lacks) is written down with its reason and
-never fails the incident. Setting a status, a feedback or an archive again changes nothing: idempotent.
+Each call is made in the finding's own account and region (archiving: see above), in batches within the APIs'
+limits. Best-effort: an AWS error (AccessDenied, a finding that is gone, an API the stand-in lacks) is written down
+with its reason and never fails the incident. Setting a status, a feedback or an archive again changes nothing:
+idempotent.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_activity, client, error_code
+from activities.aws import aws_activity, client, error_code, own_account_id
 from irflow.models.finding import FindingSource
 from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
@@ -52,11 +57,15 @@ class _Calls:
         self.sent: list[dict[str, Any]] = []
         self.failed: list[dict[str, Any]] = []
 
-    def call(self, api: str, account: str, region: str, ids: list[str], **params: Any) -> dict[str, Any] | None:
-        """`api` ("guardduty:ArchiveFindings") in `account` and `region` about the findings `ids`; its response, or
-        None when it failed (the reason recorded)."""
+    def call(
+        self, api: str, account: str, region: str, ids: list[str], finding_account: str = "", **params: Any
+    ) -> dict[str, Any] | None:
+        """`api` ("guardduty:ArchiveFindings") in `account` and `region` about the findings `ids` (of
+        `finding_account`, when that is another account); its response, or None when it failed (reason recorded)."""
         service, action = api.split(":")
         where = {"api": api, "account": account, "region": region, "finding_ids": ids}
+        if finding_account and finding_account != account:
+            where["finding_account"] = finding_account
         try:
             response = getattr(client(service, region, account), xform_name(action))(**params)
         except (ClientError, BotoCoreError, ApplicationError) as error:
@@ -75,9 +84,56 @@ def _note(request: SourceFindingsUpdate) -> str:
     return f"irflow incident {request.incident_id} ({request.verdict}){words}"[:NOTE_MAX]
 
 
-def _tell_guardduty(request: SourceFindingsUpdate, findings: list[SourceFinding], archive: str, calls: _Calls) -> None:
+class _Archivist:
+    """Where GuardDuty lets irflow archive an account's findings: that account's own detector when it is the security
+    account; otherwise the security account's detector in the region, as the administrator of its members."""
+
+    def __init__(self, calls: _Calls, skipped: list[dict[str, str]]) -> None:
+        self.calls, self.skipped = calls, skipped
+        self.security = own_account_id()
+        self._detectors: dict[str, tuple[str | None, str]] = {}  # region: (detector, why not)
+
+    def _security_detector(self, region: str) -> tuple[str | None, str]:
+        """The security account's detector in `region` (GuardDuty has one per account and region), or None and, when
+        ListDetectors failed, its reason."""
+        if region not in self._detectors:
+            try:
+                pages = client("guardduty", region, self.security).get_paginator("list_detectors").paginate()
+                self._detectors[region] = (next((d for p in pages for d in p.get("DetectorIds", [])), None), "")
+            except (ClientError, BotoCoreError, ApplicationError) as error:
+                self._detectors[region] = (None, f"the security account's detector is unknown: {_reason(error)}")
+        return self._detectors[region]
+
+    def archive(self, account: str, region: str, detector: str, ids: list[str]) -> None:
+        api = "guardduty:ArchiveFindings"
+        if account != self.security:
+            admin_detector, failure = self._security_detector(region)
+            if failure:
+                where = {"api": api, "account": self.security, "region": region, "finding_ids": ids}
+                self.calls.failed.append({**where, "finding_account": account, "reason": failure})
+                return
+            if admin_detector is None:
+                reason = (
+                    "archive skipped: member accounts cannot archive their findings, only their GuardDuty "
+                    f"administrator, and the security account {self.security} has no detector in {region}"
+                )
+                self.skipped.extend({"finding_id": i, "reason": reason} for i in ids)
+                return
+            detector = admin_detector
+        for batch in _batches(ids, GUARDDUTY_BATCH):
+            self.calls.call(api, self.security, region, batch, account, DetectorId=detector, FindingIds=batch)
+
+
+def _tell_guardduty(
+    request: SourceFindingsUpdate,
+    findings: list[SourceFinding],
+    archive: str,
+    calls: _Calls,
+    skipped: list[dict[str, str]],
+) -> None:
     feedback = GUARDDUTY_FEEDBACK[request.verdict]
     archiving = archive == "closed" or (archive == "false-positive" and request.verdict == Verdict.FALSE_POSITIVE)
+    archivist = _Archivist(calls, skipped) if archiving else None
     by_detector: dict[tuple[str, str, str], list[str]] = {}
     for f in findings:
         ids = by_detector.setdefault((f.account_id, f.region, f.detector_id or ""), [])
@@ -95,8 +151,8 @@ def _tell_guardduty(request: SourceFindingsUpdate, findings: list[SourceFinding]
                 Feedback=feedback,
                 Comments=_note(request),
             )
-            if archiving:
-                calls.call("guardduty:ArchiveFindings", account, region, batch, DetectorId=detector, FindingIds=batch)
+        if archivist is not None:
+            archivist.archive(account, region, detector, ids)
 
 
 def _tell_security_hub(request: SourceFindingsUpdate, findings: list[SourceFinding], calls: _Calls) -> None:
@@ -145,7 +201,12 @@ def _skipped(request: SourceFindingsUpdate) -> tuple[list[SourceFinding], list[S
     return to_guardduty, to_security_hub, skipped
 
 
-@aws_activity("guardduty:UpdateFindingsFeedback", "guardduty:ArchiveFindings", "securityhub:BatchUpdateFindings")
+@aws_activity(
+    "guardduty:UpdateFindingsFeedback",
+    "guardduty:ArchiveFindings",
+    "guardduty:ListDetectors",
+    "securityhub:BatchUpdateFindings",
+)
 def update_source_findings(request: SourceFindingsUpdate) -> StepResult:
     """Tell the incident's GuardDuty and Security Hub findings its verdict. Never raises for what AWS answers:
     `detail` lists the calls `sent` (the findings each updated), those `failed` with the reason, and the findings
@@ -158,7 +219,7 @@ def update_source_findings(request: SourceFindingsUpdate) -> StepResult:
     to_guardduty, to_security_hub, skipped = _skipped(request)
     calls = _Calls()
     if to_guardduty:
-        _tell_guardduty(request, to_guardduty, settings.archive_guardduty_findings, calls)
+        _tell_guardduty(request, to_guardduty, settings.archive_guardduty_findings, calls, skipped)
     if to_security_hub:
         _tell_security_hub(request, to_security_hub, calls)
     detail.update(sent=calls.sent, failed=calls.failed)

@@ -21,7 +21,9 @@ What the times are:
 - time to decide: per question put to the analysts (each time the incident entered the analyst-decision phase,
   by its timeline), the time until the decision that settled it: the last accepted approve, reject or release
   before the next phase (with two approvers, the second approval). Notes, refused decisions and the timeout's
-  default are not decisions; a question nobody answered is left out.
+  default are not decisions: the figure measures how long people took to answer, and the timeout's default is
+  nobody answering (the report's milestones count it, as the decision the workflow acted on). A question
+  nobody answered is left out.
 - median: `statistics.median` (the middle value; for an even count, the mean of the two middle ones).
   p90: the nearest rank, the smallest value that at least 90% of the values are at or below (sorted values,
   index ceil(0.9 n) - 1): always one of the incidents' own figures.
@@ -30,44 +32,24 @@ What the times are:
 from __future__ import annotations
 
 import math
-import re
 import statistics
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
 from activities.report_html import Markup, badge, code, definitions, escape, num, page, section, table, when
-from activities.report_timeline import GRID, INK, MUTED, SVG_NS, TimeAxis, nice_step, phase_entries, tag
+from activities.report_timeline import GRID, INK, MUTED, TimeAxis, nice_step, phase_entries, svg_root, tag
 from activities.report_wording import duration_text, time_text
-from irflow.models.incident import INCIDENT_WORKFLOW, Decision, DecisionKind, Phase, TimelineEntry
+from irflow.models.incident import Decision, Phase, TimelineEntry
 
 REPORT_JSON = "report/report.json"  # where write_report (activities/report.py) keeps the JSON report
 OPEN = "open"
 FINAL_STATUSES = ("resolved", "rolled_back", "failed")
 NO_PLAYBOOK = "(no report)"
-_SINCE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_since(text: str) -> timedelta:
-    """A window such as 30d, 12h, 2w, 90m or 45s."""
-    match = _SINCE.match(text.strip())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"--since {text!r}: use a number and s, m, h, d or w (e.g. 30d, 12h, 2w)")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-
-
-def visibility_queries(start: datetime) -> tuple[str, str]:
-    """(the incidents finished since `start`, the incidents still open that opened since `start`)."""
-    base = f"WorkflowType = '{INCIDENT_WORKFLOW}'"
-    since = start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return (
-        f"{base} AND ExecutionStatus != 'Running' AND CloseTime >= '{since}'",
-        f"{base} AND ExecutionStatus = 'Running' AND StartTime >= '{since}'",
-    )
+TIMEOUT_VIA = "timeout"  # how the decision the timeout applies arrives (workflows/decisions.py)
 
 
 def outcome_of(status: str | None, execution_status: str | None) -> str:
@@ -86,10 +68,17 @@ def time_to_contain(document: dict[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def decided_by_a_person(decision: Decision) -> bool:
+    """A decision that settles its question (`Decision.settles`: accepted, not a note) and that a person took:
+    not the default the timeout applies when nobody answered (`via` "timeout", by irflow), which the report's
+    milestones do count, as the decision the workflow acted on."""
+    return decision.settles and decision.via != TIMEOUT_VIA
+
+
 def times_to_decide(timeline: list[TimelineEntry], decisions: list[Decision]) -> list[float]:
     """Seconds from each question (an entry into the analyst-decision phase) to the decision that settled it."""
     starts = phase_entries(timeline)
-    settling = [d.at for d in decisions if d.accepted and d.kind != DecisionKind.NOTE and d.via != "timeout"]
+    settling = [d.at for d in decisions if decided_by_a_person(d)]
     times = []
     for i, entry in enumerate(starts):
         if entry.phase != Phase.DECISION:
@@ -170,6 +159,26 @@ class Stats(BaseModel):
     records: list[IncidentFacts] = Field(description="finished in the order they closed, then the open ones")
 
 
+class FigureRow(NamedTuple):
+    """What one figure measures, as the table and the page both say it: from when, to when, over what."""
+
+    name: str
+    start: str
+    end: str
+    field: str  # its Stats attribute
+    unit: str
+
+
+FIGURES = (
+    FigureRow("time to contain", "finding received", "contained", "time_to_contain", "incident(s)"),
+    FigureRow("time to decide", "question asked", "decided", "time_to_decide", "question(s)"),
+)
+
+
+def figure_rows(stats: Stats) -> list[tuple[FigureRow, Figure]]:
+    return [(row, getattr(stats, row.field)) for row in FIGURES]
+
+
 def _counts(values: Iterable[str]) -> dict[str, int]:
     return dict(sorted(Counter(values).items(), key=lambda item: (-item[1], item[0])))
 
@@ -210,20 +219,8 @@ _PLOT_BOTTOM = CHART_TOP + PLOT_HEIGHT
 
 
 def _chart(ident: str, title: str, description: str, parts: list[Markup]) -> Markup:
-    height = _PLOT_BOTTOM + CHART_AXIS
-    return tag(
-        "svg",
-        [tag("title", title, id=f"{ident}-title"), tag("desc", description, id=f"{ident}-desc"), *parts],
-        xmlns=SVG_NS,
-        role="img",
-        aria_labelledby=f"{ident}-title {ident}-desc",
-        viewBox=f"0 0 {CHART_WIDTH} {height}",
-        width=str(CHART_WIDTH),
-        height=str(height),
-        font_family="system-ui, sans-serif",
-        font_size="12",
-        class_="chart",
-        id=ident,
+    return svg_root(
+        ident, title, description, parts, width=CHART_WIDTH, height=_PLOT_BOTTOM + CHART_AXIS, class_="chart"
     )
 
 
@@ -357,21 +354,14 @@ def render_stats_html(stats: Stats) -> str:
         ["figure", "from", "to", "over", "median", "p90"],
         [
             [
-                "time to contain",
-                "finding received",
-                "contained",
-                f"{stats.time_to_contain.count} incident(s)",
-                num(duration_text(stats.time_to_contain.median_s)),
-                num(duration_text(stats.time_to_contain.p90_s)),
-            ],
-            [
-                "time to decide",
-                "question asked",
-                "decision that settled it",
-                f"{stats.time_to_decide.count} question(s)",
-                num(duration_text(stats.time_to_decide.median_s)),
-                num(duration_text(stats.time_to_decide.p90_s)),
-            ],
+                row.name,
+                row.start,
+                row.end,
+                f"{v.count} {row.unit}",
+                num(duration_text(v.median_s)),
+                num(duration_text(v.p90_s)),
+            ]
+            for row, v in figure_rows(stats)
         ],
         "",
     )

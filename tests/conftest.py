@@ -10,6 +10,7 @@ from activities.aws import reset_clients
 from activities.memory_document import ensure_capture_memory_document
 from irflow.devstack import moto_fidelity
 from irflow.devstack.demo import DemoWorkload, seed_workload
+from irflow.devstack.readiness import ReadyAccount, make_ready
 from irflow.models.settings import get_settings
 from irflow.temporal_client import ensure_search_attributes
 from tests import boundary
@@ -54,6 +55,17 @@ def workload(aws, monkeypatch) -> DemoWorkload:
     monkeypatch.setenv("IRFLOW_MEMORY_CAPTURE_WAIT_SECONDS", "5")
     get_settings.cache_clear()
     return seeded
+
+
+@pytest.fixture
+def ready(workload, monkeypatch) -> ReadyAccount:
+    """The demo account made ready (irflow/devstack/readiness.py: every readiness check passes), the worker running
+    with the workload's settings and the readiness ones."""
+    account = make_ready(workload)
+    for name, value in account.settings.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return account
 
 
 @pytest.fixture(scope="session")

@@ -212,6 +212,13 @@ def notifications(workload: DemoWorkload) -> list[dict]:
             sqs.delete_message(QueueUrl=workload.notifications_queue_url, ReceiptHandle=m["ReceiptHandle"])
 
 
+def setting(monkeypatch, **values: object) -> None:
+    """IRFLOW_<NAME> set to each value (`setting(monkeypatch, evidence_bucket="b")`), the settings read afresh."""
+    for name, value in values.items():
+        monkeypatch.setenv(f"IRFLOW_{name.upper()}", str(value))
+    get_settings.cache_clear()
+
+
 def member_session(account_id: str, region: str = "us-east-1") -> boto3.session.Session:
     """Credentials in another account, the way its administrator would have them (moto keeps each
     account's state apart and tells them by the assumed role's account)."""

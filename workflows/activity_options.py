@@ -14,7 +14,9 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.errors import NON_RETRYABLE_TYPES
 
 
-def _retry(attempts: int, max_interval_s: int) -> RetryPolicy:
+def retry(attempts: int, max_interval_s: int) -> RetryPolicy:
+    """The house retry: from one second, doubling up to `max_interval_s`, `attempts` tries in all, never for an
+    error irflow raises as final (NON_RETRYABLE_TYPES)."""
     return RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,
@@ -26,16 +28,16 @@ def _retry(attempts: int, max_interval_s: int) -> RetryPolicy:
 
 # Containment retries briefly and then fails over to compensation; undos retry for much longer,
 # because an undo that gives up leaves a resource half-restored.
-QUICK = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": _retry(6, 10)}
-UNDO = {"start_to_close_timeout": timedelta(seconds=120), "retry_policy": _retry(25, 60)}
+QUICK = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": retry(6, 10)}
+UNDO = {"start_to_close_timeout": timedelta(seconds=120), "retry_policy": retry(25, 60)}
 SLOW = {
     "start_to_close_timeout": timedelta(minutes=30),
     "heartbeat_timeout": timedelta(seconds=90),
-    "retry_policy": _retry(5, 60),
+    "retry_policy": retry(5, 60),
 }
 # Someone is waiting for the answer (a decision's proof at STS): a short timeout, a few quick retries while
 # STS is unreachable. A refused proof is raised non-retryable by the activity itself.
-INTERACTIVE = {"start_to_close_timeout": timedelta(seconds=15), "retry_policy": _retry(3, 4)}
+INTERACTIVE = {"start_to_close_timeout": timedelta(seconds=15), "retry_policy": retry(3, 4)}
 
 
 # Containment at the speed of the API: a short idempotent AWS call runs as a local activity, in the worker

@@ -28,7 +28,7 @@ def closing_verdict(state: IncidentState) -> tuple[Verdict | None, str]:
     """What the ended incident says of its findings, in words: confirmed (approved, eradicated, released after
     recovery, a triage approved), a false positive (rejected, before or after containment), or nothing (it failed
     or was cancelled: nobody judged the finding)."""
-    decided = [d for d in state.decisions if d.accepted and d.kind != DecisionKind.NOTE]
+    decided = [d for d in state.decisions if d.settles]
     last = decided[-1] if decided else None
     by = f" by {last.by}" if last else ""
     if state.status == Status.RESOLVED:

@@ -48,6 +48,14 @@ from workflows.saga import Undo
 from workflows.sequence_playbook import SequencePlaybook
 from workflows.triage_playbook import TriagePlaybook
 
+# Steps added while incidents may be running (docs/operations.md, "Upgrading with incidents running"): an incident
+# takes each only where its history says it did, or where it reaches it on a worker that knows it (`workflow.patched`),
+# so a history recorded before the step existed replays as it ran.
+NOTIFY_CONTAINED = "issue-15-notify-contained"  # Security Hub: NOTIFIED once contained
+CLOSE_THE_LOOP = "issue-15-close-the-loop"  # GuardDuty and Security Hub told the verdict, before the report
+BEFORE_REPORT = "issue-15-before-report"  # the playbook's last look (an attack sequence reads its children)
+JOINED_FINDING = "issue-15-joined-finding"  # the playbook told of a new finding (a sequence's new resources)
+
 PLAYBOOKS: dict[str, type[Playbook]] = {
     p.name: p
     for p in (
@@ -86,6 +94,9 @@ class IncidentWorkflow(DecisionDoors):
         self.source_findings.keep(delivery.finding, delivery.raw_packed, delivery.delivery_id)
         if self.record.absorb(delivery):
             self.guard.finding_joined(delivery.finding)
+            playbook = getattr(self, "playbook", None)  # None before the run begins: its analysis sees every finding
+            if playbook is not None and workflow.patched(JOINED_FINDING):
+                playbook.finding_joined(delivery)
 
     # --- the lifecycle ---
 
@@ -138,7 +149,8 @@ class IncidentWorkflow(DecisionDoors):
         self.state.contained_at = workflow.now()
         self.record.note("contained")
         self.guard.start(playbook)  # verified from now on, not assumed
-        self.source_findings.contained()  # Security Hub: NOTIFIED
+        if workflow.patched(NOTIFY_CONTAINED):
+            self.source_findings.contained()  # Security Hub: NOTIFIED
 
         self.enter(Phase.EVIDENCE, "containment complete; collecting evidence")
         await asyncio.gather(playbook.collect_evidence(), self.record.store_raw_findings())
@@ -262,9 +274,11 @@ class IncidentWorkflow(DecisionDoors):
         self.state.closed_at = workflow.now()
         self.enter(Phase.REPORT, f"incident {status}" + (f": {reason}" if reason else ""))
         await self.record.background_done()  # snapshot digests and forensic copies, for the report
-        await self.playbook.before_report()
+        if workflow.patched(BEFORE_REPORT):
+            await self.playbook.before_report()
         # The report shows them: the raw findings stored, the notifications sent, the findings told the verdict.
-        await asyncio.gather(self.record.store_raw_findings(), self.notifier.sent(), self.source_findings.closed())
+        closing = [self.source_findings.closed()] if workflow.patched(CLOSE_THE_LOOP) else []
+        await asyncio.gather(self.record.store_raw_findings(), self.notifier.sent(), *closing)
         reports = await self.record.try_act(write_report, self.state, QUICK)
         if reports:
             self.record.add_evidence(*reports)

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.tagging import restore_resource_tags, tag_resource
     from irflow.models.evidence import EvidenceObject, MemoryCaptureResult, SnapshotEvidence
     from irflow.models.finding import Finding, Severity
-    from irflow.models.incident import Eradication, ResponsePolicy, StepResult
+    from irflow.models.incident import Eradication, FindingDelivery, ResponsePolicy, StepResult
     from irflow.models.sequence import ChildIncident
     from irflow.models.tagging import tag_request_for
 
@@ -214,6 +214,10 @@ class Playbook:
 
     async def collect_evidence(self) -> None:
         raise NotImplementedError
+
+    def finding_joined(self, delivery: FindingDelivery) -> None:
+        """A new finding joined the running incident (an attack sequence updated with more resources). Called from
+        the signal handler, which cannot wait: work the report needs goes in `incident.in_background`."""
 
     async def before_report(self) -> None:
         """The incident is about to write its report (a playbook that rolls up other incidents reads them here)."""

@@ -1,12 +1,26 @@
 """Readiness, on a Temporal Schedule (`irflow schedule`, `make run`): one run checks everything irflow needs to
-respond (the AWS side per account and region, and the Temporal side), compares each check with the previous run's
-result, and notifies once per check whose state changed. The latest report is queryable (`latest_report`); the
-runs' histories are the audit trail of readiness.
+respond (the AWS side per account and region, and the namespace's search attributes), compares each check with
+the previous run's result, and notifies once per check whose state changed. The latest report is queryable
+(`latest_report`); the runs' histories are the audit trail of readiness.
 
-A run finds the previous result through visibility (`previous_readiness_report`): the latest ReadinessWorkflow
-completed on its task queue. The first run, with nothing before it, notifies only about what is not passing; so
-does any run about a check the previous one did not have. A run that cannot look up the previous result, or
-cannot notify, fails, so the next run compares with the last run that did tell, and tells again.
+The previous result is Temporal's own: a run the schedule starts carries the result of the schedule's last
+successful run (`workflow.get_last_completion_result`), exact and at once, where a visibility search could lag and
+compare with an older run. A check's state is its status and the sorted list of its problems
+(`CheckResult.problems`): one that goes on failing for another reason has changed too. A run with no previous
+result (the schedule's first, or a run started by hand) notifies only about what is not passing; so does any run
+about a check the previous one did not have. A run that cannot notify fails, and a failed run's result is never
+handed on: the next run compares with the last run that did tell, and tells again.
+
+Not here: whether a worker polls the task queue (`irflow preflight` checks it). This workflow runs on that queue,
+so without a worker no run starts, and a run that checked would always find its own worker.
+
+Size: one run runs checks × scopes activities at once and returns one report, one payload. Measured on the
+stand-in account, a CheckResult serializes to 0.35-0.6 KB (the largest, the worker's permissions failing on all
+its ~150 actions, would be about 9 KB, once per run). A scope beyond the security account's first region runs
+6 checks (a member account's region) or 9 (another region of the security account), about 3-5 KB of report:
+under Temporal's 2 MB payload limit a run takes some 400 scopes. Temporal's default of 2,000 pending activities
+per workflow binds first, at about 300 scopes (e.g. 30 accounts × 10 regions); beyond that the checks would need
+child workflows per account.
 """
 
 from __future__ import annotations
@@ -16,7 +30,6 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -25,78 +38,72 @@ with workflow.unsafe.imports_passed_through():
         READINESS_NOTICE_ID,
         READINESS_WORKFLOW,
         PlannedCheck,
-        PreviousReport,
-        PreviousReportRequest,
         ReadinessPlan,
         plan_readiness,
-        previous_readiness_report,
         where_checked,
     )
-    from irflow.models.errors import NON_RETRYABLE_TYPES
     from irflow.models.incident import NotifyInput
     from irflow.models.readiness import CheckResult, CheckStatus, ReadinessReport
 
+from workflows.activity_options import retry
+
 # A check looks and answers: a short timeout, a few quick retries; one that still errors counts as unknown.
-CHECK = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=5),
-        maximum_attempts=3,
-        non_retryable_error_types=NON_RETRYABLE_TYPES,
-    ),
-}
-# The plan, the previous result and the notifications: without them the run means nothing, so they retry longer.
-NEEDED = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        maximum_interval=timedelta(seconds=10),
-        maximum_attempts=8,
-        non_retryable_error_types=NON_RETRYABLE_TYPES,
-    ),
-}
+CHECK = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": retry(3, 5)}
+# The plan and the notifications: without them the run means nothing, so they retry longer.
+NEEDED = {"start_to_close_timeout": timedelta(seconds=30), "retry_policy": retry(8, 10)}
 
 
 class Change(NamedTuple):
     """One check whose state is not what the previous run said (`was` None: the previous run did not have it)."""
 
-    was: CheckStatus | None
+    was: CheckResult | None
     result: CheckResult
 
 
+def state(result: CheckResult) -> tuple[CheckStatus, list[str]]:
+    """What a change is told by: the status, and what is wrong (in any order)."""
+    return result.status, sorted(result.problems)
+
+
 def changes(previous: ReadinessReport | None, current: ReadinessReport) -> list[Change]:
-    """Every check (by `CheckResult.key`) whose status differs from the previous run's; a check the previous run
+    """Every check (by `CheckResult.key`) whose state differs from the previous run's; a check the previous run
     did not have (all of them, on the first run) only when it does not pass."""
-    before = {r.key: r.status for r in previous.results} if previous else {}
+    before = {r.key: r for r in previous.results} if previous else {}
     found = []
     for result in current.results:
         was = before.get(result.key)
-        if (was is None and result.status != CheckStatus.PASS) or (was is not None and was != result.status):
+        if (was is None and result.status != CheckStatus.PASS) or (was is not None and state(was) != state(result)):
             found.append(Change(was, result))
     return found
 
 
 def notice(change: Change) -> NotifyInput:
-    """The one message about one change: what, where, from what to what, the evidence and the fix."""
+    """The one message about one change: what, where, from what to what, what is newly wrong or no longer, the
+    evidence and the fix."""
     result, was = change.result, change.was
+    same = was is not None and was.status == result.status
     verb = {
-        CheckStatus.FAIL: "fails",
+        CheckStatus.FAIL: "fails for another reason" if same else "fails",
         CheckStatus.PASS: "passes again" if was else "passes",
-        CheckStatus.UNKNOWN: "cannot be checked",
+        CheckStatus.UNKNOWN: "still cannot be checked" if same else "cannot be checked",
     }[result.status]
     subject = f"irflow readiness: {result.check} {verb} ({where_checked(result)})"
-    # A required check that starts failing means irflow cannot respond as configured: the escalation topic.
-    starts_failing = result.status == CheckStatus.FAIL and result.required
+    before = set(was.problems) if was else set()
+    new, gone = sorted(set(result.problems) - before), sorted(before - set(result.problems))
+    # A required check that starts failing, or fails for a new reason, means irflow cannot respond as
+    # configured: the escalation topic. One that fails for fewer reasons is news for the team.
+    escalates = result.status == CheckStatus.FAIL and result.required and (not same or bool(new))
     return NotifyInput(
         incident_id=READINESS_NOTICE_ID,
-        channel="escalation" if starts_failing else "team",
+        channel="escalation" if escalates else "team",
         subject=subject,
         body={
             "message": "\n".join(
                 line
                 for line in (
-                    f"{result.title}: {result.status.value} (was {was.value if was else 'not checked'})",
+                    f"{result.title}: {result.status.value} (was {was.status.value if was else 'not checked'})",
+                    f"Newly wrong: {', '.join(new)}" if new and was else "",
+                    f"No longer wrong: {', '.join(gone)}" if gone else "",
                     f"Evidence: {result.evidence}" if result.evidence else "",
                     f"Fix: {result.fix}" if result.fix else "",
                 )
@@ -105,7 +112,8 @@ def notice(change: Change) -> NotifyInput:
             "readiness": result.model_dump(mode="json"),
             "key": result.key,
             "status": result.status.value,
-            "previous_status": was.value if was else None,
+            "previous_status": was.status.value if was else None,
+            "previous_problems": was.problems if was else None,
             "workflow_id": workflow.info().workflow_id,  # the run whose history records this change
             "run_id": workflow.info().run_id,
         },
@@ -124,24 +132,22 @@ class ReadinessWorkflow:
 
     @workflow.run
     async def run(self) -> ReadinessReport:
-        queue = workflow.info().task_queue
-        plan, previous = await asyncio.gather(
-            workflow.execute_activity(plan_readiness, result_type=ReadinessPlan, **NEEDED),
-            workflow.execute_activity(
-                previous_readiness_report, PreviousReportRequest(task_queue=queue), result_type=PreviousReport, **NEEDED
-            ),
+        previous = (
+            workflow.get_last_completion_result(ReadinessReport) if workflow.has_last_completion_result() else None
         )
-        self.report = previous.report
+        self.report = previous
+        plan = await workflow.execute_activity(plan_readiness, result_type=ReadinessPlan, **NEEDED)
         results = await asyncio.gather(*(self._check(planned) for planned in plan.checks))
         report = ReadinessReport(checked_at=workflow.now(), results=list(results))
-        for change in changes(previous.report, report):  # in display order, one message per change
+        for change in changes(previous, report):  # in display order, one message per change
             await workflow.execute_activity(publish_notification, notice(change), **NEEDED)
         self.report = report
         workflow.logger.info(
-            "readiness: %d checks, %d failing, ready=%s",
+            "readiness: %d checks, %d failing, ready=%s, compared with %s",
             len(report.results),
             sum(r.status == CheckStatus.FAIL for r in report.results),
             report.ready,
+            f"the run of {previous.checked_at.isoformat()}" if previous else "nothing",
         )
         return report
 

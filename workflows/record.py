@@ -190,9 +190,10 @@ class IncidentRecord:
         self.state.memory_capture = capture
 
     def in_background(self, work: Any) -> asyncio.Future:
-        """Evidence work nobody needs to wait for (a snapshot's digest and forensic copy can take hours):
-        the analyst is asked meanwhile; the report and the final manifest wait for it (`background_done`).
-        The future, for a caller that does want to wait on it."""
+        """Work nobody needs to wait for (a snapshot's digest and forensic copy can take hours; the incidents of the
+        resources an updated attack sequence adds, started from a signal, which cannot wait): the analyst is asked
+        meanwhile; the report and the final manifest wait for it (`background_done`, work started while it waits
+        included). The future, for a caller that does want to wait on it."""
         future = asyncio.ensure_future(work)
         self._background.append(future)
         return future

@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from irflow.models.incident import INCIDENT_WORKFLOW, IncidentState, incident_hash, short_id
 from irflow.temporal_client import TemporalUnreachable, connect
+from irflow.visibility import find_incident_run, quoted
 from workflows import search_attributes as sa
 
 app = typer.Typer(
@@ -104,7 +105,7 @@ async def _by_short_id(client: Client, prefix: str) -> tuple[WorkflowHandle, str
     # Every incident carries its hash as a search attribute: one prefix query finds the candidates among the
     # incidents Temporal still keeps (the namespace's retention), the same ones `irflow list` shows.
     runs: dict[str, tuple[str, str | None]] = {}
-    query = f"WorkflowType = '{INCIDENT_WORKFLOW}' AND {sa.INCIDENT_HASH.name} STARTS_WITH '{prefix.lower()}'"
+    query = f"WorkflowType = '{INCIDENT_WORKFLOW}' AND {sa.INCIDENT_HASH.name} STARTS_WITH {quoted(prefix.lower())}"
     async for execution in client.list_workflows(query):
         memo = await execution.memo()
         runs.setdefault(memo.get("incident_id") or execution.id, (execution.id, execution.run_id))
@@ -120,12 +121,10 @@ async def find_incident(client: Client, ident: str) -> tuple[WorkflowHandle, str
         return await _by_short_id(client, ident)
     match = _INCIDENT_SUFFIX.search(ident)
     if match:
-        key = ident[: match.start()]
-        async for execution in client.list_workflows(f"WorkflowId = '{key}'"):
-            memo = await execution.memo()
-            if memo.get("incident_id") == ident:
-                return client.get_workflow_handle(key, run_id=execution.run_id), ident
-        raise NotFound(f"no incident {ident}")
+        found = await find_incident_run(client, ident[: match.start()], ident)
+        if found is None:
+            raise NotFound(f"no incident {ident}")
+        return found, ident
     handle = client.get_workflow_handle(ident)
     try:
         description = await handle.describe()

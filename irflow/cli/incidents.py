@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -41,7 +39,7 @@ from irflow.models.incident import (
     Phase,
     TimelineEntry,
 )
-from irflow.visibility import identity_hash
+from irflow.visibility import incident_query, incident_rows, parse_window
 
 # --- ingest ---
 
@@ -76,52 +74,6 @@ def listen(
 # --- list / show ---
 
 
-_AGE = re.compile(r"^(\d+)([smhd])$")
-
-
-def _quoted(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _list_query(
-    status: str | None = None,
-    open_only: bool = False,
-    phase: str | None = None,
-    severity: str | None = None,
-    finding_type: str | None = None,
-    resource: str | None = None,
-    age: str | None = None,
-    now: datetime | None = None,
-) -> str:
-    """A Temporal visibility query over irflow's search attributes."""
-    clauses = ["WorkflowType = 'IncidentWorkflow'"]
-    if open_only:
-        clauses.append("ExecutionStatus = 'Running'")
-    for attribute, value in (
-        ("IrflowStatus", status),
-        ("IrflowPhase", phase),
-        ("IrflowSeverity", severity.upper() if severity else None),
-    ):
-        if value:
-            clauses.append(f"{attribute} = {_quoted(value)}")
-    if resource:  # an identity is shown only hashed (irflow.visibility): a user's name finds its incidents
-        clauses.append(f"IrflowResourceId IN ({_quoted(resource)}, {_quoted(identity_hash(resource))})")
-    if finding_type:
-        # Keyword attributes take exact matches and prefixes: "Recon:EC2/*" lists the whole family.
-        if finding_type.endswith("*"):
-            clauses.append(f"IrflowFindingType STARTS_WITH {_quoted(finding_type[:-1])}")
-        else:
-            clauses.append(f"IrflowFindingType = {_quoted(finding_type)}")
-    if age:
-        match = _AGE.match(age)
-        if not match:
-            raise typer.BadParameter(f"--age {age!r}: use a number and s, m, h or d (e.g. 30m, 24h, 7d)")
-        unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
-        since = (now or datetime.now(UTC)) - timedelta(**{unit: int(match.group(1))})
-        clauses.append(f"StartTime >= '{since.strftime('%Y-%m-%dT%H:%M:%SZ')}'")
-    return " AND ".join(clauses)
-
-
 @app.command("list")
 def list_incidents(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
@@ -131,33 +83,27 @@ def list_incidents(
     severity: Annotated[str | None, typer.Option(help="only this severity (LOW … CRITICAL)")] = None,
     finding_type: Annotated[str | None, typer.Option("--type", help="finding type; trailing * = prefix")] = None,
     resource: Annotated[str | None, typer.Option(help="only incidents about this resource id or identity")] = None,
-    age: Annotated[str | None, typer.Option(help="opened within this long: 30m, 24h, 7d")] = None,
+    age: Annotated[str | None, typer.Option(help="opened within this long: 30m, 24h, 7d, 2w")] = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 100,
 ) -> None:
     """List incidents, newest first (Temporal visibility over irflow's search attributes). Two lines each:
     the ID column is the incident's short id, which every command takes; --json gives the whole ids."""
-    query = _list_query(status, open_only, phase, severity, finding_type, resource, age)
+    try:
+        opened = parse_window(age, "--age") if age else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    query = incident_query(
+        running=True if open_only else None,
+        opened=opened,
+        status=status,
+        phase=phase,
+        severity=severity,
+        finding_type=finding_type,
+        resource=resource,
+    )
 
     async def work(client: Client) -> list[dict[str, Any]]:
-        rows = []
-        async for execution in client.list_workflows(query, limit=limit):
-            attributes = {k.name: v for k, v in execution.typed_search_attributes}  # type: ignore[attr-defined]
-            memo = await execution.memo()
-            rows.append(
-                {
-                    "workflow_id": execution.id,
-                    "run_id": execution.run_id,
-                    "incident_id": memo.get("incident_id"),
-                    "status": attributes.get("IrflowStatus"),
-                    "phase": attributes.get("IrflowPhase"),
-                    "severity": attributes.get("IrflowSeverity"),
-                    "finding_type": attributes.get("IrflowFindingType"),
-                    "resource_id": attributes.get("IrflowResourceId"),
-                    "started": execution.start_time,
-                    "workflow_status": execution.status.name if execution.status else None,
-                }
-            )
-        return rows
+        return [row.model_dump() for row in await incident_rows(client, query, limit)]
 
     rows = run(work)
     if as_json:

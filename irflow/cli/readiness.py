@@ -47,7 +47,10 @@ def _table(report: ReadinessReport) -> Table:
     table.add_column("where", ratio=2, overflow="fold")
     table.add_column("evidence", ratio=4, overflow="fold")
     table.add_column("fix", ratio=4, overflow="fold")
+    # Every value is a Text, never markup: evidence and fixes carry names from the account (`worker[/x]` would
+    # stop the table, `[link=…]` would print a hyperlink).
     for result in report.results:
+        where = where_checked(result)
         check = Text(result.check, style="bold")
         if not result.required:
             check.append(" (optional)", style="dim")
@@ -55,9 +58,9 @@ def _table(report: ReadinessReport) -> Table:
         table.add_row(
             Text(result.status.value, style=STYLES[result.status]),
             check,
-            where_checked(result).replace(" ", "\n", 1) if result.region else where_checked(result),
-            result.evidence,
-            result.fix,
+            Text("\n".join(where.rpartition(" ")[::2]) if result.region else where),  # the region on a line
+            Text(result.evidence),
+            Text(result.fix),
         )
     return table
 
@@ -89,7 +92,7 @@ def preflight(as_json: AS_JSON = False) -> None:
         )
     else:
         console.print(_table(report))
-        console.print(_summary(report), style="green" if report.ready else "bold red", soft_wrap=True)
+        console.print(Text(_summary(report), style="green" if report.ready else "bold red"), soft_wrap=True)
     raise typer.Exit(0 if report.ready else EXIT_REFUSED)
 
 
@@ -104,7 +107,9 @@ def schedule() -> None:
     created = run(lambda client: ensure_readiness_schedule(client, settings))
     verb, every = ("created" if created else "updated"), settings.readiness_interval_seconds
     console.print(
-        f"{verb} schedule {readiness_schedule_id(settings.task_queue)}: ReadinessWorkflow every {every} s "
-        f"on task queue {settings.task_queue}" + ("; its first run starts now" if created else ""),
+        Text(
+            f"{verb} schedule {readiness_schedule_id(settings.task_queue)}: ReadinessWorkflow every {every} s "
+            f"on task queue {settings.task_queue}" + ("; its first run starts now" if created else "")
+        ),
         soft_wrap=True,
     )

@@ -1,6 +1,7 @@
 """`irflow stats`: incidents by finding type, playbook and outcome, and the time to contain and to decide
 (median, p90), over the incidents that finished lately: listed by Temporal visibility, measured from each one's
-stored report (irflow/stats.py says how each figure is made, and why the stored reports).
+stored report (irflow/stats.py says how each figure is made, and why the stored reports). The window ends now;
+a hidden --until ends it at a given moment instead (a fixed window: how the tests pin one between two closes).
 
 Exit codes as every command's: 0 done; 2 Temporal unreachable (or a bad --since, as typer reports usage errors).
 """
@@ -20,28 +21,26 @@ from irflow.cli.common import AS_JSON, app, console, print_json, run
 
 if TYPE_CHECKING:
     from irflow.stats import IncidentFacts, Stats
+    from irflow.visibility import Window
 
 
-async def listed_incidents(client: Client, start: datetime) -> list[IncidentFacts]:
-    """Every incident finished since `start`, and every one still open that opened since then. The open ones are
+async def listed_incidents(client: Client, window: Window) -> list[IncidentFacts]:
+    """Every incident finished within `window`, and every one still open that opened within it. The open ones are
     asked for first: one that ends in between is then listed twice (and kept as finished), never missed."""
-    from irflow.stats import IncidentFacts, outcome_of, visibility_queries
+    from irflow.stats import IncidentFacts, outcome_of
+    from irflow.visibility import incident_query, incident_rows
 
-    finished, still_open = visibility_queries(start)
     facts: dict[tuple[str, str | None], IncidentFacts] = {}
-    for query in (still_open, finished):
-        async for execution in client.list_workflows(query):
-            attributes = {k.name: v for k, v in execution.typed_search_attributes}  # type: ignore[attr-defined]
-            memo = await execution.memo()
-            execution_status = execution.status.name if execution.status else None
-            facts[execution.id, execution.run_id] = IncidentFacts(
-                workflow_id=execution.id,
-                run_id=execution.run_id,
-                incident_id=str(memo.get("incident_id") or execution.id),
-                finding_type=attributes.get("IrflowFindingType"),
-                outcome=outcome_of(attributes.get("IrflowStatus"), execution_status),
-                started_at=execution.start_time,
-                closed_at=execution.close_time,
+    for query in (incident_query(running=True, opened=window), incident_query(running=False, closed=window)):
+        for row in await incident_rows(client, query):
+            facts[row.workflow_id, row.run_id] = IncidentFacts(
+                workflow_id=row.workflow_id,
+                run_id=row.run_id,
+                incident_id=row.incident_id or row.workflow_id,
+                finding_type=row.finding_type,
+                outcome=outcome_of(row.status, row.workflow_status),
+                started_at=row.started,
+                closed_at=row.closed,
             )
     return list(facts.values())
 
@@ -95,6 +94,8 @@ def _seconds(value: float | None) -> str:
 
 def render_stats(stats: Stats) -> None:
     """The figures for a person: the times first, then the counts, then what was left out of the times."""
+    from irflow.stats import figure_rows
+
     console.print(
         f"[bold]irflow stats, the last {stats.since}[/] ({stats.window_start:%Y-%m-%d %H:%M} to "
         f"{stats.window_end:%Y-%m-%d %H:%M} UTC): {stats.incidents} incident(s), {stats.finished} finished, "
@@ -102,11 +103,9 @@ def render_stats(stats: Stats) -> None:
         highlight=False,
     )
     times = Table("FIGURE", "FROM → TO", "OVER", "MEDIAN", "P90", box=None, pad_edge=False)
-    for name, path, figure, unit in (
-        ("time to contain", "finding received → contained", stats.time_to_contain, "incident(s)"),
-        ("time to decide", "question asked → decided", stats.time_to_decide, "question(s)"),
-    ):
-        times.add_row(name, path, f"{figure.count} {unit}", _seconds(figure.median_s), _seconds(figure.p90_s))
+    for row, value in figure_rows(stats):
+        over = f"{value.count} {row.unit}"
+        times.add_row(row.name, f"{row.start} → {row.end}", over, _seconds(value.median_s), _seconds(value.p90_s))
     console.print(times)
     for title, counts in (
         ("FINDING TYPE", stats.by_finding_type),
@@ -134,21 +133,28 @@ def stats(
         bool,
         typer.Option("--html", help="a self-contained HTML page drawing the figures over time (redirect to a file)"),
     ] = False,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            hidden=True,
+            formats=["%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S"],
+            help="the window's end (UTC unless it says otherwise) instead of now: the window is fixed, not moving",
+        ),
+    ] = None,
 ) -> None:
     """Incidents by finding type, playbook and outcome, and the time to contain and to decide (median, p90),
     over the incidents finished within --since: listed by Temporal visibility, timed from their stored reports."""
-    from irflow.stats import compute, parse_since, render_stats_html
+    from irflow.stats import compute, render_stats_html
+    from irflow.visibility import parse_window
 
     if as_json and as_html:
         raise typer.BadParameter("choose one of --json and --html")
     try:
-        window = parse_since(since)
+        window = parse_window(since, "--since", end=until)
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    end = datetime.now(UTC)
-    start = end - window
-    facts = with_reports(run(lambda client: listed_incidents(client, start)))
-    result = compute(facts, since, start, end)
+    facts = with_reports(run(lambda client: listed_incidents(client, window)))
+    result = compute(facts, since, window.start, window.end or datetime.now(UTC))
     if as_json:
         print_json(result.model_dump(mode="json"))
     elif as_html:

@@ -22,7 +22,6 @@ Against AWS itself ``publish_findings`` is refused: EventBridge keeps ``aws.*`` 
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -32,10 +31,17 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import yaml
 
+from irflow.intake_template import (
+    TEMPLATE,
+    load_template,
+    parameter_values,
+    resolve_event_pattern,
+    rule_name,
+)
+
+__all__ = ["TEMPLATE", "load_template", "parameter_values", "resolve_event_pattern"]
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO / "infra" / "findings-intake.yaml"
 
 # PutEvents limits: 10 entries and 256 KiB per request.
 MAX_ENTRIES_PER_PUT = 10
@@ -53,6 +59,7 @@ _WHOLE_EVENT_TEMPLATE = (
     '"account": "<account>", "time": <time>, "region": "<region>", "resources": <resources>, "detail": <detail>}'
 )
 
+# IntakeStack's rule name fields, by the stack output naming each rule.
 _RULE_OUTPUTS = {
     "guardduty": "GuardDutyFindingsRuleArn",
     "securityhub_imported": "SecurityHubImportedFindingsRuleArn",
@@ -96,58 +103,7 @@ class PublishError(RuntimeError):
         super().__init__(f"EventBridge refused {len(failures)} event(s), accepted {published}: {detail}")
 
 
-# --- the template -------------------------------------------------------------------------------
-
-
-class _TemplateLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short-form tags, read into their long form (``!Ref X`` -> ``{"Ref": "X"}``)."""
-
-
-def _construct_intrinsic(loader: _TemplateLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"  # their long forms have no Fn::
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_TemplateLoader.add_multi_constructor("!", _construct_intrinsic)
-
-
-def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    return yaml.load(path.read_text(), Loader=_TemplateLoader)
-
-
-def parameter_values(template: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, str]:
-    """Every parameter's value as CloudFormation hands it to the template: the default unless given, a string."""
-    values = {name: str(spec["Default"]) for name, spec in template["Parameters"].items() if "Default" in spec}
-    values.update({name: str(value) for name, value in (overrides or {}).items()})
-    return values
-
-
-def resolve_event_pattern(pattern: Any, parameters: dict[str, str]) -> dict[str, Any]:
-    """A rule's EventPattern as a mapping, whether the template gives a mapping or a ``Fn::Sub`` JSON string."""
-    if isinstance(pattern, dict) and set(pattern) == {"Fn::Sub"}:
-        pattern = pattern["Fn::Sub"]
-        if not isinstance(pattern, str):
-            raise ValueError("only the one-argument form of Fn::Sub is resolved in an EventPattern")
-
-        def substitute(match: re.Match[str]) -> str:
-            if match.group(1) not in parameters:
-                raise ValueError(f"EventPattern refers to {match.group(1)!r}, which is not a parameter")
-            return parameters[match.group(1)]
-
-        pattern = re.sub(r"\$\{([^}!]+)\}", substitute, pattern)
-    if isinstance(pattern, str):
-        pattern = json.loads(pattern)
-    if not isinstance(pattern, dict):
-        raise ValueError(f"an EventPattern must be a JSON object, not {type(pattern).__name__}")
-    return pattern
+# --- the template (irflow/intake_template.py reads it) ---------------------------------------------
 
 
 def _template_for_moto(template: dict[str, Any], parameters: dict[str, str]) -> dict[str, Any]:
@@ -201,9 +157,9 @@ def deploy_intake_stack(
     stack = _wait_for_creation(cloudformation, stack_name, timeout)
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
     _apply_skipped_queue_policies(cloudformation, stack_name, template, parameters, region)
-    rule_names = {f"{rule}_rule_name": _rule_name(outputs[key]) for rule, key in _RULE_OUTPUTS.items()}
+    rule_names = {f"{rule}_rule_name": rule_name(outputs[key])[1] for rule, key in _RULE_OUTPUTS.items()}
     log_files_arn = outputs.get("CloudTrailLogFilesRuleArn")  # only with CloudTrailLogBucket set
-    log_files_rule = _rule_name(log_files_arn) if log_files_arn else None
+    log_files_rule = rule_name(log_files_arn)[1] if log_files_arn else None
     _deliver_whole_events([*rule_names.values(), *([log_files_rule] if log_files_rule else [])], region)
     return IntakeStack(
         stack_name=stack_name,
@@ -230,11 +186,6 @@ def _wait_for_creation(cloudformation: Any, stack_name: str, timeout: float) -> 
         if time.monotonic() > deadline:
             raise TimeoutError(f"stack {stack_name} still {status} after {timeout}s")
         time.sleep(0.2)
-
-
-def _rule_name(rule_arn: str) -> str:
-    # arn:aws:events:<region>:<account>:rule/<name> on the default bus (rule/<bus>/<name> on others)
-    return rule_arn.rsplit("/", 1)[1]
 
 
 def _apply_skipped_queue_policies(

@@ -7,8 +7,10 @@ notification and an analyst, never silence.
 
 An attack sequence (`AttackSequence:*`, its resource "AttackSequence") goes to the attack-sequence playbook, one
 incident per sequence; each resource it names is routed on its own by the same table (`is_attack_sequence`,
-`workflows.sequence_playbook`), as a finding of the sequence's type about that resource: its kind decides, not
-the sequence's type family.
+`workflows.sequence_playbook`), as a finding of the sequence's type about that resource handed over by the
+sequence's incident (`Finding.sequence_parent`): its kind decides, not the sequence's type family. Any other
+`AttackSequence:*` finding about a resource (Security Hub's copy of a sequence, say) is triage, one incident per
+finding: only the sequence's own incident sends a resource to containment.
 """
 
 from __future__ import annotations
@@ -45,18 +47,7 @@ ALL_PLAYBOOKS = (
     TRIAGE_PLAYBOOK,
 )
 # Playbooks this version can run (all of them, now); a finding meant for another goes to triage, saying so.
-AVAILABLE_PLAYBOOKS = frozenset(
-    {
-        EC2_PLAYBOOK,
-        IAM_USER_PLAYBOOK,
-        IAM_ROLE_PLAYBOOK,
-        S3_PLAYBOOK,
-        LAMBDA_PLAYBOOK,
-        RDS_PLAYBOOK,
-        SEQUENCE_PLAYBOOK,
-        TRIAGE_PLAYBOOK,
-    }
-)
+AVAILABLE_PLAYBOOKS = frozenset(ALL_PLAYBOOKS)
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 # A key leaves room for the "-<opened at>" `incident_id` adds (an incident id is a tag value: at most
@@ -121,6 +112,12 @@ def is_attack_sequence(finding: Finding) -> bool:
     return finding.resource.resource_type == "AttackSequence"
 
 
+def _unhanded_sequence(finding: Finding) -> bool:
+    """Of an attack sequence's type, and not handed over by the sequence's incident: the sequence itself, or a copy
+    of it about one resource (Security Hub's)."""
+    return finding.type.startswith(ATTACK_SEQUENCE_PREFIX) and finding.sequence_parent is None
+
+
 def _key(prefix: str, finding: Finding, resource_id: str, personal: bool = False) -> str:
     # Workflow ids are stored in clear text: only account, region, kind and the resource id go in, and
     # an identity (a user or role name may be a person's name) only as a hash.
@@ -139,6 +136,11 @@ def _intended(finding: Finding) -> tuple[str, str]:
     resource, family = finding.resource, type_family(finding.type)
     if is_attack_sequence(finding):
         return SEQUENCE_PLAYBOOK, "an attack sequence: an incident of its own, and one per resource it names"
+    if _unhanded_sequence(finding):
+        return TRIAGE_PLAYBOOK, (
+            f"an attack sequence's finding about {resource.resource_type}, not handed over by the sequence's own "
+            "incident: an analyst decides what to contain"
+        )
     if finding.type.startswith(ATTACK_SEQUENCE_PREFIX):
         family = ""  # a resource the sequence names: its own kind decides, not the sequence's type family
     # S3 findings from management events name the caller's access key *and* the bucket: the bucket is
@@ -229,8 +231,9 @@ def route(
     personal_intent = intended in (IAM_USER_PLAYBOOK, IAM_ROLE_PLAYBOOK)
     if playbook == TRIAGE_PLAYBOOK:
         # One triage incident per subject (the intended playbook's: a role's sessions, whatever their
-        # keys, are one incident); attack sequences and findings naming nothing are incidents alone.
-        subject = None if is_attack_sequence(finding) else _subject(intended, resource)
+        # keys, are one incident); attack sequences (but the resources their incident hands over) and findings
+        # naming nothing are incidents alone.
+        subject = None if is_attack_sequence(finding) or _unhanded_sequence(finding) else _subject(intended, resource)
         kind = _UNSAFE.sub("_", resource.resource_type.lower())
         resource_id = subject or f"finding-{finding.id[-40:]}"
         personal = bool(subject) and (

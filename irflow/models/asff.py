@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from irflow.models.finding import (
     AffectedResource,
@@ -42,6 +42,7 @@ _RESOURCE_TYPES = {
 _POSTURE_TYPE_PREFIXES = ("Software and Configuration Checks/", "Software & Configuration Checks/")
 _INSTANCE_ID = re.compile(r"instance/(i-[0-9a-f]+)$")
 _ARN_REGION = re.compile(r"^arn:[^:]+:[^:]*:([a-z]{2}(?:-gov|-iso[a-z]*)?-[a-z]+-\d):")
+_TIMESTAMP = TypeAdapter(datetime)
 
 
 class _AsffModel(BaseModel):
@@ -85,6 +86,7 @@ class _AsffFinding(_AsffModel):
     WorkflowState: str | None = None
     Compliance: dict[str, Any] = Field(default_factory=dict)
     ProductName: str | None = None
+    Note: Any = None  # read by _note, leniently
 
 
 def _severity(severity: _Severity, product_fields: dict[str, str]) -> tuple[Severity, float]:
@@ -111,6 +113,20 @@ def _guardduty_type(types: list[str]) -> str | None:
             purpose, rest = last.split(":", 1)
             return f"{purpose}:{rest.replace('-', '/', 1)}"
     return None
+
+
+def _note(note: Any) -> tuple[str | None, datetime | None]:
+    """Who last wrote the finding's note and when (BatchUpdateFindings sets both). Read leniently: a note is no
+    reason to refuse a finding, and one that does not clearly say both is as good as none to irflow.intake.filters
+    (it keeps a RESOLVED finding suppressed)."""
+    if not isinstance(note, dict):
+        return None, None
+    by = note.get("UpdatedBy")
+    try:
+        at = to_utc(_TIMESTAMP.validate_python(note.get("UpdatedAt")))
+    except ValidationError:
+        at = None
+    return (by if isinstance(by, str) and by else None), at
 
 
 def _primary_resource(resources: list[_Resource]) -> _Resource:
@@ -190,6 +206,7 @@ def parse_asff(record: Any) -> ParsedFinding:
     )
     finding_type = _guardduty_type(asff.Types) if "guardduty" in asff.ProductArn.lower() else None
     workflow_status = asff.Workflow.get("Status") or asff.WorkflowState
+    note_updated_by, note_updated_at = _note(asff.Note)
     finding = Finding(
         source=FindingSource.SECURITY_HUB,
         id=asff.Id,
@@ -218,6 +235,8 @@ def parse_asff(record: Any) -> ParsedFinding:
         posture=bool(asff.Compliance)
         or (bool(asff.Types) and all(t.startswith(_POSTURE_TYPE_PREFIXES) for t in asff.Types)),
         workflow_status=workflow_status,
+        note_updated_by=note_updated_by,
+        note_updated_at=note_updated_at,
         raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),
     )
     return ParsedFinding(finding=finding, original_shape="asff", raw=record)

@@ -6,8 +6,9 @@ GuardDuty findings reach us in three shapes:
 * the bare finding, camelCase, as GuardDuty exports it to S3 or as it sits in ``detail``;
 * boto3 ``GetFindings`` output, PascalCase, where ``AdditionalInfo`` is a JSON string.
 
-All three become the same `Finding`. Anything else raises `FindingRejected` with a reason a human
-can act on; nothing here touches the network.
+All three become the same `Finding` (telling them apart, and GuardDuty's own vocabulary, is
+`models.finding_shapes`). Anything else raises `FindingRejected` with a reason a human can act on;
+nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from irflow.models.finding_shapes import GuardDutyFinding, Resource, pascal_to_camel, shape_of
 
 GUARDDUTY_DETAIL_TYPE = "GuardDuty Finding"
 # The type of a tamper finding is this prefix and the CloudTrail call: irflow:Tamper/UpdateAccessKey.
@@ -79,117 +81,6 @@ class Severity(StrEnum):
         return cls.INFORMATIONAL
 
 
-# --- GuardDuty's own vocabulary (camelCase), only the parts irflow reads; the rest is kept raw. ---
-
-
-class _GuardDutyModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-
-class _Tag(_GuardDutyModel):
-    key: str
-    value: str | None = None
-
-
-class _SecurityGroupRef(_GuardDutyModel):
-    group_id: str | None = None
-    group_name: str | None = None
-
-
-class _NetworkInterface(_GuardDutyModel):
-    network_interface_id: str | None = None
-    vpc_id: str | None = None
-    subnet_id: str | None = None
-    private_ip_address: str | None = None
-    public_ip: str | None = None
-    security_groups: list[_SecurityGroupRef] = Field(default_factory=list)
-
-
-class _InstanceProfileRef(_GuardDutyModel):
-    arn: str | None = None
-    id: str | None = None
-
-
-class _InstanceDetails(_GuardDutyModel):
-    instance_id: str | None = None
-    instance_type: str | None = None
-    instance_state: str | None = None
-    availability_zone: str | None = None
-    image_id: str | None = None
-    platform: str | None = None
-    iam_instance_profile: _InstanceProfileRef | None = None
-    network_interfaces: list[_NetworkInterface] = Field(default_factory=list)
-    tags: list[_Tag] = Field(default_factory=list)
-
-
-class _AccessKeyDetails(_GuardDutyModel):
-    access_key_id: str | None = None
-    principal_id: str | None = None
-    user_name: str | None = None
-    user_type: str | None = None
-
-
-class _S3BucketDetail(_GuardDutyModel):
-    name: str | None = None
-    arn: str | None = None
-    type: str | None = None
-    tags: list[_Tag] = Field(default_factory=list)
-
-
-class _Resource(_GuardDutyModel):
-    resource_type: str
-    instance_details: _InstanceDetails | None = None
-    access_key_details: _AccessKeyDetails | None = None
-    s3_bucket_details: list[_S3BucketDetail] = Field(default_factory=list)
-    eks_cluster_details: dict[str, Any] | None = None
-    rds_db_instance_details: dict[str, Any] | None = None
-    rds_db_user_details: dict[str, Any] | None = None
-    lambda_details: dict[str, Any] | None = None
-    ecs_cluster_details: dict[str, Any] | None = None
-    container_details: dict[str, Any] | None = None
-
-
-class _Service(_GuardDutyModel):
-    action: dict[str, Any] | None = None
-    archived: bool = False
-    count: int = 1
-    event_first_seen: datetime | None = None
-    event_last_seen: datetime | None = None
-    additional_info: dict[str, Any] | None = None
-    resource_role: str | None = None
-    detector_id: str | None = None
-    detection: Any = None  # an attack sequence's details: read by models.sequence_parsing, leniently
-
-    @field_validator("additional_info", mode="before")
-    @classmethod
-    def _decode_get_findings_additional_info(cls, value: Any) -> Any:
-        # GetFindings returns AdditionalInfo as {"Value": "<json text>", "Type": "default"}.
-        if isinstance(value, dict) and isinstance(value.get("value"), str) and set(value) <= {"value", "type"}:
-            try:
-                decoded = json.loads(value["value"])
-            except json.JSONDecodeError:
-                return {"value": value["value"]}
-            return decoded if isinstance(decoded, dict) else {"value": decoded}
-        return value
-
-
-class _GuardDutyFinding(_GuardDutyModel):
-    schema_version: str | None = None
-    account_id: str
-    region: str
-    partition: str = "aws"
-    id: str
-    arn: str | None = None
-    type: str
-    resource: _Resource
-    service: _Service = Field(default_factory=_Service)
-    severity: float = Field(ge=0, le=10)
-    created_at: datetime
-    updated_at: datetime
-    title: str = ""
-    description: str = ""
-
-
 # --- irflow's normalised finding ---
 
 
@@ -220,6 +111,11 @@ class AffectedResource(BaseModel):
     )
     region: str | None = Field(
         default=None, description="its own region, when an attack sequence says (else the finding's)"
+    )
+    refused: str | None = Field(
+        default=None,
+        description="why irflow will not act on a resource an attack sequence names (its ARN and its account or "
+        "region disagree): only its kind is kept",
     )
 
 
@@ -253,6 +149,11 @@ class Finding(BaseModel):
         "kinds first, at most models.sequence_parsing.MAX_SEQUENCE_RESOURCES",
     )
     sequence_resources_named: int = Field(default=0, description="how many the sequence named, left-out ones too")
+    sequence_parent: str | None = Field(
+        default=None,
+        description="the incident of the attack sequence that handed this finding over, about one resource it names "
+        "(set by models.sequence_parsing.resource_finding only, never read from a record)",
+    )
     action_type: str | None = None
     remote_ip: str | None = None
     product: str = "GuardDuty"
@@ -260,6 +161,10 @@ class Finding(BaseModel):
     workflow_status: str | None = Field(
         default=None, description="Security Hub workflow (NEW, SUPPRESSED, RESOLVED...)"
     )
+    note_updated_by: str | None = Field(
+        default=None, description="who last wrote the Security Hub finding's note (irflow writes 'irflow')"
+    )
+    note_updated_at: datetime | None = Field(default=None, description="when the Security Hub note was written")
     posture: bool = Field(
         default=False, description="a configuration/compliance check (Security Hub controls, Inspector), not a threat"
     )
@@ -303,30 +208,10 @@ def unpack_raw(packed: str) -> dict[str, Any]:
     return json.loads(gzip.decompress(base64.b64decode(packed)))
 
 
-def _pascal_to_camel(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {(k[:1].lower() + k[1:] if isinstance(k, str) else k): _pascal_to_camel(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_pascal_to_camel(v) for v in value]
-    return value
-
-
 def to_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _shape_of(record: dict[str, Any]) -> str:
-    if "detail-type" in record or ("detail" in record and "source" in record):
-        return "eventbridge_envelope"
-    if "AwsAccountId" in record or "ProductArn" in record:
-        return "asff"
-    if any(k in record for k in ("AccountId", "SchemaVersion", "Resource", "Service")) and "Type" in record:
-        return "getfindings_pascalcase"
-    if "type" in record and any(k in record for k in ("accountId", "schemaVersion", "service", "resource")):
-        return "finding_camelcase"
-    return "unknown"
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -349,7 +234,7 @@ def _remote_ip(action: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _affected_resource(resource: _Resource) -> AffectedResource:
+def _affected_resource(resource: Resource) -> AffectedResource:
     kind = resource.resource_type
     if resource.instance_details is not None and kind in ("Instance", "EC2Instance"):
         d = resource.instance_details
@@ -413,7 +298,7 @@ def parse_guardduty(record: Any) -> ParsedFinding:
     """Parse one GuardDuty record in any of its three shapes, or raise `FindingRejected`."""
     if not isinstance(record, dict):
         raise FindingRejected("not_an_object", f"expected a JSON object, got {type(record).__name__}")
-    shape = _shape_of(record)
+    shape = shape_of(record)
     if shape == "eventbridge_envelope":
         detail_type = record.get("detail-type")
         if detail_type != GUARDDUTY_DETAIL_TYPE:
@@ -425,7 +310,7 @@ def parse_guardduty(record: Any) -> ParsedFinding:
             raise FindingRejected("invalid_event", "GuardDuty event has no finding in 'detail'")
         body = detail
     elif shape == "getfindings_pascalcase":
-        body = _pascal_to_camel(record)
+        body = pascal_to_camel(record)
     elif shape == "finding_camelcase":
         body = record
     elif shape == "asff":
@@ -444,7 +329,7 @@ def parse_guardduty(record: Any) -> ParsedFinding:
             f"finding {body.get('id', '?')} names no resource, so there is nothing to respond to",
         )
     try:
-        gd = _GuardDutyFinding.model_validate(body)
+        gd = GuardDutyFinding.model_validate(body)
     except ValidationError as error:
         raise FindingRejected(
             "invalid_finding", f"finding {body.get('id', '?')}: {describe_validation_error(error)}"

@@ -288,6 +288,11 @@ class Decision(BaseModel):
     accepted: bool = True
     refusal: str | None = None
 
+    @property
+    def settles(self) -> bool:
+        """An accepted approve, reject or release: a note, or a refused decision, settles nothing."""
+        return self.accepted and self.kind != DecisionKind.NOTE
+
 
 class TimelineEntry(BaseModel):
     at: datetime
@@ -373,7 +378,7 @@ class IncidentState(BaseModel):
         one, or the first of two approvals), `decided` the one the workflow acted on last (the verdict on
         eradication, or the only decision taken). Refused decisions and notes are not decisions.
         """
-        accepted = [d.at for d in self.decisions if d.accepted and d.kind != "note"]
+        accepted = [d.at for d in self.decisions if d.settles]
         return {
             "first_observed": self.first_observed_at(),
             "detected": self.received_at,

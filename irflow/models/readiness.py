@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class CheckStatus(StrEnum):
@@ -32,6 +32,17 @@ class CheckResult(BaseModel):
     required: bool = Field(default=True, description="a failure means irflow cannot respond as configured")
     evidence: str = Field(default="", description="what the check found")
     fix: str = Field(default="", description="what a person does to make it pass (empty when it passes)")
+    problems: list[str] = Field(
+        default_factory=list,
+        description="what is wrong, as stable items (a missing action, a rule's name): a check that goes on failing "
+        "for another reason is a change too",
+    )
+
+    @field_validator("title", "evidence", "fix")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        """Text from the account (names, policy text, error messages) never forges a line of its own."""
+        return " ".join(value.split())
 
     @property
     def key(self) -> str:

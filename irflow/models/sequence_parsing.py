@@ -11,8 +11,10 @@ this module the camelCase either way.
 Every name is input from outside: each is checked against what AWS accepts for its kind (`irflow.models.identifiers`)
 and left out when it fails, so a crafted value never becomes an incident key or reaches an API call. A resource in
 an account that is not an account id, or in another partition, keeps only its kind: irflow does not guess where a
-resource is. A malformed resource is left out, never the finding; at most MAX_SEQUENCE_RESOURCES are kept (the
-finding travels in every workflow input), those a playbook may answer first.
+resource is. An instance's ARN gives its account and region when the sequence leaves them out; one that contradicts
+them is refused, saying why (`AffectedResource.refused`). A malformed resource is left out, never the finding; at
+most MAX_SEQUENCE_RESOURCES are kept (the finding travels in every workflow input), those a playbook may answer
+first.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic import ValidationError
 
 from irflow.models.finding import AffectedResource, Finding
+from irflow.models.finding_shapes import GuardDutyModel, InstanceProfileRef, Tag
 from irflow.models.identifiers import (
     ACCESS_KEY_ID,
     ACCOUNT_ID,
@@ -54,44 +56,33 @@ _PRINCIPAL_ID = re.compile(r"[A-Za-z0-9]{12,128}(?::[A-Za-z0-9_+=,.@-]{1,128})?"
 _USER_TYPE = re.compile(r"[A-Za-z]{1,32}")
 # Any other kind's id, shown in the parent's reasons: printable and short, no spaces, quotes or markup.
 _OTHER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=,-]{0,255}")
+_PARTITION = re.compile(r"aws[a-z-]{0,30}")
+_INSTANCE_ARN = re.compile(r"arn:(?P<partition>[^:]*):ec2:(?P<region>[^:]*):(?P<account>[^:]*):instance/(?P<id>[^:]*)")
 
 
-class _V2Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+class _Ec2InstanceData(GuardDutyModel):
+    iam_instance_profile: InstanceProfileRef | None = None
 
 
-class _Tag(_V2Model):
-    key: str
-    value: str | None = None
-
-
-class _Profile(_V2Model):
-    arn: str | None = None
-
-
-class _Ec2InstanceData(_V2Model):
-    iam_instance_profile: _Profile | None = None
-
-
-class _AccessKeyData(_V2Model):
+class _AccessKeyData(GuardDutyModel):
     principal_id: str | None = None
     user_name: str | None = None
     user_type: str | None = None
 
 
-class _ResourceData(_V2Model):
+class _ResourceData(GuardDutyModel):
     ec2_instance: _Ec2InstanceData | None = None
     access_key: _AccessKeyData | None = None
 
 
-class _ResourceV2(_V2Model):
+class _ResourceV2(GuardDutyModel):
     uid: str
     name: str | None = None
     account_id: str | None = None
     resource_type: str
     region: str | None = None
     cloud_partition: str | None = None
-    tags: list[_Tag] = []
+    tags: list[Tag] = []
     data: _ResourceData | None = None
 
 
@@ -100,12 +91,34 @@ def _valid(pattern: re.Pattern[str], value: str | None) -> str | None:
 
 
 def _instance_id(candidates: list[str]) -> str | None:
-    """An instance id, bare or at the end of an instance ARN (`arn:aws:ec2:<region>:<account>:instance/i-…`)."""
+    """An instance id, bare or at the end of an EC2 instance ARN (`arn:aws:ec2:<region>:<account>:instance/i-…`)."""
     for value in candidates:
-        tail = value.rsplit(":instance/", 1)[-1] if value.startswith("arn:") else value
+        arn = _INSTANCE_ARN.fullmatch(value)
+        tail = arn.group("id") if arn else value
         if PATTERNS[INSTANCE_ID].fullmatch(tail):
             return tail
     return None
+
+
+def _arn_place(kind: str, resource: _ResourceV2, partition: str) -> tuple[str | None, str | None, str | None]:
+    """(account, region, why not) of a resource, from what the sequence says and, for an instance, its ARN: what one
+    leaves out the other gives; when they disagree (or the ARN is another partition's) irflow does not guess."""
+    account, region = resource.account_id, _valid(PATTERNS[REGION], resource.region)
+    arn = next((m for v in (resource.uid, resource.name) if v and (m := _INSTANCE_ARN.fullmatch(v))), None)
+    if kind != "Instance" or arn is None:
+        return account, region, None
+    if arn.group("partition") != partition:
+        shown = _valid(_PARTITION, arn.group("partition")) or "another partition"
+        return None, None, f"its ARN is in {shown}, the sequence in {partition}: irflow does not act there"
+    said = {"account": account, "region": region}
+    in_arn = {
+        "account": _valid(PATTERNS[ACCOUNT_ID], arn.group("account")),
+        "region": _valid(PATTERNS[REGION], arn.group("region")),
+    }
+    for what, value in in_arn.items():
+        if value and said[what] and value != said[what]:
+            return None, None, f"its ARN says {what} {value}, the sequence {said[what]}: irflow does not guess"
+    return account or in_arn["account"], region or in_arn["region"], None
 
 
 def _bucket_name(candidates: list[str], partition: str) -> str | None:
@@ -156,13 +169,17 @@ def _affected(resource: _ResourceV2, partition: str) -> AffectedResource | None:
     )
     if elsewhere:  # named where irflow cannot tell, or cannot act: only its kind is kept
         return AffectedResource(resource_type=kind)
+    identified = _identified(kind, resource, partition)
+    account, region, refused = _arn_place(kind, resource, partition)
+    if refused:  # its kind, which one (when valid) and why: listed by the parent, never opened
+        return AffectedResource(resource_type=kind, resource_id=identified.get("resource_id"), refused=refused)
     return AffectedResource(
         resource_type=kind,
         account_id=account,
         # "global" (IAM) or nothing: the finding's region, where any regional endpoint answers for it.
-        region=_valid(PATTERNS[REGION], resource.region),
+        region=region,
         tags={t.key: t.value or "" for t in resource.tags},
-        **_identified(kind, resource, partition),
+        **identified,
     )
 
 
@@ -185,9 +202,10 @@ def sequence_resources(detection: Any, partition: str = "aws") -> tuple[tuple[Af
     return tuple(ordered[:MAX_SEQUENCE_RESOURCES]), len(named)
 
 
-def resource_finding(sequence: Finding, resource: AffectedResource) -> Finding:
-    """The sequence as a finding about one resource it names: what that resource's own incident is handed, routed
-    like any finding about it (`intake.router`), in the resource's own account and region where the sequence says."""
+def resource_finding(sequence: Finding, resource: AffectedResource, parent: str) -> Finding:
+    """The sequence as a finding about one resource it names, handed over by the incident `parent`: what that
+    resource's own incident is handed, routed like any finding about it (`intake.router`: `sequence_parent` marks it
+    as the sequence's, the only way it is marked), in the resource's own account and region where the sequence says."""
     return sequence.model_copy(
         update={
             "resource": resource,
@@ -195,5 +213,6 @@ def resource_finding(sequence: Finding, resource: AffectedResource) -> Finding:
             "region": resource.region or sequence.region,
             "sequence_resources": (),
             "sequence_resources_named": 0,
+            "sequence_parent": parent,
         }
     )

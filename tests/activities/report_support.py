@@ -1,6 +1,7 @@
 """What the report's tests share: one incident record built by hand (an EC2 instance contained, an
 approval, evidence, a snapshot, a memory capture; no AWS, no Temporal), the times its milestones fall
-at, and how to read one section of the Markdown.
+at, how to read one section of the Markdown, and an attack sequence's children (`CHILDREN`: one opened and
+waiting, one joined and rejected, with markup in its decision).
 
 The helpers keep the leading underscore they had as private helpers of test_report.py, so the tests
 that moved out of it (to test_report_html.py and tests/irflow/models/test_incident.py) read exactly
@@ -26,6 +27,7 @@ from irflow.models.incident import (
     Status,
     TimelineEntry,
 )
+from irflow.models.sequence import ChildIncident
 
 INSTANCE_ID = "i-0a1b2c3d4e5f60718"
 FINDING_AT = datetime(2026, 3, 1, 9, 0, 0, tzinfo=UTC)  # first seen 6 minutes before this
@@ -121,3 +123,49 @@ def _section(markdown: str, title: str) -> str:
 
 
 ACTION_NAMES = ["isolate_network", "detach_from_asg", "revoke_sessions"]
+
+
+def drift(at: datetime, principal: str = "bob", **overrides):
+    """A DriftRecord: containment found undone at `at` by the periodic check (the instance's interface back in
+    its security group, changed by `principal` as CloudTrail names it), re-applied and holding again."""
+    from irflow.models.incident import DriftRecord
+    from irflow.models.postconditions import Change
+
+    fields = dict(
+        at=at,
+        step="isolate_network",
+        found="eni-1 carries sg-web",
+        trigger="timer",
+        changed_by=[Change(event_name="ModifyNetworkInterfaceAttribute", event_time=at, principal=principal)],
+        reapplied=True,
+        holds_after=True,
+    )
+    return DriftRecord(**{**fields, **overrides})
+
+
+# An attack sequence's incidents, as its roll-up leaves them: the instance's opened and waiting, contained; the access
+# key's joined (it was running already) and rejected, its decision carrying what a report must escape.
+CHILDREN = [
+    ChildIncident(
+        workflow_id="ec2-111122223333-us-east-1-i-0a1b2c3d4e5f60718",
+        incident_id="ec2-111122223333-us-east-1-i-0a1b2c3d4e5f60718-20260301T090031Z",
+        resource_type="Instance",
+        resource_id=INSTANCE_ID,
+        playbook="ec2-instance",
+        status="awaiting_decision",
+        received_at=RECEIVED_AT,
+        contained_at=CONTAINED_AT,
+        time_to_contain_seconds=42.5,
+    ),
+    ChildIncident(
+        workflow_id="iam-user-111122223333-us-east-1-h0123456789abcdef0123",
+        incident_id="iam-user-111122223333-us-east-1-h0123456789abcdef0123-20260301T090031Z",
+        resource_type="AccessKey",
+        resource_id="alice.martin",
+        playbook="iam-user-credentials",
+        joined=True,
+        status="rolled_back",
+        time_to_contain_seconds=390.0,
+        decisions=["reject (eradication) by bob: our | own <b>deploy</b> key"],
+    ),
+]

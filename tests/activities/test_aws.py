@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
+import boto3
 import pytest
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from temporalio.exceptions import ApplicationError
 
 from activities import aws
@@ -14,11 +22,14 @@ from irflow.models import errors
 from tests.support import REPO
 
 
-def test_every_service_an_activity_calls_is_warmed_at_worker_start():
+def test_every_service_an_incident_calls_is_warmed_at_worker_start():
+    """The readiness checks (activities/readiness_*.py) run on a schedule, not on an incident's path: their own
+    services wait for their first round."""
     called = set()
     for path in (REPO / "activities").glob("*.py"):
-        called |= set(re.findall(r"\bclient\(\s*\"([a-z0-9-]+)\"", path.read_text()))
-    assert {"ec2", "iam", "s3", "sns", "ssm"} <= called, "the scan found the activities' clients"
+        if not path.name.startswith("readiness"):
+            called |= set(re.findall(r"\bclient\(\s*\"([a-z0-9-]+)\"", path.read_text()))
+    assert {"ec2", "iam", "s3", "sns", "ssm", "guardduty"} <= called, "the scan found the activities' clients"
     assert called <= set(aws.WARM_SERVICES), f"not warmed: {sorted(called - set(aws.WARM_SERVICES))}"
 
 
@@ -95,3 +106,50 @@ def test_a_request_botocore_refuses_to_send_is_invalid_and_not_retried():
     with pytest.raises(ApplicationError) as raised, aws.typed_aws_errors("describe bucket ''"):
         raise ParamValidationError(report='Invalid bucket name ""')
     assert raised.value.type == errors.INVALID_REQUEST and raised.value.non_retryable
+
+
+@pytest.mark.parametrize("code", ["AuthorizationError", "AccessDeniedException", "InvalidClientTokenId"])
+def test_every_way_aws_says_you_may_not_is_access_denied(code):
+    """SNS says AuthorizationError, KMS AccessDeniedException: one list (aws.ACCESS_CODES) for every activity and
+    every readiness check."""
+    assert code in aws.ACCESS_CODES
+    with pytest.raises(ApplicationError) as raised, aws.typed_aws_errors("publish"):
+        raise _client_error(code)
+    assert raised.value.type == errors.ACCESS_DENIED and raised.value.non_retryable
+    assert aws.error_message(_client_error(code)) == f"{code} said AWS"
+
+
+def _answered(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "SomeOperation"
+    )
+
+
+def test_what_may_pass_on_its_own_is_transient_and_a_refusal_is_not():
+    assert aws.transient(_answered("Throttling", 400)) and aws.transient(_answered("RequestLimitExceeded", 503))
+    assert aws.transient(_answered("SomethingNew", 500)) and aws.transient(_answered("SomethingNew", 429))
+    assert aws.transient(EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com"))
+    assert aws.transient(ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com"))
+    assert not aws.transient(_answered("AccessDenied", 403)) and not aws.transient(_answered("ValidationError", 400))
+    assert not aws.transient(NoCredentialsError())
+    wrapped = ApplicationError("cannot act in account 111122223333", type=errors.ACCESS_DENIED)
+    wrapped.__cause__ = _answered("Throttling", 400)
+    assert aws.transient(wrapped)
+    wrapped.__cause__ = _answered("AccessDenied", 403)
+    assert not aws.transient(wrapped)
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_fresh_member_session_is_made_with_the_workers_retries_and_timeouts():
+    """`assume` (behind every member client, and member_role.assumable's fresh session) gives the member role's
+    keys; `make_client` makes an uncached client with the same retries and timeouts as the cached ones."""
+    keys, expires = aws.assume("111122223333", None, "irflow-readiness", 900)
+    assert set(keys) == {"aws_access_key_id", "aws_secret_access_key", "aws_session_token"}
+    assert expires > time.time()
+    made = aws.make_client("iam", "us-east-1", keys)
+    assert made is not aws.make_client("iam", "us-east-1", keys), "never cached"
+    for configured in (made.meta.config, aws.client("iam", "us-east-1").meta.config):
+        assert (configured.connect_timeout, configured.read_timeout) == (5, 30)
+        assert configured.retries == {"mode": "standard", "total_max_attempts": 4}  # 3 retries
+    caller = boto3.client("sts", region_name="us-east-1", **keys).get_caller_identity()
+    assert caller["Arn"] == "arn:aws:sts::111122223333:assumed-role/irflow-responder/irflow-readiness"

@@ -21,7 +21,7 @@ from activities.readiness import (
     run_aws_checks,
 )
 from irflow.devstack.demo import DemoWorkload
-from irflow.devstack.readiness import TRAIL, WORKER_POLICY, WORKER_ROLE, ReadyAccount, make_ready
+from irflow.devstack.readiness import TRAIL, WORKER_POLICY, WORKER_ROLE, ReadyAccount
 from irflow.models.readiness import CheckResult, CheckStatus, ReadinessScope
 from irflow.models.settings import IrflowSettings, get_settings
 from tests.activities.test_aws_iam_declarations import CallRecorder
@@ -29,16 +29,6 @@ from tests.activities.test_aws_iam_declarations import CallRecorder
 # moto's CloudFormation skips AWS::SQS::QueuePolicy (deploy_intake_stack sets the policy itself).
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.+QueuePolicy:UserWarning")
 MEMBER, OTHER_MEMBER, SECURITY = "111122223333", "444455556666", "123456789012"
-
-
-@pytest.fixture
-def ready(workload, monkeypatch) -> ReadyAccount:
-    """The demo account made ready, the worker running with the workload's settings and the readiness ones."""
-    account = make_ready(workload)
-    for name, value in account.settings.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    return account
 
 
 def by_key(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -65,48 +55,48 @@ def test_a_ready_account_is_all_green(ready, workload):
     assert WORKER_ROLE in permissions.evidence and "comparison with the role's policies" in permissions.evidence
 
 
-def _without_one_permission(workload: DemoWorkload, ready: ReadyAccount) -> str:
+def _without_one_permission(workload: DemoWorkload, ready: ReadyAccount) -> tuple[str, list[str]]:
     iam = boto3.client("iam", region_name=workload.region)
     policy = iam.get_role_policy(RoleName=WORKER_ROLE, PolicyName=WORKER_POLICY)["PolicyDocument"]
     [statement] = [s for s in policy["Statement"] if "ec2:ModifyNetworkInterfaceAttribute" in s["Action"]]
     statement["Action"].remove("ec2:ModifyNetworkInterfaceAttribute")
     iam.put_role_policy(RoleName=WORKER_ROLE, PolicyName=WORKER_POLICY, PolicyDocument=json.dumps(policy))
-    return "ec2:ModifyNetworkInterfaceAttribute"
+    return "ec2:ModifyNetworkInterfaceAttribute", ["ec2:ModifyNetworkInterfaceAttribute: not allowed"]
 
 
-def _default_retention_suspended(workload: DemoWorkload, ready: ReadyAccount) -> str:
+def _default_retention_suspended(workload: DemoWorkload, ready: ReadyAccount) -> tuple[str, list[str]]:
     boto3.client("s3", region_name=workload.region).put_object_lock_configuration(
         Bucket=workload.evidence_bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled"}
     )
-    return "no default retention"
+    return "no default retention", []
 
 
-def _rule_deleted(name_of: Callable[[ReadyAccount], str]) -> Callable[[DemoWorkload, ReadyAccount], str]:
-    def breaking(workload: DemoWorkload, ready: ReadyAccount) -> str:
+def _rule_deleted(name_of: Callable[[ReadyAccount], str]) -> Callable[[DemoWorkload, ReadyAccount], tuple]:
+    def breaking(workload: DemoWorkload, ready: ReadyAccount) -> tuple[str, list[str]]:
         events = boto3.client("events", region_name=workload.region)
         rule = name_of(ready)
         targets = [t["Id"] for t in events.list_targets_by_rule(Rule=rule)["Targets"]]
         events.remove_targets(Rule=rule, Ids=targets)
         events.delete_rule(Name=rule)
-        return f"rule {rule} is gone"
+        return f"rule {rule} is gone", [f"{rule}: gone"]
 
     return breaking
 
 
-def _key_disabled(workload: DemoWorkload, ready: ReadyAccount) -> str:
+def _key_disabled(workload: DemoWorkload, ready: ReadyAccount) -> tuple[str, list[str]]:
     boto3.client("kms", region_name=workload.region).disable_key(KeyId=workload.kms_key_id)
-    return f"{workload.kms_key_id}: Disabled"
+    return f"{workload.kms_key_id}: Disabled", ["IRFLOW_EVIDENCE_KMS_KEY_ID: Disabled"]
 
 
-def _trail_stopped(workload: DemoWorkload, ready: ReadyAccount) -> str:
+def _trail_stopped(workload: DemoWorkload, ready: ReadyAccount) -> tuple[str, list[str]]:
     boto3.client("cloudtrail", region_name=workload.region).stop_logging(Name=TRAIL)
-    return "not logging"
+    return "not logging", [f"{ready.trail_arn}: not logging"]
 
 
-def _guardduty_disabled(workload: DemoWorkload, ready: ReadyAccount) -> str:
+def _guardduty_disabled(workload: DemoWorkload, ready: ReadyAccount) -> tuple[str, list[str]]:
     guardduty = boto3.client("guardduty", region_name=workload.region)
     guardduty.update_detector(DetectorId=ready.detector_id, Enable=False)
-    return "DISABLED"
+    return "DISABLED", []
 
 
 @pytest.mark.parametrize(
@@ -132,7 +122,7 @@ def test_breaking_one_thing_fails_exactly_its_check_with_a_fix(ready, workload, 
     before = by_key(run_all_aws_checks())
     assert {r.status for r in before.values()} == {CheckStatus.PASS}
 
-    found = breaking(workload, ready)
+    found, problems = breaking(workload, ready)
     after = by_key(run_all_aws_checks())
 
     changed = sorted(key for key in before if after[key] != before[key])
@@ -141,6 +131,8 @@ def test_breaking_one_thing_fails_exactly_its_check_with_a_fix(ready, workload, 
     assert result.status == CheckStatus.FAIL and result.required
     assert found in result.evidence
     assert fix_names in result.fix
+    assert result.problems == problems
+    assert by_key(run_all_aws_checks()) == after, "what is wrong is said the same way each round"
 
 
 def test_an_unreadable_thing_is_unknown_and_the_round_goes_on(ready, workload):

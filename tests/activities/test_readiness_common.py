@@ -1,23 +1,27 @@
-"""A readiness check never raises for what it finds: whatever keeps it from looking (AccessDenied, a service not
-answering, a member role that cannot be assumed, a call the endpoint does not implement) is `unknown`, with the
-reason. The errors come from botocore's Stubber (the service's own error shapes) or a client that cannot connect."""
+"""A readiness check never raises for what it finds: whatever keeps it from looking (AccessDenied, a member role
+that cannot be assumed, a call the endpoint does not implement) is `unknown` at once, with the reason. What may pass
+on its own (throttling, a 5xx, a service not answering) is raised for Temporal to retry, and is `unknown` where
+nobody retries (`irflow preflight`). The errors come from botocore's Stubber (the service's own error shapes) or a
+client that cannot connect."""
 
 from __future__ import annotations
 
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError, EndpointConnectionError
 from botocore.stub import Stubber
 from temporalio.exceptions import ApplicationError
 
 from activities import aws as aws_module
 from activities import readiness_account
 from activities.aws import client
+from activities.readiness import run_aws_checks
 from activities.readiness_account import guardduty_enabled
 from activities.readiness_common import failed, readiness_check
 from activities.readiness_evidence import evidence_bucket_object_lock, kms_keys, sns_topics
 from irflow.models.readiness import CheckStatus, ReadinessScope
-from irflow.models.settings import get_settings
+from tests.support import setting
 
 REGION = "us-east-1"
 SCOPE = ReadinessScope(account_id="", region=REGION)
@@ -25,11 +29,13 @@ SCOPE = ReadinessScope(account_id="", region=REGION)
 
 @pytest.fixture
 def configured(aws, monkeypatch):
-    monkeypatch.setenv("IRFLOW_EVIDENCE_BUCKET", "evidence-bucket")
-    monkeypatch.setenv("IRFLOW_EVIDENCE_KMS_KEY_ID", "1234abcd-12ab-34cd-56ef-1234567890ab")
-    monkeypatch.setenv("IRFLOW_NOTIFY_TOPIC_ARN", f"arn:aws:sns:{REGION}:123456789012:irflow-incidents")
-    monkeypatch.setenv("IRFLOW_SECURITY_ACCOUNT_ID", "123456789012")
-    get_settings.cache_clear()
+    setting(
+        monkeypatch,
+        evidence_bucket="evidence-bucket",
+        evidence_kms_key_id="1234abcd-12ab-34cd-56ef-1234567890ab",
+        notify_topic_arn=f"arn:aws:sns:{REGION}:123456789012:irflow-incidents",
+        security_account_id="123456789012",
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,7 +57,9 @@ def test_access_denied_is_unknown_with_the_reason(configured, check, service, op
     assert result.check == check.check_id and result.title == check.title
 
 
-def test_a_service_that_does_not_answer_is_unknown(configured, monkeypatch):
+def test_a_service_that_does_not_answer_is_retried_by_temporal_and_unknown_where_nobody_retries(
+    configured, monkeypatch
+):
     dead = boto3.session.Session().client(
         "guardduty",
         region_name=REGION,
@@ -59,9 +67,36 @@ def test_a_service_that_does_not_answer_is_unknown(configured, monkeypatch):
         config=Config(retries={"max_attempts": 1}, connect_timeout=1),
     )
     monkeypatch.setattr(readiness_account, "client", lambda *_: dead)
-    result = guardduty_enabled(SCOPE)
+    with pytest.raises(EndpointConnectionError):
+        guardduty_enabled(SCOPE)  # as an activity: Temporal retries it
+    [result] = run_aws_checks(SCOPE, checks=[guardduty_enabled])
     assert result.status == CheckStatus.UNKNOWN
     assert "AWS did not answer" in result.evidence
+    assert (result.check, result.title, result.required) == ("guardduty.enabled", guardduty_enabled.title, True)
+
+
+@pytest.mark.parametrize(
+    "code, status",
+    [("ThrottlingException", 400), ("TooManyRequestsException", 429), ("InternalServerErrorException", 500)],
+)
+def test_a_throttled_or_failing_call_is_raised_for_temporal_to_retry(configured, code, status):
+    """One blip must not flap the check to unknown and back (a notification each way): the activity fails, Temporal
+    retries it, and only an activity that still fails becomes unknown (workflows/readiness.py)."""
+    with Stubber(client("guardduty", REGION)) as stub:
+        stub.add_client_error("list_detectors", code, "slow down", status)
+        with pytest.raises(ClientError) as raised:
+            guardduty_enabled(SCOPE)
+        stub.add_client_error("list_detectors", code, "slow down", status)
+        [result] = run_aws_checks(SCOPE, checks=[guardduty_enabled])
+    assert raised.value.response["Error"]["Code"] == code
+    assert result.status == CheckStatus.UNKNOWN and code in result.evidence
+
+
+def test_a_global_check_that_errors_where_nobody_retries_names_the_security_account(configured):
+    with Stubber(client("kms", REGION)) as stub:
+        stub.add_client_error("describe_key", "KMSInternalException", "try again", 500)
+        [result] = run_aws_checks(SCOPE, checks=[kms_keys])
+    assert (result.status, result.account_id, result.region) == (CheckStatus.UNKNOWN, "123456789012", "")
 
 
 def test_a_member_role_that_cannot_be_assumed_is_unknown_for_the_checks_behind_it(monkeypatch):
@@ -73,6 +108,14 @@ def test_a_member_role_that_cannot_be_assumed_is_unknown_for_the_checks_behind_i
     assert result.status == CheckStatus.UNKNOWN
     assert "cannot act in account 111122223333" in result.evidence
     assert (result.account_id, result.region) == ("111122223333", REGION)
+
+    def throttled(*_):  # STS throttled the assumption: that passes
+        cause = ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "AssumeRole")
+        raise ApplicationError("cannot act in account 111122223333: Throttling", type="AccessDenied") from cause
+
+    monkeypatch.setattr(readiness_account, "client", throttled)
+    with pytest.raises(ApplicationError):
+        guardduty_enabled(ReadinessScope(account_id="111122223333", region=REGION))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ thing missing or misconfigured fails with evidence and the command that mends it
 from __future__ import annotations
 
 import json
+import shlex
 
 import boto3
 import pytest
@@ -17,7 +18,7 @@ from activities.readiness_evidence import (
     sns_topics,
 )
 from irflow.models.readiness import CheckStatus, ReadinessScope
-from irflow.models.settings import get_settings
+from tests.support import setting
 
 REGION = "us-east-1"
 SCOPE = ReadinessScope(account_id="", region=REGION)
@@ -27,12 +28,6 @@ BUCKET_CHECKS = (
     evidence_bucket_encryption,
     evidence_bucket_public_access,
 )
-
-
-def setting(monkeypatch, **values: str) -> None:
-    for name, value in values.items():
-        monkeypatch.setenv(f"IRFLOW_{name.upper()}", value)
-    get_settings.cache_clear()
 
 
 def test_an_unset_or_missing_bucket_fails_every_bucket_check(aws, monkeypatch):
@@ -79,27 +74,56 @@ def test_a_governance_default_retention_is_not_the_compliance_irflow_locks_with(
     assert "default retention is GOVERNANCE for 1 years, not COMPLIANCE" in result.evidence
 
 
-def test_encryption_must_be_kms_with_the_configured_key(workload):
-    s3 = boto3.client("s3", region_name=REGION)
-    assert evidence_bucket_encryption(SCOPE).status == CheckStatus.PASS
-    other = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
-    by_default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": other}
-    s3.put_bucket_encryption(
-        Bucket=workload.evidence_bucket,
+def _default_encryption(bucket: str, **by_default: str) -> None:
+    boto3.client("s3", region_name=REGION).put_bucket_encryption(
+        Bucket=bucket,
         ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": by_default}]},
     )
+
+
+def test_encryption_must_be_kms_with_the_configured_key(workload):
+    assert evidence_bucket_encryption(SCOPE).status == CheckStatus.PASS
+    other = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
+    _default_encryption(workload.evidence_bucket, SSEAlgorithm="aws:kms", KMSMasterKeyID=other)
     result = evidence_bucket_encryption(SCOPE)
     assert result.status == CheckStatus.FAIL and f"uses {other}, not IRFLOW_EVIDENCE_KMS_KEY_ID" in result.evidence
-    s3.put_bucket_encryption(
-        Bucket=workload.evidence_bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
-        },
-    )
+    _default_encryption(workload.evidence_bucket, SSEAlgorithm="AES256")
     result = evidence_bucket_encryption(SCOPE)
     assert result.status == CheckStatus.FAIL and "default encryption is AES256, not SSE-KMS" in result.evidence
-    configuration = json.loads(result.fix.split("--server-side-encryption-configuration ", 1)[1].strip("'"))
+    configuration = json.loads(shlex.split(result.fix)[-1])
     assert configuration["Rules"][0]["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == workload.kms_key_id
+
+
+def test_with_a_key_configured_the_aws_managed_key_is_not_it(workload):
+    """SSE-KMS without a KMSMasterKeyID is the AWS managed aws/s3 key: the quarantine profile may not use it."""
+    _default_encryption(workload.evidence_bucket, SSEAlgorithm="aws:kms")
+    result = evidence_bucket_encryption(SCOPE)
+    assert result.status == CheckStatus.FAIL
+    assert f"uses the AWS managed key (aws/s3), not IRFLOW_EVIDENCE_KMS_KEY_ID {workload.kms_key_id}" in (
+        result.evidence
+    )
+
+
+def test_the_configured_key_is_recognised_however_it_is_named(workload, monkeypatch):
+    kms = boto3.client("kms", region_name=REGION)
+    key = kms.describe_key(KeyId=workload.kms_key_id)["KeyMetadata"]
+    kms.create_alias(AliasName="alias/irflow-evidence", TargetKeyId=key["KeyId"])
+    alias_arn = f"arn:aws:kms:{REGION}:{workload.account_id}:alias/irflow-evidence"
+    for on_the_bucket, configured in [
+        (alias_arn, workload.kms_key_id),
+        (key["Arn"], "alias/irflow-evidence"),
+        (key["KeyId"], alias_arn),
+    ]:
+        _default_encryption(workload.evidence_bucket, SSEAlgorithm="aws:kms", KMSMasterKeyID=on_the_bucket)
+        setting(monkeypatch, evidence_kms_key_id=configured)
+        result = evidence_bucket_encryption(SCOPE)
+        assert (result.status, result.evidence) == (
+            CheckStatus.PASS,
+            f"evidence bucket {workload.evidence_bucket}: default encryption aws:kms with {key['Arn']}",
+        ), (on_the_bucket, configured)
+    setting(monkeypatch, evidence_kms_key_id="alias/no-such-key")
+    result = evidence_bucket_encryption(SCOPE)
+    assert result.status == CheckStatus.FAIL and "IRFLOW_EVIDENCE_KMS_KEY_ID alias/no-such-key" in result.evidence
 
 
 def test_public_access_block_names_the_settings_left_off(workload):
@@ -115,6 +139,7 @@ def test_public_access_block_names_the_settings_left_off(workload):
     result = evidence_bucket_public_access(SCOPE)
     assert result.status == CheckStatus.FAIL
     assert result.evidence.endswith("BlockPublicPolicy, RestrictPublicBuckets not set")
+    assert result.problems == ["BlockPublicPolicy off", "RestrictPublicBuckets off"]
 
 
 def test_keys_pending_deletion_or_missing_fail_and_no_key_configured_passes(workload, monkeypatch):
@@ -129,6 +154,10 @@ def test_keys_pending_deletion_or_missing_fail_and_no_key_configured_passes(work
     assert "IRFLOW_PAYLOAD_KMS_KEY_ID alias/irflow-payloads: not found" in result.evidence
     assert f"aws kms cancel-key-deletion --key-id {workload.signing_key_id}" in result.fix
     assert "set IRFLOW_PAYLOAD_KMS_KEY_ID to an existing key" in result.fix
+    assert result.problems == [
+        "IRFLOW_MANIFEST_SIGNING_KEY_ID: PendingDeletion",
+        "IRFLOW_PAYLOAD_KMS_KEY_ID: not found",
+    ]
 
     setting(monkeypatch, evidence_kms_key_id="", manifest_signing_key_id="", payload_kms_key_id="")
     assert kms_keys(SCOPE).status == CheckStatus.PASS
@@ -148,6 +177,7 @@ def test_topics_must_exist_and_the_team_topic_be_set(workload, monkeypatch, unse
         assert result.status == CheckStatus.FAIL
         assert f"{workload.escalation_topic_arn} does not exist" in result.evidence
         assert result.fix.startswith("aws sns create-topic --name demo-irflow-escalations --region us-east-1")
+        assert result.problems == ["IRFLOW_ESCALATION_TOPIC_ARN: does not exist"]
     setting(monkeypatch, notify_topic_arn="")
     result = sns_topics(SCOPE)
     assert result.status == CheckStatus.FAIL and "IRFLOW_NOTIFY_TOPIC_ARN is not set" in result.evidence

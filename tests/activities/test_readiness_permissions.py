@@ -20,22 +20,16 @@ from activities.readiness_permissions import (
     role_verdict,
     worker_permissions,
 )
-from irflow.devstack.readiness import WORKER_ROLE, worker_role
+from irflow.devstack.readiness import WORKER_POLICY, WORKER_ROLE, worker_role
 from irflow.iam_policy import member_policy
 from irflow.models.readiness import CheckStatus, ReadinessScope
 from irflow.models.settings import get_settings
-from tests.support import member_session
+from tests.support import member_session, setting
 
 REGION = "us-east-1"
 SCOPE = ReadinessScope(account_id="", region=REGION)
 MEMBER = "111122223333"
 ROLE_ARN = "arn:aws:iam::123456789012:role/ops/irflow-worker"
-
-
-def setting(monkeypatch, **values: str) -> None:
-    for name, value in values.items():
-        monkeypatch.setenv(f"IRFLOW_{name.upper()}", value)
-    get_settings.cache_clear()
 
 
 def test_the_role_of_an_assumed_role_session_and_nothing_else():
@@ -92,6 +86,43 @@ def test_a_missing_role_and_a_deny_in_an_attached_policy_fail(workload, monkeypa
     assert result.status == CheckStatus.FAIL
     assert "ec2:TerminateInstances" in result.evidence and "iam:DeleteAccessKey" in result.evidence
     assert "ec2:StopInstances" not in result.evidence
+    assert "ec2:TerminateInstances: not allowed" in result.problems and result.problems == sorted(result.problems)
+
+
+def _attach(iam, name: str, *statements: dict) -> None:
+    document = {"Version": "2012-10-17", "Statement": list(statements)}
+    arn = iam.create_policy(PolicyName=name, PolicyDocument=json.dumps(document))["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=WORKER_ROLE, PolicyArn=arn)
+
+
+def test_a_deny_naming_some_resources_fails_and_an_allow_naming_some_is_said(workload, monkeypatch):
+    """The policies compared about `*` (any resource a finding names): a Deny on every instance stops irflow
+    terminating one, though it names no `*`; an Allow scoped to some resources is not a missing action."""
+    setting(monkeypatch, worker_role_arn=f"arn:aws:iam::{workload.account_id}:role/{WORKER_ROLE}")
+    worker_role(workload)
+    iam = boto3.client("iam", region_name=REGION)
+    _attach(
+        iam,
+        "no-termination",
+        {"Effect": "Deny", "Action": "ec2:TerminateInstances", "Resource": "arn:aws:ec2:*:*:instance/*"},
+    )
+    result = worker_permissions(SCOPE)
+    assert result.status == CheckStatus.FAIL
+    assert "is denied ec2:TerminateInstances on some resources (a Deny naming them)" in result.evidence
+    assert result.problems == ["ec2:TerminateInstances: denied on some resources"]
+
+    iam.detach_role_policy(RoleName=WORKER_ROLE, PolicyArn=f"arn:aws:iam::{workload.account_id}:policy/no-termination")
+    policy = iam.get_role_policy(RoleName=WORKER_ROLE, PolicyName=WORKER_POLICY)["PolicyDocument"]
+    for statement in policy["Statement"]:
+        if "ec2:StopInstances" in statement["Action"]:
+            statement["Action"].remove("ec2:StopInstances")
+    policy["Statement"].append(
+        {"Effect": "Allow", "Action": ["ec2:StopInstances"], "Resource": "arn:aws:ec2:*:*:instance/*"}
+    )
+    iam.put_role_policy(RoleName=WORKER_ROLE, PolicyName=WORKER_POLICY, PolicyDocument=json.dumps(policy))
+    result = worker_permissions(SCOPE)
+    assert result.status == CheckStatus.PASS
+    assert result.evidence.endswith("; allowed on some resources only: ec2:StopInstances")
 
 
 def test_the_simulator_is_asked_as_documented_and_trusted_where_it_answers(aws, monkeypatch):

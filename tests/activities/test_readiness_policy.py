@@ -10,8 +10,9 @@ import pytest
 
 from activities.readiness_permissions import probes
 from activities.readiness_policy import decide, decide_all
-from irflow.iam_policy import declared_actions, worker_policy
+from irflow.iam_policy import SCOPED_ACTIONS, declared_actions, worker_policy
 from irflow.models.settings import get_settings
+from tests.support import setting
 
 BUCKET_OBJECT = "arn:aws:s3:::evidence/incidents/i-1/memory.lime"
 
@@ -30,7 +31,25 @@ def test_actions_match_by_glob_without_case_and_resources_with_case():
     scoped = allow("s3:PutObject", "arn:aws:s3:::evidence/incidents/*")
     assert decide([scoped], "s3:PutObject", BUCKET_OBJECT).allowed
     assert not decide([scoped], "s3:PutObject", BUCKET_OBJECT.replace("evidence", "Evidence")).allowed
-    assert not decide([scoped], "s3:PutObject", "*").allowed  # granted on some objects, not on all
+
+
+def test_asked_about_any_resource_a_statement_naming_some_covers_some():
+    """`*` is "whatever resource a finding names": an Allow naming some resources allows the action there (not
+    missing, and said), a Deny naming some forbids it there (the action cannot be counted on)."""
+    scoped_allow = allow("ec2:StopInstances", "arn:aws:ec2:*:*:instance/*")
+    decision = decide([scoped_allow], "ec2:StopInstances", "*")
+    assert (decision.allowed, decision.some_resources, decision.partly_denied) == (True, True, False)
+    assert not decide([scoped_allow, allow("ec2:StopInstances")], "ec2:StopInstances", "*").some_resources
+
+    instances = {"Effect": "Deny", "Action": "ec2:TerminateInstances", "Resource": "arn:aws:ec2:*:*:instance/*"}
+    decision = decide([allow("*"), {"Statement": [instances]}], "ec2:TerminateInstances", "*")
+    assert (decision.allowed, decision.denied, decision.partly_denied) == (False, False, True)
+    all_but = {"Effect": "Deny", "Action": "s3:*", "NotResource": "arn:aws:s3:::evidence/*"}
+    assert decide([allow("*"), {"Statement": [all_but]}], "s3:PutBucketPolicy", "*").partly_denied
+    assert decide([allow("*"), {"Statement": [instances]}], "ec2:StopInstances", "*").allowed, "another action"
+    # a concrete resource is matched as it is
+    instance = "arn:aws:ec2:us-east-1:123456789012:instance/i-1"
+    assert decide([allow("*"), {"Statement": [instances]}], "ec2:TerminateInstances", instance).denied
 
 
 def test_an_explicit_deny_wins_wherever_it_is():
@@ -79,8 +98,13 @@ def test_every_resource_must_be_allowed_and_a_boundary_limits():
 
 @pytest.fixture
 def evidence_bucket(monkeypatch):
-    monkeypatch.setenv("IRFLOW_EVIDENCE_BUCKET", "evidence")
-    get_settings.cache_clear()
+    setting(monkeypatch, evidence_bucket="evidence")
+
+
+def test_the_actions_asked_about_a_resource_are_the_ones_irflow_policy_scopes(evidence_bucket):
+    """An action `irflow policy` grants on some resources only, asked about `*`, would read as allowed on some
+    resources only: each is asked about a resource of the kind it is granted on."""
+    assert set(probes(get_settings(), "123456789012", "us-east-1")) == SCOPED_ACTIONS
 
 
 def test_the_generated_worker_policy_allows_exactly_the_declared_actions(evidence_bucket):

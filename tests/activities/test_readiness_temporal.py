@@ -1,10 +1,10 @@
 """The Temporal-side readiness checks against a real dev server: search attributes registered in the namespace, a
-worker polling the task queue for workflow and for activity tasks; each with the evidence and a fix."""
+worker polling the task queue for workflow and for activity tasks; each with the evidence and a fix. The scheduled
+workflow's plan runs the first only: it runs on the queue the pollers check."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from datetime import timedelta
 
@@ -17,9 +17,8 @@ from activities.readiness_temporal import (
     ACTIVITY_POLLERS,
     SEARCH_ATTRIBUTES,
     WORKFLOW_POLLERS,
-    check_activity_pollers,
     check_search_attributes,
-    check_workflow_pollers,
+    plan_readiness,
     pollers_check,
     search_attributes_check,
     temporal_checks,
@@ -85,15 +84,18 @@ async def test_pollers_fail_on_a_queue_no_worker_polls_and_pass_while_one_does(d
         assert "1 worker(s) polling" in checked[1].evidence and settings.task_queue in checked[1].evidence
 
 
-async def test_the_activities_check_the_task_queue_they_run_on(dev_env):
+async def test_the_workflow_checks_the_search_attributes_and_leaves_the_pollers_to_preflight(dev_env, workload):
     client = dev_env.client
-    env = ActivityEnvironment(client)
-    idle = f"nobody-{uuid.uuid4().hex[:8]}"
-    env.info = dataclasses.replace(env.info, task_queue=idle)
-    assert (await env.run(check_search_attributes, ANYWHERE)).status == CheckStatus.PASS
-    for activity, check in ((check_workflow_pollers, WORKFLOW_POLLERS), (check_activity_pollers, ACTIVITY_POLLERS)):
-        result = await env.run(activity, ANYWHERE)
-        assert (result.check, result.status) == (check, CheckStatus.FAIL) and idle in result.evidence
+    planned = [p.check for p in plan_readiness().checks]
+    assert planned.count(SEARCH_ATTRIBUTES) == 1 and planned[-1] == SEARCH_ATTRIBUTES
+    assert not {WORKFLOW_POLLERS, ACTIVITY_POLLERS} & set(planned), "a run would always find its own worker"
+    preflight = [r.check for r in await temporal_checks(client, f"nobody-{uuid.uuid4().hex[:8]}")]
+    assert preflight == [SEARCH_ATTRIBUTES, WORKFLOW_POLLERS, ACTIVITY_POLLERS]
+
+    fresh = await _new_namespace(client)
+    for namespace, status in ((fresh, CheckStatus.FAIL), (client, CheckStatus.PASS)):
+        result = await ActivityEnvironment(namespace).run(check_search_attributes, ANYWHERE)
+        assert (result.check, result.status) == (SEARCH_ATTRIBUTES, status)
 
 
 def test_unreachable_temporal_leaves_every_temporal_check_unknown_with_the_reason():

@@ -11,7 +11,6 @@ import pytest
 
 from activities.report import render_markdown, report_document, write_report
 from irflow.models.incident import Decision, DecisionKind, Status
-from irflow.models.sequence import ChildIncident
 from tests.activities.evidence_support import (
     INCIDENT_ID,
     assert_locked_evidence,
@@ -24,6 +23,7 @@ from tests.activities.evidence_support import (
 )
 from tests.activities.report_support import (
     ACTION_NAMES,
+    CHILDREN,
     CONTAINED_AT,
     DECIDED_AT,
     FINDING_AT,
@@ -161,31 +161,6 @@ def test_a_decision_refused_before_any_question_does_not_print_none():
 
 
 # --- an attack sequence's report rolls up its children ---
-
-CHILDREN = [
-    ChildIncident(
-        workflow_id="ec2-111122223333-us-east-1-i-0a1b2c3d4e5f60718",
-        incident_id="ec2-111122223333-us-east-1-i-0a1b2c3d4e5f60718-20260301T090031Z",
-        resource_type="Instance",
-        resource_id=INSTANCE_ID,
-        playbook="ec2-instance",
-        status="awaiting_decision",
-        received_at=RECEIVED_AT,
-        contained_at=CONTAINED_AT,
-        time_to_contain_seconds=42.5,
-    ),
-    ChildIncident(
-        workflow_id="iam-user-111122223333-us-east-1-h0123456789abcdef0123",
-        incident_id="iam-user-111122223333-us-east-1-h0123456789abcdef0123-20260301T090031Z",
-        resource_type="AccessKey",
-        resource_id="alice.martin",
-        playbook="iam-user-credentials",
-        joined=True,
-        status="rolled_back",
-        time_to_contain_seconds=390.0,
-        decisions=["reject (eradication) by bob: our | own <b>deploy</b> key"],
-    ),
-]
 
 
 def test_the_markdown_lists_each_child_with_its_status_time_to_contain_and_decisions():

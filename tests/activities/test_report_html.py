@@ -12,11 +12,12 @@ from activities.report import render_markdown, report_document
 from activities.report_html import SECTIONS, render_html
 from activities.report_timeline import SVG_NS
 from irflow.models.incident import Decision, DecisionKind, IncidentState, Phase, TimelineEntry
-from irflow.models.sequence import ChildIncident
 from tests.activities.report_support import (
     ACTION_NAMES,
+    CHILDREN,
     CONTAINED_AT,
     DECIDED_AT,
+    INSTANCE_ID,
     MANIFEST_SHA,
     RECEIVED_AT,
     REPORT_INPUT_SHA,
@@ -203,29 +204,6 @@ def test_the_timeline_section_holds_the_svg_picture_before_its_table():
     assert "svg.timeline" in page.split("<style>")[1].split("</style>")[0], "the page sizes the picture"
 
 
-CHILDREN = [
-    ChildIncident(
-        workflow_id="ec2-111122223333-us-east-1-i-0aaa",
-        incident_id="ec2-111122223333-us-east-1-i-0aaa-20260301T090100Z",
-        resource_type="Instance",
-        resource_id="i-0aaa",
-        playbook="ec2-instance",
-        status="resolved",
-        time_to_contain_seconds=12.5,
-        decisions=["approve by alice@example.com: stop"],
-    ),
-    ChildIncident(
-        workflow_id="iam-user-111122223333-us-east-1-h1",
-        incident_id="iam-user-111122223333-us-east-1-h1-20260301T090101Z",
-        resource_type="AccessKey",
-        resource_id="<script>AKIA</script>",
-        playbook="iam-user",
-        joined=True,
-        status="awaiting_decision",
-    ),
-]
-
-
 def test_an_attack_sequence_lists_its_child_incidents_after_its_findings():
     state = _state(children=CHILDREN)
     parsed = _parsed(state)
@@ -235,17 +213,25 @@ def test_an_attack_sequence_lists_its_child_incidents_after_its_findings():
     assert header == ["incident", "resource", "playbook", "opened or joined", "status", "time to contain", "decisions"]
     assert first == [
         CHILDREN[0].incident_id,
-        "Instance i-0aaa",
+        f"Instance {INSTANCE_ID}",
         "ec2-instance",
         "opened",
-        "resolved",
-        "12.5s",
-        "approve by alice@example.com: stop",
+        "awaiting_decision",
+        "42.5s",
+        "—",
     ]
-    assert second[1] == "AccessKey <script>AKIA</script>" and second[3] == "joined (was running)"
-    assert second[4:] == ["awaiting_decision", "—", "—"]
-    assert "<h2>Incidents of the resources the sequence names</h2>" in render_html(state)
-    assert "<script" not in render_html(state)
+    assert second == [
+        CHILDREN[1].incident_id,
+        "AccessKey alice.martin",
+        "iam-user-credentials",
+        "joined (was running)",
+        "rolled_back",
+        "6m 30s",
+        "reject (eradication) by bob: our | own <b>deploy</b> key",
+    ]
+    page = render_html(state)
+    assert "<h2>Incidents of the resources the sequence names</h2>" in page
+    assert "<b>deploy</b>" not in page and "&lt;b&gt;deploy&lt;/b&gt;" in page
 
 
 def test_no_children_no_children_section():

@@ -7,10 +7,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
-from activities.report_timeline import MIN_BAR, PHASE_LABELS, SVG_NS, TimeAxis, phase_spans, timeline_svg
-from irflow.models.incident import Decision, DecisionKind, DriftRecord, Phase, TimelineEntry
-from irflow.models.postconditions import Change
-from tests.activities.report_support import RECEIVED_AT, _state
+from activities.report_html import Markup
+from activities.report_timeline import MIN_BAR, PHASE_LABELS, SVG_NS, TimeAxis, phase_spans, svg_root, tag, timeline_svg
+from activities.report_wording import decision_text
+from irflow.models.incident import Decision, DecisionKind, Phase, TimelineEntry
+from tests.activities.report_support import RECEIVED_AT, _state, drift
 
 NS = {"svg": SVG_NS}
 T0 = RECEIVED_AT
@@ -133,27 +134,21 @@ def test_time_axis_steps_and_labels():
 def test_a_mark_per_decision_and_per_escalation_with_a_tooltip():
     escalated = T0 + timedelta(hours=4)
     drift_at = T0 + timedelta(seconds=600)
-    drift = DriftRecord(
-        at=drift_at,
-        step="isolate_network",
-        found="eni-1 back in sg-web",
-        trigger="timer",
-        changed_by=[Change(event_name="ModifyNetworkInterfaceAttribute", event_time=drift_at, principal="bob")],
-        holds_after=True,
-    )
-    again = drift.model_copy(update={"at": drift_at + timedelta(seconds=300), "escalated": False})
+    undone = drift(drift_at, "bob")
+    again = drift(drift_at + timedelta(seconds=300), "bob", escalated=False)
     decisions = [
         _decision(DecisionKind.NOTE, 120, comment="looking"),
         _decision(DecisionKind.APPROVE, 200, accepted=False, refusal="nobody approves their own incident"),
         _decision(DecisionKind.APPROVE, 1295, comment="confirmed"),
     ]
-    state = _state(timeline=_timeline(), decisions=decisions, escalations=[drift_at, escalated], drifts=[drift, again])
+    state = _state(timeline=_timeline(), decisions=decisions, escalations=[drift_at, escalated], drifts=[undone, again])
     svg = _svg(state)
     marks = _marks(svg, "decision")
     assert [m.get("data-kind") for m in marks] == ["note", "approve", "approve"]
     assert "refused: nobody approves their own incident" in _title(marks[1])
     assert marks[1].get("fill") == "#ffffff", "a refused decision is drawn hollow"
     assert _title(marks[2]).startswith("approve (eradication) by alice via signal") and "confirmed" in _title(marks[2])
+    assert [_title(m) for m in marks] == [decision_text(d) for d in decisions], "the report's one wording"
     escalations = _marks(svg, "escalation")
     assert len(escalations) == 2
     assert "isolate_network" in _title(escalations[0]) and "changed by bob" in _title(escalations[0])
@@ -172,15 +167,7 @@ def test_hostile_text_is_escaped_and_reads_back_as_written():
     state = _state(
         timeline=_timeline([(0, Phase.DETECTION, hostile), (5, Phase.CONTAINMENT, "phase: containment")]),
         decisions=[_decision(DecisionKind.REJECT, 3, comment=hostile)],
-        drifts=[
-            DriftRecord(
-                at=T0 + timedelta(seconds=4),
-                step="isolate_network",
-                found=hostile,
-                trigger="finding",
-                changed_by=[Change(event_name="x", event_time=T0, principal='"><script>y</script>')],
-            )
-        ],
+        drifts=[drift(T0 + timedelta(seconds=4), '"><script>y</script>', found=hostile, trigger="finding")],
         escalations=[T0 + timedelta(seconds=4)],
         incident_id="ec2-<script>-20260301T090030Z",
     )
@@ -210,6 +197,24 @@ def test_nothing_runs_and_nothing_is_fetched_and_it_says_what_it_shows():
     assert "analyst decision 20m 0s" in desc.text and "1 decision(s), 1 escalation(s)" in desc.text
     assert svg.get("viewBox") == f"0 0 {svg.get('width')} {svg.get('height')}"
     assert 600 <= int(svg.get("width")) <= 1200 and 100 <= int(svg.get("height")) <= 600
+
+
+def test_every_picture_has_one_accessible_root_named_by_its_title_and_desc():
+    hostile = '<b>"x"</b>'
+    root = ET.fromstring(svg_root("chart-a", f"title {hostile}", "what it shows", [tag("line")], width=300, height=90,
+                                  class_="chart"))  # fmt: skip
+    assert (root.get("id"), root.get("class"), root.get("role")) == ("chart-a", "chart", "img")
+    assert (root.get("width"), root.get("height"), root.get("viewBox")) == ("300", "90", "0 0 300 90")
+    assert root.get("aria-labelledby") == "chart-a-title chart-a-desc"
+    assert [(e.tag.split("}")[1], e.get("id"), e.text) for e in root][:2] == [
+        ("title", "chart-a-title", f"title {hostile}"),
+        ("desc", "chart-a-desc", "what it shows"),
+    ]
+    assert isinstance(svg_root("x", "t", "d", [], width=1, height=1, class_="c"), Markup)
+    # The timeline is one of them: its root says what it is, with the page's ids.
+    timeline = _svg(_state(timeline=_timeline(), decisions=[]))
+    assert (timeline.get("id"), timeline.get("class")) == ("timeline-svg", "timeline")
+    assert timeline.get("aria-labelledby") == "timeline-svg-title timeline-svg-desc"
 
 
 def test_no_timeline_no_picture_but_a_sentence():

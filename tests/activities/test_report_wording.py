@@ -10,15 +10,15 @@ import pytest
 from activities.report_wording import (
     DEADLINE_ESCALATION,
     MILESTONE_LABELS,
+    decision_text,
     drift_text,
     duration_text,
     escalation_texts,
     outcome_text,
     time_text,
 )
-from irflow.models.incident import ActionRecord, ActionStatus, DriftRecord, Phase
-from irflow.models.postconditions import Change
-from tests.activities.report_support import _state
+from irflow.models.incident import ActionRecord, ActionStatus, Decision, DecisionKind, Eradication, Phase
+from tests.activities.report_support import _state, drift
 
 
 @pytest.mark.parametrize(
@@ -90,31 +90,45 @@ def test_a_snapshot_reads_with_its_digest_and_its_forensic_copy():
 
 def test_an_escalation_says_whether_containment_was_undone_or_a_deadline_passed():
     deadline, drifted = datetime(2026, 3, 1, 13, 0, tzinfo=UTC), datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-    drift = DriftRecord(
-        at=drifted,
-        step="isolate_network",
-        found="eni-1 carries sg-web",
-        trigger="timer",
-        changed_by=[Change(event_name="ModifyNetworkInterfaceAttribute", event_time=drifted, principal="arn:x:bob")],
-        reapplied=True,
-        holds_after=True,
-    )
-    texts = dict(escalation_texts(_state(escalations=[drifted, deadline], drifts=[drift])))
+    undone = drift(drifted, "arn:x:bob")
+    texts = dict(escalation_texts(_state(escalations=[drifted, deadline], drifts=[undone])))
     assert texts[deadline] == DEADLINE_ESCALATION
     assert "isolate_network (eni-1 carries sg-web)" in texts[drifted] and "arn:x:bob" in texts[drifted]
     assert "re-applied, holds again" in texts[drifted]
-    unrepaired = drift.model_copy(
-        update={"changed_by": [], "changed_by_unknown": "no LookupEvents", "holds_after": False}
-    )
+    unrepaired = drift(drifted, changed_by=[], changed_by_unknown="no LookupEvents", holds_after=False)
     assert "unknown (no LookupEvents)" in drift_text(unrepaired) and "NOT repaired" in drift_text(unrepaired)
 
 
 def test_drifts_found_by_one_check_each_explain_their_own_escalation():
     """One check (one moment) may find several steps undone; a step still undone is not escalated again."""
     at = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
-    key = DriftRecord(at=at, step="deactivate_access_key", found="key Active", trigger="finding", holds_after=True)
+    key = drift(at, step="deactivate_access_key", found="key Active", trigger="finding")
     policy = key.model_copy(update={"step": "revoke_user_sessions", "found": "no revocation policy"})
     again = key.model_copy(update={"step": "isolate_network", "escalated": False})
     texts = [text for _, text in escalation_texts(_state(escalations=[at, at], drifts=[key, again, policy]))]
     assert ["deactivate_access_key" in texts[0], "revoke_user_sessions" in texts[1]] == [True, True]
     assert not any("isolate_network" in text for text in texts)
+
+
+def test_a_decision_reads_the_same_wherever_it_is_written():
+    at = datetime(2026, 3, 1, 9, 20, 30, tzinfo=UTC)
+    approval = Decision(kind=DecisionKind.APPROVE, by="arn:aws:sts::1:assumed-role/ir/alice", at=at, via="update",
+                        stage="eradication", eradication=Eradication.STOP, comment="confirmed C2")  # fmt: skip
+    assert decision_text(approval) == (
+        "approve (eradication) by arn:aws:sts::1:assumed-role/ir/alice via update at 2026-03-01T09:20:30+00:00, "
+        "accepted, eradication: stop: confirmed C2"
+    )
+    refused = Decision(kind=DecisionKind.REJECT, by="bob", at=at, accepted=False, refusal="not an approver")
+    assert decision_text(refused) == "reject by bob via signal at 2026-03-01T09:20:30+00:00, refused: not an approver"
+    assert decision_text(refused.model_copy(update={"refusal": None})).endswith("refused: —")
+    # A line that starts with the time leaves it out; a roll-up of settling decisions leaves out how they came.
+    assert decision_text(approval, when=False) == (
+        "approve (eradication) by arn:aws:sts::1:assumed-role/ir/alice via update, accepted, eradication: stop: "
+        "confirmed C2"
+    )
+    assert decision_text(approval, when=False, how=False) == (
+        "approve (eradication) by arn:aws:sts::1:assumed-role/ir/alice, eradication: stop: confirmed C2"
+    )
+    long = approval.model_copy(update={"comment": "x" * 201})
+    assert decision_text(long, how=False, limit=200).endswith(": " + "x" * 200 + "…")
+    assert decision_text(approval, limit=12).endswith(": confirmed C2"), "a comment within the limit is whole"

@@ -106,6 +106,14 @@ def stubs(monkeypatch) -> Stubs:
     return Stubs(monkeypatch)
 
 
+@pytest.fixture(autouse=True)
+def security_account(monkeypatch) -> str:
+    """The worker runs in ACCOUNT: findings there are archived on their own detector (test_source_findings_accounts.py
+    has the members')."""
+    _setting(monkeypatch, "IRFLOW_SECURITY_ACCOUNT_ID", ACCOUNT)
+    return ACCOUNT
+
+
 def _setting(monkeypatch, name: str, value: str) -> None:
     monkeypatch.setenv(name, value)
     get_settings.cache_clear()

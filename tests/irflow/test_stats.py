@@ -1,29 +1,27 @@
-"""`irflow stats`' arithmetic, on figures worked out by hand: the window, the outcome, the time to contain (the
+"""`irflow stats`' arithmetic, on figures worked out by hand: the outcome, the time to contain (the
 report's own figure), the time to decide per question, medians and nearest-rank p90s, the counts, and the page
 that draws them (self-contained, escaped)."""
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
-
-import pytest
 
 from activities.report import report_document
 from activities.report_timeline import SVG_NS
 from irflow.models.incident import Decision, DecisionKind, Phase, TimelineEntry
 from irflow.stats import (
     CONTAIN_TITLE,
+    FIGURES,
     IncidentFacts,
     compute,
     figure,
     nearest_rank,
     outcome_of,
-    parse_since,
     render_stats_html,
     times_to_decide,
-    visibility_queries,
 )
 from tests.activities.report_support import CONTAINED_AT, RECEIVED_AT, _state
 
@@ -32,29 +30,6 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 def _at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
-
-
-def test_since_reads_seconds_to_weeks_and_refuses_the_rest():
-    assert parse_since("30d") == timedelta(days=30)
-    assert parse_since("12h") == timedelta(hours=12)
-    assert parse_since("2w") == timedelta(weeks=2)
-    assert parse_since("90m") == timedelta(minutes=90)
-    assert parse_since("45s") == timedelta(seconds=45)
-    for bad in ("30", "d", "0d", "-1d", "1.5h", "3x", ""):
-        with pytest.raises(ValueError, match="use a number and s, m, h, d or w"):
-            parse_since(bad)
-
-
-def test_visibility_lists_incidents_closed_in_the_window_and_those_still_open_that_opened_in_it():
-    finished, still_open = visibility_queries(datetime(2026, 3, 1, 9, 0, 30, 500, tzinfo=UTC))
-    assert finished == (
-        "WorkflowType = 'IncidentWorkflow' AND ExecutionStatus != 'Running' "
-        "AND CloseTime >= '2026-03-01T09:00:30.000500Z'"
-    )
-    assert still_open == (
-        "WorkflowType = 'IncidentWorkflow' AND ExecutionStatus = 'Running' "
-        "AND StartTime >= '2026-03-01T09:00:30.000500Z'"
-    )
 
 
 def test_the_outcome_is_irflows_final_status_or_how_the_workflow_ended():
@@ -80,7 +55,7 @@ def test_median_and_nearest_rank_p90_against_hand_worked_values():
 
 
 def _decision(kind: DecisionKind, seconds: float, **extra) -> Decision:
-    return Decision(kind=kind, at=_at(seconds), **{"by": "alice", **extra})
+    return Decision(kind=kind, **{"at": _at(seconds), "by": "alice", **extra})
 
 
 def test_time_to_decide_runs_from_each_question_to_the_decision_that_settled_it():
@@ -109,6 +84,29 @@ def test_time_to_decide_runs_from_each_question_to_the_decision_that_settled_it(
     waiting = timeline[:6]
     assert times_to_decide(waiting, decisions[:3]) == [60.0]
     assert times_to_decide(waiting, [*decisions[:3], _decision(DecisionKind.REJECT, 190)]) == [60.0, 90.0]
+
+
+def test_time_to_decide_measures_people_the_timeouts_default_is_the_reports_decision_but_nobody_answering():
+    asked, defaulted = RECEIVED_AT + timedelta(minutes=1), RECEIVED_AT + timedelta(minutes=31)
+    answered = defaulted + timedelta(minutes=9)  # the eradication question was asked a minute after the default
+    timeline = [
+        TimelineEntry(at=RECEIVED_AT, phase=Phase.DETECTION, event="finding received"),
+        TimelineEntry(at=asked, phase=Phase.DECISION, event="decision needed: contain?"),
+        TimelineEntry(at=defaulted, phase=Phase.CONTAINMENT, event="containment applied by the timeout default"),
+        TimelineEntry(at=defaulted + timedelta(minutes=1), phase=Phase.DECISION, event="decision needed: eradicate?"),
+        TimelineEntry(at=answered, phase=Phase.ERADICATION, event="stopping"),
+    ]
+    default = _decision(DecisionKind.APPROVE, 0, at=defaulted, via="timeout", by="irflow", stage="containment")
+    person = _decision(DecisionKind.APPROVE, 0, at=answered, via="update", stage="eradication")
+    state = _state(timeline=timeline, decisions=[default, person], decided_at=answered)
+    assert state.milestones()["first_decision"] == defaulted, "the report: the decision the workflow acted on"
+    assert default.settles, "it settled the question, as far as the workflow goes"
+    # stats: the first question nobody answered is left out; the second took the analyst 8 minutes.
+    assert times_to_decide(timeline, state.decisions) == [8 * 60.0]
+    read = IncidentFacts(workflow_id="w", incident_id=state.incident_id, outcome="resolved").with_report(
+        report_document(state), "s3://b/k"
+    )
+    assert read.times_to_decide_s == [8 * 60.0]
 
 
 def test_a_stored_report_gives_the_playbook_and_the_reports_own_figures():
@@ -217,6 +215,22 @@ def test_the_page_draws_incidents_per_day_and_each_time_over_the_window():
     for svg in charts.values():
         assert svg.get("role") == "img" and svg.find(f"{{{SVG_NS}}}title") is not None
     assert "(no report)" in page and "still open: its report is written when it ends" in page
+
+
+def summary_rows(page: str) -> list[list[str]]:
+    """The cells of the page's figures table (the first table of its summary), row by row, as text."""
+    summary = page.split('<section id="summary">', 1)[1].split("</section>", 1)[0]
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", summary)]
+
+
+def test_the_page_states_each_figure_what_it_runs_from_and_to_over_what():
+    page = render_stats_html(compute(FACTS, "3d", T0 - timedelta(days=1), T0 + timedelta(days=2)))
+    assert summary_rows(page) == [
+        ["figure", "from", "to", "over", "median", "p90"],
+        ["time to contain", "finding received", "contained", "3 incident(s)", "12s", "30s"],
+        ["time to decide", "question asked", "decided", "4 question(s)", "3m 0s", "20m 0s"],
+    ]
+    assert [row[:3] for row in summary_rows(page)[1:]] == [[f.name, f.start, f.end] for f in FIGURES]
 
 
 def test_the_page_is_self_contained_and_escapes_what_visibility_returned():

@@ -1,6 +1,10 @@
 """What cannot be encrypted holds no identity: search attributes, workflow ids, the history as `temporal
 workflow show` prints it (with the codec on), log lines and span attributes carry resource ids and hashes,
-never a user name, an access key, an IP address, a user agent or a command line."""
+never a user name, an access key, an IP address, a user agent or a command line.
+
+And how incidents are listed (the listing half of irflow.visibility, which `irflow list`, `irflow stats` and
+every command taking an incident id use): the window, the query, the rows, one incident's run among its
+resource's."""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ import gzip
 import json
 import logging
 import subprocess
+import uuid
 import zlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -25,18 +30,29 @@ from temporalio.api.query.v1 import WorkflowQuery
 from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.api.workflowservice.v1 import QueryWorkflowRequest
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 import irflow.intake.submit as submit_module
-from irflow.cli.incidents import _list_query
+from irflow.cli.common import find_incident
 from irflow.codec import ENCODING, METADATA_ENCODING
 from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.intake.listener import FindingListener
 from irflow.intake.router import route
 from irflow.models.asff import parse_asff
 from irflow.models.finding import parse_guardduty
-from irflow.models.incident import IncidentInput, Status
+from irflow.models.incident import IncidentInput, Status, incident_hash
 from irflow.models.settings import IrflowSettings
-from irflow.visibility import identity_hash, redacted, shown_resource_id
+from irflow.visibility import (
+    Window,
+    find_incident_run,
+    identity_hash,
+    incident_query,
+    incident_rows,
+    parse_window,
+    quoted,
+    redacted,
+    shown_resource_id,
+)
 from tests.irflow.intake.listener_support import _findings_queue, _listen_until, _send
 from tests.support import BIN, another_connection, running_worker, wait_for
 from workflows import search_attributes as sa
@@ -132,8 +148,112 @@ def test_redaction_hashes_every_identity_a_finding_names_and_drops_its_address()
 
 
 def test_a_user_name_lists_its_incidents_through_its_hash():
-    query = _list_query(resource="alice.smith")
+    query = incident_query(resource="alice.smith")
     assert f"IrflowResourceId IN ('alice.smith', '{identity_hash('alice.smith')}')" in query
+
+
+# --- listing incidents: the window, the query, the rows, one incident's run ---
+
+MARCH_1 = datetime(2026, 3, 1, 9, 0, 30, 500, tzinfo=UTC)
+
+
+def test_a_window_is_seconds_to_weeks_back_from_its_end_or_from_now():
+    for text, length in (("45s", timedelta(seconds=45)), ("90m", timedelta(minutes=90)), ("12h", timedelta(hours=12)),
+                         ("30d", timedelta(days=30)), ("2w", timedelta(weeks=2))):  # fmt: skip
+        assert parse_window(text, end=MARCH_1) == Window(MARCH_1 - length, MARCH_1)
+    assert parse_window("1h", end=MARCH_1.replace(tzinfo=None)) == Window(MARCH_1 - timedelta(hours=1), MARCH_1)
+    before = datetime.now(UTC)
+    start, end = parse_window(" 7d ")
+    assert end is None, "up to now: no upper bound asked of the server, whose clock may run ahead of ours"
+    assert before - timedelta(days=7) <= start <= datetime.now(UTC) - timedelta(days=7)
+    for bad in ("30", "d", "0d", "-1d", "1.5h", "3x", ""):
+        with pytest.raises(ValueError, match=r"^--age .*: use a number and s, m, h, d or w \(e\.g\. 30d, 12h, 2w\)$"):
+            parse_window(bad, "--age")
+
+
+def test_one_query_builder_for_listing_and_for_stats():
+    base = "WorkflowType = 'IncidentWorkflow'"
+    week = Window(MARCH_1 - timedelta(days=7))
+    assert incident_query(running=False, closed=week) == (
+        f"{base} AND ExecutionStatus != 'Running' AND CloseTime >= '2026-02-22T09:00:30.000500Z'"
+    )
+    fixed = Window(MARCH_1 - timedelta(days=7), MARCH_1)
+    assert incident_query(running=True, opened=fixed) == (
+        f"{base} AND ExecutionStatus = 'Running' AND StartTime >= '2026-02-22T09:00:30.000500Z'"
+        " AND StartTime <= '2026-03-01T09:00:30.000500Z'"
+    )
+    listed = incident_query(status="resolved", phase="done", severity="high", finding_type="Recon:EC2/*", opened=week)
+    assert listed == (
+        f"{base} AND IrflowStatus = 'resolved' AND IrflowPhase = 'done' AND IrflowSeverity = 'HIGH' "
+        "AND IrflowFindingType STARTS_WITH 'Recon:EC2/' AND StartTime >= '2026-02-22T09:00:30.000500Z'"
+    )
+    assert incident_query(finding_type="Recon:EC2/PortProbeUnprotectedPort") == (
+        f"{base} AND IrflowFindingType = 'Recon:EC2/PortProbeUnprotectedPort'"
+    )
+    assert incident_query(status="x' OR WorkflowType != 'y") == (
+        f"{base} AND IrflowStatus = 'x\\' OR WorkflowType != \\'y'"
+    ), "what a person typed stays one literal"
+
+
+async def _start_unworked(client: Client, incident_id: str, status: str, resource_id: str) -> str:
+    """An IncidentWorkflow run nobody works on, with the memo and search attributes an incident has: its run id."""
+    handle = await client.start_workflow(
+        "IncidentWorkflow",
+        id=incident_id.rsplit("-", 1)[0],
+        task_queue=f"nobody-{uuid.uuid4().hex}",
+        memo={"incident_id": incident_id},
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.INCIDENT_HASH, incident_hash(incident_id)),
+                SearchAttributePair(sa.STATUS, status),
+                SearchAttributePair(sa.FINDING_TYPE, "Backdoor:EC2/C&CActivity.B!DNS"),
+                SearchAttributePair(sa.RESOURCE_ID, resource_id),
+            ]
+        ),
+    )
+    return handle.result_run_id
+
+
+async def _rows_once_visible(client: Client, query: str, statuses: list[str], timeout: float = 30) -> list:
+    """The rows `query` lists, once visibility has caught up with the runs' `statuses` (newest first)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        rows = await incident_rows(client, query)
+        if [r.workflow_status for r in rows] == statuses:
+            return rows
+        assert asyncio.get_running_loop().time() < deadline, rows
+        await asyncio.sleep(0.1)
+
+
+async def test_a_resources_incidents_are_read_as_rows_and_each_found_by_its_incident_id(dev_env):
+    client = dev_env.client
+    instance = f"i-{uuid.uuid4().hex[:17]}"
+    key = f"ec2-123456789012-us-east-1-{instance}"
+    earlier, later = f"{key}-20260301T090000Z", f"{key}-20260302T090000Z"
+    earlier_run = await _start_unworked(client, earlier, "resolved", instance)
+    await client.get_workflow_handle(key, run_id=earlier_run).terminate("the test's first incident is over")
+    later_run = await _start_unworked(client, later, "awaiting_decision", instance)
+    try:
+        query = f"{incident_query()} AND WorkflowId = {quoted(key)}"
+        newest, oldest = await _rows_once_visible(client, query, ["RUNNING", "TERMINATED"])
+        assert (newest.incident_id, newest.run_id, newest.status) == (later, later_run, "awaiting_decision")
+        assert (oldest.incident_id, oldest.run_id, oldest.status) == (earlier, earlier_run, "resolved")
+        assert newest.closed is None and oldest.closed is not None and oldest.started <= oldest.closed
+        assert (newest.finding_type, newest.resource_id) == ("Backdoor:EC2/C&CActivity.B!DNS", instance)
+        assert [r.run_id for r in await incident_rows(client, query, limit=1)] == [later_run]
+
+        # One incident's run among its resource's, by the incident id's hash: what `irflow show <incident id>`
+        # resolves an incident id with.
+        for incident_id, run_id in ((earlier, earlier_run), (later, later_run)):
+            found = await find_incident_run(client, key, incident_id)
+            assert found is not None and (found.id, found.run_id) == (key, run_id)
+            handle, named = await find_incident(client, incident_id)
+            assert (handle.id, handle.run_id, named) == (key, run_id, incident_id)
+        assert await find_incident_run(client, key, f"{key}-20260303T090000Z") is None
+        assert await find_incident_run(client, f"{key}' OR WorkflowId != '", earlier) is None, "one literal"
+        assert await incident_rows(client, incident_query(status="x' OR WorkflowType != 'y")) == []
+    finally:
+        await client.get_workflow_handle(key, run_id=later_run).terminate("the test is over")
 
 
 # --- everything, decoded ---
@@ -260,7 +380,7 @@ async def test_an_iam_user_incident_leaves_no_identity_where_nothing_is_encrypte
         listener = FindingListener(sealing, settings, queue_urls=[queue], wait_seconds=1)
         await _listen_until(listener, lambda: listener.stats.started >= 1)
         # `irflow list --resource <user name>` finds the incident, though only the hash is stored.
-        query = f"{_list_query(resource=workload.iam_user)} AND TaskQueue = '{settings.task_queue}'"
+        query = f"{incident_query(resource=workload.iam_user)} AND TaskQueue = '{settings.task_queue}'"
         [execution] = await _listed(sealing, query)
         handle = sealing.get_workflow_handle_for(IncidentWorkflow.run, execution.id)
         state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)

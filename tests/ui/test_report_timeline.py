@@ -1,6 +1,6 @@
 """The post-incident report's timeline as a person sees it: a real incident (the Temporal dev server, the demo
 account in moto) run to its end, its stored HTML report read back from the evidence bucket and opened in Debian's
-headless Chromium (as tests/ui/test_temporal_ui.py drives it). The browser must have laid the SVG out: one bar per
+headless Chromium (tests/ui/support.py). The browser must have laid the SVG out: one bar per
 phase the incident went through, each with a size and painted where it is (the topmost element at its centre),
 in the order of the phases, under the page's own Content-Security-Policy, which it must not have had to enforce
 (no request beyond the page, no violation). The page, a screenshot of it and one of the picture go to
@@ -9,15 +9,13 @@ in the order of the phases, under the page's own Content-Security-Policy, which 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import tempfile
 
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import expect
 
 from irflow.models.incident import Phase, Status
 from tests.support import REPO, open_incident, read_evidence, running_worker, wait_for
-from tests.ui.test_temporal_ui import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.ui.support import chromium_page, require_chromium
 
 SHOTS = REPO / "test-output" / "report"
 
@@ -52,52 +50,33 @@ async def test_the_stored_report_timeline_renders_one_bar_per_phase_in_chromium(
 
     requests: list[str] = []
     console: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="irflow-chromium-") as profile:
-        async with async_playwright() as playwright:
-            context = await playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1400, "height": 900},
-            )
-            context.set_default_timeout(15_000)
-            page = context.pages[0] if context.pages else await context.new_page()
-            page.on("request", lambda r: requests.append(r.url))
-            page.on("console", lambda m: console.append(m.text))
-            try:
-                await page.goto(saved.as_uri())
-                svg = page.locator("#timeline svg")
-                await expect(svg).to_be_visible()
-                await svg.scroll_into_view_if_needed()
-                await page.screenshot(path=SHOTS / "report-page.png", full_page=True)
-                await svg.screenshot(path=SHOTS / "report-timeline.png")
+    async with chromium_page(SHOTS, (1400, 900), requests=requests, console=console) as page:
+        await page.goto(saved.as_uri())
+        svg = page.locator("#timeline svg")
+        await expect(svg).to_be_visible()
+        await svg.scroll_into_view_if_needed()
+        await page.screenshot(path=SHOTS / "report-page.png", full_page=True)
+        await svg.screenshot(path=SHOTS / "report-timeline.png")
 
-                frame = await svg.bounding_box()
-                assert frame and frame["width"] >= 600 and frame["height"] >= 150, frame
-                bars = page.locator("#timeline svg rect.phase")
-                await expect(bars).to_have_count(len(phases))
-                lefts = []
-                for index, phase in enumerate(phases):
-                    bar = bars.nth(index)
-                    assert await bar.get_attribute("data-phase") == phase
-                    box = await bar.bounding_box()
-                    assert box and box["width"] >= 3 and box["height"] >= 10, (phase, box)
-                    assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
-                    centre = [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2]
-                    assert await page.evaluate(TOPMOST, centre) == phase, f"{phase} is not painted at its place"
-                    lefts.append(box["x"])
-                assert lefts == sorted(lefts), "the phases follow one another on the time axis"
-                assert len({round(x) for x in lefts}) >= 3, "the bars stand at different moments"
-                approval = page.locator("#timeline svg circle.decision")
-                await expect(approval).to_have_count(1)
-                await expect(approval.locator("title")).to_contain_text("confirmed <C2> beaconing")
-                await expect(page.locator("#timeline svg text.tick").first).to_be_visible()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await page.screenshot(path=SHOTS / "failure.png", full_page=True)
-                raise
-            finally:
-                await context.close()
+        frame = await svg.bounding_box()
+        assert frame and frame["width"] >= 600 and frame["height"] >= 150, frame
+        bars = page.locator("#timeline svg rect.phase")
+        await expect(bars).to_have_count(len(phases))
+        lefts = []
+        for index, phase in enumerate(phases):
+            bar = bars.nth(index)
+            assert await bar.get_attribute("data-phase") == phase
+            box = await bar.bounding_box()
+            assert box and box["width"] >= 3 and box["height"] >= 10, (phase, box)
+            assert frame["x"] <= box["x"] and box["x"] + box["width"] <= frame["x"] + frame["width"] + 1
+            centre = [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2]
+            assert await page.evaluate(TOPMOST, centre) == phase, f"{phase} is not painted at its place"
+            lefts.append(box["x"])
+        assert lefts == sorted(lefts), "the phases follow one another on the time axis"
+        assert len({round(x) for x in lefts}) >= 3, "the bars stand at different moments"
+        approval = page.locator("#timeline svg circle.decision")
+        await expect(approval).to_have_count(1)
+        await expect(approval.locator("title")).to_contain_text("confirmed <C2> beaconing")
+        await expect(page.locator("#timeline svg text.tick").first).to_be_visible()
     assert requests == [saved.as_uri()], "the page fetched nothing but itself"
     assert not [m for m in console if "Content Security Policy" in m], console

@@ -2,9 +2,7 @@
 lists the incidents awaiting a decision and shows an incident's summary and what it waits for; with irflow's
 codec server as its codec endpoint it shows a sealed incident's input decoded, and without it, ciphertext.
 
-Debian's headless Chromium (`scripts/install-browser`, run by `make test`) is driven by Playwright's
-Python package, which talks to the installed browser: nothing downloads a browser. Screenshots go to
-`test-output/ui/`.
+Debian's headless Chromium is driven as tests/ui/support.py says. Screenshots go to `test-output/ui/`.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import tempfile
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +18,7 @@ from urllib.parse import quote
 
 import boto3
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -29,21 +26,11 @@ from temporalio.testing import WorkflowEnvironment
 from irflow.codec_server import make_server
 from irflow.models.incident import Status
 from tests.support import BIN, REPO, another_connection, free_port, open_incident, running_worker, wait_for
+from tests.ui.support import chromium_page, require_chromium
 from workflows import search_attributes as sa
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "test-output" / "ui"
 AWAITING_QUERY = f'{sa.STATUS.name}="{Status.AWAITING_DECISION}"'
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The incident list as an analyst sets it up once ("Configure Columns"): what the incident is about
 # instead of run ids and workflow types.
 DROP_COLUMNS = ("Run ID", "Type", "Start", "End")
@@ -78,48 +65,10 @@ async def ui_env(tmp_path_factory):
         yield served
 
 
-def require_chromium() -> None:
-    """A missing browser fails the test (a skip would pass unnoticed), saying how to install it."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: the Temporal UI test needs Debian's chromium package. `make test` installs "
-            "it (scripts/install-browser); by hand, as root: apt-get install -y --no-install-recommends chromium",
-            pytrace=False,
-        )
-
-
-@asynccontextmanager
-async def chromium_page() -> AsyncIterator[Page]:
-    """Debian's Chromium, headless, with a fresh profile; on failure the page is saved as failure.png."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for old in SHOTS.glob("*.png"):
-        old.unlink()
-    with tempfile.TemporaryDirectory(prefix="irflow-chromium-") as profile:
-        async with async_playwright() as playwright:
-            context = await playwright.chromium.launch_persistent_context(
-                profile,
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1920, "height": 1000},
-            )
-            context.set_default_timeout(15_000)
-            expect.set_options(timeout=15_000)
-            page = context.pages[0] if context.pages else await context.new_page()
-            try:
-                yield page
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await page.screenshot(path=SHOTS / "failure.png", full_page=True)
-                raise
-            finally:
-                await context.close()
-
-
 async def test_incident_list_and_page_show_summary_and_pending_decision(ui_env, workload):
     require_chromium()
     env, ui = ui_env
-    async with running_worker(env.client) as settings, chromium_page() as page:
+    async with running_worker(env.client) as settings, chromium_page(SHOTS) as page:
         submission, handle = await open_incident(env.client, settings, workload)
         try:
             state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION)
@@ -201,7 +150,7 @@ async def test_the_incident_input_reads_decoded_through_the_codec_server_and_sea
     server = make_server(key_id, port=codec_port, origins=[ui])
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        async with chromium_page() as page:
+        async with chromium_page(SHOTS) as page:
             async with _sealed_incident_page(env, ui, key_id, workload, page):
                 await expect(page.get_by_text('"playbook"').first).to_be_visible()  # the input, decoded
                 await page.screenshot(path=SHOTS / "incident-input-decoded.png", full_page=True)

@@ -10,7 +10,7 @@ was told of each finding.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
@@ -19,12 +19,14 @@ from temporalio.client import WorkflowFailureError
 from activities.notify import forget_aliases
 from irflow.devstack import moto_fidelity_findings
 from irflow.devstack.demo import sample_finding
+from irflow.intake.listener import FindingListener
 from irflow.intake.submit import submit
 from irflow.models.asff import parse_asff
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import ActionStatus, Decision, DecisionKind, IncidentState, Status
 from irflow.models.source_findings import Verdict
 from tests.activities.test_source_findings import asff_record
+from tests.irflow.intake.listener_support import _depth, _findings_queue, _listen_until, _send
 from tests.support import notifications, read_evidence, running_worker, wait_for
 from workflows.closing import closing_verdict
 from workflows.incident import IncidentWorkflow
@@ -44,6 +46,36 @@ def _guardduty_arn(workload, detector: str, finding_id: str) -> str:
 
 def _said_to_guardduty(workload) -> dict:
     return moto_fidelity_findings.guardduty_findings(workload.account_id, workload.region)
+
+
+def _guardduty_copy_in_security_hub(workload, detector: str, guardduty_id: str, **record) -> dict:
+    """A GuardDuty finding about the demo instance as Security Hub holds it (imported there); its ASFF record."""
+    instance = {
+        "Type": "AwsEc2Instance",
+        "Id": f"arn:aws:ec2:{workload.region}:{workload.account_id}:instance/{workload.instance_id}",
+        "Partition": "aws",
+        "Region": workload.region,
+        "Details": {"AwsEc2Instance": {"VpcId": workload.vpc_id}},
+    }
+    made = asff_record(
+        _guardduty_arn(workload, detector, guardduty_id),
+        product_arn=f"arn:aws:securityhub:{workload.region}::product/aws/guardduty",
+        resource=instance,
+        account=workload.account_id,
+        region=workload.region,
+        product_name="GuardDuty",
+    )
+    made.update(record)
+    securityhub = boto3.client("securityhub", region_name=workload.region)
+    securityhub.enable_security_hub()
+    securityhub.batch_import_findings(Findings=[made])
+    return made
+
+
+def _stored(workload) -> dict:
+    """The finding as Security Hub shows it now (GetFindings): what its "Findings - Imported" events carry."""
+    [finding] = boto3.client("securityhub", region_name=workload.region).get_findings()["Findings"]
+    return finding
 
 
 def _report_actions(final) -> list[str]:
@@ -97,30 +129,7 @@ async def test_a_confirmed_security_hub_incident_is_notified_when_contained_and_
 ):
     client = dev_env.client
     guardduty_id = "5" * 32
-    instance = {
-        "Type": "AwsEc2Instance",
-        "Id": f"arn:aws:ec2:{workload.region}:{workload.account_id}:instance/{workload.instance_id}",
-        "Partition": "aws",
-        "Region": workload.region,
-        "Details": {"AwsEc2Instance": {"VpcId": workload.vpc_id}},
-    }
-    product = f"arn:aws:securityhub:{workload.region}::product/aws/guardduty"
-    record = asff_record(
-        _guardduty_arn(workload, detector, guardduty_id),
-        product_arn=product,
-        resource=instance,
-        account=workload.account_id,
-        region=workload.region,
-        product_name="GuardDuty",
-    )
-    securityhub = boto3.client("securityhub", region_name=workload.region)
-    securityhub.enable_security_hub()
-    securityhub.batch_import_findings(Findings=[record])
-
-    def stored() -> dict:
-        [finding] = securityhub.get_findings()["Findings"]
-        return finding
-
+    record = _guardduty_copy_in_security_hub(workload, detector, guardduty_id)
     async with running_worker(client) as settings:
         submission = await submit(client, parse_asff(record), settings)
         handle = client.get_workflow_handle_for(IncidentWorkflow.run, submission.workflow_id)
@@ -131,15 +140,15 @@ async def test_a_confirmed_security_hub_incident_is_notified_when_contained_and_
             ),
         )
         assert state.contained_at is not None
-        assert stored()["Workflow"] == {"Status": "NOTIFIED"}
+        assert _stored(workload)["Workflow"] == {"Status": "NOTIFIED"}
         assert (
-            stored()["Note"]["Text"]
+            _stored(workload)["Note"]["Text"]
             == f"irflow incident {state.incident_id} (contained): contained; an analyst decides next"
         )
         await handle.signal("approve", {"by": "alice", "comment": "confirmed C2", "eradication": "stop"})
         final = await handle.result()
     assert final.status == Status.RESOLVED
-    finding = stored()
+    finding = _stored(workload)
     assert finding["Workflow"] == {"Status": "RESOLVED"} and finding["VerificationState"] == "TRUE_POSITIVE"
     assert (
         finding["Note"]["Text"]
@@ -205,6 +214,56 @@ async def test_a_finding_another_incident_handed_over_is_left_to_that_incident(d
     assert [t.event for t in final.timeline if t.event.startswith("not told to AWS")] == [
         f"not told to AWS: {event['detail']['id']}: handed over by incident sequence-parent-1"
     ]
+
+
+def _imported(workload, finding: dict) -> dict:
+    """The EventBridge event Security Hub sends when a finding is imported or updated."""
+    return {
+        "version": "0",
+        "detail-type": "Security Hub Findings - Imported",
+        "source": "aws.securityhub",
+        "account": workload.account_id,
+        "region": workload.region,
+        "detail": {"findings": [finding]},
+    }
+
+
+async def test_the_attacker_s_return_to_a_finding_irflow_resolved_opens_a_new_incident(dev_env, workload, detector):
+    """Security Hub keeps irflow's RESOLVED when GuardDuty folds repeated activity into the same finding (count up,
+    UpdatedAt later): that return reaches a new incident, while irflow's own update of the finding stays quiet."""
+    client = dev_env.client
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    record = _guardduty_copy_in_security_hub(
+        workload, detector, "6" * 32, CreatedAt=an_hour_ago, UpdatedAt=an_hour_ago, ProductFields={"count": "1"}
+    )
+    sqs = boto3.client("sqs", region_name=workload.region)
+    dead_letters = sqs.create_queue(QueueName="findings-dlq")["QueueUrl"]
+    queue = _findings_queue(sqs, dead_letters)
+    async with running_worker(client) as settings:
+        submission = await submit(client, parse_asff(record), settings)
+        first = client.get_workflow_handle_for(IncidentWorkflow.run, submission.workflow_id)
+        await wait_for(first, lambda s: s.status == Status.AWAITING_DECISION)
+        await first.signal("approve", {"by": "alice", "comment": "confirmed C2", "eradication": "stop"})
+        resolved = await first.result()
+        assert resolved.status == Status.RESOLVED
+        told = _stored(workload)  # RESOLVED, irflow's note: what Security Hub sends for irflow's own update
+        assert (told["Workflow"]["Status"], told["Note"]["UpdatedBy"]) == ("RESOLVED", "irflow")
+        noted_at = datetime.fromisoformat(told["Note"]["UpdatedAt"].replace("Z", "+00:00"))
+        came_back = {  # GuardDuty's update of the same finding; Security Hub keeps Workflow and Note
+            **told,
+            "UpdatedAt": (noted_at + timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
+            "ProductFields": {**told["ProductFields"], "count": "2"},
+        }
+        _send(sqs, queue, [_imported(workload, told), _imported(workload, came_back)])
+        listener = FindingListener(client, settings, queue_urls=[queue], wait_seconds=1)
+        await _listen_until(listener, lambda: listener.stats.deleted >= 2 and _depth(sqs, queue) == 0)
+        again = client.get_workflow_handle_for(IncidentWorkflow.run, submission.workflow_id)  # its latest run
+        reopened = await wait_for(again, lambda s: s.incident_id != resolved.incident_id)
+    stats = listener.stats
+    assert stats.started == 1 and stats.suppressed >= 1 and stats.dead_lettered == 0, stats.snapshot()
+    assert list(stats.suppressed_by_reason) == ["Security Hub workflow status is RESOLVED"]
+    assert reopened.finding.id == record["Id"] and reopened.finding.count == 2
+    assert reopened.finding.updated_at > reopened.finding.note_updated_at
 
 
 def _ended(status: Status, *decisions: tuple[DecisionKind, bool], eradication: str | None = None) -> IncidentState:

@@ -1,7 +1,9 @@
 """Attack sequences fan out, end to end through a dev server with moto as the account: a GuardDuty
 `AttackSequence:*` finding naming the demo instance and the demo user's access key opens its own incident and one
 incident per resource (through the listener's path, `activities/sequences.py`); each is contained by its own
-playbook; the parent's report rolls them up. A repeated sequence joins; fan-out off opens nothing."""
+playbook; the parent's report rolls them up, and only the parent tells GuardDuty what came of the sequence. A
+repeated sequence joins; an updated one (same id, more resources) opens the resources it adds; fan-out off opens
+nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import pytest
 
+from activities.notify import forget_aliases
+from activities.sequences import ChildNotOpened, SequenceFanout
+from irflow.devstack import moto_fidelity_findings
 from irflow.devstack.demo_sequence import sample_attack_sequence, workload_attack_sequence
 from irflow.intake.submit import submit
 from irflow.models.finding import parse_guardduty
@@ -30,9 +36,31 @@ def _report(state: IncidentState, name: str) -> bytes:
     return read_evidence(stored)
 
 
-async def _open_sequence(client, settings, workload, **kwargs):
-    submission = await submit(client, parse_guardduty(workload_attack_sequence(workload, **kwargs)), settings)
+@pytest.fixture
+def detector(workload) -> str:
+    """GuardDuty on in the demo account; moto answers the calls that close the loop."""
+    moto_fidelity_findings.apply()
+    forget_aliases()
+    return boto3.client("guardduty", region_name=workload.region).create_detector(Enable=True)["DetectorId"]
+
+
+def _in_detector(event: dict, workload, detector: str) -> dict:
+    """The sequence as the account's detector reports it (its ARN and detector id are that detector's)."""
+    detail = event["detail"]
+    detail["service"]["detectorId"] = detector
+    detail["arn"] = (
+        f"arn:aws:guardduty:{workload.region}:{workload.account_id}:detector/{detector}/finding/{detail['id']}"
+    )
+    return event
+
+
+async def _submit(client, settings, event):
+    submission = await submit(client, parse_guardduty(event), settings)
     return submission, client.get_workflow_handle_for(IncidentWorkflow.run, submission.workflow_id)
+
+
+async def _open_sequence(client, settings, workload, **kwargs):
+    return await _submit(client, settings, workload_attack_sequence(workload, **kwargs))
 
 
 async def _close(client, workflow_ids) -> None:
@@ -44,10 +72,14 @@ async def _close(client, workflow_ids) -> None:
             await handle.result()
 
 
-async def test_a_sequence_opens_an_incident_per_resource_each_contained_and_the_report_rolls_them_up(dev_env, workload):
+async def test_a_sequence_opens_an_incident_per_resource_each_contained_and_the_report_rolls_them_up(
+    dev_env, workload, detector
+):
     client = dev_env.client
+    event = _in_detector(workload_attack_sequence(workload), workload, detector)
+    sequence_id = event["detail"]["id"]
     async with running_worker(client) as settings:
-        submission, parent = await _open_sequence(client, settings, workload)
+        submission, parent = await _submit(client, settings, event)
         assert submission.workflow_id.startswith(f"sequence-{workload.account_id}-{workload.region}-")
         state = await wait_for(parent, lambda s: s.status == Status.AWAITING_DECISION and len(s.children) == 2)
         assert state.playbook == "attack-sequence" and state.pending_decision.kind == "triage"
@@ -74,11 +106,23 @@ async def test_a_sequence_opens_an_incident_per_resource_each_contained_and_the_
 
         # The key's incident is rejected first (the key is Active again); the instance's still waits.
         await key.signal("reject", {"by": "bob", "reason": "the deploy key was rotated already"})
-        assert (await key.result()).status == Status.ROLLED_BACK
+        rejected = await key.result()
+        assert rejected.status == Status.ROLLED_BACK
         assert _key_status(workload) == "Active"
+        # The child carries the sequence's finding, handed over by the parent: its verdict is not the sequence's.
+        assert _said_to_guardduty(workload) == {}, "a rejected child says nothing of the whole sequence"
+        assert "update_source_findings" not in [a.name for a in rejected.actions]
         await parent.signal("approve", {"by": "alice", "comment": "both resources handled in their incidents"})
         final = await parent.result()
         assert final.status == Status.RESOLVED
+        assert _said_to_guardduty(workload) == {
+            sequence_id: {
+                "detector_id": detector,
+                "feedback": "USEFUL",
+                "comments": f"irflow incident {final.incident_id} (confirmed): confirmed by alice",
+                "archived": False,
+            }
+        }
 
         report = json.loads(_report(final, "report.json"))
         children = {c["playbook"]: c for c in report["children"]}
@@ -98,6 +142,47 @@ async def test_a_sequence_opens_an_incident_per_resource_each_contained_and_the_
             key_child.incident_id in r and "rolled_back" in r and "reject (eradication) by bob" in r for r in rows
         )
         await _close(client, [instance_child.workflow_id])
+    assert list(_said_to_guardduty(workload)) == [sequence_id], "the instance's rejection is not the sequence's"
+
+
+def _said_to_guardduty(workload) -> dict:
+    return moto_fidelity_findings.guardduty_findings(workload.account_id, workload.region)
+
+
+async def test_an_updated_sequence_opens_the_incidents_of_the_resources_it_adds(dev_env, workload):
+    client = dev_env.client
+    at = datetime.now(UTC).replace(microsecond=0)
+    finding_id = "5e9" + "0" * 29
+    async with running_worker(client) as settings:
+        first, parent = await _open_sequence(client, settings, workload, finding_id=finding_id, now=at)
+        state = await wait_for(parent, lambda s: s.status == Status.AWAITING_DECISION and len(s.children) == 2)
+        known = {c.workflow_id: c for c in state.children}
+
+        # GuardDuty updates the sequence in place: the same finding, later, naming the other web instance too.
+        updated = workload_attack_sequence(workload, finding_id=finding_id, now=at + timedelta(minutes=5))
+        named = updated["detail"]["service"]["detection"]["sequence"]["resources"]
+        named.append(
+            {
+                "uid": workload.other_instance_id,
+                "resourceType": "EC2_INSTANCE",
+                "accountId": workload.account_id,
+                "region": workload.region,
+            }
+        )
+        again, _ = await _submit(client, settings, updated)
+        assert again.joined and again.incident_id == first.incident_id
+        state = await wait_for(parent, lambda s: len(s.children) == 3)
+        [added] = [c for c in state.children if c.workflow_id not in known]
+        assert added.resource_id == workload.other_instance_id and added.playbook == "ec2-instance" and not added.joined
+        assert all(c == known[c.workflow_id] for c in state.children if c.workflow_id in known), "known ones as were"
+        child = await wait_for(client.get_workflow_handle(added.workflow_id), lambda s: s.contained_at)
+        assert child.finding.sequence_parent == first.incident_id
+        assert any(e.event == "sequence updated: 1 new resource(s) named" for e in state.timeline)
+        await parent.signal("approve", {"by": "alice", "comment": "handled"})
+        final = await parent.result()
+        report = json.loads(_report(final, "report.json"))
+        assert workload.other_instance_id in [c["resource_id"] for c in report["children"]]
+        await _close(client, [c.workflow_id for c in state.children])
 
 
 async def test_a_repeated_sequence_joins_and_a_resource_already_in_an_incident_is_joined(dev_env, workload):
@@ -151,4 +236,10 @@ def test_the_analysis_says_how_many_resources_the_sequence_named_and_how_many_we
     assert named_words(bare) == "the sequence names no resource: nothing to open"
     assert fanout_words(None) == [
         "the resources' incidents could not be opened (see the failed action): an analyst opens them"
+    ]
+    [key, *_] = finding.sequence_resources
+    failed = SequenceFanout(enabled=True, failed=[ChildNotOpened(resource=key, error="RPCError: unavailable")])
+    assert fanout_words(failed) == [
+        "not opened: AccessKey AKIAQWERTYUIOPASDF12: its incident could not be started (RPCError: unavailable): "
+        "an analyst opens it"
     ]

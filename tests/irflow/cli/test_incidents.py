@@ -24,6 +24,7 @@ from irflow.models.incident import (
     TimelineEntry,
     short_id,
 )
+from irflow.visibility import IncidentRow
 
 RUNNER = CliRunner()
 NARROW = {"COLUMNS": "80"}
@@ -40,19 +41,19 @@ MEMORY_ERROR = (
 
 
 def _row(incident_id: str, status: str, phase: str, severity: str, finding_type: str, resource: str) -> dict:
-    workflow_id = incident_id.rsplit("-", 1)[0]
-    return {
-        "workflow_id": workflow_id,
-        "run_id": "26091a29-2c00-4e57-b625-16361c65e15e",
-        "incident_id": incident_id,
-        "status": status,
-        "phase": phase,
-        "severity": severity,
-        "finding_type": finding_type,
-        "resource_id": resource,
-        "started": OPENED,
-        "workflow_status": "RUNNING",
-    }
+    """A row as `irflow list` reads one from visibility (irflow.visibility.IncidentRow)."""
+    return IncidentRow(
+        workflow_id=incident_id.rsplit("-", 1)[0],
+        run_id="26091a29-2c00-4e57-b625-16361c65e15e",
+        incident_id=incident_id,
+        status=status,
+        phase=phase,
+        severity=severity,
+        finding_type=finding_type,
+        resource_id=resource,
+        started=OPENED,
+        workflow_status="RUNNING",
+    ).model_dump()
 
 
 ROWS = [
@@ -160,6 +161,13 @@ def test_list_of_nothing_says_so(monkeypatch):
     ]
 
 
+def test_list_age_is_a_window_like_stats_since(monkeypatch):
+    assert _screen(_invoke(monkeypatch, [], "list", "--age", "2w"))[0].startswith("0 incident(s)")
+    refused = RUNNER.invoke(app, ["list", "--age", "7 days"], env=NARROW)
+    assert refused.exit_code == 2
+    assert "--age '7 days': use a number and s, m, h, d or w" in " ".join(refused.output.replace("│", "").split())
+
+
 def test_list_json_keeps_the_whole_ids_and_every_key(monkeypatch):
     listed = json.loads(_invoke(monkeypatch, ROWS, "list", "--json"))
     assert listed == json.loads(json.dumps(ROWS, default=str))
@@ -173,6 +181,7 @@ def test_list_json_keeps_the_whole_ids_and_every_key(monkeypatch):
         "finding_type",
         "resource_id",
         "started",
+        "closed",
         "workflow_status",
     }
 

@@ -6,32 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import boto3
-import pytest
 from typer.testing import CliRunner
 
 from activities.readiness import readiness_plan, readiness_scopes
 from activities.readiness_temporal import pollers_check
 from irflow.cli import app
-from irflow.devstack.readiness import ReadyAccount, make_ready
-from irflow.models.readiness import CheckStatus
+from irflow.models.readiness import CheckResult, CheckStatus, ReadinessReport
 from irflow.models.settings import get_settings
 from irflow.readiness_schedule import readiness_schedule_id
 from tests.support import free_port, running_worker
 
 RUNNER = CliRunner()
 TEMPORAL_CHECKS = ["temporal.search_attributes", "temporal.workflow_pollers", "temporal.activity_pollers"]
-
-
-@pytest.fixture
-def ready(workload, monkeypatch) -> ReadyAccount:
-    """The demo account made ready (irflow/devstack/readiness.py), its settings in this process's environment."""
-    account = make_ready(workload)
-    for name, value in account.settings.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    return account
 
 
 async def _preflight(*args: str, env: dict[str, str]):
@@ -90,6 +79,29 @@ async def test_unreachable_temporal_leaves_the_temporal_checks_unknown_and_the_e
     assert [(r["check"], r["status"]) for r in temporal] == [(c, "unknown") for c in TEMPORAL_CHECKS]
     assert all(nowhere in r["evidence"] for r in temporal)
     assert result.exit_code == 0 and shown["ready"] is True, "unknown is not a failure"
+
+
+def test_evidence_and_fixes_from_the_account_are_printed_as_they_are(monkeypatch):
+    """Names in an account are anyone's to choose: in the table they are text, never markup (which would stop the
+    table at `[/x]`, or print a hyperlink)."""
+    hostile = CheckResult(
+        check="intake.rules",
+        title="The intake rules exist",
+        region="us-east-1",
+        status=CheckStatus.FAIL,
+        evidence="rule worker[/x] is disabled",
+        fix="[link=https://evil.example]click here[/link] [bold]now[/bold]",
+    )
+
+    async def report(settings):
+        return ReadinessReport(checked_at=datetime.now(UTC), results=[hostile])
+
+    monkeypatch.setattr("irflow.cli.readiness.preflight_report", report)  # the table, not the checks, is tested
+    shown = RUNNER.invoke(app, ["preflight"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 1, shown.output
+    assert "rule worker[/x] is disabled" in shown.stdout
+    assert "[link=https://evil.example]click here[/link]" in shown.stdout and "[bold]now[/bold]" in shown.stdout
+    assert shown.stdout.splitlines()[-1].startswith("not ready: 1 required check(s) fail: intake.rules@-/us-east-1")
 
 
 async def test_schedule_creates_the_schedule_then_updates_it(dev_env):

@@ -193,6 +193,46 @@ def test_open_workflow_status_is_answered(status):
     assert suppression_reason(_asff(Workflow={"Status": status}), IrflowSettings()) is None
 
 
+# --- a finding irflow resolved, and the activity came back ---
+
+NOTE_AT = "2026-03-02T10:00:00.000Z"
+
+
+def _resolved(by: str = "irflow", updated_at: str = "2026-03-02T11:30:00.000Z", status: str = "RESOLVED", **changes):
+    """A finding as Security Hub shows it after `by` set `status` with a note at NOTE_AT, last updated by its
+    provider at `updated_at`."""
+    note = {"Text": "irflow incident ec2-x (confirmed): confirmed by alice", "UpdatedBy": by, "UpdatedAt": NOTE_AT}
+    return _asff(Workflow={"Status": status}, Note=note, UpdatedAt=updated_at, **changes)
+
+
+def test_a_finding_irflow_resolved_that_its_provider_updated_since_is_answered():
+    """GuardDuty folds the attacker's return into the same finding; Security Hub keeps irflow's RESOLVED."""
+    back = _resolved(updated_at="2026-03-02T11:30:00.000Z")
+    assert back.workflow_status == "RESOLVED" and back.note_updated_by == "irflow"
+    assert suppression_reason(back, IrflowSettings()) is None
+
+
+@pytest.mark.parametrize(
+    "why, finding",
+    [
+        ("irflow's own update: UpdatedAt unchanged", lambda: _resolved(updated_at="2026-03-02T09:59:00.000Z")),
+        ("updated in the same instant", lambda: _resolved(updated_at=NOTE_AT)),
+        ("an analyst resolved it", lambda: _resolved(by="arn:aws:iam::111122223333:user/alice")),
+        ("a false positive: irflow's SUPPRESSED", lambda: _resolved(status="SUPPRESSED")),
+        ("archived since (archiving updates it too)", lambda: _resolved(RecordState="ARCHIVED")),
+    ],
+)
+def test_a_closed_finding_stays_suppressed_unless_irflow_resolved_it_and_it_came_back(why, finding):
+    reason = suppression_reason(finding(), IrflowSettings(accept_archived=True))
+    assert reason and "workflow status" in reason, why
+
+
+def test_a_note_that_does_not_say_when_keeps_a_resolved_finding_suppressed():
+    finding = _asff(Workflow={"Status": "RESOLVED"}, Note={"Text": "x", "UpdatedBy": "irflow"})
+    assert finding.note_updated_by == "irflow" and finding.note_updated_at is None
+    assert suppression_reason(finding, IrflowSettings())
+
+
 def test_the_deprecated_workflow_state_counts_when_workflow_is_absent():
     record = json.loads(json.dumps(ASFF_EC2))
     record.pop("Workflow", None)

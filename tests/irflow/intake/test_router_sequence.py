@@ -1,6 +1,8 @@
 """Attack sequences: the sequence is an incident of its own (the attack-sequence playbook), and each resource it
-names, as a finding of the sequence's type about that resource, reaches the playbook and the incident key a
-GuardDuty finding about that resource reaches: the resource's kind decides, not the sequence's type family."""
+names, as a finding of the sequence's type about that resource handed over by the sequence's incident, reaches the
+playbook and the incident key a GuardDuty finding about that resource reaches: the resource's kind decides, not the
+sequence's type family. Any other finding of a sequence's type about a resource (Security Hub's copy) is triage, and
+nothing from outside can pass for one the sequence's incident handed over."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 
 from irflow.devstack.demo import sample_access_key_finding, sample_bucket_finding, sample_finding, sample_role_finding
 from irflow.devstack.demo_sequence import sample_attack_sequence
+from irflow.intake.envelopes import unwrap
 from irflow.intake.router import (
     EC2_PLAYBOOK,
     IAM_ROLE_PLAYBOOK,
@@ -20,8 +23,10 @@ from irflow.intake.router import (
     is_attack_sequence,
     route,
 )
-from irflow.models.finding import Finding, parse_guardduty
+from irflow.models.asff import parse_asff
+from irflow.models.finding import Finding, ParsedFinding, parse_guardduty
 from irflow.models.sequence_parsing import resource_finding
+from tests.activities.test_source_findings import asff_record
 from tests.irflow.intake.router_support import (
     ACCESS_KEY,
     ACCOUNT,
@@ -55,7 +60,7 @@ def _key(user_type: str, user_name: str, key: str, principal: str) -> dict[str, 
 
 
 def _routes(sequence: Finding) -> list:
-    return [route(resource_finding(sequence, r)) for r in sequence.sequence_resources]
+    return [route(resource_finding(sequence, r, "sequence-parent-1")) for r in sequence.sequence_resources]
 
 
 @pytest.mark.parametrize("finding_type", SEQUENCE_TYPES)
@@ -107,3 +112,70 @@ def test_resources_no_playbook_answers_go_to_triage_saying_why():
     assert interface.reason == "no containment playbook for EC2_NETWORK_INTERFACE"
     assert "root" in root.reason.lower()
     assert "names no instance" in nameless.reason
+
+
+def _security_hubs_copy(**forged: Any) -> dict[str, Any]:
+    """Security Hub's copy of a GuardDuty attack sequence: one resource, the instance."""
+    instance = {"Type": "AwsEc2Instance", "Id": f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/{INSTANCE_ID}"}
+    record = asff_record(
+        f"arn:aws:guardduty:{REGION}:{ACCOUNT}:detector/d1/finding/{'5' * 32}",
+        product_arn=f"arn:aws:securityhub:{REGION}::product/aws/guardduty",
+        resource=instance,
+        account=ACCOUNT,
+        region=REGION,
+    )
+    record["Types"] = ["TTPs/AttackSequence:IAM-CompromisedCredentials"]
+    record.update(forged)
+    return record
+
+
+def test_security_hubs_copy_of_a_sequence_goes_to_triage_not_containment():
+    finding = parse_asff(_security_hubs_copy()).finding
+    assert finding.type == "AttackSequence:IAM/CompromisedCredentials" and finding.resource.instance_id == INSTANCE_ID
+    destination = route(finding)
+    assert destination.playbook == TRIAGE_PLAYBOOK, destination
+    assert "not handed over by the sequence's own incident" in destination.reason
+    assert destination.resource_id == f"finding-{finding.id[-40:]}", "an incident of its own, not the instance's"
+    assert destination.incident_key.startswith(f"triage-instance-{ACCOUNT}-{REGION}-finding-")
+
+
+def test_a_sequence_finding_about_one_resource_is_contained_only_when_the_sequences_incident_hands_it_over():
+    sequence = _sequence(
+        "AttackSequence:EC2/CompromisedInstanceGroup", {"uid": INSTANCE_ID, "resourceType": "EC2_INSTANCE"}
+    )
+    [instance] = sequence.sequence_resources
+    handed_over = resource_finding(sequence, instance, "sequence-parent-1")
+    assert route(handed_over).playbook == EC2_PLAYBOOK
+    alone = handed_over.model_copy(update={"sequence_parent": None})
+    assert route(alone).playbook == TRIAGE_PLAYBOOK
+
+
+def _forged_guardduty_event() -> dict[str, Any]:
+    """A sequence's type about the instance, as a GuardDuty event, claiming to be handed over every way JSON can."""
+    event = sample_finding(INSTANCE_ID, ACCOUNT, REGION)
+    event["detail"]["type"] = "AttackSequence:EC2/CompromisedInstanceGroup"
+    for where in (event, event["detail"], event["detail"]["service"]):
+        where.update(sequenceParent="sequence-parent-1", sequence_parent="sequence-parent-1")
+    return event
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        _forged_guardduty_event(),
+        _security_hubs_copy(sequenceParent="sequence-parent-1", sequence_parent="sequence-parent-1"),
+        {
+            "version": "0",
+            "detail-type": "Security Hub Findings - Imported",
+            "source": "aws.securityhub",
+            "detail": {"findings": [_security_hubs_copy(SequenceParent="sequence-parent-1")]},
+        },
+    ],
+)
+def test_nothing_from_outside_passes_for_a_resource_the_sequence_handed_over(document):
+    """What the listener (and irflow ingest) reads goes through `unwrap`: no record sets `sequence_parent`."""
+    [parsed] = unwrap(document)
+    assert isinstance(parsed, ParsedFinding), parsed
+    assert parsed.finding.type.startswith("AttackSequence:") and parsed.finding.resource.instance_id == INSTANCE_ID
+    assert parsed.finding.sequence_parent is None
+    assert route(parsed.finding).playbook == TRIAGE_PLAYBOOK

@@ -7,6 +7,7 @@ import copy
 import json
 import re
 from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -368,6 +369,36 @@ def test_workflow_status_is_carried():
         assert parsed.finding.workflow_status == expected, where
         resolved += expected == "RESOLVED"
     assert resolved == 5
+
+
+def test_who_last_wrote_the_note_and_when_is_carried():
+    noted = 0
+    for where, _, parsed in PARSED:
+        note = parsed.raw.get("Note") or {}
+        assert parsed.finding.note_updated_by == note.get("UpdatedBy"), where
+        expected = datetime.fromisoformat(note["UpdatedAt"].replace("Z", "+00:00")) if note else None
+        assert parsed.finding.note_updated_at == expected, where
+        noted += bool(note)
+    assert noted >= 1, "the corpus has a noted finding"
+
+
+def test_irflow_s_own_note_is_read_in_utc():
+    note = {
+        "Text": "irflow incident ec2-x (confirmed)",
+        "UpdatedBy": "irflow",
+        "UpdatedAt": "2026-03-02T12:00:00+02:00",
+    }
+    finding = parse_asff(_with(EC2_CONTROL, Note=note)).finding
+    assert (finding.note_updated_by, finding.note_updated_at) == ("irflow", datetime(2026, 3, 2, 10, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    "note",
+    [None, "a string", {"Text": "no one, no time"}, {"UpdatedBy": 7, "UpdatedAt": "yesterday"}, {"UpdatedBy": ""}],
+)
+def test_a_note_that_does_not_say_who_or_when_is_no_reason_to_refuse_the_finding(note):
+    finding = parse_asff(_with(EC2_CONTROL, Note=note)).finding
+    assert (finding.note_updated_by, finding.note_updated_at) == (None, None)
 
 
 # --- records that are not usable ASFF findings ---

@@ -167,10 +167,48 @@ def test_a_resources_finding_is_the_sequence_about_that_resource_where_the_seque
     elsewhere = _resource(INSTANCE, "EC2_INSTANCE", accountId="444455556666", region="ap-south-1")
     sequence = _parsed(_event(elsewhere, _resource(KEY, "ACCESS_KEY", region=None)))
     instance, key = sequence.sequence_resources
-    about_instance = resource_finding(sequence, instance)
+    about_instance = resource_finding(sequence, instance, "sequence-parent-1")
     assert (about_instance.account_id, about_instance.region) == ("444455556666", "ap-south-1")
     assert about_instance.resource == instance and about_instance.type == sequence.type
     assert about_instance.id == sequence.id and about_instance.raw_sha256 == sequence.raw_sha256
     assert about_instance.sequence_resources == () and about_instance.sequence_resources_named == 0
-    about_key = resource_finding(sequence, key)
+    assert about_instance.sequence_parent == "sequence-parent-1" and sequence.sequence_parent is None
+    about_key = resource_finding(sequence, key, "sequence-parent-1")
     assert (about_key.account_id, about_key.region) == (ACCOUNT, REGION), "the sequence's own when it says none"
+
+
+def _instance_arn(account: str = "444455556666", region: str = "ap-south-1", partition: str = "aws") -> str:
+    return f"arn:{partition}:ec2:{region}:{account}:instance/{INSTANCE}"
+
+
+def test_an_instance_arn_says_where_the_instance_is_when_the_sequence_does_not():
+    bare = {"uid": _instance_arn(), "resourceType": "EC2_INSTANCE"}
+    [instance] = _parsed(_event(bare)).sequence_resources
+    assert (instance.instance_id, instance.account_id, instance.region) == (INSTANCE, "444455556666", "ap-south-1")
+    assert instance.refused is None
+    agreeing = _resource(_instance_arn(ACCOUNT, REGION), "EC2_INSTANCE")
+    [instance] = _parsed(_event(agreeing)).sequence_resources
+    assert (instance.instance_id, instance.account_id, instance.region) == (INSTANCE, ACCOUNT, REGION)
+
+
+@pytest.mark.parametrize(
+    ("arn", "why"),
+    [
+        (_instance_arn(account="444455556666", region=REGION), f"account 444455556666, the sequence {ACCOUNT}"),
+        (_instance_arn(account=ACCOUNT, region="ap-south-1"), f"region ap-south-1, the sequence {REGION}"),
+        (
+            _instance_arn(account=ACCOUNT, region=REGION, partition="aws-cn"),
+            "its ARN is in aws-cn, the sequence in aws",
+        ),
+    ],
+)
+def test_an_instance_whose_arn_contradicts_the_sequence_is_refused_saying_why(arn, why):
+    [instance] = _parsed(_event(_resource(arn, "EC2_INSTANCE"))).sequence_resources
+    assert instance.instance_id is None and instance.account_id is None, "nothing a playbook could act on"
+    assert instance.resource_id == INSTANCE and why in instance.refused, instance.refused
+
+
+def test_only_an_ec2_instance_arn_names_an_instance():
+    lookalike = _resource(f"arn:aws:s3:::bucket:instance/{INSTANCE}", "EC2_INSTANCE")
+    [instance] = _parsed(_event(lookalike)).sequence_resources
+    assert instance.instance_id is None
