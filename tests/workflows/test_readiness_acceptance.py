@@ -7,8 +7,26 @@ from __future__ import annotations
 import boto3
 
 from irflow.models.readiness import CheckStatus, ReadinessReport
+from tests.activities.test_readiness import (
+    _default_retention_suspended,
+    _guardduty_disabled,
+    _key_disabled,
+    _rule_deleted,
+    _trail_stopped,
+    _without_one_permission,
+)
 from tests.support import notifications, running_worker
 from tests.workflows.test_readiness import scheduled
+
+# The six, in its order: what breaks, the check that must fail, what its fix names.
+BREAKS = [
+    (_default_retention_suspended, "evidence_bucket.object_lock", "put-object-lock-configuration"),
+    (_rule_deleted(lambda r: r.intake.guardduty_rule_name), "intake.rules", "aws events put-rule"),
+    (_key_disabled, "kms.keys", "aws kms enable-key"),
+    (_without_one_permission, "worker.permissions", "irflow policy > worker-policy.json"),
+    (_trail_stopped, "cloudtrail.trail", "aws cloudtrail start-logging"),
+    (_guardduty_disabled, "guardduty.enabled", "--enable"),
+]
 
 
 def _not_passing(report: ReadinessReport) -> list[str]:
@@ -27,25 +45,24 @@ async def test_a_ready_account_is_all_green_and_each_thing_broken_is_told_once(d
         assert expected <= checks
         assert not {c for c in checks if c.endswith("_pollers")}, "the pollers are preflight's alone"
         assert notifications(workload) == [], "all green on the first run: nothing to tell"
+        broken: list[str] = []
 
-        boto3.client("kms", region_name=region).disable_key(KeyId=workload.kms_key_id)
-        _, keyless = await runs.next()
-        assert _not_passing(keyless) == ["kms.keys@-/-"]
-        (told,) = notifications(workload)
-        assert (told["readiness"]["check"], told["status"], told["previous_status"]) == ("kms.keys", "fail", "pass")
-        assert workload.kms_key_id in told["readiness"]["evidence"] and "enable-key" in told["readiness"]["fix"]
+        # One thing at a time, each left broken: every run fails exactly one more check, and tells exactly that.
+        for breaking, check, fix_names in BREAKS:
+            found, _ = breaking(workload, ready)
+            _, report = await runs.next()
+            failing = [r for r in report.results if r.status != CheckStatus.PASS]
+            assert [r.check for r in failing if r.check not in broken] == [check], _not_passing(report)
+            assert all(r.status == CheckStatus.FAIL for r in failing)
+            (told,) = notifications(workload)
+            assert (told["readiness"]["check"], told["status"], told["previous_status"]) == (check, "fail", "pass")
+            assert found in told["readiness"]["evidence"] and fix_names in told["readiness"]["fix"]
+            broken.append(check)
 
-        events = boto3.client("events", region_name=region)
-        rule = ready.intake.guardduty_rule_name
-        events.remove_targets(Rule=rule, Ids=[t["Id"] for t in events.list_targets_by_rule(Rule=rule)["Targets"]])
-        events.delete_rule(Name=rule)
-        _, ruleless = await runs.next()
-        assert _not_passing(ruleless) == [f"intake.rules@-/{region}", "kms.keys@-/-"]
-        (told,) = notifications(workload)
-        assert (told["readiness"]["check"], told["status"]) == ("intake.rules", "fail") and rule in told["message"]
-
+        # Mended: the one change is told again, as passing.
         boto3.client("kms", region_name=region).enable_key(KeyId=workload.kms_key_id)
         _, mended = await runs.next()
-        assert _not_passing(mended) == [f"intake.rules@-/{region}"]
+        assert "kms.keys" not in {r.check for r in mended.results if r.status != CheckStatus.PASS}
+        assert len(_not_passing(mended)) == len(broken) - 1
         (told,) = notifications(workload)
         assert (told["readiness"]["check"], told["status"], told["previous_status"]) == ("kms.keys", "pass", "fail")

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from activities.readiness import readiness_plan, readiness_scopes
 from activities.readiness_temporal import pollers_check
 from irflow.cli import app
+from irflow.cli.common import console
 from irflow.models.readiness import CheckResult, CheckStatus, ReadinessReport
 from irflow.models.settings import get_settings
 from irflow.readiness_schedule import readiness_schedule_id
@@ -97,6 +98,8 @@ def test_evidence_and_fixes_from_the_account_are_printed_as_they_are(monkeypatch
         return ReadinessReport(checked_at=datetime.now(UTC), results=[hostile])
 
     monkeypatch.setattr("irflow.cli.readiness.preflight_report", report)  # the table, not the checks, is tested
+    # rich fixes a console's width from COLUMNS when it is made: whichever test imported the CLI first decided it
+    monkeypatch.setattr(console, "_width", 200)
     shown = RUNNER.invoke(app, ["preflight"], env={"COLUMNS": "200"})
     assert shown.exit_code == 1, shown.output
     assert "rule worker[/x] is disabled" in shown.stdout
