@@ -22,7 +22,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_activity, client, error_code
+from activities.aws import aws_activity, client, error_code, error_message
 from irflow.models.postconditions import Change, ChangeLookup, ChangeQuery
 from irflow.own_principals import caller_arn, made_by_own_principal
 
@@ -32,7 +32,7 @@ MAX_PAGES = 4  # per resource: the newest 200 events; LookupEvents is slow and t
 
 def _why(error: Exception) -> str:
     if isinstance(error, ClientError):
-        message = error.response.get("Error", {}).get("Message", "")
+        message = error_message(error)
         return f"{error_code(error)}: {message}" if message else error_code(error)
     if isinstance(error, ApplicationError):  # typed by activities.aws (assuming the member role failed)
         return f"{error.type}: {error.message}"

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
-from activities.aws import aws_activity, client, error_code, heartbeat
+from activities.aws import aws_activity, client, error_code, error_message, heartbeat
 from activities.ec2_context import instance_profile_state
 from activities.evidence import (
     EVIDENCE_WRITE_ACTIONS,
@@ -146,7 +146,7 @@ def acquire_memory(target: Ec2Target) -> MemoryCaptureResult:
             code = error_code(error)
             if code not in ("InvalidInstanceId", "UnsupportedPlatformType", "InvalidDocument", "AccessDeniedException"):
                 raise
-            status, detail = "NotSent", f"{code}: {error.response.get('Error', {}).get('Message', '')}"
+            status, detail = "NotSent", f"{code}: {error_message(error)}"
             reason = f"SSM did not send the capture command ({code})"
     if command_id is not None:
         status, detail, stdout = _wait_for_invocation(

@@ -27,6 +27,7 @@ from activities.aws import (
     aws_activity,
     client,
     error_code,
+    error_message,
     heartbeat,
     not_found,
     tag_pairs,
@@ -115,7 +116,7 @@ def when_ready(
         except ClientError as error:
             if error_code(error) not in _BUSY:
                 raise
-            message = error.response.get("Error", {}).get("Message", str(error))
+            message = error_message(error) or str(error)
             now = status()
             refused_while_available += now == "available"
             # "available" and refused: a change that just finished (try again soon), or a refusal for

@@ -24,7 +24,7 @@ from botocore import xform_name
 from botocore.exceptions import BotoCoreError, ClientError
 from temporalio.exceptions import ApplicationError
 
-from activities.aws import aws_activity, client, error_code, own_account_id
+from activities.aws import aws_activity, client, error_code, error_message, own_account_id
 from irflow.models.finding import FindingSource
 from irflow.models.incident import StepResult
 from irflow.models.settings import get_settings
@@ -44,7 +44,7 @@ from irflow.models.source_findings import (
 
 def _reason(error: Exception) -> str:
     if isinstance(error, ClientError):
-        return f"{error_code(error)}: {error.response.get('Error', {}).get('Message', '') or error}"
+        return f"{error_code(error)}: {error_message(error) or error}"
     if isinstance(error, ApplicationError):  # the doorway could not reach the account (AssumeRole refused)
         return f"{error.type}: {error.message}"
     return f"{type(error).__name__}: {error}"
