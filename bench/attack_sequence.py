@@ -35,7 +35,6 @@ import asyncio
 import json
 import os
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -286,17 +285,7 @@ async def main(count: int, warmup: int, readiness_rounds: int) -> None:
         workload = seed_workload(name=f"seq{uuid.uuid4().hex[:8]}")
         readiness = _readiness(workload, readiness_rounds)  # before the rounds: on the account as made ready
         queue = _queue(sqs, "sequence-bench")
-        env = {
-            **workload.worker_environment(),
-            "TEMPORAL_ADDRESS": stack.temporal_address,
-            "IRFLOW_QUEUE_URLS": queue,
-            # Four automatic containments a round in one account: the blast-radius cap (10 an hour by default)
-            # would rightly hold the eleventh for an analyst. This measures speed, so the cap is lifted.
-            "IRFLOW_MAX_AUTO_CONTAINMENTS_PER_HOUR": "100000",
-            "IRFLOW_MAX_AUTO_CONTAINMENTS_FLEET_PER_HOUR": "100000",
-        }
-        stack.group.start("worker", [sys.executable, "worker.py"], env=env)
-        stack.group.start("listener", [sys.executable, "starter.py"], env=env)  # default long poll (20 s)
+        stack.start_irflow(workload.worker_environment(), queue)
         figures = await _rounds(stack.client, sqs, queue, count, warmup)
     _report(*figures)
     _readiness_report(*readiness)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +45,20 @@ class ProcessStack:
     group: ProcessGroup
     temporal_address: str
     client: Client
+
+    def start_irflow(self, workload_environment: dict[str, str], queue_url: str) -> None:
+        """The worker and the listener (default long poll, 20 s) on `queue_url`, answering for the workload. A bench
+        opens many incidents in one account within the hour: the blast-radius cap (10 an hour by default) would
+        rightly hold the eleventh for an analyst. This measures speed, so the cap is lifted."""
+        env = {
+            **workload_environment,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "IRFLOW_QUEUE_URLS": queue_url,
+            "IRFLOW_MAX_AUTO_CONTAINMENTS_PER_HOUR": "100000",
+            "IRFLOW_MAX_AUTO_CONTAINMENTS_FLEET_PER_HOUR": "100000",
+        }
+        self.group.start("worker", [sys.executable, "worker.py"], env=env)
+        self.group.start("listener", [sys.executable, "starter.py"], env=env)
 
 
 @asynccontextmanager

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import sys
 import threading
 import time
 import uuid
@@ -248,17 +247,7 @@ async def main(count: int, warmup: int, instances: int) -> None:
         queue, bare_queue = _queue(sqs, "detect-bench"), _queue(sqs, "bare-bench")
         irflow_users = _users(iam, "irflow", count + warmup)
         bare_users = _users(iam, "bare", count + warmup)
-        env = {
-            **workload.worker_environment(),
-            "TEMPORAL_ADDRESS": stack.temporal_address,
-            "IRFLOW_QUEUE_URLS": queue,
-            # A hundred incidents in one account within the hour: the blast-radius cap (10 by default) would
-            # rightly hold the eleventh for an analyst. This measures speed, so the cap is lifted.
-            "IRFLOW_MAX_AUTO_CONTAINMENTS_PER_HOUR": "100000",
-            "IRFLOW_MAX_AUTO_CONTAINMENTS_FLEET_PER_HOUR": "100000",
-        }
-        stack.group.start("worker", [sys.executable, "worker.py"], env=env)
-        stack.group.start("listener", [sys.executable, "starter.py"], env=env)  # default long poll (20 s)
+        stack.start_irflow(workload.worker_environment(), queue)
         if instances:
             environment = workload.worker_environment()
             ec2_figures = await _ec2_rounds(client, sqs, queue, instances, warmup, environment)
