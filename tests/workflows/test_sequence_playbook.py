@@ -21,7 +21,15 @@ from irflow.intake.submit import submit
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import IncidentState, Status
 from irflow.models.settings import get_settings
-from tests.support import observed_instance, open_incident, quarantine_groups, read_evidence, running_worker, wait_for
+from tests.support import (
+    observed_instance,
+    open_incident,
+    quarantine_groups,
+    read_evidence,
+    reject_open_incidents,
+    running_worker,
+    wait_for,
+)
 from workflows.incident import IncidentWorkflow
 from workflows.sequence_playbook import fanout_words, named_words
 
@@ -61,15 +69,6 @@ async def _submit(client, settings, event):
 
 async def _open_sequence(client, settings, workload, **kwargs):
     return await _submit(client, settings, workload_attack_sequence(workload, **kwargs))
-
-
-async def _close(client, workflow_ids) -> None:
-    for workflow_id in workflow_ids:
-        handle = client.get_workflow_handle(workflow_id)
-        state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION or s.status.is_final)
-        if not state.status.is_final:
-            await handle.signal("reject", {"by": "bob", "reason": "test done"})
-            await handle.result()
 
 
 async def test_a_sequence_opens_an_incident_per_resource_each_contained_and_the_report_rolls_them_up(
@@ -141,7 +140,7 @@ async def test_a_sequence_opens_an_incident_per_resource_each_contained_and_the_
         assert any(
             key_child.incident_id in r and "rolled_back" in r and "reject (eradication) by bob" in r for r in rows
         )
-        await _close(client, [instance_child.workflow_id])
+        await reject_open_incidents(client, [instance_child.workflow_id])
     assert list(_said_to_guardduty(workload)) == [sequence_id], "the instance's rejection is not the sequence's"
 
 
@@ -182,7 +181,7 @@ async def test_an_updated_sequence_opens_the_incidents_of_the_resources_it_adds(
         final = await parent.result()
         report = json.loads(_report(final, "report.json"))
         assert workload.other_instance_id in [c["resource_id"] for c in report["children"]]
-        await _close(client, [c.workflow_id for c in state.children])
+        await reject_open_incidents(client, [c.workflow_id for c in state.children])
 
 
 async def test_a_repeated_sequence_joins_and_a_resource_already_in_an_incident_is_joined(dev_env, workload):
@@ -191,13 +190,16 @@ async def test_a_repeated_sequence_joins_and_a_resource_already_in_an_incident_i
     async with running_worker(client) as settings:
         instance_submission, instance = await open_incident(client, settings, workload)
         await wait_for(instance, lambda s: s.status == Status.AWAITING_DECISION)
-        first, parent = await _open_sequence(client, settings, workload)
+        seen = datetime.now(UTC)
+        first, parent = await _open_sequence(client, settings, workload, now=seen)
         state = await wait_for(parent, lambda s: s.status == Status.AWAITING_DECISION and len(s.children) == 2)
         joined = next(c for c in state.children if c.playbook == "ec2-instance")
         assert joined.joined and joined.incident_id == instance_submission.incident_id
         await wait_for(instance, lambda s: len(s.findings_absorbed) == 2)  # the sequence joined the instance's
 
-        again, _ = await _open_sequence(client, settings, workload)
+        # GuardDuty's repeat: the same sequence, updated later (made "now" twice in one second it would be the same
+        # record, a redelivery, and rightly not counted)
+        again, _ = await _open_sequence(client, settings, workload, now=seen + timedelta(minutes=1))
         assert again.joined and again.incident_id == first.incident_id
         state = await wait_for(parent, lambda s: s.finding_deliveries == 2)
         assert len(state.children) == 2, "a repeated sequence opens no new children"
@@ -205,7 +207,7 @@ async def test_a_repeated_sequence_joins_and_a_resource_already_in_an_incident_i
             since = f"WorkflowId = '{child.workflow_id}' AND StartTime >= '{started.isoformat()}'"
             runs = [w async for w in client.list_workflows(since)]
             assert len(runs) == 1, child.workflow_id
-        await _close(client, [parent.id, *(c.workflow_id for c in state.children)])
+        await reject_open_incidents(client, [parent.id, *(c.workflow_id for c in state.children)])
 
 
 async def test_with_fan_out_off_the_sequence_opens_no_child(dev_env, workload, monkeypatch):
