@@ -22,7 +22,7 @@ from irflow.devstack.demo import DEMO_APPROVERS, DemoWorkload, sample_finding
 from irflow.devstack.processes import ProcessGroup, start_identity_moto_on_free_port
 from irflow.intake.submit import Submission, submit
 from irflow.models.finding import parse_guardduty
-from irflow.models.incident import IncidentState
+from irflow.models.incident import IncidentState, Status
 from irflow.models.settings import IrflowSettings, get_settings
 from tests.data import CORPORA  # noqa: F401  (the tests' data, re-exported)
 from worker import build_worker
@@ -112,6 +112,16 @@ async def wait_for(
         f"timed out; last state: status={state and state.status} phase={state and state.phase} "
         f"failure={state and state.failure_reason} actions={actions}"
     )
+
+
+async def reject_open_incidents(client: Client, workflow_ids) -> None:
+    """A test's incidents ended: each waiting for a decision is rejected (undone) and followed to its end."""
+    for workflow_id in workflow_ids:
+        handle = client.get_workflow_handle(workflow_id)
+        state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION or s.status.is_final)
+        if not state.status.is_final:
+            await handle.signal("reject", {"by": "bob", "reason": "test done"})
+            await handle.result()
 
 
 def observed_instance(workload: DemoWorkload) -> dict:

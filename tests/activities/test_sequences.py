@@ -34,7 +34,7 @@ from irflow.models.incident import Decision, DecisionKind, IncidentState, Status
 from irflow.models.sequence import ChildIncident
 from irflow.models.settings import IrflowSettings
 from tests.activities.report_support import _state
-from tests.support import running_worker, wait_for
+from tests.support import reject_open_incidents, running_worker, wait_for
 from workflows.incident import IncidentWorkflow
 
 INSTANCE, KEY, USER = "i-0a1b2c3d4e5f60718", "AKIAQWERTYUIOPASDF12", "alice.martin"
@@ -215,15 +215,6 @@ async def _fan_out(client, settings, workload, parent: str):
     return await ActivityEnvironment(client=client).run(open_sequence_incidents, request)
 
 
-async def _reject_all(client, workflow_ids) -> None:
-    for workflow_id in workflow_ids:
-        handle = client.get_workflow_handle(workflow_id)
-        state = await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION or s.status.is_final)
-        if not state.status.is_final:
-            await handle.signal("reject", {"by": "bob", "reason": "test done"})
-            await handle.result()
-
-
 async def test_a_fan_out_run_twice_opens_each_child_once_and_the_roll_up_still_says_opened(dev_env, workload):
     client = dev_env.client
     parent = f"sequence-test-{uuid.uuid4().hex[:8]}"
@@ -242,7 +233,7 @@ async def test_a_fan_out_run_twice_opens_each_child_once_and_the_roll_up_still_s
         request = ChildIncidentsInput(incident_id=parent, children=again.children)
         read = await ActivityEnvironment(client=client).run(read_child_incidents, request)
         assert [c.joined for c in read] == [False, False], "the child says who opened it"
-        await _reject_all(client, [c.workflow_id for c in first.children])
+        await reject_open_incidents(client, [c.workflow_id for c in first.children])
 
 
 async def test_one_submission_refused_leaves_the_others_opened_and_says_which_and_why(dev_env, workload, monkeypatch):
@@ -262,4 +253,4 @@ async def test_one_submission_refused_leaves_the_others_opened_and_says_which_an
         [failed] = fanout.failed
         assert failed.resource.instance_id == workload.instance_id
         assert failed.error == "RPCError: namespace rate limit exceeded"
-        await _reject_all(client, [opened.workflow_id])
+        await reject_open_incidents(client, [opened.workflow_id])
