@@ -209,6 +209,16 @@ class IrflowSettings(BaseSettings):
     codec_server_token: str = Field(default="", description="bearer token the codec server requires; empty: none")
 
     activity_threads: int = Field(default=16, ge=1)
+    drain_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="on SIGTERM the worker stops polling and gives running activities this long to finish",
+    )
+    history_events_per_run: int = Field(
+        default=4000,
+        ge=500,
+        description="an incident continues as new once its run's history passes this many events",
+    )
 
     # Preparation (`irflow preflight`, the ReadinessWorkflow on a Temporal Schedule): what is checked, and how often.
     readiness_interval_seconds: int = Field(
@@ -283,6 +293,11 @@ class IrflowSettings(BaseSettings):
         ge=0,
         description="alerts of one rule about one subject within this much event time are one finding whose "
         "count rises (the 1st, 2nd, 10th, 100th… reach the incident); 0 sends every alert",
+    )
+    state_table: str = Field(
+        default="",
+        description="DynamoDB table holding detection windows and dead-letter deduplication, shared by every "
+        "listener; empty: each listener keeps them in its own memory (run one listener only)",
     )
     detection_disabled_rules: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="rule ids (or globs such as 'irflow.cloudtrail.*') never evaluated"
