@@ -46,6 +46,9 @@ async def ingest_main(paths: list[str], as_json: bool = False, verify: bool = Tr
         except OSError as error:
             problems.append(f"{path}: cannot read: {error.strerror or error}")
             continue
+        except UnicodeDecodeError:
+            problems.append(f"{path}: not UTF-8 text")
+            continue
         except FindingRejected as rejected:
             problems.append(f"{path}: {rejected.reason}")
             continue

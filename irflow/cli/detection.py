@@ -116,7 +116,8 @@ def detect(
     floor = get_settings().detection_min_severity
     engine = _catalogue(sigma, python_dirs).engine()
     try:
-        events = list(read_bytes(sys.stdin.buffer.read() if str(replay) == "-" else replay.read_bytes()))
+        data = sys.stdin.buffer.read() if str(replay) == "-" else replay.read_bytes()
+        events = list(read_bytes(data, get_settings().log_file_max_bytes))
     except (OSError, ValueError, EOFError) as error:  # EOFError: a truncated gzip file
         fail(f"cannot read {replay}: {error}", EXIT_REFUSED)
     alerts = 0

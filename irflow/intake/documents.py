@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from irflow.intake.envelopes import Arrival, Arrived, unwrap_arrivals
-from irflow.models.finding import FindingRejected
+from irflow.models.finding import FindingRejected, json_problem, loads_json, nested_too_deeply
 
 
 def _json_lines(text: str) -> list[Any]:
@@ -16,25 +16,34 @@ def _json_lines(text: str) -> list[Any]:
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                documents.append(json.loads(line))
+                documents.append(loads_json(line, f"line {number}"))
             except json.JSONDecodeError as error:
                 documents.append(FindingRejected("not_json", f"line {number} is not JSON: {error.msg}"))
+            except FindingRejected as rejected:
+                documents.append(rejected)
     return documents
+
+
+def _line_at(text: str, position: int) -> int:
+    return text.count("\n", 0, position) + 1
 
 
 def _documents(text: str) -> list[Any]:
     """Decode one document, JSON lines, or pretty-printed values one after another (what `jq` prints).
-    A value that does not decode becomes a rejection naming its line."""
+    A value that does not decode, nests too deeply or is not text becomes a rejection naming its line."""
     try:
-        return [json.loads(text)]
-    except json.JSONDecodeError:
-        pass
+        return [loads_json(text, "the input")]
+    except (json.JSONDecodeError, FindingRejected):
+        pass  # several documents, or one refused: which line is told below
     first_line = next(line for line in text.splitlines() if line.strip())
     try:
-        json.loads(first_line)
-        return _json_lines(text)  # each line stands alone: one bad line spoils only itself
+        loads_json(first_line, "line 1")
     except json.JSONDecodeError:
-        pass
+        pass  # not a document of its own: pretty-printed documents
+    except FindingRejected:
+        return _json_lines(text)  # a whole document, refused: the other lines may be good
+    else:
+        return _json_lines(text)  # each line stands alone: one bad line spoils only itself
     decoder = json.JSONDecoder()
     documents: list[Any] = []
     position, length = 0, len(text)
@@ -44,15 +53,22 @@ def _documents(text: str) -> list[Any]:
         if position >= length:
             return documents
         try:
-            value, position = decoder.raw_decode(text, position)
-            documents.append(value)
+            value, end = decoder.raw_decode(text, position)
+        except RecursionError:  # where this value ends is unknown: nothing after it can be read
+            return [*documents, nested_too_deeply(f"line {_line_at(text, position)}")]
         except json.JSONDecodeError as error:
-            line = text.count("\n", 0, error.pos) + 1
+            line = _line_at(text, error.pos)
             if not documents:
                 raise FindingRejected("not_json", f"not JSON: {error.msg} at line {line}") from None
             documents.append(FindingRejected("not_json", f"line {line} is not JSON: {error.msg}"))
             next_line = text.find("\n", position)
             position = length if next_line < 0 else next_line + 1
+            continue
+        problem = json_problem(value, text, position, end)
+        documents.append(
+            FindingRejected(problem[0], f"line {_line_at(text, position)} {problem[1]}") if problem else value
+        )
+        position = end
 
 
 def read_findings(text: str) -> Arrived:

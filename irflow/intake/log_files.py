@@ -1,6 +1,7 @@
 """CloudTrail log files in S3, announced to the listener by S3's notifications: each file is read (within
-IRFLOW_LOG_FILE_MAX_BYTES), its records go through the detection rules, and the reference to it becomes the
-findings they raise, or the reason the file could not be read (which the listener dead-letters).
+IRFLOW_LOG_FILE_MAX_BYTES, as stored and decompressed), its records go through the detection rules, and the
+reference to it becomes the findings they raise, or the reason the file could not be read (which the listener
+dead-letters).
 
 EventBridge never delivers read-only calls; the log files hold them, so this is how detection sees them.
 """
@@ -16,7 +17,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from irflow.intake.envelopes import LogFileReference, Unwrapped
+from irflow.intake.envelopes import LogFileReference, Unwrapped, detect_safely
 from irflow.intake.listener_stats import ListenerStats
 from irflow.models.finding import FindingRejected, ParsedFinding
 from irflow.models.settings import IrflowSettings
@@ -96,13 +97,18 @@ class LogFileReader:
         if isinstance(data, FindingRejected):
             return [data]
         try:
-            records = list(read_bytes(data))
+            # on the executor: inflating and parsing a big file must not hold up the other messages
+            records = await loop.run_in_executor(self._executor, lambda: list(read_bytes(data, limit)))
+        except FindingRejected as refused:  # a gzip bomb, nesting no log file has, a lone surrogate
+            if refused.code == "log_file_too_large":
+                return [FindingRejected(refused.code, f"{where} {refused.reason} (IRFLOW_LOG_FILE_MAX_BYTES={limit})")]
+            return [FindingRejected(refused.code, f"{where} is not a CloudTrail log file: {refused.reason}")]
         except (OSError, EOFError, ValueError) as error:  # bad gzip, not UTF-8, not JSON
             return [FindingRejected("log_file_invalid", f"{where} is not a CloudTrail log file: {error}")]
         found: list[ParsedFinding | FindingRejected] = []
         assert self.detector is not None  # references are only made with detection on
         for number, record in enumerate(records, 1):
-            found += self.detector(record)
+            found += detect_safely(self.detector, record)
             if number % 500 == 0:
                 await asyncio.sleep(0)  # a big file must not hold up the other messages' deliveries
         self.stats.log_files += 1

@@ -136,7 +136,8 @@ def _primary_resource(resources: list[_Resource]) -> _Resource:
 
 def _affected(resource: _Resource) -> AffectedResource:
     kind = _RESOURCE_TYPES.get(resource.Type, resource.Type)
-    details = resource.Details.get(resource.Type, {}) if isinstance(resource.Details, dict) else {}
+    details = resource.Details.get(resource.Type) if isinstance(resource.Details, dict) else None
+    details = details if isinstance(details, dict) else {}
     if kind == "Instance":
         match = _INSTANCE_ID.search(resource.Id)
         instance_id = match.group(1) if match else (resource.Id if resource.Id.startswith("i-") else None)
@@ -207,36 +208,45 @@ def parse_asff(record: Any) -> ParsedFinding:
     finding_type = _guardduty_type(asff.Types) if "guardduty" in asff.ProductArn.lower() else None
     workflow_status = asff.Workflow.get("Status") or asff.WorkflowState
     note_updated_by, note_updated_at = _note(asff.Note)
-    finding = Finding(
-        source=FindingSource.SECURITY_HUB,
-        id=asff.Id,
-        arn=asff.Id if asff.Id.startswith("arn:") else None,
-        type=finding_type or (asff.Types[0] if asff.Types else asff.GeneratorId or asff.Title),
-        title=asff.Title,
-        description=asff.Description,
-        account_id=asff.AwsAccountId,
-        region=region,
-        partition=resource.Partition or "aws",
-        severity_score=score,
-        severity=severity,
-        created_at=to_utc(asff.CreatedAt),
-        updated_at=to_utc(asff.UpdatedAt),
-        first_seen=to_utc(asff.FirstObservedAt),
-        last_seen=to_utc(asff.LastObservedAt),
-        count=int(asff.ProductFields.get("count", "1") or 1) if asff.ProductFields.get("count", "1").isdigit() else 1,
-        archived=asff.RecordState.upper() == "ARCHIVED",
-        sample=asff.ProductFields.get("sample", "").lower() == "true"
-        or '"sample":true' in asff.ProductFields.get("additionalInfo", "").replace(" ", ""),
-        resource=_affected(resource),
-        action_type=asff.ProductFields.get("action/actionType"),
-        remote_ip=next((v for k, v in asff.ProductFields.items() if k.endswith("remoteIpDetails/ipAddressV4")), None),
-        product=product,
-        compliance_status=asff.Compliance.get("Status"),
-        posture=bool(asff.Compliance)
-        or (bool(asff.Types) and all(t.startswith(_POSTURE_TYPE_PREFIXES) for t in asff.Types)),
-        workflow_status=workflow_status,
-        note_updated_by=note_updated_by,
-        note_updated_at=note_updated_at,
-        raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),
-    )
+    try:
+        finding = Finding(
+            source=FindingSource.SECURITY_HUB,
+            id=asff.Id,
+            arn=asff.Id if asff.Id.startswith("arn:") else None,
+            type=finding_type or (asff.Types[0] if asff.Types else asff.GeneratorId or asff.Title),
+            title=asff.Title,
+            description=asff.Description,
+            account_id=asff.AwsAccountId,
+            region=region,
+            partition=resource.Partition or "aws",
+            severity_score=score,
+            severity=severity,
+            created_at=to_utc(asff.CreatedAt),
+            updated_at=to_utc(asff.UpdatedAt),
+            first_seen=to_utc(asff.FirstObservedAt),
+            last_seen=to_utc(asff.LastObservedAt),
+            count=int(asff.ProductFields.get("count", "1") or 1)
+            if asff.ProductFields.get("count", "1").isdigit()
+            else 1,
+            archived=asff.RecordState.upper() == "ARCHIVED",
+            sample=asff.ProductFields.get("sample", "").lower() == "true"
+            or '"sample":true' in asff.ProductFields.get("additionalInfo", "").replace(" ", ""),
+            resource=_affected(resource),
+            action_type=asff.ProductFields.get("action/actionType"),
+            remote_ip=next(
+                (v for k, v in asff.ProductFields.items() if k.endswith("remoteIpDetails/ipAddressV4")), None
+            ),
+            product=product,
+            compliance_status=asff.Compliance.get("Status"),
+            posture=bool(asff.Compliance)
+            or (bool(asff.Types) and all(t.startswith(_POSTURE_TYPE_PREFIXES) for t in asff.Types)),
+            workflow_status=workflow_status,
+            note_updated_by=note_updated_by,
+            note_updated_at=note_updated_at,
+            raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),
+        )
+    except ValidationError as error:  # odd values in loosely read fields: a refusal, not a crash
+        raise FindingRejected(
+            "invalid_finding", f"Security Hub finding {asff.Id}: {describe_validation_error(error)}"
+        ) from None
     return ParsedFinding(finding=finding, original_shape="asff", raw=record)

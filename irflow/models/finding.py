@@ -17,8 +17,10 @@ import base64
 import gzip
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import chain
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -198,6 +200,65 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+# Real findings and CloudTrail records nest at most about 15 levels. Far deeper is hostile: at about 1,000 the
+# parser itself overflows Python's stack (RecursionError), and well below that the recursive code after it
+# (json.dumps of the raw record, pydantic, pascal_to_camel, Temporal's payload converter) would.
+MAX_JSON_DEPTH = 64
+TOO_DEEP = ("too_deep", f"is nested deeper than {MAX_JSON_DEPTH} levels")
+# `\ud800` without its pair decodes to a str that cannot be encoded: hashing, logging or sending it would fail.
+LONE_SURROGATE = ("not_text", "holds an unpaired UTF-16 surrogate (a \\ud800-\\udfff escape), which is not text")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_CONTAINERS = (dict, list)
+
+
+def nested_too_deeply(what: str) -> FindingRejected:
+    return FindingRejected(TOO_DEEP[0], f"{what} {TOO_DEEP[1]}")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    # level by level, comparing exact types (json makes no subclasses): a third of the cost of a recursive walk
+    level, depth = [value], 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        children = chain.from_iterable([item.values() if type(item) is dict else item for item in level if item])
+        level = [child for child in children if type(child) in _CONTAINERS]
+    return False
+
+
+def json_problem(value: Any, text: str, start: int = 0, end: int | None = None) -> tuple[str, str] | None:
+    """What makes `value`, decoded from `text[start:end]`, unfit to pass on: (code, reason without its subject),
+    or None. Nesting deeper than MAX_JSON_DEPTH, or a lone surrogate. Both are found cheaply in the text first:
+    text with no more brackets than the limit cannot nest deeper (counting is ten times cheaper than the parse,
+    only text with more is walked), and only text with a `\\ud800`-`\\udfff` escape can hold a lone surrogate
+    (most has no backslash at all, and looking for one is cheaper still)."""
+    end = len(text) if end is None else end
+    brackets = text.count("[", start, end) + text.count("{", start, end)
+    if brackets > MAX_JSON_DEPTH and isinstance(value, dict | list) and _deeper_than(value, MAX_JSON_DEPTH):
+        return TOO_DEEP
+    if text.find("\\", start, end) >= 0 and _SURROGATE_ESCAPE.search(text, start, end):
+        try:
+            json.dumps(value, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            return LONE_SURROGATE
+    return None
+
+
+def loads_json(text: str, what: str) -> Any:
+    """`json.loads` of hostile text: a JSONDecodeError when it is not JSON; FindingRejected (never a
+    RecursionError) when it nests deeper than MAX_JSON_DEPTH ('too_deep') or holds a lone surrogate
+    ('not_text'). `what` names the text in the reason."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise nested_too_deeply(what) from None
+    problem = json_problem(value, text)
+    if problem:
+        raise FindingRejected(problem[0], f"{what} {problem[1]}")
+    return value
+
+
 def pack_raw(raw: dict[str, Any]) -> str:
     """The original record, gzip-compressed and base64-encoded: findings are repetitive JSON (a 300 KB
     attack sequence packs to a few tens of KB), so the evidence can travel inside Temporal payloads."""
@@ -334,6 +395,8 @@ def parse_guardduty(record: Any) -> ParsedFinding:
         raise FindingRejected(
             "invalid_finding", f"finding {body.get('id', '?')}: {describe_validation_error(error)}"
         ) from None
+    except RecursionError:  # GetFindings' AdditionalInfo is JSON text, decoded by the model's validator
+        raise nested_too_deeply(f"finding {body.get('id', '?')}: service.additionalInfo") from None
 
     arn_region = gd.arn.split(":")[3] if gd.arn and gd.arn.count(":") >= 5 else ""
     if arn_region and arn_region != gd.region:
@@ -347,30 +410,33 @@ def parse_guardduty(record: Any) -> ParsedFinding:
     additional = gd.service.additional_info or {}
     named, named_count = sequence_resources(gd.service.detection, gd.partition)
     sample = additional.get("sample") in (True, "true", "True")
-    finding = Finding(
-        source=FindingSource.GUARDDUTY,
-        id=gd.id,
-        arn=gd.arn,
-        type=gd.type,
-        title=gd.title,
-        description=gd.description,
-        account_id=gd.account_id,
-        region=gd.region,
-        partition=gd.partition,
-        severity_score=gd.severity,
-        severity=Severity.from_guardduty_score(gd.severity),
-        created_at=to_utc(gd.created_at),
-        updated_at=to_utc(gd.updated_at),
-        first_seen=to_utc(gd.service.event_first_seen),
-        last_seen=to_utc(gd.service.event_last_seen),
-        count=gd.service.count,
-        archived=gd.service.archived,
-        sample=sample,
-        resource=_affected_resource(gd.resource),
-        sequence_resources=named,
-        sequence_resources_named=named_count,
-        action_type=(gd.service.action or {}).get("actionType"),
-        remote_ip=_remote_ip(gd.service.action),
-        raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),
-    )
+    try:  # the model checks the record's own fields; these, read leniently from dicts, may be of any type
+        finding = Finding(
+            source=FindingSource.GUARDDUTY,
+            id=gd.id,
+            arn=gd.arn,
+            type=gd.type,
+            title=gd.title,
+            description=gd.description,
+            account_id=gd.account_id,
+            region=gd.region,
+            partition=gd.partition,
+            severity_score=gd.severity,
+            severity=Severity.from_guardduty_score(gd.severity),
+            created_at=to_utc(gd.created_at),
+            updated_at=to_utc(gd.updated_at),
+            first_seen=to_utc(gd.service.event_first_seen),
+            last_seen=to_utc(gd.service.event_last_seen),
+            count=gd.service.count,
+            archived=gd.service.archived,
+            sample=sample,
+            resource=_affected_resource(gd.resource),
+            sequence_resources=named,
+            sequence_resources_named=named_count,
+            action_type=(gd.service.action or {}).get("actionType"),
+            remote_ip=_remote_ip(gd.service.action),
+            raw_sha256=hashlib.sha256(canonical_json(record)).hexdigest(),
+        )
+    except ValidationError as error:
+        raise FindingRejected("invalid_finding", f"finding {gd.id}: {describe_validation_error(error)}") from None
     return ParsedFinding(finding=finding, original_shape=shape, raw=record)
