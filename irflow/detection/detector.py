@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter, OrderedDict
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from irflow.detection.catalogue import load_catalogue
 from irflow.detection.findings import alert_to_finding
+from irflow.detection.shared_state import MemoryState, SharedState, StateUnavailable
 from irflow.detection.tamper import tamper_finding
+from irflow.detection.windowed import KEEP_MARGIN_SECONDS, WindowedRule
 from irflow.models.finding import ParsedFinding, Severity
 from irflow.own_principals import made_by_own_principal
 
 log = logging.getLogger(__name__)
 
-MAX_GROUPS = 10_000  # (rule, subject) pairs remembered for grouping; the least recently alerted go first
-
-
-@dataclass
-class _Group:
-    """Alerts of one rule about one subject within the grouping period: one finding, its count rising."""
-
-    finding_id: str
-    started: datetime
-    first_seen: datetime | None
-    count: int = 0  # matching events so far
-    alerts: int = 0
+MAX_GROUPS = 10_000  # (rule, subject) pairs remembered for grouping in memory; the least recently alerted go first
 
 
 def _milestone(alerts: int) -> bool:
@@ -42,8 +34,10 @@ def _milestone(alerts: int) -> bool:
 
 
 class Detector:
-    """Callable on one CloudTrail record. Windowed rules keep their (bounded) state here, per process:
-    a principal's events must reach the same listener for its bursts and sequences to be seen.
+    """Callable on one CloudTrail record. Windowed rules and alert groups keep their (bounded) state in this
+    process, unless `state` is given: a shared state (`irflow.detection.shared_state.DynamoState`, IRFLOW_STATE_TABLE)
+    that every listener's detector updates, so a principal's events may reach any listener and a burst split between
+    listeners still alerts once, into one group. Shared, the detector may be called from several threads at once.
 
     An alert at or above `min_severity` becomes a finding (and so opens or joins an incident); one below
     it is a hunting lead: counted in `below_floor`, logged, and nothing more.
@@ -71,9 +65,15 @@ class Detector:
         python_dirs: Iterable[Path | str] = (),
         group_seconds: float = 3600,
         own_principals: Iterable[str] = (),
+        state: SharedState | None = None,
     ) -> None:
         catalogue = load_catalogue(sigma_dirs, disabled=disabled, python_dirs=python_dirs)
         self.engine = catalogue.engine()
+        self.shared = state
+        if state is not None:
+            for rule in self.engine.rules:
+                if isinstance(rule, WindowedRule):
+                    rule.share(state)
         self.unsupported = catalogue.unsupported
         self.disabled = [r.rule_id for r in catalogue.disabled]
         self.min_severity = min_severity
@@ -85,21 +85,28 @@ class Detector:
         self.own_principals = list(own_principals)
         self.own: Counter[str] = Counter()  # irflow's own records, skipped unevaluated
         self.tamper: Counter[str] = Counter()  # calls that may undo a containment, by anyone else
-        self._groups: OrderedDict[tuple[str, str], _Group] = OrderedDict()
+        self._groups: SharedState = state if state is not None else MemoryState(max_keys=MAX_GROUPS)
+        self._group_failures = 0
+        self._counting = threading.Lock()  # counters stay exact when a shared detector runs on several threads
+
+    def _count(self, counter: Counter[str], key: str) -> None:
+        with self._counting:
+            counter[key] += 1
 
     def __call__(self, record: dict[str, Any]) -> list[ParsedFinding]:
-        self.events += 1
+        with self._counting:
+            self.events += 1
         if self.own_principals and made_by_own_principal(record, self.own_principals):
-            self.own[str(record.get("eventName", ""))] += 1
+            self._count(self.own, str(record.get("eventName", "")))
             return []
         found: list[ParsedFinding] = []
         tampered = tamper_finding(record)
         if tampered is not None:
-            self.tamper[str(record.get("eventName", ""))] += 1
+            self._count(self.tamper, str(record.get("eventName", "")))
             found.append(tampered)
         for alert in self.engine.evaluate(record):
             if alert.severity.rank < self.min_severity.rank:
-                self.below_floor[alert.rule_id] += 1  # the count is the record; one line per lead is debug only
+                self._count(self.below_floor, alert.rule_id)  # the count is the record; one line per lead is debug
                 log.debug(
                     "detection lead below %s (no incident): %s %s event %s",
                     self.min_severity,
@@ -108,7 +115,7 @@ class Detector:
                     record.get("eventID"),
                 )
                 continue
-            self.alerts[alert.rule_id] += 1
+            self._count(self.alerts, alert.rule_id)
             parsed = self._grouped(alert.rule_id, alert_to_finding(alert))
             if parsed is not None:
                 found.append(parsed)
@@ -118,23 +125,31 @@ class Detector:
         if self.group_seconds <= 0:
             return parsed
         finding = parsed.finding
-        key = (rule_id, finding.resource.resource_id)
         at = finding.last_seen or finding.created_at
-        group = self._groups.get(key)
-        if group is None or abs((at - group.started).total_seconds()) >= self.group_seconds:
-            group = _Group(finding.id, at, finding.first_seen)
-            self._groups[key] = group
-            if len(self._groups) > MAX_GROUPS:
-                self._groups.popitem(last=False)
-        self._groups.move_to_end(key)
-        group.count += finding.count
-        group.alerts += 1
+        try:
+            group = self._groups.join_group(
+                f"group#{rule_id}#{finding.resource.resource_id}",
+                at.timestamp(),
+                self.group_seconds,
+                finding.id,
+                finding.first_seen.isoformat() if finding.first_seen else None,
+                finding.count,
+                time.time() + self.group_seconds + KEEP_MARGIN_SECONDS,
+            )
+        except StateUnavailable as error:  # an alert too many beats an alert lost
+            self._group_failures += 1
+            if self._group_failures & (self._group_failures - 1) == 0:
+                log.warning(
+                    "alert groups unavailable (%d time(s)); sending alerts ungrouped: %s", self._group_failures, error
+                )
+            return parsed
         if not _milestone(group.alerts):
-            self.grouped[rule_id] += 1
+            self._count(self.grouped, rule_id)
             return None
         if group.alerts == 1:
             return parsed
-        update = {"id": group.finding_id, "count": group.count, "first_seen": group.first_seen or finding.first_seen}
+        first_seen = datetime.fromisoformat(group.first_seen) if group.first_seen else finding.first_seen
+        update = {"id": group.finding_id, "count": group.count, "first_seen": first_seen}
         return ParsedFinding(
             finding=finding.model_copy(update=update), original_shape=parsed.original_shape, raw=parsed.raw
         )

@@ -58,20 +58,25 @@ def _resource(alert: Alert, event: dict[str, Any]) -> AffectedResource:
     instances = _instance_ids(event)
     if family.startswith("EC2") and instances:
         return AffectedResource(resource_type="Instance", resource_id=instances[0], instance_id=instances[0])
-    identity = event.get("userIdentity") or {}
-    user_type = identity.get("type")
-    principal = identity.get("principalId")
+    identity = event.get("userIdentity")
+    identity = identity if isinstance(identity, dict) else {}  # a hostile record may put anything here
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
+    user_type = text(identity.get("type"))
+    principal = text(identity.get("principalId"))
     if user_type == "AssumedRole":
-        name = get_path(identity, "sessionContext.sessionIssuer.userName")
+        name = text(get_path(identity, "sessionContext.sessionIssuer.userName"))
     elif user_type == "Root":
         name = "Root"
     else:
-        name = identity.get("userName")
+        name = text(identity.get("userName"))
     session = principal.split(":", 1)[1] if isinstance(principal, str) and ":" in principal else ""
     return AffectedResource(
         resource_type="AccessKey",
-        resource_id=identity.get("accessKeyId") or name,
-        access_key_id=identity.get("accessKeyId"),
+        resource_id=text(identity.get("accessKeyId")) or name,
+        access_key_id=text(identity.get("accessKeyId")),
         principal_id=principal,
         user_name=name,
         user_type=user_type,

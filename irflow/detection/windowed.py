@@ -3,10 +3,21 @@
 Each rule keeps state per principal (userIdentity.arn, else accessKeyId) in an LRU-capped OrderedDict,
 each principal holding at most `max_events` recent events. A rule alerts once per window per principal:
 after an alert it stays quiet for that principal until `window_seconds` of event time have passed.
+
+That state is one process's. With IRFLOW_STATE_TABLE set, `share` hands the rules a shared state (a DynamoDB table,
+`irflow.detection.shared_state`) and any number of listeners count one window together: each qualifying event is
+one atomic update of the table, and the listener whose conditional write marks the window alerted is the only one
+to alert. The rule keeps its own window beside it: the alert lists the events this listener saw, and when the
+table cannot be reached, the rule decides on them alone, as a lone listener would.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +25,21 @@ from datetime import datetime
 from typing import Any
 
 from irflow.detection.rules import Alert, Event, Rule
+from irflow.detection.shared_state import SharedState, StateUnavailable
 from irflow.models.finding import Severity
+
+log = logging.getLogger(__name__)
+
+# The table forgets a window this long after its last event (wall clock: late log files arrive minutes late).
+KEEP_MARGIN_SECONDS = 3600
+# A new-address rule remembers a user's addresses this long after their last login.
+ADDRESS_MEMORY_SECONDS = 90 * 86400
+# A value this listener recorded in the shared window within this fraction of the window is not written again:
+# the window counts distinct values, and a script repeating one call must not cost a round trip per call.
+REFRESH_FRACTION = 0.05
+REMEMBERED_WRITES = 50_000
+# Superseded or expired entries in a shared window are deleted once this many have gathered.
+PRUNE_AT = 32
 
 _last_time: tuple[str, float | None] = ("", None)  # consecutive events mostly share their second
 
@@ -52,6 +77,30 @@ class WindowedRule(Rule):
     max_events: int = 1_000
     kind: str = "windowed"
     _state: OrderedDict[str, Any] = field(default_factory=OrderedDict, repr=False, compare=False)
+    shared: SharedState | None = field(default=None, repr=False, compare=False)
+
+    def share(self, state: SharedState) -> None:
+        """Keep the windows in `state`, with every listener given the same. Called before the first event; the
+        in-memory path (`observe`) stays untouched for listeners that share nothing."""
+        self.shared = state
+        self._lock = threading.Lock()  # the listener may evaluate on several threads once the state is shared
+        self._failures = 0
+        self._written: OrderedDict[tuple[str, str], float] = OrderedDict()  # (principal, value) → event time
+        # an instance attribute: the engine takes `rule.observe` when it first indexes an event kind
+        self.observe = self._observe_shared  # type: ignore[method-assign]
+
+    def _observe_shared(self, event: Event) -> Alert | None:
+        raise NotImplementedError
+
+    def _unavailable(self, error: StateUnavailable) -> None:
+        self._failures += 1
+        if self._failures & (self._failures - 1) == 0:  # 1st, 2nd, 4th…: visible without flooding the log
+            log.warning(
+                "rule %s: shared state unavailable (%d time(s)); deciding on this listener's events: %s",
+                self.rule_id,
+                self._failures,
+                error,
+            )
 
     def _slot(self, key: str, factory: Callable[[], Any]) -> Any:
         state = self._state
@@ -174,6 +223,66 @@ class ThresholdRule(WindowedRule):
         window.last_alert = now
         return self.alert(window.matching())
 
+    def _observe_shared(self, event: Event) -> Alert | None:
+        assert self.shared is not None
+        with self._lock:
+            alone = ThresholdRule.observe(self, event)  # this listener's window: the alert's events, the fallback
+        if self.include is not None and not self.include(event):
+            return None
+        key = principal(event)
+        now = event_seconds(event)
+        if key is None or now is None:
+            return None
+        values = (event.get("eventID") or _digest(event),) if self.distinct is None else _members(self.distinct(event))
+        fresh = self._unwritten(key, {_digest(v): now for v in values}, now)
+        if not fresh:
+            return None
+        try:
+            alerted = self._shared_alert(f"window#{self.rule_id}#{key}", now, fresh)
+        except StateUnavailable as error:
+            with self._lock:  # not written after all: the next sighting tries again
+                for digest in fresh:
+                    self._written.pop((key, digest), None)
+            self._unavailable(error)
+            return alone
+        if not alerted:
+            return None
+        with self._lock:
+            window = self._state.get(key)
+            events = window.matching() if window is not None else (event,)
+        return self.alert(events or (event,))
+
+    def _unwritten(self, key: str, digests: dict[str, float], now: float) -> dict[str, float]:
+        """The values this listener has not written to the shared window lately (and marks them written)."""
+        written = self._written
+        fresh = {}
+        with self._lock:
+            for digest, at in digests.items():
+                earlier = written.get((key, digest))
+                # an earlier event time than the one written adds nothing: the window keeps each value's latest
+                if earlier is not None and now - earlier < self.window_seconds * REFRESH_FRACTION:
+                    continue
+                fresh[digest] = at
+                written[(key, digest)] = now
+                written.move_to_end((key, digest))
+                if len(written) > REMEMBERED_WRITES:
+                    written.popitem(last=False)
+        return fresh
+
+    def _shared_alert(self, key: str, now: float, fresh: dict[str, float]) -> bool:
+        assert self.shared is not None
+        horizon = now - self.window_seconds
+        view = self.shared.window_add(key, fresh, horizon, time.time() + self.window_seconds + KEEP_MARGIN_SECONDS)
+        surplus = sorted(view.latest, key=view.latest.__getitem__)[: max(0, len(view.latest) - self.max_events)]
+        if len(view.stale) >= PRUNE_AT or surplus:
+            self.shared.window_forget(key, [*view.stale, *(f"{d}@{view.latest[d]!r}" for d in surplus)])
+        if len(view.latest) < self.threshold:
+            return False
+        last = view.alerted_at
+        if last is not None and 0 <= now - last < self.window_seconds:
+            return False
+        return self.shared.claim_alert(key, now, self.window_seconds)
+
 
 @dataclass
 class NewAddressThenRule(WindowedRule):
@@ -210,6 +319,36 @@ class NewAddressThenRule(WindowedRule):
             slot["login"] = None  # once per login
             return self.alert((login, event))
         return None
+
+    def _observe_shared(self, event: Event) -> Alert | None:
+        assert self.shared is not None
+        with self._lock:
+            alone = NewAddressThenRule.observe(self, event)  # this listener's view: the fallback
+        key = principal(event)
+        now = event_seconds(event)
+        if key is None or now is None:
+            return None
+        shared_key = f"login#{self.rule_id}#{key}"
+        try:
+            if event.get("eventName") == "ConsoleLogin":
+                if (event.get("responseElements") or {}).get("ConsoleLogin") == "Success":
+                    address = str(event.get("sourceIPAddress") or "-")
+                    keep = time.time() + ADDRESS_MEMORY_SECONDS
+                    self.shared.note_login(shared_key, address, now, event, keep, self.max_addresses)
+                return None
+            if event.get("errorCode"):
+                return None
+            login = self.shared.take_login(shared_key, now, self.window_seconds)  # once per login, listeners over
+        except StateUnavailable as error:
+            self._unavailable(error)
+            return alone
+        return self.alert((login, event)) if login is not None else None
+
+
+def _digest(value: Any) -> str:
+    """A short stable name for a counted value (a secret's name, a call, an event): the same in every process."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return hashlib.blake2b(text.encode(), digest_size=9).hexdigest()
 
 
 def _request(event: Event, key: str) -> Any:

@@ -12,6 +12,8 @@ does, the correction is made here, on the way in, and never in the template:
   IAM then refuses, so managed policies' conditional statements are resolved before the template is sent;
 * ``AWS::SQS::QueuePolicy`` is skipped by moto's CloudFormation, so the policy is set on its queues
   afterwards, with the stack's own ARNs, whenever the stack does not list the resource;
+* a DynamoDB table's ``TimeToLiveSpecification`` is ignored by moto's CloudFormation, so TTL is switched on
+  afterwards for every table whose template asks for it;
 * moto delivers an event to SQS without its ``account`` (its default input template leaves it out),
   so each rule's queue target is given an input transformer that rebuilds the whole event, and the
   queue receives what EventBridge would deliver.
@@ -81,6 +83,7 @@ class IntakeStack:
     securityhub_custom_action_rule_name: str
     cloudtrail_rule_name: str
     cloudtrail_log_files_rule_name: str | None = None
+    state_table_name: str | None = None  # the listeners' shared state (IRFLOW_STATE_TABLE)
 
     @property
     def rule_names(self) -> tuple[str, ...]:
@@ -157,6 +160,7 @@ def deploy_intake_stack(
     stack = _wait_for_creation(cloudformation, stack_name, timeout)
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
     _apply_skipped_queue_policies(cloudformation, stack_name, template, parameters, region)
+    _apply_skipped_time_to_live(outputs, template, region)
     rule_names = {f"{rule}_rule_name": rule_name(outputs[key])[1] for rule, key in _RULE_OUTPUTS.items()}
     log_files_arn = outputs.get("CloudTrailLogFilesRuleArn")  # only with CloudTrailLogBucket set
     log_files_rule = rule_name(log_files_arn)[1] if log_files_arn else None
@@ -170,7 +174,26 @@ def deploy_intake_stack(
         dead_letter_queue_arn=outputs["DeadLetterQueueArn"],
         **rule_names,
         cloudtrail_log_files_rule_name=log_files_rule,
+        state_table_name=outputs.get("StateTableName"),
     )
+
+
+def _apply_skipped_time_to_live(outputs: dict[str, str], template: dict[str, Any], region: str) -> None:
+    """TTL on for the tables the template names in an output (moto's stack resources cannot be listed: the
+    resources it skipped break DescribeStackResource)."""
+    dynamodb = boto3.client("dynamodb", region_name=region)
+    for name, output in template.get("Outputs", {}).items():
+        value = output.get("Value")
+        resource = template["Resources"].get(value.get("Ref")) if isinstance(value, dict) else None
+        if resource is None or resource["Type"] != "AWS::DynamoDB::Table" or name not in outputs:
+            continue
+        wanted = resource.get("Properties", {}).get("TimeToLiveSpecification") or {}
+        table = outputs[name]
+        status = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]["TimeToLiveStatus"]
+        if wanted.get("Enabled") and status == "DISABLED":
+            dynamodb.update_time_to_live(
+                TableName=table, TimeToLiveSpecification={"AttributeName": wanted["AttributeName"], "Enabled": True}
+            )
 
 
 def _wait_for_creation(cloudformation: Any, stack_name: str, timeout: float) -> dict[str, Any]:

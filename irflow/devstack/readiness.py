@@ -50,6 +50,8 @@ def make_ready(workload: DemoWorkload, stack_name: str = INTAKE_STACK) -> ReadyA
         "IRFLOW_INTAKE_STACK_NAME": intake.stack_name,
         "IRFLOW_QUEUE_URLS": intake.queue_url,
         "IRFLOW_READINESS_REGIONS": region,
+        # every listener started on these settings shares its detection windows and dead-letter claims
+        **({"IRFLOW_STATE_TABLE": intake.state_table_name} if intake.state_table_name else {}),
     }
     return ReadyAccount(intake, detector_id, trail_arn, trail_bucket, role_arn, settings)
 

@@ -39,9 +39,10 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from irflow.detection.shared_state import DynamoState
 from irflow.detection.tamper import TamperFinding
 from irflow.intake.dead_letters import DeadLetters
-from irflow.intake.envelopes import unwrap_text_arrivals
+from irflow.intake.envelopes import LogFileReference, unwrap_text_arrivals
 from irflow.intake.filters import suppression_reason
 from irflow.intake.listener_stats import ListenerStats
 from irflow.intake.log_files import LogFileReader
@@ -118,7 +119,14 @@ class FindingListener:
         self._sqs = sqs or boto3.session.Session().client(
             "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=pollers + 16)
         )
-        self._dead_letters = DeadLetters(self._sqs_call, self.stats)
+        # Detection windows, alert groups and dead-letter claims, shared by every listener through one table.
+        self.shared_state: DynamoState | None = DynamoState(settings.state_table) if settings.state_table else None
+        # Log files judged off the event loop (shared state only) get threads of their own: they wait on the
+        # executor for S3, and a full executor waiting on itself would stall.
+        self._log_file_threads = (
+            ThreadPoolExecutor(max_workers=8, thread_name_prefix="irflow-log-files") if self.shared_state else None
+        )
+        self._dead_letters = DeadLetters(self._sqs_call, self.stats, self.shared_state, self._blocking)
         self._healthy = asyncio.Event()
         self._healthy.set()
         self._outage_started: float | None = None
@@ -136,6 +144,7 @@ class FindingListener:
                 python_dirs=settings.python_rules_dirs,
                 group_seconds=settings.detection_group_seconds,
                 own_principals=own_principal_patterns(settings),  # and its own identity, found in `run`
+                state=self.shared_state,
             )
             for item in self.detector.unsupported:
                 log.warning("detection rule not loaded: %s: %s", item.source, item.reason)
@@ -146,6 +155,8 @@ class FindingListener:
     # --- running ---
 
     async def run(self, stop: asyncio.Event) -> ListenerStats:
+        if self.shared_state is not None:
+            await self._check_state_table(self.shared_state)
         for queue in self.queue_urls:
             self._dead_letters.targets[queue] = await self._resolve_dead_letter_queue(queue)
         if self.trust is None:
@@ -167,7 +178,11 @@ class FindingListener:
             if self._prober:
                 self._prober.cancel()
             self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._log_file_threads is not None:
+                self._log_file_threads.shutdown(wait=False, cancel_futures=True)
         log.info("listener stopped: %s", json.dumps(self.stats.snapshot(), sort_keys=True))
+        if self.shared_state is not None:
+            log.info("state table %s: calls %s", self.shared_state.table, dict(self.shared_state.calls))
         if self.detector is not None:
             log.info(
                 "detection: %d event(s); alerts %s; leads below the floor %s; grouped into earlier findings %s; "
@@ -199,6 +214,19 @@ class FindingListener:
         shown = ", ".join(sorted(accounts)[:5]) + (f" and {len(accounts) - 5} more" if len(accounts) > 5 else "")
         log.info("answering for account(s) %s (%s)", shown, accounts_from)
         return TrustPolicy.from_settings(self.settings, accounts, accounts_from)
+
+    async def _check_state_table(self, state: DynamoState) -> None:
+        """A table that does not exist (or may not be read) is a configuration error, said at start: running on,
+        each listener would decide alone, which is what the setting is there to prevent."""
+        try:
+            await self._blocking(lambda: state.probe())
+        except Exception as error:  # noqa: BLE001 (any failure here is the operator's to fix)
+            raise ListenerConfigurationError(f"cannot use the state table {state.table}: {error}") from None
+        log.info("detection windows, alert groups and dead-letter claims shared in DynamoDB table %s", state.table)
+
+    async def _blocking(self, call: Any) -> Any:
+        """A blocking call (the state table's) on the listener's executor, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def _sqs_call(self, method: str, **kwargs: Any) -> dict:
         loop = asyncio.get_running_loop()
@@ -290,9 +318,13 @@ class FindingListener:
         received_at = datetime.now(UTC)
         assert self.trust is not None  # set by `run` before anything is received
         channel = Channel(queue=True, sender_id=message.get("Attributes", {}).get("SenderId"))
-        arrived = unwrap_text_arrivals(message.get("Body", ""), self.detector)
+        if self.shared_state is not None and self.detector is not None:
+            # shared, a qualifying event costs a round trip to the table: on the executor, not the event loop
+            arrived = await self._blocking(lambda: unwrap_text_arrivals(message.get("Body", ""), self.detector))
+        else:
+            arrived = unwrap_text_arrivals(message.get("Body", ""), self.detector)
         # Untrusted sources are refused before any log file they name is read; every finding's account after.
-        results = await self._log_files.expand(screen_sources(arrived, channel, self.trust))
+        results = await self._expand_log_files(screen_sources(arrived, channel, self.trust))
         results = screen_accounts(results, self.trust)
         self.stats.findings += sum(1 for r in results if isinstance(r, ParsedFinding))
         problems = [r for r in results if isinstance(r, FindingRejected)]
@@ -309,6 +341,15 @@ class FindingListener:
         if problems and not await self._dead_letters.send_once(queue, message, problems):
             return None
         return message
+
+    async def _expand_log_files(self, results: list) -> list[ParsedFinding | FindingRejected]:
+        """Findings in place of the log files a message names. Shared, the detector waits on the state table for each
+        qualifying record: a log file is then read and judged on a loop of its own, on the executor, and this loop
+        goes on delivering the other messages meanwhile."""
+        if self._log_file_threads is None or not any(isinstance(r, LogFileReference) for r in results):
+            return await self._log_files.expand(results)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._log_file_threads, lambda: asyncio.run(self._log_files.expand(results)))
 
     async def _deliver(
         self, parsed: ParsedFinding, received_at: datetime, queue: str, delivery_id: str

@@ -229,6 +229,33 @@ def test_findings_queue_redrives_to_the_dead_letter_queue(template):
     )
 
 
+def test_the_listeners_share_one_encrypted_on_demand_table_that_forgets_and_only_its_items_are_theirs(template):
+    [(name, table)] = resources_of_type(template, "AWS::DynamoDB::Table").items()
+    assert {
+        key: table["Properties"][key] for key in ("BillingMode", "SSESpecification", "TimeToLiveSpecification")
+    } == {
+        "BillingMode": "PAY_PER_REQUEST",
+        "SSESpecification": {"SSEEnabled": True},
+        "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+    }
+    output = template["Outputs"]["StateTableName"]
+    assert output == {
+        **output,
+        "Value": {"Ref": name},
+        "Export": {"Name": {"Fn::Sub": "${AWS::StackName}-StateTableName"}},
+    }
+    [policy] = resources_of_type(template, "AWS::IAM::ManagedPolicy").values()
+    statements = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if "Sid" in s]
+    assert [s for s in statements if any(a.startswith("dynamodb:") for a in s["Action"])] == [
+        {
+            "Sid": "SharedListenerState",
+            "Effect": "Allow",
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            "Resource": {"Fn::GetAtt": [name, "Arn"]},
+        }
+    ]
+
+
 def test_outputs_name_the_queues_and_rules(template):
     outputs = {name: output["Value"] for name, output in template["Outputs"].items()}
     assert outputs["FindingsQueueUrl"] == {"Ref": "FindingsQueue"}
@@ -392,11 +419,18 @@ def _listener_policy(stack_name: str) -> dict[str, Any]:
 def test_the_listener_policy_allows_its_queues_and_only_the_log_bucket_it_was_given(aws):
     plain = deploy_intake_stack(stack_name="plain", name_prefix="plain")
     statements = {s["Sid"]: s for s in _listener_policy("plain")["Statement"]}
-    assert set(statements) == {"ReceiveFindings", "DeadLetterWithTheReason"}
+    assert set(statements) == {"ReceiveFindings", "DeadLetterWithTheReason", "SharedListenerState"}
     assert statements["ReceiveFindings"]["Resource"] == plain.queue_arn
     assert "sqs:DeleteMessage" in statements["ReceiveFindings"]["Action"]
     assert statements["DeadLetterWithTheReason"]["Resource"] == plain.dead_letter_queue_arn
     assert statements["DeadLetterWithTheReason"]["Action"] == ["sqs:GetQueueUrl", "sqs:SendMessage"]
+    dynamodb = boto3.client("dynamodb")
+    assert (
+        statements["SharedListenerState"]["Resource"]
+        == dynamodb.describe_table(TableName="plain-listener-state")["Table"]["TableArn"]
+    )
+    ttl = dynamodb.describe_time_to_live(TableName=plain.state_table_name)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}, "moto applies the template's TTL"
 
     key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     deploy_intake_stack(
