@@ -56,7 +56,8 @@ def report_document(state: IncidentState) -> dict[str, Any]:
         "severity": state.severity,
         "resource_id": state.resource_id,
         "finding": state.finding.model_dump(mode="json"),
-        "findings_absorbed": len(state.findings_absorbed),
+        "findings_absorbed": state.absorbed_count(),
+        "findings_summary": state.findings_summary.model_dump(mode="json") if state.findings_summary else None,
         "finding_deliveries": state.finding_deliveries,
         "findings": _findings(state),
         "related_incidents": state.related_incidents,
@@ -142,7 +143,7 @@ def render_markdown(state: IncidentState) -> str:
         f"- **Finding:** `{f.type}` ({f.id}) — {_cell(f.title)}",
         f"- **Resource:** {f.resource.resource_type} `{state.resource_id}` in {f.account_id}/{f.region}",
         f"- **Playbook:** {state.playbook}",
-        f"- **Findings absorbed:** {len(state.findings_absorbed)} ({state.finding_deliveries} deliveries)",
+        f"- **Findings absorbed:** {state.absorbed_count()} ({state.finding_deliveries} deliveries)",
     ]
     if state.related_incidents:
         lines.append(f"- **Related incidents:** {', '.join(state.related_incidents)}")
@@ -162,6 +163,15 @@ def render_markdown(state: IncidentState) -> str:
         f"{x.count} |"
         for x in state.findings_absorbed or [f]
     ]
+    summary = state.findings_summary
+    if summary and summary.absorbed > len(state.findings_absorbed):
+        ids = len(summary.ids) + summary.ids_omitted
+        lines += [
+            "",
+            f"{len(state.findings_absorbed)} of {summary.absorbed} findings listed (the first, the latest); all "
+            f"counted: {ids} distinct id(s), seen from {time_text(summary.first_seen)} to "
+            f"{time_text(summary.last_seen)}, over {summary.runs} run(s) of the incident's workflow.",
+        ]
     if state.children:
         lines += _markdown_children(state.children)
     lines += ["", "## Metrics", "", "| milestone | time (UTC) |", "|---|---|"]

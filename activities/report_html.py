@@ -231,7 +231,7 @@ def render_html(state: IncidentState) -> str:
             ),
         ),
         ("playbook", state.playbook),
-        ("findings absorbed", f"{len(state.findings_absorbed)} ({state.finding_deliveries} deliveries)"),
+        ("findings absorbed", f"{state.absorbed_count()} ({state.finding_deliveries} deliveries)"),
         ("eradication", state.eradication),
         ("related incidents", ", ".join(state.related_incidents) or None),
     ]

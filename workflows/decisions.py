@@ -53,6 +53,7 @@ class DecisionDesk:
         self.enter = enter
         self.decision: Decision | None = None
         self.used_proofs: set[str] = set()  # every proof sent to STS, refused or not: each is good once
+        self.carry: Any = None  # workflows.carry_over.CarryOver: while waiting, the incident may continue as new
 
     # --- the one path ---
 
@@ -188,29 +189,41 @@ class DecisionDesk:
         timeout, reminder = policy.decision_timeout, policy.decision_reminder
         now = workflow.now()
         self.decision = None
-        options = ["approve", "reject"] + (["release"] if stage == "eradication" else [])
-        required = max(plan.approvals_required if plan else 1, approvals_required(stage, state.severity, policy))
-        if required > 1:
-            why = "protected" if plan and plan.protected else state.severity
-            question += f" ({why}: two different approvers must approve)"
-        state.pending_decision = PendingDecision(
-            kind=stage,
-            question=question,
-            options=options,
-            since=now,
-            deadline=now + timeout,
-            approvals_required=required,
-        )
-        state.status = Status.AWAITING_DECISION
-        self.enter(Phase.DECISION, f"decision needed: {question}", f"irflow: decision needed for {state.resource_id}")
-        deadline = state.pending_decision.deadline
+        resumed = state.pending_decision is not None and state.pending_decision.kind == stage
+        if not resumed:  # else asked by the run before this one (continued as new): its deadline stands
+            options = ["approve", "reject"] + (["release"] if stage == "eradication" else [])
+            required = max(plan.approvals_required if plan else 1, approvals_required(stage, state.severity, policy))
+            if required > 1:
+                why = "protected" if plan and plan.protected else state.severity
+                question += f" ({why}: two different approvers must approve)"
+            state.pending_decision = PendingDecision(
+                kind=stage,
+                question=question,
+                options=options,
+                since=now,
+                deadline=now + timeout,
+                approvals_required=required,
+                next_reminder_at=now + reminder if reminder else None,
+            )
+            state.status = Status.AWAITING_DECISION
+            note = f"decision needed: {question}"
+            self.enter(Phase.DECISION, note, f"irflow: decision needed for {state.resource_id}")
+        pending = state.pending_decision
+        question, deadline = pending.question, pending.deadline
+        switch = self.carry.due if self.carry else lambda: False
         while self.decision is None:
-            escalated = state.pending_decision.escalated_at is not None
-            waits = [reminder] if reminder else []
+            escalated = pending.escalated_at is not None
+            # From the reminder due (the same wait as a fixed one, and kept across runs), else every `reminder`.
+            due = pending.next_reminder_at
+            waits = [max(due - workflow.now(), timedelta(seconds=1)) if due else reminder] if reminder else []
             if not escalated:
                 waits.append(max(deadline - workflow.now(), timedelta(seconds=1)))
             try:
-                await workflow.wait_condition(lambda: self.decision is not None, timeout=min(waits) if waits else None)
+                await workflow.wait_condition(
+                    lambda: self.decision is not None or switch(), timeout=min(waits) if waits else None
+                )
+                if self.decision is None:
+                    await self.carry.continue_as_new()  # returns when a decision came while it got ready
             except TimeoutError:
                 if not escalated and workflow.now() >= deadline:
                     self._escalate(stage, question, timeout)
@@ -227,6 +240,8 @@ class DecisionDesk:
         state = self.record.state
         pending = state.pending_decision
         pending.reminders += 1
+        reminder = self.record.policy.decision_reminder
+        pending.next_reminder_at = workflow.now() + reminder if reminder else None
         waited = workflow.now() - pending.since
         self.record.note(f"reminder {pending.reminders}: still waiting for a decision after {waited}")
         channel = "escalation" if pending.escalated_at else "team"
@@ -238,6 +253,8 @@ class DecisionDesk:
         pending = state.pending_decision
         state.escalations.append(now)
         pending.escalated_at = now
+        reminder = self.record.policy.decision_reminder
+        pending.next_reminder_at = now + reminder if reminder else None
         state.status = Status.ESCALATED
         contain = stage == "containment" and self.record.policy.timeout_action == "contain"
         outcome = "containment applied by the timeout default" if contain else "containment kept"

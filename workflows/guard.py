@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.postconditions import POSTCONDITIONS
     from activities.report_wording import drift_text
     from irflow.models import guarded as kinds
+    from irflow.models.carry_over import CarriedGuard
     from irflow.models.ec2 import Ec2StepInput
     from irflow.models.finding import TAMPER_TYPE_PREFIX, Finding
     from irflow.models.guarded import guard_handles
@@ -49,6 +50,7 @@ Trigger = Literal["finding", "timer"]
 CHECK = LOCAL
 # CloudTrail's LookupEvents is slow and throttled, and best-effort: through the server like any quick step.
 LOOKUP = QUICK
+KEPT_JOINED = 20  # tamper findings not yet checked, carried to the next run
 
 
 # --- what the incident guards ---
@@ -115,6 +117,9 @@ class ContainmentGuard:
         self.playbook: Playbook | None = None
         self._watching: asyncio.Future | None = None
         self._stopping = False
+        self._paused = False  # the incident is about to continue as new: no check starts
+        self._checking = False
+        self._restored = False  # a new run of a contained incident, before its guard starts again
         self._joined: list[Finding] = []  # findings that joined since the last check
         self._unrepaired: set[str] = set()  # steps escalated and still not holding: not escalated again
         self._failing: set[str] = set()  # steps whose check itself fails: noted once
@@ -134,7 +139,7 @@ class ContainmentGuard:
 
     def finding_joined(self, finding: Finding) -> None:
         """A new finding about the resource: check at once (findings arriving meanwhile share one check)."""
-        if self.running:
+        if self.running or self._restored:
             self._joined.append(finding)
 
     async def stop(self) -> None:
@@ -146,17 +151,58 @@ class ContainmentGuard:
             self.record.guarded = []
             self.record.publish()  # IrflowGuarded says so at once, not at the next change of status
 
+    async def pause(self) -> None:
+        """No new check starts (findings joining meanwhile wait for one); the check in flight has finished."""
+        self._paused = True
+        await workflow.wait_condition(lambda: not self._checking)
+
+    def resume(self) -> None:
+        self._paused = False
+
+    @property
+    def checking(self) -> bool:
+        return self._checking
+
+    def carried(self) -> CarriedGuard:
+        # A storm's findings need no check each: the latest, and the tamper findings that name who undid what.
+        tamper = [f for f in self._joined if f.is_tamper][-KEPT_JOINED:]
+        return CarriedGuard(
+            joined=tamper + [f for f in self._joined[-1:] if not f.is_tamper],
+            unrepaired=sorted(self._unrepaired),
+            failing=sorted(self._failing),
+            gone=sorted(self._gone),
+        )
+
+    def restore(self, carried: CarriedGuard) -> None:
+        """What the previous run's guard knew: the findings it had not checked against yet are checked first."""
+        self._joined = [*carried.joined, *self._joined]
+        self._unrepaired, self._failing = set(carried.unrepaired), set(carried.failing)
+        self._gone = set(carried.gone)
+        self._restored = True
+
     async def _watch(self) -> None:
         every = self.record.policy.verify_containment
         while not self._stopping:
             try:
                 await workflow.wait_condition(lambda: bool(self._joined) or self._stopping, timeout=every)
             except TimeoutError:
-                await self.check("timer")
+                if not self._paused:  # the next run checks at once
+                    await self._checked("timer")
                 continue
             if self._joined and not self._stopping:
+                if self._paused:
+                    await workflow.wait_condition(lambda: not self._paused or self._stopping)
+                    if self._stopping:
+                        break
                 joined, self._joined = self._joined, []
-                await self.check("finding", joined)
+                await self._checked("finding", joined)
+
+    async def _checked(self, trigger: Trigger, joined: Sequence[Finding] = ()) -> None:
+        self._checking = True
+        try:
+            await self.check(trigger, joined)
+        finally:
+            self._checking = False
 
     async def check(self, trigger: Trigger, joined: Sequence[Finding] = ()) -> list[DriftRecord]:
         """Every applied step's postcondition, side by side; each step found undone is repaired, in step order."""

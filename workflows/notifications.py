@@ -66,6 +66,10 @@ class Notifier:
 
         self._sending = asyncio.ensure_future(send())
 
+    @property
+    def idle(self) -> bool:
+        return self._sending is None or self._sending.done()
+
     async def sent(self) -> None:
         """Every message queued so far is out (or failed and was recorded)."""
         if self._sending is not None:

@@ -151,6 +151,15 @@ class Playbook:
     async def analyse(self) -> ContainmentPlan:
         raise NotImplementedError
 
+    def carried(self) -> dict[str, Any]:
+        """Its own values the incident's next run needs (continued as new: `workflows.carry_over`); what belongs
+        to this run only (a future) is left behind by the encoding."""
+        return {k: v for k, v in vars(self).items() if k not in ("incident", "applied")}
+
+    def restore(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+
     def containment_input(self) -> Any:
         """What every step (and its undo) takes: the target and its prior state. Made once per
         containment, so every retry of a step sees the identical input."""

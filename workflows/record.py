@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 from temporalio import workflow
@@ -18,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.evidence import store_raw_finding, write_manifest
     from activities.worker_policy import WorkerPolicy
+    from irflow.models.carry_over import CarriedRecord, finding_key, kept_findings
     from irflow.models.ec2 import InstanceContext
     from irflow.models.evidence import EvidenceObject, MemoryCaptureResult, SnapshotEvidence
     from irflow.models.finding import Finding
@@ -42,8 +44,8 @@ from workflows.activity_options import QUICK, activity_name, execute
 from workflows.policy import incident_severity
 from workflows.saga import Saga
 
-# Delivery ids are remembered to recognise redelivered messages; a storm beyond this is counted as is.
-MAX_REMEMBERED_DELIVERIES = 10_000
+MAX_REMEMBERED_DELIVERIES = 10_000  # to recognise a redelivered message; a storm beyond this is counted as is
+PENDING_RAW = 20  # original records not yet stored, past which a bounded incident keeps only the latest
 
 
 def error_type(error: BaseException) -> str | None:
@@ -88,9 +90,13 @@ class IncidentRecord:
         # What the contained incident guards (irflow.models.guarded), published as IrflowGuarded.
         self.guarded: list[str] = []
         self._raw_pending: dict[str, tuple[str, str]] = {}
-        self._raw_stored: set[str] = set()
+        self._raw_stored: dict[str, None] = {}
+        # Set by `workflows.carry_over` once findings are many: then only the latest are kept whole (and their
+        # original records), the rest counted. Dicts, not sets: the latest are the same on every replay.
+        self.bounded, self.raw_dropped = False, 0
         self._keep_raw(request.finding, request.raw_packed)
-        self._delivery_ids: set[str] = {request.delivery_id}
+        self._delivery_ids: dict[str, None] = {request.delivery_id: None}
+        self._finding_keys: dict[str, None] = {finding_key(request.finding): None}
 
     # --- what a playbook reads ---
 
@@ -198,6 +204,9 @@ class IncidentRecord:
         self._background.append(future)
         return future
 
+    def background_idle(self) -> bool:
+        return all(f.done() for f in self._background)
+
     async def background_done(self) -> None:
         while self._background:
             await self._background.pop(0)
@@ -227,15 +236,22 @@ class IncidentRecord:
         if delivery.delivery_id in self._delivery_ids:
             return False  # the same message delivered again (SQS is at-least-once): already counted
         if len(self._delivery_ids) < MAX_REMEMBERED_DELIVERIES:
-            self._delivery_ids.add(delivery.delivery_id)
+            self._delivery_ids[delivery.delivery_id] = None
         self.state.finding_deliveries += 1
         finding = delivery.finding
         self._keep_raw(finding, delivery.raw_packed)
-        seen = {(f.id, f.updated_at, f.count) for f in self.state.findings_absorbed}
-        if (finding.id, finding.updated_at, finding.count) in seen:
+        if finding_key(finding) in self._finding_keys:
             return False
+        self._finding_keys[finding_key(finding)] = None
         self.state.findings_absorbed.append(finding)
-        self.state.severity = incident_severity(self.state.findings_absorbed)
+        summary = self.state.findings_summary
+        if self.bounded and summary is not None:
+            summary.count(finding)
+            self.state.findings_absorbed = kept_findings(self.state.findings_absorbed)
+            highest = incident_severity(self.state.findings_absorbed)
+            self.state.severity = summary.highest if summary.highest.rank > highest.rank else highest
+        else:
+            self.state.severity = incident_severity(self.state.findings_absorbed)
         self.note(f"finding joined: {finding.type} ({finding.id}, count {finding.count}, {finding.severity})")
         self.publish()
         return True
@@ -243,6 +259,9 @@ class IncidentRecord:
     def _keep_raw(self, finding: Finding, packed: str | None) -> None:
         if packed and finding.raw_sha256 not in self._raw_stored and finding.raw_sha256 not in self._raw_pending:
             self._raw_pending[finding.raw_sha256] = (finding.id, packed)
+            if self.bounded and len(self._raw_pending) > PENDING_RAW:  # a storm's: each up to 512 KB in memory
+                del self._raw_pending[next(iter(self._raw_pending))]
+                self.raw_dropped += 1
 
     async def store_raw_findings(self) -> None:
         """Each distinct original record becomes an exhibit (first at the evidence phase, then at closing)."""
@@ -254,7 +273,7 @@ class IncidentRecord:
         stored = await asyncio.gather(*(self.try_act(store_raw_finding, r, QUICK) for r in requests))
         for request, evidence in zip(requests, stored, strict=True):
             if evidence is not None:
-                self._raw_stored.add(request.raw_sha256)
+                self._raw_stored[request.raw_sha256] = None
                 self.add_evidence(evidence)
 
     async def write_manifest(self) -> None:
@@ -268,6 +287,32 @@ class IncidentRecord:
         manifest = await self.try_act(write_manifest, request, QUICK)
         if manifest:
             self.add_evidence(manifest)
+
+    # --- continuing as new (workflows.carry_over) ---
+
+    def carried(self, raw_bytes: int, remembered: int) -> CarriedRecord:
+        """Its policy, what it guards, the latest deliveries and findings seen, the latest unstored originals."""
+        newest = list(reversed(self._raw_pending.items()))
+        sizes = accumulate(len(packed) for _, (_, packed) in newest)
+        pending = [item for item, size in zip(newest, sizes, strict=True) if size <= raw_bytes][::-1]
+        return CarriedRecord(
+            policy=self._policy.model_dump(mode="json"),
+            guarded=self.guarded,
+            delivery_ids=list(self._delivery_ids)[-remembered:],
+            finding_keys=list(self._finding_keys)[-remembered:],
+            raw_pending={sha: list(kept) for sha, kept in pending},
+            raw_stored=list(self._raw_stored)[-remembered:],
+            raw_dropped=self.raw_dropped + len(self._raw_pending) - len(pending),
+        )
+
+    def restore(self, carried: CarriedRecord) -> None:
+        self._policy = ResponsePolicy.model_validate(carried.policy)  # the one it started under, not reloaded
+        self.guarded = carried.guarded
+        self._delivery_ids.update(dict.fromkeys(carried.delivery_ids))
+        self._finding_keys.update(dict.fromkeys(carried.finding_keys))
+        self._raw_pending.update({sha: (kept[0], kept[1]) for sha, kept in carried.raw_pending.items()})
+        self._raw_stored.update(dict.fromkeys(carried.raw_stored))
+        self.bounded = True
 
     # --- how the incident shows itself ---
 

@@ -208,7 +208,7 @@ def render_incident(state: IncidentState) -> None:
     facts.add_row("finding", Text(f"{state.finding.type} ({state.finding.id})"))
     deliveries = state.finding_deliveries
     facts.add_row(
-        "findings", f"{len(state.findings_absorbed)} distinct, delivered {deliveries} time{'s' * (deliveries != 1)}"
+        "findings", f"{state.absorbed_count()} distinct, delivered {deliveries} time{'s' * (deliveries != 1)}"
     )
     facts.add_row("resource", Text(f"{state.finding.resource.resource_type} {state.resource_id}"))
     facts.add_row("playbook", Text(state.playbook))

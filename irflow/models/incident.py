@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from irflow.models.carry_over import CarriedGuard, CarriedRecord, CarriedUndo, Encoded, FindingsSummary
 from irflow.models.ec2 import InstanceContext
 from irflow.models.evidence import EvidenceObject, MemoryCapture, MemoryCaptureResult, SnapshotEvidence
 from irflow.models.finding import Finding, Severity
@@ -111,6 +112,7 @@ class ResponsePolicy(BaseModel):
         description="IRFLOW_VERIFY_CONTAINMENT_SECONDS: how often a contained incident re-checks its containment "
         "(besides whenever a finding joins it); None: only when a finding joins",
     )
+    history_events_per_run: int = Field(default=4000, description="IRFLOW_HISTORY_EVENTS_PER_RUN")
 
 
 class PolicyRequest(BaseModel):
@@ -154,6 +156,7 @@ class IncidentInput(BaseModel):
     # No policy here: whoever starts a workflow could write one naming themselves the approver. The worker
     # reads its own (activities.worker_policy) when the incident starts; a `policy` in old inputs is ignored.
     received_at: datetime
+    carried: CarriedIncident | None = Field(default=None, description="the previous run's, when continued as new")
 
     def model_post_init(self, context: Any, /) -> None:
         # Inputs written before the router passed `shown_resource_id` show the resource as they always did:
@@ -203,6 +206,7 @@ class PendingDecision(BaseModel):
     deadline: datetime | None = None
     escalated_at: datetime | None = None
     reminders: int = 0
+    next_reminder_at: datetime | None = None
     approvals: list[str] = Field(default_factory=list, description="approvers so far (two-person rule)")
     approvals_required: int = 1
 
@@ -332,6 +336,7 @@ class IncidentState(BaseModel):
     finding: Finding
     findings_absorbed: list[Finding] = Field(default_factory=list)
     finding_deliveries: int = Field(default=1, description="distinct arrivals (queue messages), repeats included")
+    findings_summary: FindingsSummary | None = Field(default=None, description="every finding, counted")
     resource_id: str
     context: InstanceContext | None = None
     resource_context: dict[str, Any] | None = Field(
@@ -366,10 +371,14 @@ class IncidentState(BaseModel):
     recovered_at: datetime | None = None
     closed_at: datetime | None = None
 
+    def absorbed_count(self) -> int:
+        return self.findings_summary.absorbed if self.findings_summary else len(self.findings_absorbed)
+
     def first_observed_at(self) -> datetime:
         """When the activity was first seen: the earliest first sighting over every finding absorbed."""
         findings = self.findings_absorbed or [self.finding]
-        return min(f.observed_at for f in findings)
+        first = self.findings_summary.first_seen if self.findings_summary else None
+        return min([f.observed_at for f in findings] + ([first] if first else []))
 
     def milestones(self) -> dict[str, datetime | None]:
         """The incident's moments, from its own record only (deterministic: the workflow may call this).
@@ -416,6 +425,18 @@ class IncidentState(BaseModel):
             "contained_to_decided_s": since("contained", "decided"),
             "decided_to_recovered_s": since("decided", "recovered"),
         }
+
+
+class CarriedIncident(BaseModel):
+    """What a run hands the next when the incident continues as new (irflow.models.carry_over)."""
+
+    state: IncidentState
+    record: CarriedRecord
+    playbook: dict[str, Encoded] = Field(default_factory=dict)
+    applied: list[tuple[str, Encoded]] = Field(default_factory=list, description="containment steps taken")
+    undos: list[CarriedUndo] = Field(default_factory=list, description="the saga, oldest first")
+    guard: CarriedGuard | None = None
+    used_proofs: list[str] = Field(default_factory=list)
 
 
 class StepResult(BaseModel):
@@ -469,3 +490,6 @@ class RelatedIncident(BaseModel):
     workflow_id: str
     incident_id: str
     joined: bool
+
+
+IncidentInput.model_rebuild()
