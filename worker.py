@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -22,17 +23,26 @@ from workflows.incident import IncidentWorkflow
 from workflows.readiness import ReadinessWorkflow
 
 log = logging.getLogger("irflow.worker")
+# Every workflow the worker runs; tests/workflows/test_incident_replay.py replays a recorded history of each.
+WORKFLOWS = [IncidentWorkflow, ContainmentGovernor, ReadinessWorkflow]
 
 
 def build_worker(
-    client: Client, settings: IrflowSettings, executor: ThreadPoolExecutor, activities=None, debug_mode: bool = False
+    client: Client,
+    settings: IrflowSettings,
+    executor: ThreadPoolExecutor,
+    activities=None,
+    debug_mode: bool = False,
+    drain: timedelta = timedelta(),
 ) -> Worker:
+    """`drain`: after shutdown begins, how long running activities may finish before they are cancelled (and
+    their attempts retried by another worker). In-process test workers keep the SDK's default, none."""
     # The policy is the one thing always bound to this worker's own settings, whatever the activities.
     policy = WorkerPolicy(settings)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[IncidentWorkflow, ContainmentGovernor, ReadinessWorkflow],
+        workflows=WORKFLOWS,
         activities=[
             *(activities if activities is not None else all_activities()),
             policy.load_response_policy,
@@ -40,6 +50,7 @@ def build_worker(
         activity_executor=executor,
         max_concurrent_activities=settings.activity_threads,
         debug_mode=debug_mode,
+        graceful_shutdown_timeout=drain,
     )
 
 
@@ -63,20 +74,26 @@ async def main() -> int:
 async def _run(settings: IrflowSettings) -> int:
     # AWS clients are made while the worker connects and polls, so a first incident does not wait for them
     warming = asyncio.create_task(_warm_aws_clients())
-    client = await connect()
-    stop = asyncio.Event()
+    stop = asyncio.Event()  # set before connecting: a SIGTERM during start-up still ends in an orderly exit 0
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    client = await connect()
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
-        worker = build_worker(client, settings, executor)
+        # A rolling restart's SIGTERM must not fail the activities running here: leaving the block stops polling
+        # at once, lets running activities finish and report for drain_seconds, then cancels what is left (its
+        # attempt is retried elsewhere) and returns once every outcome is reported.
+        worker = build_worker(client, settings, executor, drain=timedelta(seconds=settings.drain_seconds))
         async with worker:
             log.info(
                 "worker ready on task queue %r at %s", settings.task_queue, client.service_client.config.target_host
             )
             await stop.wait()
             warming.cancel()
-            log.info("worker stopping: finishing in-flight tasks")
+            log.info(
+                "worker stopping: no new tasks; running activities have %ss to finish", f"{settings.drain_seconds:g}"
+            )
+    log.info("worker stopped")
     return 0
 
 
