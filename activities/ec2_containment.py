@@ -24,7 +24,14 @@ from activities.aws import (
     tag_pairs,
     typed_aws_errors,
 )
-from activities.ec2_context import DEPARTED_STATES, describe_instance, describe_live_instance, interface_groups
+from activities.ec2_context import (
+    DEPARTED_STATES,
+    PRIOR_TAG,
+    describe_instance,
+    describe_live_instance,
+    interface_groups,
+    prior_record_tags,
+)
 from activities.forensic_egress import ForensicEgress, reconcile, resolve, tolerating
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.incident import StepResult
@@ -237,6 +244,17 @@ def _eni_groups(ec2, eni_id: str) -> list[str]:
     return _groups_of(ec2, [eni_id])[eni_id]
 
 
+def _record_prior_groups(ec2, step: Ec2StepInput, tags: dict[str, str]) -> None:
+    """The interfaces' groups before isolation, on the instance, before any interface moves (a replay's first look
+    reads them back: activities/ec2_context.py, PRIOR_TAG). Written once: a record already there is the older,
+    truer one."""
+    record = prior_record_tags(step.target.incident_id, step.prior.network_interfaces)
+    if any(key.startswith(f"{PRIOR_TAG}{step.target.incident_id}#") for key in tags):
+        return
+    with typed_aws_errors(f"record the prior groups of {step.target.instance_id}"):
+        ec2.create_tags(Resources=[step.target.instance_id], Tags=[{"Key": k, "Value": v} for k, v in record.items()])
+
+
 @aws_activity(
     "ec2:DescribeInstances",
     *ISOLATION_GROUP_ACTIONS,
@@ -253,10 +271,13 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     packet by packet. Hence two steps per ENI: first the allow-all "untrack" group (turning the live
     sessions into untracked flows), then at once the empty quarantine group, which drops them.
     """
-    now = interface_groups(describe_live_instance(step.target))  # every attached interface's groups
+    instance = describe_live_instance(step.target)
+    now = interface_groups(instance)  # every attached interface's groups
     ec2 = client("ec2", step.target.region, step.target.account_id)
-    egress = resolve_egress(ec2, step.prior.vpc_ids)  # once, for every VPC the instance is in
-    groups_by_vpc = _groups_by_vpc(step.target, egress)
+    _, groups_by_vpc = side_by_side(
+        lambda: _record_prior_groups(ec2, step, tag_pairs(instance.get("Tags"))),
+        lambda: _groups_by_vpc(step.target, resolve_egress(ec2, step.prior.vpc_ids)),
+    )
     enis = step.prior.network_interfaces
     heartbeat([eni.network_interface_id for eni in enis])
     detached = [eni.network_interface_id for eni in enis if eni.network_interface_id not in now]
@@ -284,9 +305,15 @@ def isolate_network(step: Ec2StepInput) -> StepResult:
     )
 
 
-@aws_activity("ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces", "ec2:ModifyNetworkInterfaceAttribute")
+@aws_activity(
+    "ec2:DescribeInstances",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:ModifyNetworkInterfaceAttribute",
+    "ec2:DeleteTags",
+)
 def restore_network(step: Ec2StepInput) -> StepResult:
-    describe_live_instance(step.target)
+    """Every interface back in its own groups; then the record of them (`isolate_network`) goes."""
+    instance = describe_live_instance(step.target)
     ec2 = client("ec2", step.target.region, step.target.account_id)
     restored, gone = [], []
     for eni in step.prior.network_interfaces:
@@ -303,6 +330,10 @@ def restore_network(step: Ec2StepInput) -> StepResult:
             if error.type != NOT_FOUND:
                 raise
             gone.append(eni.network_interface_id)  # a secondary ENI deleted meanwhile: nothing to restore
+    record = [k for k in tag_pairs(instance.get("Tags")) if k.startswith(f"{PRIOR_TAG}{step.target.incident_id}#")]
+    if record:
+        with typed_aws_errors(f"remove the record of prior groups from {step.target.instance_id}"):
+            ec2.delete_tags(Resources=[step.target.instance_id], Tags=[{"Key": k} for k in record])
     return StepResult(changed=bool(restored), detail={"restored": restored, "gone": gone})
 
 

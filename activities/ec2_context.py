@@ -30,6 +30,35 @@ def describe_instance(target: Ec2Target) -> dict:
     return instances[0]
 
 
+# The interfaces' groups before isolation, recorded on the instance (by `isolate_network`, before it moves any
+# interface) as tags keyed by the incident: `irflow:prior:<incident id>#<n>`, the chunks of
+# "eni-1=sg-a,sg-b;eni-2=sg-c". The first look runs as a local activity, in the workflow task that isolates: a worker
+# dying after isolation and before that task completed leaves a replay that looks again, at quarantined interfaces,
+# and takes the record instead (issue 16).
+PRIOR_TAG = "irflow:prior:"
+_TAG_VALUE_LIMIT = 256
+
+
+def prior_record_tags(incident_id: str, enis: list[NetworkInterfaceState]) -> dict[str, str]:
+    """The record of `enis`' groups, as the tags that hold it."""
+    text = ";".join(f"{eni.network_interface_id}={','.join(eni.group_ids)}" for eni in enis)
+    chunks = [text[i : i + _TAG_VALUE_LIMIT] for i in range(0, len(text), _TAG_VALUE_LIMIT)] or [""]
+    return {f"{PRIOR_TAG}{incident_id}#{n}": chunk for n, chunk in enumerate(chunks)}
+
+
+def recorded_groups(tags: dict[str, str], incident_id: str) -> dict[str, list[str]] | None:
+    """Each interface's groups as the incident recorded them before isolating; None without a record."""
+    prefix = f"{PRIOR_TAG}{incident_id}#"
+    chunks = sorted(
+        (int(k[len(prefix) :]), v) for k, v in tags.items() if k.startswith(prefix) and k[len(prefix) :].isdigit()
+    )
+    if not chunks:
+        return None
+    text = "".join(value for _, value in chunks)
+    entries = (entry.split("=", 1) for entry in text.split(";") if "=" in entry)
+    return {eni: sorted(g for g in groups.split(",") if g) for eni, groups in entries}
+
+
 # An instance in these states is gone for incident response: nothing left to contain, tag or restore.
 DEPARTED_STATES = ("terminated", "shutting-down")
 
@@ -259,8 +288,18 @@ WHOLE_CONTEXT_ACTIONS = (
 @aws_activity("ec2:DescribeInstances")
 def look_at_instance(target: Ec2Target) -> InstanceContext:
     """Detection & analysis at the speed of the API: one DescribeInstances, enough to decide (state, tags) and
-    to isolate (every interface and its groups, the prior state isolation's undo restores)."""
-    return _still_there(_first_look(target))
+    to isolate (every interface and its groups, the prior state isolation's undo restores). Looking again after
+    this incident isolated the instance, the interfaces' groups are the ones it recorded before isolating."""
+    context = _still_there(_first_look(target))
+    recorded = recorded_groups(context.tags, target.incident_id)
+    own = {k: v for k, v in context.tags.items() if not k.startswith(PRIOR_TAG)}  # bookkeeping, not the instance's
+    if recorded is None:
+        return context.model_copy(update={"tags": own})
+    enis = [
+        eni.model_copy(update={"group_ids": recorded.get(eni.network_interface_id, eni.group_ids)})
+        for eni in context.network_interfaces
+    ]
+    return context.model_copy(update={"tags": own, "network_interfaces": enis})
 
 
 @aws_activity(*WHOLE_CONTEXT_ACTIONS)

@@ -19,6 +19,7 @@ from irflow.models.evidence import EvidenceObject
 from irflow.models.iam import AccessKeyState, IamUserContext, IamUserStepInput, IamUserTarget
 from irflow.models.identifiers import ACCESS_KEY_ID, ACCOUNT_ID, IAM_USER_NAME, REGION
 from irflow.models.incident import StepResult
+from irflow.models.tagging import INCIDENT_TAG, INCIDENT_TAGS
 from irflow.visibility import identity_hash
 
 
@@ -84,7 +85,7 @@ def describe_iam_user_context(target: IamUserTarget) -> IamUserContext:
             if error_code(error) != "NoSuchEntity":
                 raise
             has_login_profile = False
-        return IamUserContext(
+        context = IamUserContext(
             user_name=name,
             user_arn=user["Arn"],
             user_id=user["UserId"],
@@ -99,6 +100,50 @@ def describe_iam_user_context(target: IamUserTarget) -> IamUserContext:
             ),
             inline_policies=sorted(iam.list_user_policies(UserName=name)["PolicyNames"]),
             captured_at=datetime.now(UTC),
+        )
+        return _recorded(target.incident_id, context)
+
+
+# What containment changes on the user (each key's status, irflow's two tags), recorded on the user by the step that
+# deactivates the key, before it does: the first look runs as a local activity, in the workflow task that contains,
+# and a worker dying after a change and before that task completed leaves a replay that looks again, at the
+# contained user, and takes the record instead (issue 16). An IAM tag value allows no comma: "AKIA…=Active …".
+PRIOR_TAG = "irflow:prior:"
+
+
+def _record_key(incident_id: str) -> str:
+    return f"{PRIOR_TAG}{incident_id}"[:128]
+
+
+def _recorded(incident_id: str, context: IamUserContext) -> IamUserContext:
+    """The context as the incident recorded it before containing (else as read), without irflow's bookkeeping. With
+    no record yet, irflow's own tags carrying this very incident were written by it: they were not there before."""
+    own = {k: v for k, v in context.tags.items() if not k.startswith(PRIOR_TAG)}
+    record = context.tags.get(_record_key(incident_id))
+    if record is None:
+        if own.get(INCIDENT_TAG) == incident_id:
+            own = {k: v for k, v in own.items() if k not in INCIDENT_TAGS}
+        return context.model_copy(update={"tags": own})
+    recorded = dict(entry.split("=", 1) for entry in record.split() if "=" in entry)
+    keys = [k.model_copy(update={"status": recorded.get(k.access_key_id, k.status)}) for k in context.access_keys]
+    tags = {k: v for k, v in own.items() if k not in INCIDENT_TAGS} | {
+        t: recorded[t] for t in INCIDENT_TAGS if t in recorded
+    }
+    return context.model_copy(update={"tags": tags, "access_keys": keys, "prior_recorded": True})
+
+
+def _record_prior_state(step: IamUserStepInput) -> None:
+    """Before the first change to the user: the prior state, unless the look read it from a record already (the
+    older, truer one). Written again by a retry, it says the same."""
+    iam, prior = _iam(step.target), step.prior
+    if prior.prior_recorded:
+        return
+    entries = [f"{k.access_key_id}={k.status}" for k in prior.access_keys]
+    entries += [f"{tag}={prior.tags[tag]}" for tag in INCIDENT_TAGS if tag in prior.tags]
+    with typed_aws_errors(f"record the prior state of {prior.user_name}"):
+        iam.tag_user(
+            UserName=prior.user_name,
+            Tags=[{"Key": _record_key(step.target.incident_id), "Value": " ".join(entries)[:256]}],
         )
 
 
@@ -120,16 +165,25 @@ def _key_status(step: IamUserStepInput, wanted: str) -> StepResult:
     return StepResult(changed=True, detail={"access_key_id": key_id, "status": wanted})
 
 
-@aws_activity("iam:ListAccessKeys", "iam:UpdateAccessKey")
+@aws_activity("iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:TagUser")
 def deactivate_access_key(step: IamUserStepInput) -> StepResult:
-    """The exposed key stops working at once; it is kept (not deleted) until an analyst approves."""
+    """The exposed key stops working at once; it is kept (not deleted) until an analyst approves. The key's status
+    before is recorded on the user first (`_record_prior_state`)."""
+    if step.target.access_key_id and step.prior.key(step.target.access_key_id) is not None:
+        _record_prior_state(step)
     return _key_status(step, "Inactive")
 
 
-@aws_activity("iam:ListAccessKeys", "iam:UpdateAccessKey")
+@aws_activity("iam:ListAccessKeys", "iam:UpdateAccessKey", "iam:UntagUser")
 def restore_access_key_status(step: IamUserStepInput) -> StepResult:
+    """The key's status back; then the record of it (`describe_iam_user_context`) goes."""
     prior = step.prior.key(step.target.access_key_id)
-    return _key_status(step, prior.status if prior else "Active")
+    result = _key_status(step, prior.status if prior else "Active")
+    with typed_aws_errors(f"remove the prior-state record from {step.prior.user_name}"):
+        _iam(step.target).untag_user(
+            UserName=step.prior.user_name, TagKeys=[f"{PRIOR_TAG}{step.target.incident_id}"[:128]]
+        )
+    return result
 
 
 @aws_activity("iam:GetUserPolicy", "iam:PutUserPolicy")

@@ -29,7 +29,14 @@ def retry(attempts: int, max_interval_s: int) -> RetryPolicy:
 # Containment retries briefly and then fails over to compensation; undos retry for much longer,
 # because an undo that gives up leaves a resource half-restored.
 QUICK = {"start_to_close_timeout": timedelta(seconds=60), "retry_policy": retry(6, 10)}
-UNDO = {"start_to_close_timeout": timedelta(seconds=120), "retry_policy": retry(25, 60)}
+# An undo heartbeats while it waits (every poll, at most 10 s apart): a worker that dies mid-undo is noticed
+# after the heartbeat timeout and the undo retried elsewhere, not after the whole start-to-close timeout with
+# the resource half-restored meanwhile.
+UNDO = {
+    "start_to_close_timeout": timedelta(seconds=120),
+    "heartbeat_timeout": timedelta(seconds=30),
+    "retry_policy": retry(25, 60),
+}
 SLOW = {
     "start_to_close_timeout": timedelta(minutes=30),
     "heartbeat_timeout": timedelta(seconds=90),
@@ -46,6 +53,20 @@ INTERACTIVE = {"start_to_close_timeout": timedelta(seconds=15), "retry_policy": 
 # marker in history like any activity's; a worker that dies mid-call leaves the workflow task to be retried,
 # and the call runs again (every step is idempotent). Retries as QUICK does.
 LOCAL = {**QUICK, "local": True}
+
+# A local activity's result reaches history only when its workflow task completes. Analysis run locally in the same
+# task as containment leaves a worker that dies (or a task that times out) after a change and before the task
+# completed to a replay that reads the resource again, finds it contained, and keeps that as the prior state every
+# undo restores: a rejected incident would "restore" the quarantine (issue 16). What the first, fastest steps need
+# is recorded on the resource before they act (isolation: activities/ec2_containment.py; the key:
+# activities/iam_user.py); the rest of a prior state, too large for tags, is read through the server, its result in
+# history before the steps that change it act. Incidents that read it locally on an older worker replay as they ran.
+PRIOR_STATE_SETTLED = "issue-16-prior-state-settled"
+
+
+def analysis_options() -> dict[str, Any]:
+    """How to run an activity that reads the prior state some containment step will change."""
+    return QUICK if workflow.patched(PRIOR_STATE_SETTLED) else LOCAL
 
 
 async def execute(activity: Callable[..., Any], argument: Any, options: dict[str, Any]) -> Any:

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from irflow.models.evidence import EvidenceObject, MemoryCapture, MemoryCaptureResult, SnapshotEvidence
     from irflow.models.incident import Eradication
 
-from workflows.activity_options import LOCAL, QUICK, SLOW
+from workflows.activity_options import LOCAL, QUICK, SLOW, analysis_options
 from workflows.playbook import TAG_STEP, ContainmentPlan, ContainmentStep, IncidentContext, Playbook
 from workflows.policy import plan_ec2_containment
 
@@ -119,11 +119,13 @@ class Ec2Playbook(Playbook):
         return plan
 
     async def enrich(self) -> None:
-        """The rest of the prior state (Auto Scaling, target groups, profile, attributes, volumes' details)."""
+        """The rest of the prior state (Auto Scaling, target groups, profile, attributes, volumes' details), in
+        history before the steps that change it take it (`analysis_options`). Isolation does not wait for it: its
+        own prior state, from the first look, is recorded on the instance before it acts (`isolate_network`)."""
         if self.context is None or self.context.enriched:
             return
         step = Ec2StepInput(target=self.target, prior=self.context)
-        self.context = await self.incident.act(enrich_instance_context, step, LOCAL)
+        self.context = await self.incident.act(enrich_instance_context, step, analysis_options())
         self.incident.keep_context(self.context)
 
     async def contain(self) -> None:

@@ -44,6 +44,9 @@ class IamUserContext(BaseModel):
     groups: list[str] = Field(default_factory=list)
     attached_policies: list[str] = Field(default_factory=list)
     inline_policies: list[str] = Field(default_factory=list)
+    prior_recorded: bool = Field(
+        default=False, description="read back from the record containment wrote before acting (a replay's look)"
+    )
     captured_at: datetime
 
     def key(self, access_key_id: str | None) -> AccessKeyState | None:

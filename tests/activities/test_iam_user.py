@@ -201,7 +201,10 @@ def test_all_steps_then_all_undos_in_reverse_restore_the_user_exactly(workload):
     assert all(act(c, step).changed for c in IAM_USER_CONTAINMENT_STEPS)
     contained = observed_user(workload)
     assert contained["keys"] == {workload.access_key_id: "Inactive", workload.other_access_key_id: "Active"}
-    assert contained["tags"] == {"team": "platform", **OURS}
+    # and, while contained, the keys' statuses from before (the prior-state record: test_iam_user_prior_state.py)
+    keys = sorted((workload.access_key_id, workload.other_access_key_id))
+    record = {f"irflow:prior:{INCIDENT_ID}": " ".join(f"{key}=Active" for key in keys)}
+    assert contained["tags"] == {"team": "platform", **OURS, **record}
     assert sorted(contained["inline_policies"]) == sorted(["deploy-artifacts", POLICY])
     assert contained["login_profile"] is True, "containment keeps the password: deleting it waits for approval"
     assert (contained["groups"], contained["attached_policies"], contained["mfa"]) == (
