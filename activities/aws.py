@@ -13,7 +13,13 @@ from typing import Any, Protocol, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError, ParamValidationError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    HTTPClientError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -56,11 +62,46 @@ WARM_SERVICES = (
 )
 
 
+def _the_session() -> boto3.session.Session:
+    if not _session:
+        _session.append(boto3.session.Session())
+    return _session[0]
+
+
+def process_session() -> boto3.session.Session:
+    """The session every client is made from: a handler registered on its `events` before a client is made sees
+    every call that client makes (clients copy the session's handlers when they are made)."""
+    with _making_lock:
+        return _the_session()
+
+
 def _make(service: str, region: str | None, credentials: dict[str, str] | None = None) -> Any:
     with _making_lock:
-        if not _session:
-            _session.append(boto3.session.Session())
-        return _session[0].client(service, region_name=region, config=_BOTO_CONFIG, **(credentials or {}))
+        made = _the_session().client(service, region_name=region, config=_BOTO_CONFIG, **(credentials or {}))
+    service_event = made.meta.service_model.service_id.hyphenize()
+    made.meta.events.register_first(f"needs-retry.{service_event}", _no_blind_repeat)
+    return made
+
+
+def _no_blind_repeat(operation: Any = None, caught_exception: BaseException | None = None, **_: Any) -> None:
+    """A create whose answer was lost (the request went out, then it timed out or the connection closed) may well
+    have happened: botocore would send it again at once and make a second snapshot or group. Such a call is not
+    repeated here; the activity's own retry looks first (by the incident's tag) and acts only when it finds nothing.
+    A call AWS deduplicates itself (an idempotency token) is repeated as usual."""
+    if not isinstance(caught_exception, (ReadTimeoutError, ConnectionClosedError)) or operation is None:
+        return
+    if not operation.name.startswith(_NOT_REPEATABLE_PREFIXES) or "Tag" in operation.name:
+        return
+    members = operation.input_shape.members.values() if operation.input_shape is not None else ()
+    if any(member.metadata.get("idempotencyToken") for member in members):
+        return
+    raise caught_exception
+
+
+# Calls that make something new each time they are sent (a second CreateSnapshot is a second snapshot), but for
+# tagging (CreateTags sets tags); the rest set a state (put, modify, delete), where the same request twice ends the
+# same.
+_NOT_REPEATABLE_PREFIXES = ("Create", "Copy", "Run", "Allocate")
 
 
 def own_identity() -> dict[str, str]:
@@ -292,7 +333,9 @@ def typed_aws_errors(doing: str) -> Iterator[None]:
         if code in _NOT_FOUND_CODES:
             raise ApplicationError(text, type=NOT_FOUND, non_retryable=True) from error
         if code in ACCESS_CODES:
-            raise ApplicationError(text, type=ACCESS_DENIED, non_retryable=True) from error
+            # Which call was refused: what a responder grants (EC2's message does not say it).
+            refused = f"{doing}: {error.operation_name} refused: {code}: {error_message(error) or error}"
+            raise ApplicationError(refused, type=ACCESS_DENIED, non_retryable=True) from error
         if code in _INVALID_CODES:
             raise ApplicationError(text, type=INVALID_REQUEST, non_retryable=True) from error
         raise

@@ -17,7 +17,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.governor import reserve_automatic_containment
     from activities.report import write_report
-    from irflow.models.errors import NOT_FOUND
+    from irflow.models.errors import ACCESS_DENIED, NOT_FOUND
     from irflow.models.governor import ReservationRequest
     from irflow.models.identifiers import incident_id_refusal
     from irflow.models.incident import (
@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 from workflows.activity_options import LOCAL, QUICK, UNDO, activity_name
+from workflows.carry_over import CarryOver
 from workflows.closing import SourceFindings
 from workflows.decisions import DecisionDesk, DecisionDoors
 from workflows.ec2_playbook import Ec2Playbook
@@ -55,6 +56,8 @@ NOTIFY_CONTAINED = "issue-15-notify-contained"  # Security Hub: NOTIFIED once co
 CLOSE_THE_LOOP = "issue-15-close-the-loop"  # GuardDuty and Security Hub told the verdict, before the report
 BEFORE_REPORT = "issue-15-before-report"  # the playbook's last look (an attack sequence reads its children)
 JOINED_FINDING = "issue-15-joined-finding"  # the playbook told of a new finding (a sequence's new resources)
+UNDO_FAILURES = "issue-16-undo-failures"  # an undo that failed is escalated and named in the outcome
+# And "issue-16-continue-as-new" (workflows.carry_over): a new run, the state carried, while it waits for a decision.
 
 PLAYBOOKS: dict[str, type[Playbook]] = {
     p.name: p
@@ -82,6 +85,14 @@ class IncidentWorkflow(DecisionDoors):
         self.desk = DecisionDesk(self.record, self.notifier, self.enter)
         self.guard = ContainmentGuard(self.record, self.notifier)
         self.source_findings = SourceFindings(self.record)
+        self.not_undone = ""  # the undos that failed, named: said in the outcome
+        self.desk.carry = self.carry = CarryOver(
+            request, self.record, self.desk, self.guard, self.notifier, self.source_findings
+        )
+        if request.carried is not None:  # continued as new: restored before the new run's first signal
+            self.playbook = self.carry.playbook = PLAYBOOKS[request.playbook](self.record)
+            self.carry.restore(request.carried, self.playbook)
+            self.state = self.record.state
 
     @workflow.query
     def current_state(self) -> IncidentState:
@@ -93,6 +104,7 @@ class IncidentWorkflow(DecisionDoors):
         contained incident check its containment at once (a redelivery or a repeat tells nothing new)."""
         self.source_findings.keep(delivery.finding, delivery.raw_packed, delivery.delivery_id)
         if self.record.absorb(delivery):
+            self.carry.bound_findings()
             self.guard.finding_joined(delivery.finding)
             playbook = getattr(self, "playbook", None)  # None before the run begins: its analysis sees every finding
             if playbook is not None and workflow.patched(JOINED_FINDING):
@@ -102,11 +114,27 @@ class IncidentWorkflow(DecisionDoors):
 
     @workflow.run
     async def run(self, request: IncidentInput) -> IncidentState:
-        playbook = self.playbook = PLAYBOOKS[request.playbook](self.record)
+        if request.carried is not None:
+            self.record.note(f"continued as new (run {self.state.findings_summary.runs})")
+            self.record.publish()
+            return await self._resumed(self.playbook, request.carried.state.pending_decision.kind)
+        playbook = self.playbook = self.carry.playbook = PLAYBOOKS[request.playbook](self.record)
         self.record.note(f"incident opened: {request.finding.type} on {self.state.resource_id}")
         self.record.publish()
+        return await self._cancellable(self._lifecycle(playbook))
+
+    async def _resumed(self, playbook: Playbook, stage: str) -> IncidentState:
+        """Where the run before this one continued as new: waiting for the decision it asked for."""
+        if stage == "triage":
+            return await self._cancellable(self._triage_decision())
+        if stage == "containment":
+            return await self._cancellable(self._contain_if_approved(playbook, None))
+        self.guard.start(playbook)
+        return await self._cancellable(self._decide(playbook))
+
+    async def _cancellable(self, lifecycle) -> IncidentState:
         try:
-            return await self._lifecycle(playbook)
+            return await lifecycle
         except asyncio.CancelledError:
             # A cancel is not a verdict: containment stays in place; only an analyst's reject undoes it.
             self.record.note("incident cancelled by request; containment (if any) left in place")
@@ -131,8 +159,11 @@ class IncidentWorkflow(DecisionDoors):
         self.record.publish()
         if not playbook.contains:
             return await self._triage(playbook)
+        return await self._contain_if_approved(playbook, plan)
 
-        if plan.requires_approval:
+    async def _contain_if_approved(self, playbook: Playbook, plan: ContainmentPlan | None) -> IncidentState:
+        """Containment, asked first when the plan says so (no plan: the question was asked by the run before)."""
+        if plan is None or plan.requires_approval:
             decision = await self.desk.ask("containment", f"Contain {self.state.resource_id}?", plan)
             if decision.kind == DecisionKind.REJECT:
                 return await self._finish(Status.ROLLED_BACK, f"rejected before containment by {decision.by}")
@@ -141,11 +172,12 @@ class IncidentWorkflow(DecisionDoors):
         try:
             await playbook.contain()
         except ActivityError as error:
-            vanished = error_type(error) == NOT_FOUND
+            # The resource vanished, or AWS refused a call (a permission to grant): nobody chose this rollback.
+            failed = error_type(error) in (NOT_FOUND, ACCESS_DENIED)
             reason = f"containment failed: {error_text(error)}"
             await self._compensate(reason)
             self.notifier.notify("escalation", f"irflow: containment FAILED for {self.state.resource_id}", reason)
-            return await self._finish(Status.FAILED if vanished else Status.ROLLED_BACK, reason, fail=True)
+            return await self._finish(Status.FAILED if failed else Status.ROLLED_BACK, reason, fail=True)
         self.state.contained_at = workflow.now()
         self.record.note("contained")
         self.guard.start(playbook)  # verified from now on, not assumed
@@ -155,7 +187,10 @@ class IncidentWorkflow(DecisionDoors):
         self.enter(Phase.EVIDENCE, "containment complete; collecting evidence")
         await asyncio.gather(playbook.collect_evidence(), self.record.store_raw_findings())
         await self.record.write_manifest()
+        return await self._decide(playbook)
 
+    async def _decide(self, playbook: Playbook) -> IncidentState:
+        """Contained and guarded: the analyst's verdict, and what follows from it."""
         decision = await self.desk.ask(
             "eradication",
             f"{self.state.resource_id} is contained. Approve eradication, reject as a false positive, or "
@@ -219,6 +254,9 @@ class IncidentWorkflow(DecisionDoors):
         self.enter(Phase.EVIDENCE, "triage only: collecting evidence, nothing is changed")
         await asyncio.gather(playbook.collect_evidence(), self.record.store_raw_findings())
         await self.record.write_manifest()
+        return await self._triage_decision()
+
+    async def _triage_decision(self) -> IncidentState:
         decision = await self.desk.ask(
             "triage",
             f"irflow does not contain {self.state.finding.resource.resource_type} {self.state.resource_id} "
@@ -242,7 +280,13 @@ class IncidentWorkflow(DecisionDoors):
     async def _compensate(self, reason: str) -> None:
         await self.guard.stop()
         self.record.note(f"compensating ({len(self.record.saga)} undo(s)): {reason}")
+        done = len(self.state.compensations)
         await self.record.saga.compensate(self._run_undo)
+        failed = [c for c in self.state.compensations[done:] if c.status == ActionStatus.UNDO_FAILED]
+        if failed and workflow.patched(UNDO_FAILURES):  # what is left in place needs a person
+            self.not_undone = "; ".join(f"{c.name} (undoes {c.result['undoes']}): {c.error}" for c in failed)
+            subject = f"irflow: undo FAILED for {self.state.resource_id}"
+            self.notifier.notify("escalation", subject, f"{reason}; not undone: {self.not_undone}")
         self.record.publish()
 
     async def _run_undo(self, undo: Undo) -> None:
@@ -268,7 +312,8 @@ class IncidentWorkflow(DecisionDoors):
     async def _finish(self, status: Status, reason: str | None, fail: bool = False) -> IncidentState:
         await self.guard.stop()  # a finished incident guards nothing
         self.state.status = status
-        self.state.failure_reason = reason
+        left = f"not undone: {self.not_undone}" if self.not_undone else None
+        self.state.failure_reason = "; ".join(r for r in (reason, left) if r) or None
         self.state.pending_decision = None
         # Closed when the outcome is settled, so the report stored under Object Lock carries the time too.
         self.state.closed_at = workflow.now()

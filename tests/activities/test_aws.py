@@ -10,6 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
     ParamValidationError,
@@ -18,8 +20,10 @@ from botocore.exceptions import (
 from temporalio.exceptions import ApplicationError
 
 from activities import aws
+from activities import aws as aws_module
 from irflow.models import errors
 from tests.support import REPO
+from tests.workflows.faults import AwsFaults
 
 
 def test_every_service_an_incident_calls_is_warmed_at_worker_start():
@@ -92,7 +96,8 @@ def test_aws_errors_retrying_cannot_fix_are_typed_and_not_retried(code, failure)
     with pytest.raises(ApplicationError) as raised, aws.typed_aws_errors("isolate i-0a"):
         raise _client_error(code)
     assert raised.value.type == failure and raised.value.non_retryable
-    assert raised.value.message == f"isolate i-0a: {code}: {code} said AWS"
+    refused = "SomeOperation refused: " if failure == errors.ACCESS_DENIED else ""  # the call to grant, by name
+    assert raised.value.message == f"isolate i-0a: {refused}{code}: {code} said AWS"
     assert failure in errors.NON_RETRYABLE_TYPES
 
 
@@ -153,3 +158,55 @@ def test_a_fresh_member_session_is_made_with_the_workers_retries_and_timeouts():
         assert configured.retries == {"mode": "standard", "total_max_attempts": 4}  # 3 retries
     caller = boto3.client("sts", region_name="us-east-1", **keys).get_caller_identity()
     assert caller["Arn"] == "arn:aws:sts::111122223333:assumed-role/irflow-responder/irflow-readiness"
+
+
+# --- botocore's own retries: what may be sent twice, and what may not ---
+
+
+def _vpc() -> str:
+    return boto3.client("ec2", region_name="us-east-1").create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+
+
+def test_a_create_whose_answer_was_lost_is_not_sent_again(aws):  # noqa: F811 (the fixture, not the module)
+    """The request reached AWS and the answer was lost: sent again, CreateSecurityGroup would answer Duplicate and
+    CreateSnapshot make a second snapshot. The activity's own retry looks first (by tag) instead."""
+    vpc = _vpc()
+    faults = AwsFaults(rate=0).install()
+    faults.lose_answers("ec2", "CreateSecurityGroup")
+    with pytest.raises(ReadTimeoutError):
+        aws_module.client("ec2", "us-east-1").create_security_group(GroupName="g", Description="d", VpcId=vpc)
+    made = boto3.client("ec2", region_name="us-east-1").describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": ["g"]}]
+    )["SecurityGroups"]
+    assert len(made) == 1 and faults.count(kind="lost answer") == 1
+
+
+def test_a_call_that_sets_a_state_is_sent_again_when_its_answer_was_lost(aws):  # noqa: F811
+    vpc = _vpc()
+    faults = AwsFaults(rate=0).install()
+    faults.lose_answers("ec2", "CreateTags")  # tags set to the same values twice end the same
+    faults.lose_answers("ec2", "DescribeVpcs")
+    ec2 = aws_module.client("ec2", "us-east-1")
+    ec2.create_tags(Resources=[vpc], Tags=[{"Key": "k", "Value": "v"}])
+    assert ec2.describe_vpcs(VpcIds=[vpc])["Vpcs"][0]["Tags"] == [{"Key": "k", "Value": "v"}]
+    assert faults.count(kind="lost answer") == 2
+
+
+def test_a_create_aws_deduplicates_by_its_token_is_sent_again():
+    model = boto3.session.Session().client("ec2", region_name="us-east-1").meta.service_model
+    lost = ReadTimeoutError(endpoint_url="https://ec2.us-east-1.amazonaws.com")
+    assert aws_module._no_blind_repeat(operation=model.operation_model("RunInstances"), caught_exception=lost) is None
+    with pytest.raises(ReadTimeoutError):
+        aws_module._no_blind_repeat(operation=model.operation_model("CreateSnapshot"), caught_exception=lost)
+    closed = ConnectionClosedError(endpoint_url="https://ec2.us-east-1.amazonaws.com")  # sent, then cut off
+    with pytest.raises(ConnectionClosedError):
+        aws_module._no_blind_repeat(operation=model.operation_model("CreateSecurityGroup"), caught_exception=closed)
+    refused = ConnectTimeoutError(endpoint_url="https://ec2.us-east-1.amazonaws.com")  # never sent
+    assert (
+        aws_module._no_blind_repeat(operation=model.operation_model("CreateSnapshot"), caught_exception=refused) is None
+    )
+    throttled = _answered("RequestLimitExceeded", 503)  # never reached AWS: botocore retries it as it would
+    assert (
+        aws_module._no_blind_repeat(operation=model.operation_model("CreateSnapshot"), caught_exception=throttled)
+        is None
+    )
