@@ -5,8 +5,10 @@ itself: the Temporal dev server for `temporal` (the image's own `server start-de
 service's command with its environment, in `depends_on` order, one-shot services to completion and the
 rest as long-running processes (as many as `deploy.replicas` says). Only what a container network
 provides is translated: service host names become 127.0.0.1 on free ports, and named volumes become
-folders. Nothing of the test's own environment reaches the processes (no AWS_*, TEMPORAL_*, IRFLOW_*, OTEL_*),
-so the compose file alone must wire them. The sample finding `seed` publishes must end contained,
+folders; `${VARIABLE:-default}` takes its default, as compose does with the variable unset. Services of a
+profile (`production`) are not started: `docker compose up` starts only those without one. Nothing of the
+test's own environment reaches the processes (no AWS_*, TEMPORAL_*, IRFLOW_*, OTEL_*), so the compose file
+alone must wire them. The sample finding `seed` publishes must end contained,
 and `jaeger` (stood in for by an OTLP/HTTP receiver) must get one trace from the listener's hand-over
 of that finding to the worker's containment steps.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -34,6 +37,21 @@ from irflow.temporal_client import connect
 from tests.support import REPO
 
 pytestmark = pytest.mark.e2e
+
+
+def _default_services(compose: dict) -> dict:
+    """What `docker compose up` starts: the services without a profile, without their optional dependencies
+    on profile services (`required: false`)."""
+    services = {name: dict(service) for name, service in compose["services"].items() if not service.get("profiles")}
+    for service in services.values():
+        if "depends_on" in service:
+            service["depends_on"] = {d: how for d, how in service["depends_on"].items() if d in services}
+    return services
+
+
+def _interpolate(value: str) -> str:
+    """`${NAME:-default}` as compose reads it with NAME unset: this test sets no compose variables."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
 
 
 def _order(services: dict) -> list[str]:
@@ -69,6 +87,7 @@ class _Translate:
         self.volumes_root = volumes_root
 
     def text(self, value: str, mounts: dict[str, Path]) -> str:
+        value = _interpolate(value)
         for service, (inside, here) in self.ports.items():
             value = value.replace(f"{service}:{inside}", f"127.0.0.1:{here}")
         for container_path, folder in mounts.items():
@@ -157,7 +176,7 @@ async def _awaiting_decision(
 
 
 async def test_the_compose_services_run_as_processes_contain_the_sample_finding(tmp_path):
-    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    services = _default_services(yaml.safe_load((REPO / "docker-compose.yml").read_text()))
     temporal = services["temporal"]
     assert temporal["image"].startswith("temporalio/temporal") and "start-dev" in temporal["command"]
     assert {"worker", "listener", "seed", "setup", "aws"} <= set(services)
@@ -228,9 +247,18 @@ async def test_the_compose_services_run_as_processes_contain_the_sample_finding(
     finally:
         group.stop()  # SIGTERM: the worker and the listener export their last spans as they stop
         otlp.shutdown()
-    listener_log = (tmp_path / "logs" / "listener-0.log").read_text()
-    assert started["listener"][0].returncode == 0, listener_log[-2000:]
-    assert '"started": 1' in listener_log, "the listener started the incident"
+    assert len(started["listener"]) >= 2, "two listeners share the queue"
+    # and their detection state: the seed names the DynamoDB table in the settings both read
+    written = (tmp_path / "volumes" / "config" / "irflow.env").read_text()
+    [table] = [line.split("=", 1)[1].strip("'") for line in written.splitlines() if "IRFLOW_STATE_TABLE=" in line]
+    incidents_started = 0
+    for n, process in enumerate(started["listener"]):
+        listener_log = (tmp_path / "logs" / f"listener-{n}.log").read_text()
+        assert process.returncode == 0, listener_log[-2000:]
+        assert table and table in listener_log, f"listener-{n} does not use the shared state table {table}"
+        stats = [json.loads(line) for line in listener_log.splitlines() if line.startswith('{"listener_stats"')]
+        incidents_started += stats[-1]["listener_stats"]["started"]
+    assert incidents_started == 1, "one of the listeners started the incident, and only one"
 
     # one trace: the listener's hand-over of the finding, then the worker's workflow and activities (an SQS
     # repeat delivery would be a second hand-over, one that joined: its trace has no workflow run)

@@ -167,11 +167,12 @@ async def test_findings_sent_while_temporal_is_down_all_become_incidents_once_it
     client = await connect(address=address)
     await ensure_search_attributes(client)
     listener = _listener(stack, intake.queue_url, f"listener-outage-{intake.stack_name}", temporal_address=address)
+    log_file = stack.group.log_dir / f"listener-outage-{intake.stack_name}.log"
     try:
         temporal.stop()  # Temporal goes away; the listener keeps running
         instances = _instance_ids(50)
         publish_findings([sample_finding(i, finding_id=f"{n:032x}") for n, i in enumerate(instances)])
-        await asyncio.sleep(8)  # the listener meets the outage and holds what it received
+        await _eventually(lambda: _async("Temporal unreachable" in log_file.read_text()))  # it met the outage
         assert _queue_depth(intake.dead_letter_queue_url) == 0
         start_temporal(temporal, port, free_port(), tmp_path / "temporal.db")
         client = await connect(address=address)
@@ -185,9 +186,38 @@ async def test_findings_sent_while_temporal_is_down_all_become_incidents_once_it
         if listener.poll() is None:
             listener.kill()
         temporal.stop()
-    log = (stack.group.log_dir / f"listener-outage-{intake.stack_name}.log").read_text()
+    log = log_file.read_text()
     assert log.count("Temporal unreachable") == 1, "one line per outage, not one per message"
     assert "Temporal reachable again" in log
+
+
+async def test_a_listener_stopped_while_temporal_is_down_exits_0_and_deletes_no_finding(stack, intake):
+    """SIGTERM (a rolling restart) while the listener holds findings it could not hand to Temporal: it exits 0,
+    every message stays on the queue, none is dead-lettered, and the next listener makes each an incident."""
+    client = await connect(address=stack.temporal_address)
+    await ensure_search_attributes(client)
+    instances = _instance_ids(130)[120:]  # 10 resources not used by other tests
+    publish_findings([sample_finding(i, finding_id=uuid.uuid4().hex) for i in instances])
+    name = f"listener-stopped-{intake.stack_name}"
+    first = _listener(stack, intake.queue_url, name, temporal_address=f"127.0.0.1:{free_port()}")  # no Temporal
+    try:
+        await _eventually(lambda: _async("Temporal unreachable" in (stack.group.log_dir / f"{name}.log").read_text()))
+        assert _stop(first) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert _queue_depth(intake.queue_url) == len(instances), "a message left the queue before Temporal had it"
+    assert _queue_depth(intake.dead_letter_queue_url) == 0
+    second = _listener(stack, intake.queue_url, f"listener-after-stop-{intake.stack_name}")
+    try:
+        keys = {f"ec2-123456789012-us-east-1-{i}" for i in instances}
+        runs = await _eventually(lambda: _found_runs(client, keys), timeout=120)
+        assert all(count == 1 for count in runs.values())
+        await _eventually(lambda: _async(_queue_depth(intake.queue_url) == 0))
+        assert _stop(second) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
 
 
 async def _found_runs(client, keys: set[str]) -> dict[str, int] | None:
