@@ -77,3 +77,20 @@ async def process_stack() -> AsyncIterator[ProcessStack]:
             yield ProcessStack(group, address, client)
         finally:
             group.stop()
+
+
+def start_irflow_processes(
+    stack: ProcessStack, workload_environment: dict[str, str], queue_url: str, workers: int, listeners: int
+) -> None:
+    """`ProcessStack.start_irflow` with several workers and listeners (each its own process) sharing the queue."""
+    env = {
+        **workload_environment,
+        "TEMPORAL_ADDRESS": stack.temporal_address,
+        "IRFLOW_QUEUE_URLS": queue_url,
+        "IRFLOW_MAX_AUTO_CONTAINMENTS_PER_HOUR": "100000",
+        "IRFLOW_MAX_AUTO_CONTAINMENTS_FLEET_PER_HOUR": "100000",
+    }
+    for n in range(workers):
+        stack.group.start(f"worker-{n}", [sys.executable, "worker.py"], env=env)
+    for n in range(listeners):
+        stack.group.start(f"listener-{n}", [sys.executable, "starter.py"], env=env)
