@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install browser test run lint format bench policy clean
+.PHONY: install browser test run lint format bench policy mutation clean
 
 install: $(STAMP)
 
@@ -44,6 +44,16 @@ policy: install
 	$(BIN)/irflow policy > infra/worker-policy.json
 	$(BIN)/irflow policy --member-template > infra/member-role.json
 	$(BIN)/python -m activities.memory_document > infra/ssm-capture-memory.json
+
+# Mutation testing of containment, undo and the decision policy against the fast tests ([tool.mutmut] in pyproject.toml,
+# figures in bench/MUTATION.md): not part of CI. Niced and two children at most, so the machine stays usable; results
+# are cached in mutants/ per function, so a second run tests only what changed. Bytecode kept apart: mutants/ starts as
+# a copy of the sources with their __pycache__, compiled from (and naming) the originals.
+mutation: install
+	PYTHONPYCACHEPREFIX=$(CURDIR)/mutants/.pycache nice -n 19 $(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut export-cicd-stats
+	@cat mutants/mutmut-cicd-stats.json; echo
+	$(BIN)/mutmut results
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .ruff_cache *.egg-info

@@ -68,10 +68,14 @@ def reattach_to_auto_scaling(step: Ec2StepInput) -> StepResult:
         if group["MinSize"] != prior.min_size:
             autoscaling.update_auto_scaling_group(AutoScalingGroupName=prior.group_name, MinSize=prior.min_size)
             changed.append("min_size")
-        if prior.protected_from_scale_in:
+        # Re-attaching gives the instance the group's "protect new instances" setting, which may differ from
+        # the instance's own before the incident: put back exactly what it had.
+        now = auto_scaling_membership(step.target)
+        if now is not None and now.protected_from_scale_in != prior.protected_from_scale_in:
             autoscaling.set_instance_protection(
                 InstanceIds=[step.target.instance_id],
                 AutoScalingGroupName=prior.group_name,
-                ProtectedFromScaleIn=True,
+                ProtectedFromScaleIn=prior.protected_from_scale_in,
             )
+            changed.append("protection")
     return StepResult(changed=bool(changed), detail={"group": prior.group_name, "changed": changed})

@@ -281,7 +281,9 @@ class IrflowSettings(BaseSettings):
         default_factory=list, description="folders of the team's own Python rule files (docs/rules.md)"
     )
     log_file_max_bytes: int = Field(
-        default=256 * 1024 * 1024, ge=1, description="largest CloudTrail log file in S3 the listener will read"
+        default=256 * 1024 * 1024,
+        ge=1,
+        description="largest CloudTrail log file in S3 the listener will read, as stored and once decompressed",
     )
     detection_min_severity: Severity = Field(
         default=Severity.MEDIUM,
@@ -397,6 +399,7 @@ class IrflowSettings(BaseSettings):
             verify_containment=timedelta(seconds=self.verify_containment_seconds)
             if self.verify_containment_seconds
             else None,
+            history_events_per_run=self.history_events_per_run,
         )
 
 
