@@ -99,7 +99,7 @@ class Service(GuardDutyModel):
         if isinstance(value, dict) and isinstance(value.get("value"), str) and set(value) <= {"value", "type"}:
             try:
                 decoded = json.loads(value["value"])
-            except (json.JSONDecodeError, RecursionError):  # too deep is as unreadable as broken
+            except json.JSONDecodeError:
                 return {"value": value["value"]}
             return decoded if isinstance(decoded, dict) else {"value": decoded}
         return value

@@ -14,9 +14,20 @@ from temporalio.service import RPCError
 from irflow.codec import ENCODING, METADATA_ENCODING, KmsPayloadCodec, PayloadDecryptionError, with_payload_codec
 from irflow.models.incident import IncidentState, Status
 from tests.support import another_connection, open_incident, running_worker, wait_for
-from workflows.incident import BEFORE_REPORT, CLOSE_THE_LOOP, JOINED_FINDING, NOTIFY_CONTAINED
+from workflows.activity_options import PRIOR_STATE_SETTLED
+from workflows.carry_over import CONTINUE_AS_NEW
+from workflows.incident import BEFORE_REPORT, CLOSE_THE_LOOP, JOINED_FINDING, NOTIFY_CONTAINED, UNDO_FAILURES
 
-PATCH_IDS = {BEFORE_REPORT, CLOSE_THE_LOOP, JOINED_FINDING, NOTIFY_CONTAINED}
+# Patch markers carry their id in clear: every one irflow's workflows can record, nothing else.
+PATCH_IDS = {
+    BEFORE_REPORT,
+    CLOSE_THE_LOOP,
+    JOINED_FINDING,
+    NOTIFY_CONTAINED,
+    PRIOR_STATE_SETTLED,
+    UNDO_FAILURES,
+    CONTINUE_AS_NEW,
+}
 
 SECRET = b'{"domain": "c2.example-botnet.net", "user": "alice", "ip": "203.0.113.9"}'
 
