@@ -37,8 +37,7 @@ from workflows import search_attributes as sa
 
 
 async def in_processes(findings: int, in_flight: int) -> None:
-    """The worker as its own process (its policy's bound is the default: settings.response_policy does not pass the
-    setting on yet)."""
+    """The worker as its own process, at the bound IRFLOW_HISTORY_EVENTS_PER_RUN gives it."""
     from bench.common import process_stack
     from tests.support import wait_for
     from tests.workflows.test_iam_user_playbook import observed_user
@@ -73,11 +72,6 @@ async def main(findings: int, events_per_run: int, in_flight: int) -> None:
     from tests.workflows.test_iam_user_playbook import observed_user
     from tests.workflows.test_incident_history import Storm, open_access_key_incident, report_json, run_lengths
 
-    # Until the worker's policy names the setting itself (irflow/models/settings.py, response_policy).
-    response_policy = IrflowSettings.response_policy
-    IrflowSettings.response_policy = lambda settings: response_policy(settings).model_copy(  # type: ignore[method-assign]
-        update={"history_events_per_run": settings.history_events_per_run}
-    )
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     os.environ.pop("AWS_ENDPOINT_URL", None)
     moto_fidelity.apply()

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import boto3
-import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
@@ -22,7 +21,6 @@ from irflow.devstack.demo import sample_access_key_finding, sample_finding
 from irflow.intake.submit import finding_delivery, submit
 from irflow.models.finding import parse_guardduty
 from irflow.models.incident import IncidentState, Status
-from irflow.models.settings import IrflowSettings
 from tests.support import observed_instance, open_incident, running_worker, wait_for
 from tests.workflows.test_iam_user_playbook import observed_user
 from workflows.incident import IncidentWorkflow
@@ -34,19 +32,6 @@ RUN_BOUND = 2 * EVENTS_PER_RUN
 STORM = 1200  # the CI storm; bench/history_storm.py sends 10,000 at the default bound
 INSTANCE_STORM = 600  # an instance's guard re-checks more steps per finding: more events each, fewer needed
 QUESTION_STORM = 800  # before containment a finding costs about one event: enough for one switch
-
-
-@pytest.fixture
-def history_setting(monkeypatch):
-    """The worker's policy carries IRFLOW_HISTORY_EVENTS_PER_RUN to its incidents (as settings.response_policy
-    will, once it names the setting)."""
-    response_policy = IrflowSettings.response_policy
-
-    def with_history_bound(settings: IrflowSettings):
-        policy = response_policy(settings)
-        return policy.model_copy(update={"history_events_per_run": settings.history_events_per_run})
-
-    monkeypatch.setattr(IrflowSettings, "response_policy", with_history_bound)
 
 
 def access_key_event(workload, count: int = 1, severity: float = 8.0) -> dict:
@@ -129,9 +114,7 @@ def report_json(workload, state: IncidentState) -> dict:
     return json.loads(body)
 
 
-async def test_a_storm_of_findings_stays_bounded_and_the_incident_still_decides_and_undoes(
-    dev_env, workload, history_setting
-):
+async def test_a_storm_of_findings_stays_bounded_and_the_incident_still_decides_and_undoes(dev_env, workload):
     client = dev_env.client
     before = observed_user(workload)
     async with running_worker(client, history_events_per_run=EVENTS_PER_RUN) as settings:
@@ -163,7 +146,7 @@ async def test_a_storm_of_findings_stays_bounded_and_the_incident_still_decides_
     assert [(d["kind"], d["by"], d["via"]) for d in report["decisions"]] == [("reject", "alice", "update")]
 
 
-async def test_a_pending_question_outlives_the_switch_with_its_deadline(dev_env, workload, history_setting):
+async def test_a_pending_question_outlives_the_switch_with_its_deadline(dev_env, workload):
     client = dev_env.client
     async with running_worker(client, history_events_per_run=EVENTS_PER_RUN, decision_timeout_seconds=7200) as settings:
         # LOW: containment itself waits for an analyst, and the storm comes while it does.
@@ -192,7 +175,7 @@ async def test_a_pending_question_outlives_the_switch_with_its_deadline(dev_env,
     assert final.absorbed_count() == QUESTION_STORM + 1
 
 
-async def test_an_instance_contained_through_a_storm_gets_its_network_back_exactly(dev_env, workload, history_setting):
+async def test_an_instance_contained_through_a_storm_gets_its_network_back_exactly(dev_env, workload):
     client = dev_env.client
     before = observed_instance(workload)
     async with running_worker(client, history_events_per_run=EVENTS_PER_RUN) as settings:
