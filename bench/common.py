@@ -11,15 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
+from moto import mock_aws
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 
+from activities.aws import reset_clients
+from irflow.devstack import moto_fidelity
 from irflow.devstack.processes import (
     ProcessGroup,
     aws_environment,
+    binary,
     start_moto_on_free_port,
     start_temporal_on_free_ports,
 )
 from irflow.temporal_client import connect, ensure_search_attributes
+from workflows import search_attributes as sa
 
 
 def print_goals(measured: list[float], baseline: list[float], limit_seconds: float) -> None:
@@ -77,6 +84,27 @@ async def process_stack() -> AsyncIterator[ProcessStack]:
             yield ProcessStack(group, address, client)
         finally:
             group.stop()
+
+
+@asynccontextmanager
+async def in_process_stack() -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server (its own process, on free ports) and moto in this process, for benches whose worker runs
+    in this process too: AWS calls go to moto's in-process mock, with moto's known gaps mended."""
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    moto_fidelity.apply()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=list(sa.ALL),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    try:
+        with mock_aws():
+            reset_clients()
+            yield env
+    finally:
+        await env.shutdown()
 
 
 def start_irflow_processes(

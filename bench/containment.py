@@ -18,20 +18,12 @@ import statistics
 import time
 from datetime import UTC, datetime
 
-from moto import mock_aws
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
-from activities.aws import reset_clients
-from bench.common import percentile, print_goals
-from irflow.devstack import moto_fidelity
+from bench.common import in_process_stack, percentile, print_goals
 from irflow.devstack.demo import seed_workload
-from irflow.devstack.processes import binary
 from irflow.models.ec2 import Ec2StepInput, Ec2Target
 from irflow.models.incident import Status
 from irflow.models.settings import get_settings
 from irflow.temporal_client import exit_now
-from workflows import search_attributes as sa
 
 
 def _direct_containment(region: str) -> float:
@@ -75,33 +67,20 @@ async def _irflow_containment(env, region: str, egress: bool = True) -> float:
 
 
 async def main(incidents: int) -> None:
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    moto_fidelity.apply()
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=list(sa.ALL),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
-    try:
-        with mock_aws():
-            reset_clients()
-            _direct_containment("us-east-1")  # warm-up: imports, first clients; not measured
-            await _irflow_containment(env, "us-east-1")
-            baseline, measured, plain = [], [], []
-            for number in range(incidents):
-                baseline.append(_direct_containment("us-east-1"))
-                # Which of the two goes first alternates: moto's state grows with every incident.
-                for egress in (True, False) if number % 2 == 0 else (False, True):
-                    (measured if egress else plain).append(await _irflow_containment(env, "us-east-1", egress))
-                latest = (
-                    f"baseline {baseline[-1] * 1000:.0f} ms, irflow {measured[-1] * 1000:.0f} ms, "
-                    f"without forensic egress {plain[-1] * 1000:.0f} ms"
-                )
-                print(f"  {number + 1}/{incidents}: {latest}", flush=True)
-    finally:
-        await env.shutdown()
+    async with in_process_stack() as env:
+        _direct_containment("us-east-1")  # warm-up: imports, first clients; not measured
+        await _irflow_containment(env, "us-east-1")
+        baseline, measured, plain = [], [], []
+        for number in range(incidents):
+            baseline.append(_direct_containment("us-east-1"))
+            # Which of the two goes first alternates: moto's state grows with every incident.
+            for egress in (True, False) if number % 2 == 0 else (False, True):
+                (measured if egress else plain).append(await _irflow_containment(env, "us-east-1", egress))
+            latest = (
+                f"baseline {baseline[-1] * 1000:.0f} ms, irflow {measured[-1] * 1000:.0f} ms, "
+                f"without forensic egress {plain[-1] * 1000:.0f} ms"
+            )
+            print(f"  {number + 1}/{incidents}: {latest}", flush=True)
     base_median, irflow_median = statistics.median(baseline), statistics.median(measured)
     print(f"incidents: {incidents} (moto in-process, Temporal dev server, 2-core machine)")
     print(

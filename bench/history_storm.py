@@ -21,19 +21,12 @@ import os
 import sys
 import time
 
-from moto import mock_aws
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
-
-from activities.aws import reset_clients
+from bench.common import in_process_stack
 from irflow.cli.incidents import _decide
-from irflow.devstack import moto_fidelity
 from irflow.devstack.demo import seed_workload
-from irflow.devstack.processes import binary
 from irflow.models.incident import Status
 from irflow.models.settings import IrflowSettings, get_settings
 from irflow.temporal_client import exit_now
-from workflows import search_attributes as sa
 
 
 async def in_processes(findings: int, in_flight: int) -> None:
@@ -72,40 +65,27 @@ async def main(findings: int, events_per_run: int, in_flight: int) -> None:
     from tests.workflows.test_iam_user_playbook import observed_user
     from tests.workflows.test_incident_history import Storm, open_access_key_incident, report_json, run_lengths
 
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    moto_fidelity.apply()
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=binary("temporal"),
-        search_attributes=list(sa.ALL),
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
-    try:
-        with mock_aws():
-            reset_clients()
-            workload = seed_workload(name="storm")
-            os.environ.update(workload.worker_environment())
-            get_settings.cache_clear()
-            before = observed_user(workload)
-            async with running_worker(env.client, history_events_per_run=events_per_run) as settings:
-                handle = await open_access_key_incident(env.client, settings, workload)
-                await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=60)
-                storm = Storm(workload, findings)
-                started = time.monotonic()
-                sent = await storm.send(env.client, handle.id, in_flight)
-                state = await wait_for(handle, lambda s: s.finding_deliveries == findings + 1, timeout=600)
-                absorbed = time.monotonic() - started
-                failed: list[list[int]] = []
-                lengths = await run_lengths(env.client, handle.id, failed)
-                started = time.monotonic()
-                outcome = await _decide(env.client, handle.id, "reject", {"reason": "storm over"}, "alice", None)
-                final = await handle.result()
-                undone = time.monotonic() - started
-            report = report_json(workload, final)
-            restored = observed_user(workload) == before
-    finally:
-        await env.shutdown()
+    async with in_process_stack() as env:
+        workload = seed_workload(name="storm")
+        os.environ.update(workload.worker_environment())
+        get_settings.cache_clear()
+        before = observed_user(workload)
+        async with running_worker(env.client, history_events_per_run=events_per_run) as settings:
+            handle = await open_access_key_incident(env.client, settings, workload)
+            await wait_for(handle, lambda s: s.status == Status.AWAITING_DECISION, timeout=60)
+            storm = Storm(workload, findings)
+            started = time.monotonic()
+            sent = await storm.send(env.client, handle.id, in_flight)
+            state = await wait_for(handle, lambda s: s.finding_deliveries == findings + 1, timeout=600)
+            absorbed = time.monotonic() - started
+            failed: list[list[int]] = []
+            lengths = await run_lengths(env.client, handle.id, failed)
+            started = time.monotonic()
+            outcome = await _decide(env.client, handle.id, "reject", {"reason": "storm over"}, "alice", None)
+            final = await handle.result()
+            undone = time.monotonic() - started
+        report = report_json(workload, final)
+        restored = observed_user(workload) == before
     _print(findings, in_flight, events_per_run, storm, sent, absorbed, state, lengths, failed, outcome, final, undone)
     print(f"key Active again, user as before: {restored}; report counts {report['findings_absorbed']} findings")
 
